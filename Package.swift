@@ -1,0 +1,65 @@
+// swift-tools-version:6.0
+// espforge — ESP32 production provisioning: byte-exact image, signing, encryption and NVS cores
+// plus the `espforge` command-line tool. See README.md for the architecture map.
+import PackageDescription
+
+let package = Package(
+    name: "espforge",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "espforge", targets: ["espforge"]),
+        .library(name: "ESPForge", targets: [
+            "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
+        ]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    ],
+    targets: [
+        // zlib, through the system library (zlib1g-dev on Debian).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib",
+                       providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+
+        // Shared vocabulary: byte reading/writing, CRC32, size parsing, diagnostics, chip tables.
+        .target(name: "ESPCore"),
+
+        // Domain cores (pure: bytes in, bytes out).
+        .target(name: "ImageFormat", dependencies: [
+            "ESPCore", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "SecureBoot", dependencies: [
+            "ESPCore", "ImageFormat",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
+        .target(name: "FlashEncryption", dependencies: [
+            "ESPCore", "Partitions", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "Partitions", dependencies: [
+            "ESPCore", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "NVS", dependencies: [
+            "ESPCore", .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
+
+        // The command-line tool: parses arguments, does file I/O, prints.
+        .executableTarget(name: "espforge", dependencies: [
+            "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // Test helpers: fixture paths, the Python oracle, running the built tool.
+        .target(name: "TestSupport", dependencies: ["ESPCore"], path: "Tests/TestSupport"),
+        .testTarget(name: "ESPCoreTests", dependencies: ["ESPCore", "TestSupport"]),
+        .testTarget(name: "ImageFormatTests", dependencies: ["ImageFormat", "TestSupport"]),
+        .testTarget(name: "SecureBootTests", dependencies: ["SecureBoot", "ImageFormat", "TestSupport"]),
+        .testTarget(name: "FlashEncryptionTests", dependencies: ["FlashEncryption", "Partitions", "TestSupport"]),
+        .testTarget(name: "PartitionsTests", dependencies: ["Partitions", "TestSupport"]),
+        .testTarget(name: "NVSTests", dependencies: ["NVS", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// The FlashEncryption core. See README.md, section Architecture.

@@ -1,0 +1,1 @@
+// The ImageFormat core. See README.md, section Architecture.

@@ -1,0 +1,1 @@
+// The NVS core. See README.md, section Architecture.

@@ -1,0 +1,1 @@
+// The Partitions core. See README.md, section Architecture.

@@ -1,0 +1,1 @@
+// The SecureBoot core. See README.md, section Architecture.
