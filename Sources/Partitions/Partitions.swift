@@ -1,1 +1,0 @@
-// The Partitions core. See README.md, section Architecture.
