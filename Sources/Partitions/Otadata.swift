@@ -112,7 +112,7 @@ public enum Otadata {
             let bothInvalidRaw = copies.allSatisfy {
                 $0.sequence == 0xFFFF_FFFF || $0.stateValue == State.invalid.rawValue || $0.stateValue == State.aborted.rawValue
             }
-            if bothInvalidRaw || otaAppCount == 0 { return hasFactory ? .factory : .firstOTA }
+            if bothInvalidRaw || otaAppCount <= 0 { return hasFactory ? .factory : .firstOTA }
             guard let a = activeCopy, a < copies.count else { return .invalidFallback(hasFactory: hasFactory) }
             return .ota(Int((copies[a].sequence &- 1) % UInt32(otaAppCount)))
         }

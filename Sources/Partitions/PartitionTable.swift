@@ -15,6 +15,9 @@ public struct PartitionTableOptions: Sendable {
     public var secureBootV1: Bool = false
     /// Values for `$NAME` / `${NAME}` in the CSV.
     public var environment: [String: String] = [:]
+    /// Size of the bootloader image to be flashed at the chip's bootloader offset, when known:
+    /// it must end at or before the partition table.
+    public var bootloaderSize: Int?
 
     public init(tableOffset: Int = 0x8000, chip: ChipSpec = .esp32, flashSize: Int? = nil, md5: Bool = true,
                 secureBootV1: Bool = false, environment: [String: String] = [:]) {

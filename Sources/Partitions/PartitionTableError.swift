@@ -38,6 +38,7 @@ public enum PartitionTableError: Error, Equatable, Sendable {
     // Table layout
     case tableOffsetMisaligned(tableOffset: Int)
     case tableOverlapsBootloader(tableOffset: Int, bootloaderOffset: Int, chip: String)
+    case bootloaderTooLarge(bootloaderOffset: Int, bootloaderSize: Int, tableOffset: Int)
     case tooLarge(entries: Int, bytes: Int, max: Int)
     case misalignedOffset(name: String, offset: Int, alignment: Int, source: PartitionSource)
     case misalignedSize(name: String, size: Int, alignment: Int, source: PartitionSource)
@@ -108,6 +109,9 @@ extension PartitionTableError: DiagnosticConvertible {
         case let .tableOverlapsBootloader(tableOffset, bootloaderOffset, chip):
             return Diagnostic("partition table offset \(hex(tableOffset)) leaves no room for the \(chip) bootloader at \(hex(bootloaderOffset))",
                               hint: "the table must start at least one sector after the bootloader offset (default 0x8000)")
+        case let .bootloaderTooLarge(bootloaderOffset, bootloaderSize, tableOffset):
+            return Diagnostic("the bootloader (\(hex(bootloaderSize)) bytes at \(hex(bootloaderOffset))) ends at \(hex(bootloaderOffset + bootloaderSize)), past the partition table at \(hex(tableOffset))",
+                              hint: "move the partition table up (--offset, CONFIG_PARTITION_TABLE_OFFSET) or shrink the bootloader; Secure Boot and flash encryption make it larger")
         case let .tooLarge(entries, bytes, max):
             return Diagnostic("\(entries) partitions need \(bytes) bytes, but a table holds less than \(max)",
                               hint: "at most 95 entries fit (94 with the MD5 entry)")

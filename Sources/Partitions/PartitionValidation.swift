@@ -13,6 +13,9 @@ extension PartitionTable {
             throw .tableOverlapsBootloader(tableOffset: tableOffset, bootloaderOffset: bootloaderOffset,
                                            chip: options.chip.displayName)
         }
+        if let size = options.bootloaderSize, bootloaderOffset + size > tableOffset {
+            throw .bootloaderTooLarge(bootloaderOffset: bootloaderOffset, bootloaderSize: size, tableOffset: tableOffset)
+        }
 
         // Each entry on its own.
         for (i, e) in entries.enumerated() {

@@ -119,6 +119,19 @@ import TestSupport
         #expect(s3.status == 1 && s3.err.contains("short.bin"), "\(s3.err)")
     }
 
+    @Test(.enabled(if: TestEnvironment.fixturesOrCI, "Espressif fixtures not found"))
+    func bootloaderFitCheck() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let csv = dir.appendingPathComponent("t.csv").path
+        try "factory,app,factory,,1M\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let bl = TestEnvironment.fixture("images/bootloader_esp32_v5_2.bin").path // 0x6890 bytes
+        #expect(try Espforge.run(["partitions", "check", csv, "--bootloader", bl]).status == 0)
+        let r = try Espforge.run(["partitions", "check", csv, "--bootloader", bl, "--offset", "0x7000"])
+        #expect(r.status == 1)
+        #expect(r.err.contains("ends at 0x7890, past the partition table at 0x7000"), "\(r.err)")
+    }
+
     @Test func helpHasExamples() throws {
         for cmd in [["partitions", "build"], ["partitions", "show"], ["partitions", "check"],
                     ["otadata", "build"], ["otadata", "show"]] {

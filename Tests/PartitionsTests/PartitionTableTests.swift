@@ -334,6 +334,18 @@ struct FixtureTests {
         #expect(throws: Never.self) { try build("nvs,data,nvs,,0x2000,readonly\nfactory,app,factory,,1M") }
     }
 
+    @Test func bootloaderMustEndBeforeTheTable() throws {
+        var o = PartitionTableOptions()
+        o.bootloaderSize = 0x7000 // 0x1000 + 0x7000 = 0x8000: just fits
+        #expect(throws: Never.self) { try build("factory,app,factory,,1M", o) }
+        o.bootloaderSize = 0x7001
+        #expect(throws: PartitionTableError.bootloaderTooLarge(bootloaderOffset: 0x1000, bootloaderSize: 0x7001, tableOffset: 0x8000)) {
+            try build("factory,app,factory,,1M", o)
+        }
+        o.tableOffset = 0x10000 // what the seed board does to make room
+        #expect(throws: Never.self) { try build("factory,app,factory,,1M", o) }
+    }
+
     @Test func overlapInBinaryTablePointsAtEntryOffset() throws {
         let t = PartitionTable(entries: [
             PartitionEntry(name: "a", type: 1, subtype: 2, offset: 0x9000, size: 0x6000),

@@ -29,6 +29,9 @@ struct PartitionLayoutOptions: ParsableArguments {
     @Flag(help: "Require app partition sizes to be multiples of 64 KiB (Secure Boot V1).")
     var secureV1 = false
 
+    @Option(help: "Bootloader image to be flashed; checks that it ends before the partition table.")
+    var bootloader: String?
+
     func options(md5: Bool = true) throws -> PartitionTableOptions {
         guard let chipSpec = ChipSpec.named(chip) else {
             throw UsageError("unknown chip '\(chip)'", hint: "use one of: " + ChipSpec.all.map(\.name).joined(separator: ", "))
@@ -43,8 +46,10 @@ struct PartitionLayoutOptions: ParsableArguments {
             }
             flash = n
         }
-        return PartitionTableOptions(tableOffset: tableOffset, chip: chipSpec, flashSize: flash, md5: md5,
-                                     secureBootV1: secureV1, environment: ProcessInfo.processInfo.environment)
+        var options = PartitionTableOptions(tableOffset: tableOffset, chip: chipSpec, flashSize: flash, md5: md5,
+                                            secureBootV1: secureV1, environment: ProcessInfo.processInfo.environment)
+        if let bootloader { options.bootloaderSize = try FileIO.read(bootloader).count }
+        return options
     }
 }
 
