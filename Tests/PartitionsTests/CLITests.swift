@@ -79,6 +79,18 @@ import TestSupport
         #expect(r.status == 1)
         #expect(r.err.contains("byte offset 224 (0xe0): MD5 of the entries does not match"), "\(r.err)")
 
+        // The same table inside a flash dump, read with --at: error offsets are file offsets.
+        let dump = dir.appendingPathComponent("dump.bin").path
+        try Data([UInt8](repeating: 0xFF, count: 0x8000) + bytes + [UInt8](repeating: 0xFF, count: 0x2000))
+            .write(to: URL(fileURLWithPath: dump))
+        let d = try Espforge.run(["partitions", "show", dump, "--at", "0x8000"])
+        #expect(d.status == 1 && d.err.contains("byte offset 32992 (0x80e0)"), "\(d.err)")
+        var fixed = bytes
+        fixed[0x45] ^= 0x10
+        try Data([UInt8](repeating: 0xFF, count: 0x8000) + fixed).write(to: URL(fileURLWithPath: dump))
+        let ok = try Espforge.run(["partitions", "show", dump, "--at", "0x8000"])
+        #expect(ok.status == 0 && ok.out.contains("ota_0,app,ota_0,0x60000,1664K,"), "\(ok.err)")
+
         let noise = dir.appendingPathComponent("noise.bin").path
         try Data([0xAA, 0x50, 1, 2, 3]).write(to: URL(fileURLWithPath: noise))
         let t = try Espforge.run(["partitions", "show", noise])

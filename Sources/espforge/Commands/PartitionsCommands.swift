@@ -105,8 +105,24 @@ struct LoadedTable {
     var md5: PartitionTable.Parsed.MD5Status?
     var warnings: [PartitionWarning]
 
-    static func load(_ path: String, options: PartitionTableOptions) throws -> LoadedTable {
-        let bytes = try FileIO.read(path)
+    static func load(_ path: String, options: PartitionTableOptions, at base: Int? = nil) throws -> LoadedTable {
+        var bytes = try FileIO.read(path)
+        if let base {
+            // A table inside a flash dump: one sector from `base`; error offsets are file offsets.
+            guard base >= 0, base < bytes.count else {
+                throw UsageError(Diagnostic("--at \(NumberParsing.hex(base)) is past the end of the file (\(bytes.count) bytes)", file: path))
+            }
+            bytes = Array(bytes[base..<min(bytes.count, base + PartitionTable.sectorSize)])
+            do {
+                let parsed = try PartitionTable.parse(binary: bytes)
+                return LoadedTable(table: parsed.table, isBinary: true, md5: parsed.md5, warnings: parsed.warnings)
+            } catch {
+                var d = error.diagnostic
+                d.offset = (d.offset ?? 0) + base
+                d.file = path
+                throw UsageError(d)
+            }
+        }
         do {
             if bytes.count >= 2, (bytes[0] == 0xAA && bytes[1] == 0x50) || (bytes[0] == 0xEB && bytes[1] == 0xEB)
                 || bytes.allSatisfy({ $0 == 0xFF }) {
@@ -183,6 +199,7 @@ struct PartitionsShow: ParsableCommand {
             Example:
               espforge partitions show partition-table.bin
               espforge partitions show partition-table.bin --json
+              espforge partitions show flash-dump.bin --at 0x8000
             """
     )
 
@@ -192,11 +209,19 @@ struct PartitionsShow: ParsableCommand {
     @Flag(help: "Print JSON instead of CSV.")
     var json = false
 
+    @Option(help: "Read the table at this byte offset of the file (e.g. 0x8000 in a flash dump).")
+    var at: String?
+
     @OptionGroup var layout: PartitionLayoutOptions
 
     func run() throws {
         let options = try layout.options()
-        let loaded = try LoadedTable.load(table, options: options)
+        var base: Int?
+        if let at {
+            guard let n = NumberParsing.integer(at) else { throw UsageError("--at '\(at)' is not an offset", hint: "for example 0x8000") }
+            base = n
+        }
+        let loaded = try LoadedTable.load(table, options: options, at: base)
         var warnings = loaded.warnings
         switch Result(catching: { () throws(PartitionTableError) -> [PartitionWarning] in
             try loaded.table.validate(options: options)
