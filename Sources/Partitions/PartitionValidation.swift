@@ -132,7 +132,7 @@ extension PartitionTable {
         case PartitionEntry.DataSubtype.nvsKeys:
             if !e.isEncrypted {
                 warnings.append(PartitionWarning(.nvsKeysNotEncrypted,
-                    "nvs_keys partition '\(e.name)' is not flagged encrypted: the NVS keys would be stored in plaintext",
+                    "nvs_keys partition '\(e.name)' is not flagged encrypted: ESP-IDF requires the flag, and older releases and flashing tools that follow it leave the NVS keys in plaintext",
                     source: src, hint: "add the 'encrypted' flag"))
             }
             if e.size < 0x1000 {

@@ -67,7 +67,7 @@ struct PartitionsBuild: ParsableCommand {
             encrypted nvs partition are reported as warnings.
 
             Example:
-              espforge partitions build partitions.csv -o partition-table.bin --flash-size 4MB
+              espforge partitions build partitions.csv -o table.bin --flash-size 4MB
             """
     )
 
