@@ -123,6 +123,10 @@ import TestSupport
         let s2 = try Espforge.run(["otadata", "show", blank, "--factory"])
         #expect(s2.out.contains("boots: factory"), "\(s2.out)")
 
+        let missing = try Espforge.run(["otadata", "build", "--boot", "ota_2", "--table", table, "-o", blank])
+        #expect(missing.status == 1 && missing.err.contains("no ota_2 partition"), "\(missing.err)")
+        #expect(try Espforge.run(["otadata", "build", "--boot", "ota_1", "--table", table, "-o", blank]).status == 0)
+
         let bad = try Espforge.run(["otadata", "build", "--boot", "ota_16", "-o", blank])
         #expect(bad.status == 1 && bad.err.contains("not an OTA slot"))
         let short = dir.appendingPathComponent("short.bin").path

@@ -41,6 +41,9 @@ struct OtadataBuild: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file (0x2000 bytes).")
     var output: String
 
+    @Option(help: "Partition table (binary or CSV): check that the slot exists and otadata is 0x2000 bytes.")
+    var table: String?
+
     func run() throws {
         guard let otaState = Otadata.State(name: state) else {
             throw UsageError("unknown --state '\(state)'",
@@ -59,6 +62,17 @@ struct OtadataBuild: ParsableCommand {
             let lower = boot.lowercased()
             guard lower.hasPrefix("ota_"), let n = Int(lower.dropFirst(4)), (0..<16).contains(n) else {
                 throw UsageError("--boot '\(boot)' is not an OTA slot", hint: "use ota_0 … ota_15 or none")
+            }
+            if let table {
+                let loaded = try LoadedTable.load(table, options: PartitionTableOptions())
+                let slots = loaded.table.otaApps.map { Int($0.subtype) - 0x10 }
+                guard slots.contains(n) else {
+                    throw UsageError(Diagnostic("the partition table has no ota_\(n) partition", file: table,
+                                                hint: "its OTA slots: " + (slots.isEmpty ? "none" : slots.sorted().map { "ota_\($0)" }.joined(separator: ", "))))
+                }
+                guard let otadata = loaded.table.otadata, otadata.size == UInt32(Otadata.size) else {
+                    throw UsageError(Diagnostic("the partition table has no otadata partition of 0x2000 bytes", file: table))
+                }
             }
             bytes = Otadata.build(bootSlot: n, state: otaState)
             summary = "boots ota_\(n) (sequence \(n + 1))"
