@@ -58,7 +58,9 @@ let package = Package(
         .testTarget(name: "ImageFormatTests", dependencies: ["ImageFormat", "TestSupport"]),
         .testTarget(name: "SecureBootTests", dependencies: ["SecureBoot", "ImageFormat", "TestSupport"]),
         .testTarget(name: "FlashEncryptionTests", dependencies: ["FlashEncryption", "Partitions", "TestSupport"]),
-        .testTarget(name: "PartitionsTests", dependencies: ["Partitions", "TestSupport"]),
+        .testTarget(name: "PartitionsTests", dependencies: [
+            "Partitions", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "NVSTests", dependencies: ["NVS", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
