@@ -36,6 +36,9 @@ public struct ELFFile: Sendable {
     public static let sectionTypeFiniArray: UInt32 = 0xF
     public static let sectionTypePreinitArray: UInt32 = 0x10
     public static let programTypeLoad: UInt32 = 0x1
+    /// Upper bound on the bytes copied out of loadable sections (an image holds at most 16
+    /// segments below 16 MiB each), so crafted headers cannot exhaust memory.
+    static let maxLoadableBytes = 256 << 20
     static let progTypes: [UInt32] = [sectionTypeProgbits, sectionTypeInitArray, sectionTypeFiniArray, sectionTypePreinitArray]
 
     public let machine: UInt16
@@ -99,10 +102,15 @@ public struct ELFFile: Sendable {
 
             var secs: [Section] = []
             secs.reserveCapacity(shnum)
+            var loadable = 0
             for (i, s) in raws.enumerated() {
                 let name = Self.string(in: names, at: Int(s.name))
                 var data: [UInt8] = []
                 if Self.progTypes.contains(s.type) && s.size > 0 && s.addr != 0 {
+                    loadable += Int(s.size)
+                    guard loadable <= Self.maxLoadableBytes else {
+                        throw ImageError.invalidELF("loadable sections add up to more than \(Self.maxLoadableBytes >> 20) MiB", offset: shoff + i * 0x28)
+                    }
                     data = Array(try Self.slice(bytes, Int(s.offset), Int(s.size), what: "data of section \(i) '\(name)'"))
                 }
                 secs.append(Section(name: name, type: s.type, flags: s.flags, address: s.addr,

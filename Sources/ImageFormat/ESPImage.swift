@@ -59,6 +59,8 @@ public struct ESPImage: Sendable {
     /// True when the file holds at least 4096 bytes at `signatureSectorOffset` starting with 0xE7.
     public var hasSignatureSector: Bool
     public var fileLength: Int
+    /// First byte after `imageEnd` that is not 0xFF padding (a signature or other data), if any.
+    public var trailingDataOffset: Int?
 
     public var appDescriptor: AppDescriptor?
     public var bootloaderDescriptor: BootloaderDescriptor?
@@ -156,6 +158,7 @@ public struct ESPImage: Sendable {
             hasSignatureSector = bytes.count - signatureSectorOffset >= Self.signatureSectorSize
                 && bytes[signatureSectorOffset] == 0xE7
             fileLength = bytes.count
+            trailingDataOffset = end < bytes.count ? bytes[end...].firstIndex(where: { $0 != 0xFF }) : nil
 
             // Descriptors.
             appDescriptor = nil

@@ -39,7 +39,7 @@ extension ImageError: DiagnosticConvertible {
         case let .unknownParameter(kind, value, allowed):
             return Diagnostic("unknown \(kind) '\(value)'", hint: "choose one of: " + allowed.joined(separator: ", "))
         case let .signedImage(sectorOffset):
-            return Diagnostic("image carries a Secure Boot V2 signature sector at byte offset \(hex(sectorOffset)); rewriting the header would change the signed bytes and the signature would no longer verify (the chip would refuse to boot it)",
+            return Diagnostic("image carries a Secure Boot V2 signature sector at byte offset \(hex(sectorOffset)); rewriting the header would change signed bytes, so the signature would no longer verify and the chip would refuse to boot it; a re-sign is needed after any header change",
                               offset: sectorOffset,
                               hint: "retarget the unsigned image and sign it again, or pass --strip-signature to drop the signature and re-sign the result")
         case let .trailingData(offset):

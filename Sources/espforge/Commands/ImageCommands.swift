@@ -104,6 +104,8 @@ struct ImageInfoReport: Codable {
     var imageEnd: Int
     var signatureSectorOffset: Int
     var hasSignatureSector: Bool
+    var bytesAfterImage: Int
+    var trailingDataOffset: Int?
     var appDescriptor: AppDescriptor?
     var bootloaderDescriptor: BootloaderDescriptor?
     var secureBoot: SignatureSectorReport?
@@ -138,6 +140,8 @@ struct ImageInfoReport: Codable {
         imageEnd = i.imageEnd
         signatureSectorOffset = i.signatureSectorOffset
         hasSignatureSector = i.hasSignatureSector
+        bytesAfterImage = i.fileLength - i.imageEnd
+        trailingDataOffset = i.trailingDataOffset
         appDescriptor = i.appDescriptor
         bootloaderDescriptor = i.bootloaderDescriptor
         self.secureBoot = secureBoot
@@ -172,6 +176,13 @@ struct ImageInfoReport: Codable {
             line("SHA-256:         not appended")
         }
         line("Image end:       \(h(imageEnd))")
+        if bytesAfterImage > 0 {
+            if let t = trailingDataOffset {
+                line("After the image: \(bytesAfterImage) bytes; data from \(h(t))" + (hasSignatureSector ? " (signature sector)" : " (not a Secure Boot V2 sector; e.g. a V1 signature)"))
+            } else {
+                line("After the image: \(bytesAfterImage) bytes of 0xFF padding")
+            }
+        }
         if let a = appDescriptor {
             line()
             line("Application descriptor:")
