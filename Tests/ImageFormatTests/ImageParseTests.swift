@@ -30,6 +30,8 @@ struct ImageParseTests {
         #expect(image.appDescriptor?.projectName == oracle.projectName, "\(name)")
         #expect(image.appDescriptor?.elfSHA256 == oracle.elfSHA256, "\(name)")
         #expect(image.bootloaderDescriptor?.idfVersion == oracle.bootloaderIDF, "\(name)")
+        #expect(image.warnings.isEmpty, "\(name): \(image.warnings)")
+        #expect(image.chip?.name == "esp32")
     }
 
     @Test("signature sector detection on the Secure Boot V2 fixtures",

@@ -96,7 +96,7 @@ struct ImageInfoReport: Codable {
         var computedSHA256: String?
         var sha256Valid: Bool?
     }
-    var file: Int
+    var fileSize: Int
     var header: Header
     var extendedHeader: ExtendedHeader
     var segments: [Segment]
@@ -114,7 +114,7 @@ struct ImageInfoReport: Codable {
     init(_ i: ESPImage, secureBoot: SignatureSectorReport?) {
         func h(_ v: some BinaryInteger, _ w: Int) -> String { NumberParsing.hex(v, width: w) }
         func rev(_ v: UInt16) -> String { v == 0xFFFF ? "unset (0xffff)" : "v\(v / 100).\(v % 100)" }
-        file = i.fileLength
+        fileSize = i.fileLength
         header = Header(segmentCount: i.segmentCount,
                         flashMode: i.flashModeName?.uppercased() ?? "unknown",
                         flashModeCode: Int(i.flashModeCode),
@@ -152,7 +152,7 @@ struct ImageInfoReport: Codable {
         func h(_ v: some BinaryInteger, _ w: Int = 8) -> String { NumberParsing.hex(v, width: w) }
         var t = ""
         func line(_ s: String = "") { t += s + "\n" }
-        line("File size:       \(file) bytes")
+        line("File size:       \(fileSize) bytes")
         line("Chip:            \(extendedHeader.chip) (chip id \(extendedHeader.chipID))")
         line("Entry point:     \(header.entryPoint)")
         line("Flash mode:      \(header.flashMode)")
