@@ -1,5 +1,6 @@
 extension ChipSpec {
-    /// ESP32 (ESP32-D0WD and relatives). Facts: ../shared/spec/image-format.md, esptool's ESP32 target.
+    /// ESP32 (ESP32-D0WD and relatives). Facts: ../shared/spec/image-format.md; flash codes, memory
+    /// map and flash-mapped ranges checked against esptool 5.6.0 (`targets/esp32.py`).
     public static let esp32 = ChipSpec(
         name: "esp32",
         displayName: "ESP32",

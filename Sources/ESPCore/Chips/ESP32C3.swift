@@ -1,11 +1,12 @@
 extension ChipSpec {
-    /// ESP32-C3. Only the facts the image and encryption cores need so far.
+    /// ESP32-C3. Only the facts the image and encryption cores need so far. Flash codes and memory map
+    /// checked against esptool 5.6.0 (`targets/esp32c3.py`, which inherits the ESP32 flash tables).
     public static let esp32c3 = ChipSpec(
         name: "esp32c3",
         displayName: "ESP32-C3",
         imageChipID: 0x0005,
         bootloaderOffset: 0x0,
-        flashSizes: flashSizeTable(upTo: 16),
+        flashSizes: flashSizeTable(upTo: 128),
         flashFrequencies: [
             NamedCode("80m", 0xF, value: 80_000_000), NamedCode("40m", 0x0, value: 40_000_000),
             NamedCode("26m", 0x1, value: 26_000_000), NamedCode("20m", 0x2, value: 20_000_000),

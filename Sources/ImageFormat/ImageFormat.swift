@@ -1,1 +1,0 @@
-// The ImageFormat core. See README.md, section Architecture.
