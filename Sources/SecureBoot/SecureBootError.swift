@@ -23,6 +23,7 @@ public enum SecureBootError: Error, Equatable, Sendable {
     case appendWithoutSignature(offset: Int)
     case staleBlock(index: Int, offset: Int)
     case tooManyBlocks(existing: Int, adding: Int)
+    case mixedSchemes([SignatureScheme])
     // Signing
     case noKeys
     case keySignatureCountMismatch(keys: Int, signatures: Int)
@@ -90,6 +91,9 @@ extension SecureBootError: DiagnosticConvertible {
                               offset: offset, hint: "re-sign the unsigned image instead of appending")
         case let .tooManyBlocks(existing, adding):
             return Diagnostic("a signature sector holds at most 3 blocks; it has \(existing) and \(adding) more were requested")
+        case .mixedSchemes(let schemes):
+            return Diagnostic("one signature sector cannot mix schemes (\(schemes.map(\.displayName).joined(separator: ", ")))",
+                              hint: "a bootloader verifies blocks with the one scheme it was built for; sign with keys of one type")
         case .noKeys:
             return Diagnostic("no signing key given", hint: "pass --key KEY.pem, or --pub-key PUB.pem with --signature SIG.bin")
         case let .keySignatureCountMismatch(keys, signatures):

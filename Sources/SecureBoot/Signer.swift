@@ -66,6 +66,7 @@ public enum SecureBootSigner {
         for k in keys { try policy.check(k.scheme) }
         let prepared = try prepare(image: image, append: append)
         try checkCapacity(existing: prepared.existing.count, adding: keys.count)
+        try checkSchemes(prepared.existing, keys.map(\.scheme))
         var digests = DigestCache(content: prepared.content[...])
         var blocks: [SignatureBlock] = []
         for key in keys {
@@ -84,6 +85,7 @@ public enum SecureBootSigner {
         for s in signatures { try policy.check(s.key.scheme) }
         let prepared = try prepare(image: image, append: append)
         try checkCapacity(existing: prepared.existing.count, adding: signatures.count)
+        try checkSchemes(prepared.existing, signatures.map(\.key.scheme))
         var digests = DigestCache(content: prepared.content[...])
         var blocks: [SignatureBlock] = []
         for (i, s) in signatures.enumerated() {
@@ -95,6 +97,12 @@ public enum SecureBootSigner {
             blocks.append(SignatureBlock.make(imageDigest: digest, key: try s.key.fields(), signature: raw))
         }
         return try finish(prepared, blocks, signatures.map(\.key), policy: policy)
+    }
+
+    static func checkSchemes(_ existing: [SignatureBlock], _ adding: [SignatureScheme]) throws {
+        var seen: [SignatureScheme] = []
+        for s in existing.map(\.scheme) + adding where !seen.contains(s) { seen.append(s) }
+        if seen.count > 1 { throw SecureBootError.mixedSchemes(seen) }
     }
 
     static func checkCapacity(existing: Int, adding: Int) throws {
@@ -204,7 +212,8 @@ public enum SecureBootVerifier {
                 continue
             }
             guard i < policy.honouredBlocks else {
-                reasons.append("block \(i) is signed with this key, but \(policy.displayName) honours only block(s) 0..<\(policy.honouredBlocks)")
+                reasons.append("block \(i) is signed with this key, but \(policy.displayName) honours only "
+                               + (policy.honouredBlocks == 1 ? "block 0" : "blocks 0-\(policy.honouredBlocks - 1)"))
                 continue
             }
             return i
