@@ -54,8 +54,6 @@ enum SecureBootCLI {
             throw FileContextError(file: path, underlying: error)
         }
     }
-
-    static func short(_ digest: [UInt8]) -> String { digest.hexString }
 }
 
 // MARK: - keygen
