@@ -129,7 +129,7 @@ public enum SecureBootSigner {
                 throw SecureBootError.selfVerificationFailed(index: index, reason: "block not valid")
             }
             guard (try? key.keyDigest()) == check.block.keyDigest,
-                  key.isValidSignature(check.block.signature, contentDigest: check.block.scheme.contentHash.digest(prepared.content)) else {
+                  key.isValidSignature(check.block.signature, contentDigest: check.contentDigest) else {
                 throw SecureBootError.selfVerificationFailed(index: index, reason: "key mismatch")
             }
         }
@@ -155,6 +155,8 @@ public enum SecureBootVerifier {
         public let digestMatches: Bool
         /// The signature verifies with the block's own key (nil: the key is unusable, e.g. P-192).
         public let signatureValid: Bool?
+        /// The digest of the content before the sector, with the block's hash function.
+        public let contentDigest: ContentDigest
     }
 
     public struct Inspection: Sendable {
@@ -175,7 +177,8 @@ public enum SecureBootVerifier {
             let digest = digests.digest(e.block.scheme.contentHash)
             let matches = digest.bytes == e.block.imageDigest
             let valid = VerifyingKey(fields: e.block.key).map { $0.isValidSignature(e.block.signature, contentDigest: digest) }
-            return BlockCheck(index: e.index, offset: e.offset, block: e.block, digestMatches: matches, signatureValid: valid)
+            return BlockCheck(index: e.index, offset: e.offset, block: e.block, digestMatches: matches,
+                              signatureValid: valid, contentDigest: digest)
         }
         return Inspection(sectorOffset: sectorOffset, sector: sector, checks: checks)
     }
@@ -190,7 +193,6 @@ public enum SecureBootVerifier {
         let inspection = inspect(image: image, sectorOffset: offset)
         guard !inspection.checks.isEmpty else { throw SecureBootError.noSignatureSector(offset: offset) }
         let keyDigest = try key.keyDigest()
-        var digests = DigestCache(content: image[0..<offset])
         var reasons: [String] = []
         for check in inspection.checks {
             let i = check.index
@@ -207,7 +209,7 @@ public enum SecureBootVerifier {
                 reasons.append("block \(i): image digest does not match the content (image modified after signing)")
                 continue
             }
-            guard key.isValidSignature(block.signature, contentDigest: digests.digest(block.scheme.contentHash)) else {
+            guard key.isValidSignature(block.signature, contentDigest: check.contentDigest) else {
                 reasons.append("block \(i): signature does not verify")
                 continue
             }
