@@ -17,8 +17,8 @@ struct SecureBootCommand: ParsableCommand {
 
             Example:
               espforge secure-boot keygen --scheme rsa3072 -o signing_key.pem
-              espforge secure-boot sign --key signing_key.pem bootloader.bin -o bootloader-signed.bin
-              espforge secure-boot verify --key signing_key.pem bootloader-signed.bin
+              espforge secure-boot sign --key signing_key.pem bootloader.bin -o signed.bin
+              espforge secure-boot verify --key signing_key.pem signed.bin
               espforge secure-boot digest --key signing_key.pem -o key_digest.bin
             """,
         subcommands: [
@@ -70,7 +70,7 @@ struct SecureBootKeygen: ParsableCommand {
             Keep the private key offline; only its public-key digest goes into eFuse.
 
             Example:
-              espforge secure-boot keygen --scheme rsa3072 -o secure_boot_signing_key.pem --pub-out signing_pub.pem
+              espforge secure-boot keygen --scheme rsa3072 -o key.pem --pub-out pub.pem
             """
     )
 
@@ -128,8 +128,8 @@ struct SecureBootSign: ParsableCommand {
             printed when the sector gets more than one block).
 
             Example:
-              espforge secure-boot sign --key signing_key.pem build/bootloader/bootloader.bin -o bootloader-signed.bin
-              espforge secure-boot sign --pub-key pub.pem --signature sig.bin app.bin -o app-signed.bin
+              espforge secure-boot sign --key key.pem bootloader.bin -o signed.bin
+              espforge secure-boot sign --pub-key pub.pem --signature sig.bin app.bin -o out.bin
             """
     )
 
@@ -222,9 +222,11 @@ struct SecureBootDigestToSign: ParsableCommand {
 
             Example:
               espforge secure-boot digest-to-sign bootloader.bin -o digest.bin
-              openssl pkeyutl -sign -inkey key.pem -in digest.bin -out sig.bin -pkeyopt digest:sha256 \\
-                -pkeyopt rsa_padding_mode:pss -pkeyopt rsa_pss_saltlen:32
-              espforge secure-boot sign --pub-key pub.pem --signature sig.bin bootloader.bin -o signed.bin
+              openssl pkeyutl -sign -inkey key.pem -in digest.bin -out sig.bin \\
+                -pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss \\
+                -pkeyopt rsa_pss_saltlen:32
+              espforge secure-boot sign --pub-key pub.pem --signature sig.bin \\
+                bootloader.bin -o signed.bin
             """
     )
 
