@@ -95,7 +95,7 @@ public struct SignatureBlock: Sendable, Equatable {
         switch key {
         case .rsa:
             b[1] = versionRSA
-            b.replaceSubrange(4..<(4 + 32), with: digest.prefix(32))
+            b.replaceSubrange(4..<(4 + 32), with: fixedWidth(digest, 32))
             b.replaceSubrange(36..<812, with: key.digestedBytes)
             b.replaceSubrange(812..<1196, with: littleEndianFixed(signature, 384))
         case .ecdsa(let curve, _, _):
@@ -104,7 +104,7 @@ public struct SignatureBlock: Sendable, Equatable {
             let isP384 = curve == .p384
             b[2] = isP384 ? 1 : 0
             let digestLength = isP384 ? 48 : 32
-            b.replaceSubrange(4..<(4 + digestLength), with: digest.prefix(digestLength))
+            b.replaceSubrange(4..<(4 + digestLength), with: fixedWidth(digest, digestLength))
             let keyStart = isP384 ? 52 : 36
             let keyBytes = key.digestedBytes
             b.replaceSubrange(keyStart..<(keyStart + keyBytes.count), with: keyBytes)
@@ -121,6 +121,11 @@ public struct SignatureBlock: Sendable, Equatable {
 }
 
 import Crypto
+
+/// `bytes` cut or zero-extended to exactly `width` bytes, so a block never changes size.
+func fixedWidth(_ bytes: [UInt8], _ width: Int) -> [UInt8] {
+    Array(bytes.prefix(width)) + [UInt8](repeating: 0, count: max(0, width - bytes.count))
+}
 
 func sha256<C: Collection>(_ bytes: C) -> SHA256Digest where C.Element == UInt8 {
     var h = SHA256()

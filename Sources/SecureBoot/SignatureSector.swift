@@ -70,11 +70,15 @@ public struct SignatureSector: Sendable {
 /// Image-level helpers: padding, and splitting a signed image into content and sector.
 public enum SignedImage {
     /// `image` padded with 0xFF to a multiple of 4096 (espsecure's rule); returns the pad length.
-    public static func padded(_ image: [UInt8]) -> (content: [UInt8], padding: Int) {
+    /// `reserve` extra bytes of capacity are allocated so a signature sector can be appended in place.
+    public static func padded(_ image: [UInt8], reserve: Int = 0) -> (content: [UInt8], padding: Int) {
         let rem = image.count % SignatureSector.size
-        guard rem != 0 || image.isEmpty else { return (image, 0) }
-        let pad = image.isEmpty ? SignatureSector.size : SignatureSector.size - rem
-        return (image + [UInt8](repeating: 0xFF, count: pad), pad)
+        let pad = image.isEmpty ? SignatureSector.size : (rem == 0 ? 0 : SignatureSector.size - rem)
+        var out: [UInt8] = []
+        out.reserveCapacity(image.count + pad + max(0, reserve))
+        out.append(contentsOf: image)
+        out.append(contentsOf: repeatElement(0xFF, count: pad))
+        return (out, pad)
     }
 
     /// The offset of the signature sector of a signed image: its last 4096 bytes.

@@ -20,7 +20,7 @@ public enum SecureBootSigner {
     /// What is signed, derived from the input image.
     public struct Prepared: Sendable {
         /// Everything before the signature sector, padded to 4 KiB.
-        public let content: [UInt8]
+        public internal(set) var content: [UInt8]
         public let padding: Int
         /// Valid blocks of an existing sector (append mode).
         public let existing: [SignatureBlock]
@@ -33,18 +33,20 @@ public enum SecureBootSigner {
             if let signed = SignedImage.existingSignature(image) {
                 throw SecureBootError.alreadySigned(blocks: signed.sector.validBlocks.count, offset: signed.offset)
             }
-            let (content, padding) = SignedImage.padded(image)
+            let (content, padding) = SignedImage.padded(image, reserve: SignatureSector.size)
             return Prepared(content: content, padding: padding, existing: [])
         }
         let offset = try SignedImage.sectorOffset(of: image)
         let sector = SignatureSector.parse(file: image, offset: offset)
         let valid = sector.validBlocks
         guard !valid.isEmpty else { throw SecureBootError.appendWithoutSignature(offset: offset) }
-        let content = Array(image[0..<offset])
-        var digests = DigestCache(content: content[...])
+        var digests = DigestCache(content: image[0..<offset])
         for e in valid where digests.digest(e.block.scheme.contentHash).bytes != e.block.imageDigest {
             throw SecureBootError.staleBlock(index: e.index, offset: e.offset)
         }
+        var content: [UInt8] = []
+        content.reserveCapacity(offset + SignatureSector.size)
+        content.append(contentsOf: image[0..<offset])
         return Prepared(content: content, padding: 0, existing: valid.map(\.block))
     }
 
@@ -64,17 +66,17 @@ public enum SecureBootSigner {
                             policy: SecureBootPolicy) throws -> SigningResult {
         guard !keys.isEmpty else { throw SecureBootError.noKeys }
         for k in keys { try policy.check(k.scheme) }
-        let prepared = try prepare(image: image, append: append)
+        var prepared = try prepare(image: image, append: append)
         try checkCapacity(existing: prepared.existing.count, adding: keys.count)
         try checkSchemes(prepared.existing, keys.map(\.scheme))
-        var digests = DigestCache(content: prepared.content[...])
+        let digests = contentDigests(prepared.content, keys.map(\.scheme.contentHash))
         var blocks: [SignatureBlock] = []
         for key in keys {
-            let digest = digests.digest(key.scheme.contentHash)
+            guard let digest = digests[key.scheme.contentHash] else { throw SecureBootError.signingFailed("no digest") }
             let signature = try key.sign(contentDigest: digest)
             blocks.append(SignatureBlock.make(imageDigest: digest, key: try key.publicKey.fields(), signature: signature))
         }
-        return try finish(prepared, blocks, keys.map(\.publicKey), policy: policy)
+        return try finish(&prepared, blocks, keys.map(\.publicKey), policy: policy)
     }
 
     /// Builds blocks from signatures made elsewhere (HSM, openssl): RSA raw 384-byte big-endian
@@ -83,20 +85,20 @@ public enum SecureBootSigner {
                                     append: Bool, policy: SecureBootPolicy) throws -> SigningResult {
         guard !signatures.isEmpty else { throw SecureBootError.noKeys }
         for s in signatures { try policy.check(s.key.scheme) }
-        let prepared = try prepare(image: image, append: append)
+        var prepared = try prepare(image: image, append: append)
         try checkCapacity(existing: prepared.existing.count, adding: signatures.count)
         try checkSchemes(prepared.existing, signatures.map(\.key.scheme))
-        var digests = DigestCache(content: prepared.content[...])
+        let digests = contentDigests(prepared.content, signatures.map(\.key.scheme.contentHash))
         var blocks: [SignatureBlock] = []
         for (i, s) in signatures.enumerated() {
-            let digest = digests.digest(s.key.scheme.contentHash)
+            guard let digest = digests[s.key.scheme.contentHash] else { throw SecureBootError.signingFailed("no digest") }
             let raw = try s.key.normalizeExternalSignature(s.signature, index: i)
             guard s.key.isValidSignature(raw, contentDigest: digest) else {
                 throw SecureBootError.externalSignatureInvalid(index: i, digestHex: digest.bytes.hexString)
             }
             blocks.append(SignatureBlock.make(imageDigest: digest, key: try s.key.fields(), signature: raw))
         }
-        return try finish(prepared, blocks, signatures.map(\.key), policy: policy)
+        return try finish(&prepared, blocks, signatures.map(\.key), policy: policy)
     }
 
     static func checkSchemes(_ existing: [SignatureBlock], _ adding: [SignatureScheme]) throws {
@@ -112,13 +114,24 @@ public enum SecureBootSigner {
     }
 
     /// Assembles the output and verifies it as a device would before returning it.
-    static func finish(_ prepared: Prepared, _ blocks: [SignatureBlock], _ keys: [VerifyingKey],
+    /// Each needed digest of `content`, computed once.
+    static func contentDigests(_ content: [UInt8], _ hashes: [ContentHash]) -> [ContentHash: ContentDigest] {
+        var out: [ContentHash: ContentDigest] = [:]
+        for h in hashes where out[h] == nil { out[h] = h.digest(content) }
+        return out
+    }
+
+    static func finish(_ prepared: inout Prepared, _ blocks: [SignatureBlock], _ keys: [VerifyingKey],
                        policy: SecureBootPolicy) throws -> SigningResult {
         let all = prepared.existing + blocks
-        let output = prepared.content + SignatureSector.build(all)
+        let contentLength = prepared.content.count
+        // Take the content buffer over (it has room for the sector) instead of copying it.
+        var output = prepared.content
+        prepared.content = []
+        output.append(contentsOf: SignatureSector.build(all))
         // Self-check: parse the output like any other image; every new block must be valid and
         // verify with the key that made it.
-        let inspection = SecureBootVerifier.inspect(image: output, sectorOffset: prepared.content.count)
+        let inspection = SecureBootVerifier.inspect(image: output, sectorOffset: contentLength)
         for (j, key) in keys.enumerated() {
             let index = prepared.existing.count + j
             guard index < inspection.checks.count else {
