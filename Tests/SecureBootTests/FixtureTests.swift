@@ -98,4 +98,22 @@ struct FixtureTests {
         let un = try espforgeOK(["secure-boot", "info", "--json", Fx.path(Fx.unsigned)])
         #expect(try JSONDecoder().decode(Info.self, from: Data(un.out.utf8)).signatureSector == nil)
     }
+
+    @Test("CLI: ESP32 warns about extra blocks; info shows a modified image; verify names the reason")
+    func cliReports() throws {
+        let s = try Scratch(); defer { s.remove() }
+        let r = try espforgeOK(["secure-boot", "sign", "--key", Fx.path(Fx.rsaKey), "--key", Fx.path(Fx.rsaKey2),
+                                Fx.path(Fx.unsigned), "-o", s.path("two.bin")])
+        #expect(r.err.contains("warning: ESP32 honours only 1 signature block"))
+        #expect(r.out.contains("now has 2 block(s)"))
+        var image = try Fx.bytes("bootloader_signed_v2_rsa.bin")
+        image[0x100] ^= 0x04 // in the signed content, as the seed report's header rewrite did
+        let t = try s.write(image, "t.bin")
+        let info = try espforgeOK(["secure-boot", "info", t])
+        #expect(info.out.contains("DOES NOT MATCH content"))
+        #expect(info.out.contains("signature:    INVALID"))
+        let v = try Espforge.run(["secure-boot", "verify", "--key", Fx.path(Fx.rsaPub), t])
+        #expect(v.status == 1)
+        #expect(v.err.contains("image modified after signing"))
+    }
 }
