@@ -56,7 +56,11 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ESPCore"], path: "Tests/TestSupport"),
         .testTarget(name: "ESPCoreTests", dependencies: ["ESPCore", "TestSupport"]),
         .testTarget(name: "ImageFormatTests", dependencies: ["ImageFormat", "TestSupport"]),
-        .testTarget(name: "SecureBootTests", dependencies: ["SecureBoot", "ImageFormat", "TestSupport"]),
+        .testTarget(name: "SecureBootTests", dependencies: [
+            "SecureBoot", "ImageFormat", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
         .testTarget(name: "FlashEncryptionTests", dependencies: ["FlashEncryption", "Partitions", "TestSupport"]),
         .testTarget(name: "PartitionsTests", dependencies: [
             "Partitions", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),

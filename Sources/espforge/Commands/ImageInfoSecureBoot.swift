@@ -1,4 +1,5 @@
 import ESPCore
+import SecureBoot
 
 /// The Secure Boot V2 part of `espforge image info`: what the signature sector of an image holds.
 /// `image info` (ImageCommands.swift) calls ``secureBootReport(file:sectorOffset:)`` and prints
@@ -26,5 +27,13 @@ struct SignatureSectorReport: Codable, Sendable {
 
 /// Returns nil when `file` has no Secure Boot V2 signature sector at `sectorOffset`.
 func secureBootReport(file: [UInt8], sectorOffset: Int) -> SignatureSectorReport? {
-    nil // Filled in by the Secure Boot V2 work.
+    guard sectorOffset >= 0, sectorOffset < file.count, file.count - sectorOffset >= SignatureSector.size,
+          file[sectorOffset] == SignatureBlock.magic else { return nil }
+    let inspection = SecureBootVerifier.inspect(image: file, sectorOffset: sectorOffset)
+    let blocks = inspection.checks.map { c in
+        SignatureBlockReport(index: c.index, scheme: c.block.scheme.displayName, keyDigest: c.block.keyDigest.hexString,
+                             crcValid: c.block.crcValid, imageDigestMatches: c.digestMatches,
+                             signatureValid: c.signatureValid)
+    }
+    return SignatureSectorReport(offset: sectorOffset, blocks: blocks, problems: inspection.sector.problems)
 }

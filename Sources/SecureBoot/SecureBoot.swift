@@ -1,1 +1,0 @@
-// The SecureBoot core. See README.md, section Architecture.
