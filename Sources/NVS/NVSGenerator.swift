@@ -59,6 +59,10 @@ public struct NVSImage: Sendable {
     public var warnings: [Diagnostic]
     /// True when the size is below 0x3000: a read-only NVS partition (no reserved page).
     public var readOnly: Bool
+    /// Key-value entries written (namespace definitions not counted).
+    public var entryCount: Int
+    /// Pages holding entries.
+    public var usedPages: Int
 }
 
 /// Builds NVS partition images exactly as esp-idf-nvs-partition-gen 0.3.0 does.
@@ -132,7 +136,9 @@ public enum NVSGenerator {
         var out = [UInt8]()
         out.reserveCapacity(w.pages.count * NVSFormat.pageSize)
         for p in w.pages { out += p }
-        return NVSImage(bytes: out, warnings: warnings, readOnly: readOnly)
+        let entryCount = items.reduce(0) { n, item in if case .entry = item { return n + 1 } else { return n } }
+        return NVSImage(bytes: out, warnings: warnings, readOnly: readOnly, entryCount: entryCount,
+                        usedPages: w.usedPages)
     }
 }
 
@@ -158,6 +164,9 @@ struct PageWriter {
 
     private var current: Int { pages.count - 1 }
 
+    /// Pages with a header (data pages), counted as they are created.
+    var usedPages = 0
+
     mutating func newPage(_ kind: Kind, at: CSVLocation?) throws(NVSError) {
         if !pages.isEmpty && kind == .data {
             if pages[current].loadState() == NVSFormat.PageState.active.rawValue {
@@ -171,6 +180,7 @@ struct PageWriter {
         pageNumber += 1
         var page = [UInt8](repeating: 0xFF, count: NVSFormat.pageSize)
         if kind == .data {
+            usedPages += 1
             page.storeLE(NVSFormat.PageState.active.rawValue, at: 0)
             page.storeLE(UInt32(truncatingIfNeeded: pageNumber), at: 4)
             page[8] = NVSFormat.versionByte(version)

@@ -149,6 +149,13 @@ public enum NVSReader {
             namespaceNames[Int(r.header[24])] = name
         }
 
+        // Blob chunks by (namespace, key, chunk index); the first one found wins.
+        var chunks: [ChunkKey: Int] = [:]
+        for (i, r) in raws.enumerated() where r.header[1] == NVSFormat.ItemType.blobData.rawValue {
+            let k = ChunkKey(ns: r.header[0], key: Array(r.header[8..<24]), chunk: r.header[3])
+            if chunks[k] == nil { chunks[k] = i }
+        }
+
         var entries: [NVSReport.Entry] = []
         for r in raws {
             let h = r.header
@@ -193,14 +200,12 @@ public enum NVSReader {
                 var assembled: [UInt8] = []
                 var ok = true
                 for c in start..<(start + count) {
-                    guard let part = raws.first(where: {
-                        $0.header[0] == h[0] && $0.header[1] == NVSFormat.ItemType.blobData.rawValue &&
-                            Int($0.header[3]) == c && Array($0.header[8..<24]) == Array(h[8..<24])
-                    }) else {
+                    guard let at = chunks[ChunkKey(ns: h[0], key: Array(h[8..<24]), chunk: UInt8(truncatingIfNeeded: c))] else {
                         probs.append("chunk \(c) of \(count) is missing")
                         ok = false
                         break
                     }
+                    let part = raws[at]
                     let n = min(Int(part.header[24..<26].loadLE(UInt16.self)), part.data.count)
                     assembled += part.data[0..<n]
                 }
@@ -225,6 +230,12 @@ public enum NVSReader {
         }
         return NVSReport(size: image.count, encrypted: cipher != nil, pages: pages, entries: entries,
                          namespaces: namespaces, problems: problems)
+    }
+
+    struct ChunkKey: Hashable {
+        var ns: UInt8
+        var key: [UInt8]
+        var chunk: UInt8
     }
 
     static func entryBytes(_ page: [UInt8], _ e: Int) -> [UInt8] {

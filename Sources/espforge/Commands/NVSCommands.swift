@@ -145,9 +145,7 @@ struct NVSGenerate: ParsableCommand {
         for w in image.warnings { ErrorRenderer.warn(withFile(w, csv)) }
         if let keyImage, let keygen { try FileIO.write(keyImage, to: keygen, secret: true) }
         try FileIO.write(image.bytes, to: output)
-        let report = NVSReader.read(image.bytes, keys: key.flatMap { try? NVSKeys(raw: $0) })
-        let used = report.pages.filter { $0.state != "empty" }.count
-        var line = "wrote \(output): \(image.bytes.count) bytes, \(report.entries.count) entries in \(used) page(s)"
+        var line = "wrote \(output): \(image.bytes.count) bytes, \(image.entryCount) entries in \(image.usedPages) page(s)"
         if encrypt { line += ", encrypted" + (keygen.map { " (new keys in \($0), mode 0600)" } ?? "") }
         print(line)
     }
