@@ -28,14 +28,31 @@ public enum NVSFormat {
     /// Page version byte: 0xFE multipage blobs (v2), 0xFF single-page blobs (v1).
     public static func versionByte(_ version: Int) -> UInt8 { version == 1 ? 0xFF : 0xFE }
 
-    /// The CRC NVS uses everywhere: zlib `crc32(data, 0xFFFFFFFF)`.
-    @inline(__always)
-    static func crc(_ bytes: some Collection<UInt8>) -> UInt32 { CRC32.update(0xFFFF_FFFF, bytes) }
+    /// The CRC NVS uses everywhere: zlib `crc32(data, 0xFFFFFFFF)` (ESPCore's CRC32 with that
+    /// seed; this copy runs over contiguous memory, which the generator needs for speed).
+    static func crc(_ bytes: ArraySlice<UInt8>) -> UInt32 { crcUpdate(0xFFFF_FFFF, bytes) }
+    static func crc(_ bytes: [UInt8]) -> UInt32 { crcUpdate(0xFFFF_FFFF, bytes[...]) }
+
+    static func crcUpdate(_ crc: UInt32, _ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var c = ~crc
+        crcTable.withUnsafeBufferPointer { t in
+            bytes.withUnsafeBufferPointer { b in
+                for x in b { c = t[Int((c ^ UInt32(x)) & 0xFF)] ^ (c >> 8) }
+            }
+        }
+        return ~c
+    }
+
+    static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
+        var c = UInt32(n)
+        for _ in 0..<8 { c = (c & 1) != 0 ? (0xEDB8_8320 ^ (c >> 1)) : (c >> 1) }
+        return c
+    }
 
     /// Item header CRC: bytes 0..<4 and 8..<32 of the 32-byte item.
     static func itemCRC(_ item: ArraySlice<UInt8>) -> UInt32 {
         let b = item.startIndex
-        return CRC32.update(CRC32.update(0xFFFF_FFFF, item[b..<(b + 4)]), item[(b + 8)..<(b + 32)])
+        return crcUpdate(crcUpdate(0xFFFF_FFFF, item[b..<(b + 4)]), item[(b + 8)..<(b + 32)])
     }
 }
 

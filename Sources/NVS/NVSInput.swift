@@ -395,12 +395,19 @@ extension String {
         return String(s)
     }
 
-    /// Python `str.strip()` for the ASCII whitespace set (space, \t, \n, \v, \f, \r).
+    /// Python `str.strip()`: removes Unicode whitespace (and the separators 0x1C-0x1F) at both ends.
     func trimmedPython() -> String {
-        func ws(_ c: Unicode.Scalar) -> Bool { c == " " || (c.value >= 9 && c.value <= 13) || c.value == 0x1C || c.value == 0x1D || c.value == 0x1E || c.value == 0x1F || c.value == 0x85 || c.value == 0xA0 }
-        var s = Substring.UnicodeScalarView(self.unicodeScalars)
-        while let f = s.first, ws(f) { s = s.dropFirst() }
-        while let l = s.last, ws(l) { s = s.dropLast() }
-        return String(s)
+        let u = self.utf8
+        guard let f = u.first, let l = u.last else { return self }
+        func plain(_ c: UInt8) -> Bool { c > 0x20 && c < 0x7F }
+        if plain(f) && plain(l) { return self }
+        func ws(_ c: Unicode.Scalar) -> Bool { c.properties.isWhitespace || (c.value >= 0x1C && c.value <= 0x1F) }
+        let scalars = Array(self.unicodeScalars)
+        var a = 0, b = scalars.count
+        while a < b && ws(scalars[a]) { a += 1 }
+        while b > a && ws(scalars[b - 1]) { b -= 1 }
+        var v = String.UnicodeScalarView()
+        v.append(contentsOf: scalars[a..<b])
+        return String(v)
     }
 }
