@@ -102,7 +102,7 @@ public enum NVSGenerator {
     public static func generate(items: [NVSItem], options: NVSImageOptions) throws(NVSError) -> NVSImage {
         let readOnly = try checkSize(options.size)
         guard options.version == 1 || options.version == 2 else {
-            throw .invalidField("version must be 1 or 2", at: CSVLocation(line: 0, column: 0), hint: nil)
+            throw .limitExceeded("NVS version must be 1 or 2 (got \(options.version))", at: nil)
         }
         var cipher: XTSAES256?
         if let key = options.key {

@@ -250,7 +250,7 @@ public enum NVSCSV {
         // re.match: the pattern must match at the start; anything after `)` is ignored.
         guard tail.count >= 5, tail[0] == UInt8(ascii: "0"), tail[1] == UInt8(ascii: "x"),
               let pad = strictHex(String(decoding: tail[2..<4], as: UTF8.self)), tail[4] == UInt8(ascii: ")") else { throw bad }
-        guard digits.count <= 8, let length = Int(String(decoding: digits, as: UTF8.self)) else {
+        guard digits.count <= 8, let length = Int(String(decoding: digits, as: UTF8.self)), length <= 1 << 24 else {
             throw .invalidField("\(encoding): length is too large", at: row.encodingAt, hint: nil)
         }
         let value = Array(text.utf8)

@@ -175,27 +175,31 @@ struct NVSGenerate: ParsableCommand {
                 var files: [String: [UInt8]] = [:]
                 for (row, constant) in zip(device.rows, device.fromConfig) {
                     guard let path = row.filePath else { continue }
+                    if constant, let cached = fileCache[path] { files[path] = cached; continue }
                     let full = Self.resolve(path, relativeTo: constant ? csv : values)
-                    if let cached = fileCache[full] { files[path] = cached; continue }
                     guard let data = FileManager.default.contents(atPath: full) else {
                         throw NVSError.invalidField("cannot read file `\(full)`", at: row.valueAt, hint: nil)
                     }
                     files[path] = [UInt8](data)
-                    if constant { fileCache[full] = [UInt8](data) }
+                    if constant { fileCache[path] = [UInt8](data) }
                 }
                 let key = encrypt ? NVSKeys.generate() : nil
                 let image = try NVSGenerator.generate(items: try NVSCSV.items(device.rows, files: files),
                                                       options: NVSImageOptions(size: size, version: version, key: key?.bytes))
+                if written == 0 {
+                    // Warnings about the config are the same for every device: print them once.
+                    for w in image.warnings { ErrorRenderer.warn(withFile(w, csv)) }
+                }
                 let binPath = outdir + "/" + device.id + ".bin"
                 if let key {
                     let keyPath = outdir + "/" + device.id + "-keys.bin"
                     try FileIO.write(key.image, to: keyPath, secret: true)
-                    do { try FileIO.write(image.bytes, to: binPath) } catch {
+                    do { try Self.writeImage(image.bytes, to: binPath) } catch {
                         unlink(keyPath)
                         throw error
                     }
                 } else {
-                    try FileIO.write(image.bytes, to: binPath)
+                    try Self.writeImage(image.bytes, to: binPath)
                 }
                 written += 1
             } catch let error as NVSError {
@@ -209,6 +213,31 @@ struct NVSGenerate: ParsableCommand {
         if !failures.isEmpty {
             ErrorRenderer.writeStderr("\(failures.count) device row(s) failed; no files were written for them\n")
             throw ExitCode(1)
+        }
+    }
+
+    /// Writes one per-device image in place (one file-system operation instead of FileIO's
+    /// temporary file + rename, which dominates a 1000-device run); a failed write removes the
+    /// file, so no partial image is left.
+    static func writeImage(_ bytes: [UInt8], to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else {
+            throw UsageError(Diagnostic("cannot create file: \(String(cString: strerror(errno)))", file: path))
+        }
+        let ok: Bool = bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                guard let base = raw.baseAddress else { return false }
+                let n = write(fd, base + done, raw.count - done)
+                if n <= 0 { return false }
+                done += n
+            }
+            return true
+        }
+        let closed = close(fd) == 0
+        guard ok && closed else {
+            unlink(path)
+            throw UsageError(Diagnostic("cannot write file: \(String(cString: strerror(errno)))", file: path))
         }
     }
 
