@@ -28,7 +28,7 @@ public struct NVSRow: Sendable, Equatable {
     }
 
     /// For `file` rows: the path as written in the CSV (the caller resolves and reads it).
-    public var filePath: String? { type == "file" ? value : nil }
+    public var filePath: String? { type.trimmedASCII() == "file" ? value : nil }
 }
 
 /// A typed NVS value, ready to be laid out.

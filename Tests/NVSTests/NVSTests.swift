@@ -168,6 +168,27 @@ import TestSupport
         }
         #expect(total > 0, "seed \(seed)")
     }
+
+    @Test func csvAndPerDeviceFuzzNeverCrash() {
+        let seed = testSeed()
+        var rng = SeededRandom(seed: seed)
+        let pieces = ["\"", ",", "\n", "\r", "#", "ns", "namespace", "data", "file", "u8", "string", "hex2bin", "base64",
+                      "blob_fill(4;0x", "ff)", "-1", "99999999999999999999", "ab", "=", " ", "é", "\u{FEFF}", "k", "id"]
+        var parsed = 0
+        for _ in 0..<400 {
+            var text = ""
+            for _ in 0..<Int.random(in: 0...60, using: &rng) { text += pieces[Int.random(in: 0..<pieces.count, using: &rng)] }
+            parsed += CSVReader.records(text).count
+            _ = try? NVSGenerator.generate(csv: "key,type,encoding,value\nns,namespace,,\n" + text,
+                                           options: NVSImageOptions(size: 0x3000, version: Int.random(in: 1...2, using: &rng)))
+            if let config = try? NVSPerDevice.config("ns,namespace,\nk,data,u8\ns,data,string\n" + text) {
+                if let r = try? NVSPerDevice.devices(config: config, values: "id,k,s\n" + text) {
+                    for d in r.devices { _ = try? NVSGenerator.generate(items: NVSCSV.items(d.rows), options: NVSImageOptions(size: 0x3000)) }
+                }
+            }
+        }
+        #expect(parsed > 0, "seed \(seed)")
+    }
 }
 
 @Suite(.serialized) struct NVSDifferentialTests {

@@ -146,6 +146,9 @@ struct NVSGenerate: ParsableCommand {
         if let keyImage, let keygen { try FileIO.write(keyImage, to: keygen, secret: true) }
         try FileIO.write(image.bytes, to: output)
         var line = "wrote \(output): \(image.bytes.count) bytes, \(image.entryCount) entries in \(image.usedPages) page(s)"
+        if image.readOnly && image.bytes.count < size {
+            line += " (read-only NVS: like nvs_partition_gen, only the used pages are written)"
+        }
         if encrypt { line += ", encrypted" + (keygen.map { " (new keys in \($0), mode 0600)" } ?? "") }
         print(line)
     }
