@@ -278,6 +278,7 @@ import TestSupport
             ("key,type,encoding,value\nns1,namespace,,\na,data,u8,1\nns2,namespace,,\nb,data,u8,2\nns1,namespace,,\nc,data,i8,-3\n", 0x2000, 2),
             ("key,type,encoding,value\nns,namespace,,\ne,data,hex2bin,\nf,data,base64,\ng,data,string,\n\"q,1\",data,string,\"a \"\"quoted\"\", value\"\n", 0x1000, 1),
             ("key,type,encoding,value\nns,namespace,,\nn,data,u64,  1_000_000 \nb,data,base64,QU JD RA==x\nh,data,hex2bin, ABCD \n", 0x3000, 2),
+            ("# header comment\r\nkey,type,encoding,value\r\nns,namespace,,\r\nm,data,string,\"line1\r\nline2\"\r\n\r\nx,data,i64,-9223372036854775808\r\ny,data,u64,18446744073709551615", 0x3000, 2),
         ]
         for (i, (csv, size, version)) in cases.enumerated() {
             let ours = try NVSGenerator.generate(csv: csv, options: NVSImageOptions(size: size, version: version)).bytes
