@@ -55,6 +55,12 @@ import TestSupport
         #expect(plain.status == 0)
         #expect(plain.out.contains("problems"))
 
+        // --version 1 reaches the generator (not ArgumentParser's own --version flag).
+        let v1 = dir.appendingPathComponent("v1.bin").path
+        let g1 = try Espforge.run(["nvs", "generate", csv.path, "--size", "0x3000", "-o", v1, "--version", "1"])
+        #expect(g1.status == 0, "\(g1.err)")
+        #expect(FileManager.default.contents(atPath: v1).map { [UInt8]($0)[8] } == 0xFF)
+
         // --keygen writes a fresh key file, mode 0600.
         let keys2 = dir.appendingPathComponent("keys2.bin").path
         let g2 = try Espforge.run(["nvs", "generate", csv.path, "--size", "0x3000", "-o", out, "--encrypt", "--keygen", keys2])
