@@ -75,9 +75,31 @@ public struct FlashCipher: Sendable {
 
     public func apply(_ direction: FlashCipherDirection, to data: [UInt8], at address: Int) throws -> [UInt8] {
         try Self.validate(address: address, length: data.count)
+        let n = data.count
+        return [UInt8](unsafeUninitializedCapacity: n) { out, initialized in
+            data.withUnsafeBufferPointer { input in
+                if let src = input.baseAddress, let dst = out.baseAddress {
+                    run(direction, from: src, to: dst, count: n, address: address)
+                }
+            }
+            initialized = n
+        }
+    }
+
+    /// Encrypts or decrypts `buffer` in place (no copy: for large images and memory-mapped files).
+    public func apply(_ direction: FlashCipherDirection, inPlace buffer: UnsafeMutableRawBufferPointer, at address: Int) throws {
+        try Self.validate(address: address, length: buffer.count)
+        let bytes = buffer.bindMemory(to: UInt8.self)
+        guard let base = bytes.baseAddress else { return }
+        run(direction, from: base, to: base, count: bytes.count, address: address)
+    }
+
+    /// `src` and `dst` are either the same or disjoint; inputs already validated.
+    private func run(_ direction: FlashCipherDirection, from src: UnsafePointer<UInt8>, to dst: UnsafeMutablePointer<UInt8>,
+                     count n: Int, address: Int) {
         switch key.scheme {
-        case .esp32Tweak: return esp32(data, at: address, direction: direction)
-        case .xtsAES: return xts(data, at: address, direction: direction)
+        case .esp32Tweak: esp32(from: src, to: dst, count: n, address: address, direction: direction)
+        case .xtsAES: xts(from: src, to: dst, count: n, address: address, direction: direction)
         }
     }
 
@@ -118,9 +140,9 @@ public struct FlashCipher: Sendable {
     /// Number of per-block keys derived per call into the AES core (16 KiB of keys).
     private static let keyBatch = 512
 
-    private func esp32(_ data: [UInt8], at address: Int, direction: FlashCipherDirection) -> [UInt8] {
-        guard let tweak else { return data }
-        let n = data.count
+    private func esp32(from src: UnsafePointer<UInt8>, to dst: UnsafeMutablePointer<UInt8>, count n: Int,
+                       address: Int, direction: FlashCipherDirection) {
+        guard let tweak else { return }
         let lead = address & 31
         let firstBlock = UInt64(address >> 5)
         let totalBlocks = (lead + n + 31) / 32
@@ -129,24 +151,19 @@ public struct FlashCipher: Sendable {
             keys.initializeMemory(as: UInt8.self, repeating: 0, count: 32 * Self.keyBatch)
             keys.deallocate()
         }
+        let keyBytes = keys.bindMemory(to: UInt8.self, capacity: 32 * Self.keyBatch)
+        // To encrypt, the ESP32 runs the AES inverse cipher (and the forward cipher to decrypt).
         let inverse: Int32 = direction == .encrypt ? 1 : 0
-        return [UInt8](unsafeUninitializedCapacity: n) { out, initialized in
-            data.withUnsafeBufferPointer { input in
-                guard let src = input.baseAddress, let dst = out.baseAddress else { return }
-                var block = 0
-                var position = 0
-                while block < totalBlocks {
-                    let count = min(Self.keyBatch, totalBlocks - block)
-                    tweak.writeBlockKeys(base: baseKey, firstBlock: firstBlock + UInt64(block), count: count, to: keys)
-                    let batchLead = block == 0 ? lead : 0
-                    let bytes = min(count * 32 - batchLead, n - position)
-                    caes_esp32_blocks(keys.assumingMemoryBound(to: UInt8.self), batchLead, src + position,
-                                      dst + position, bytes, inverse, backend.code)
-                    position += bytes
-                    block += count
-                }
-            }
-            initialized = n
+        var block = 0
+        var position = 0
+        while block < totalBlocks {
+            let count = min(Self.keyBatch, totalBlocks - block)
+            tweak.writeBlockKeys(base: baseKey, firstBlock: firstBlock + UInt64(block), count: count, to: keys)
+            let batchLead = block == 0 ? lead : 0
+            let bytes = min(count * 32 - batchLead, n - position)
+            caes_esp32_blocks(keyBytes, batchLead, src + position, dst + position, bytes, inverse, backend.code)
+            position += bytes
+            block += count
         }
     }
 
@@ -155,51 +172,44 @@ public struct FlashCipher: Sendable {
     /// Data units per call into the AES core.
     private static let unitBatch = 1024
 
-    private func xts(_ data: [UInt8], at address: Int, direction: FlashCipherDirection) -> [UInt8] {
-        let n = data.count
+    private func xts(from src: UnsafePointer<UInt8>, to dst: UnsafeMutablePointer<UInt8>, count n: Int,
+                     address: Int, direction: FlashCipherDirection) {
         let decrypt: Int32 = direction == .decrypt ? 1 : 0
         let tweaks = UnsafeMutableRawPointer.allocate(byteCount: 16 * Self.unitBatch, alignment: 64)
         tweaks.initializeMemory(as: UInt8.self, repeating: 0, count: 16 * Self.unitBatch)
         defer { tweaks.deallocate() }
+        let tweakBytes = tweaks.bindMemory(to: UInt8.self, capacity: 16 * Self.unitBatch)
         // The tweak of a unit: its flash address (little-endian u32) followed by 12 zero bytes.
         func setTweak(_ index: Int, unitAddress: Int) {
             tweaks.storeBytes(of: UInt32(truncatingIfNeeded: unitAddress).littleEndian, toByteOffset: 16 * index, as: UInt32.self)
         }
-        let tweakBytes = tweaks.assumingMemoryBound(to: UInt8.self)
-        return [UInt8](unsafeUninitializedCapacity: n) { out, initialized in
-            data.withUnsafeBufferPointer { input in
-                guard let src = input.baseAddress, let dst = out.baseAddress else { return }
-                withUnsafePointer(to: xtsDataKey) { k1 in
-                    withUnsafePointer(to: xtsTweakKey) { k2 in
-                        var position = 0
-                        var scratch = [UInt8](repeating: 0, count: 128)
-                        while position < n {
-                            let flash = address + position
-                            let inUnit = flash & 127
-                            let take = min(128 - inUnit, n - position)
-                            if inUnit == 0 && take == 128 {
-                                // A run of whole units straight from input to output.
-                                let units = min((n - position) / 128, Self.unitBatch)
-                                for u in 0..<units { setTweak(u, unitAddress: flash + 128 * u) }
-                                caes_xts_units(k1, k2, tweakBytes, src + position, dst + position, units, decrypt, backend.code)
-                                position += 128 * units
-                            } else {
-                                // A partial unit: zero-pad to the unit, process, keep the covered part.
-                                scratch.withUnsafeMutableBufferPointer { s in
-                                    guard let sp = s.baseAddress else { return }
-                                    sp.initialize(repeating: 0, count: 128)
-                                    (sp + inUnit).update(from: src + position, count: take)
-                                    setTweak(0, unitAddress: flash - inUnit)
-                                    caes_xts_units(k1, k2, tweakBytes, sp, sp, 1, decrypt, backend.code)
-                                    (dst + position).initialize(from: sp + inUnit, count: take)
-                                }
-                                position += take
-                            }
-                        }
+        let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 128)
+        defer { scratch.deallocate() }
+        withUnsafePointer(to: xtsDataKey) { k1 in
+            withUnsafePointer(to: xtsTweakKey) { k2 in
+                var position = 0
+                while position < n {
+                    let flash = address + position
+                    let inUnit = flash & 127
+                    let take = min(128 - inUnit, n - position)
+                    if inUnit == 0 && take == 128 {
+                        // A run of whole units straight from input to output.
+                        let units = min((n - position) / 128, Self.unitBatch)
+                        for u in 0..<units { setTweak(u, unitAddress: flash + 128 * u) }
+                        caes_xts_units(k1, k2, tweakBytes, src + position, dst + position, units, decrypt, backend.code)
+                        position += 128 * units
+                    } else {
+                        // A partial unit: zero-pad to the unit, process, keep the covered part
+                        // (exact: the 16-byte blocks of a unit are independent).
+                        scratch.initialize(repeating: 0, count: 128)
+                        (scratch + inUnit).update(from: src + position, count: take)
+                        setTweak(0, unitAddress: flash - inUnit)
+                        caes_xts_units(k1, k2, tweakBytes, scratch, scratch, 1, decrypt, backend.code)
+                        (dst + position).update(from: scratch + inUnit, count: take)
+                        position += take
                     }
                 }
             }
-            initialized = n
         }
     }
 }
