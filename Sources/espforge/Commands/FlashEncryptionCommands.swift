@@ -16,7 +16,8 @@ struct FlashEncryptionCommand: ParsableCommand {
 
             Example:
               espforge flash-encryption keygen -o flash_key.bin
-              espforge flash-encryption encrypt --chip esp32 --key flash_key.bin --address 0x1000 bootloader.bin -o bootloader-enc.bin
+              espforge flash-encryption encrypt --chip esp32 --key flash_key.bin \\
+                  --address 0x1000 bootloader.bin -o bootloader-enc.bin
             """,
         subcommands: [FlashEncryptionKeygen.self, FlashEncryptionEncrypt.self, FlashEncryptionDecrypt.self,
                       FlashEncryptionBench.self]
@@ -175,8 +176,10 @@ struct FlashEncryptionEncrypt: ParsableCommand {
             random bytes (pad with 0xFF yourself). Encrypt each image at its own flash offset.
 
             Example:
-              espforge flash-encryption encrypt --chip esp32 --key key.bin --address 0x10000 app.bin -o app-enc.bin
-              espforge flash-encryption encrypt --chip esp32s3 --key key512.bin --address 0x0 bootloader.bin -o bl-enc.bin
+              espforge flash-encryption encrypt --chip esp32 --key key.bin \\
+                  --address 0x10000 app.bin -o app-enc.bin
+              espforge flash-encryption encrypt --chip esp32s3 --key key512.bin \\
+                  --address 0x0 bootloader.bin -o bootloader-enc.bin
             """
     )
 
@@ -194,7 +197,8 @@ struct FlashEncryptionDecrypt: ParsableCommand {
             flash offset the data was read from.
 
             Example:
-              espforge flash-encryption decrypt --chip esp32 --key key.bin --address 0x10000 dump.bin -o app.bin
+              espforge flash-encryption decrypt --chip esp32 --key key.bin \\
+                  --address 0x10000 dump.bin -o app.bin
             """
     )
 
