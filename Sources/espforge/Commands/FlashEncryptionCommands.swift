@@ -133,10 +133,10 @@ struct FlashCipherOptions: ParsableArguments {
         } catch {
             throw FileContextError(file: key, underlying: error)
         }
-        let data = try FileIO.read(input)
-        let result: [UInt8]
+        // Read straight into one buffer and work in place: no extra copies of a large image.
+        var result = try Self.readWhole(input)
         do {
-            result = try cipher.apply(direction, to: data, at: start)
+            try result.withUnsafeMutableBytes { try cipher.apply(direction, inPlace: $0, at: start) }
         } catch {
             throw FileContextError(file: input, underlying: error)
         }
@@ -152,6 +152,45 @@ struct FlashCipherOptions: ParsableArguments {
             let conf = confText.map { ", FLASH_CRYPT_CONFIG \($0)" } ?? ""
             print("\(verb) \(result.count) bytes at \(NumberParsing.hex(start)) with \(cipher.key.algorithm)\(conf) -> \(output)")
         }
+    }
+
+    /// The whole file in one array, read with plain read(2) (FileIO.read goes through Data and a
+    /// copy); any problem is reported by FileIO.read's diagnostics.
+    static func readWhole(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return try FileIO.read(path) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return try FileIO.read(path) }
+        let size = Int(info.st_size)
+        var complete = true
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var done = 0
+            guard let base = buffer.baseAddress else { initialized = 0; return }
+            Self.adviseHugePages(UnsafeMutableRawPointer(base), count: size)
+            while done < size {
+                let n = read(fd, base + done, size - done)
+                if n <= 0 { break }
+                done += n
+            }
+            complete = done == size
+            initialized = done
+        }
+        return complete ? bytes : try FileIO.read(path)
+    }
+
+    /// Asks for transparent huge pages on a large buffer about to be filled: two faults instead of
+    /// a thousand for a 4 MiB image. Only a hint; harmless where unsupported.
+    static func adviseHugePages(_ base: UnsafeMutableRawPointer, count: Int) {
+        #if os(Linux)
+        let page = 4096
+        guard count >= 2 << 20 else { return }
+        let start = (Int(bitPattern: base) + page - 1) & ~(page - 1)
+        let end = (Int(bitPattern: base) + count) & ~(page - 1)
+        if end > start, let p = UnsafeMutableRawPointer(bitPattern: start) {
+            _ = madvise(p, end - start, MADV_HUGEPAGE)
+        }
+        #endif
     }
 
     /// The output must not replace the key (irreplaceable) or the input (running twice would
