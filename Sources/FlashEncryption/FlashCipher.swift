@@ -94,6 +94,27 @@ public struct FlashCipher: Sendable {
         run(direction, from: base, to: base, count: bytes.count, address: address)
     }
 
+    /// Reads `source`, writes the result to `destination` (same length; the two may be the same
+    /// memory). For memory-mapped input files and preallocated output.
+    public func apply(_ direction: FlashCipherDirection, from source: UnsafeRawBufferPointer,
+                      to destination: UnsafeMutableRawBufferPointer, at address: Int) throws {
+        try Self.validate(address: address, length: source.count)
+        guard destination.count == source.count else {
+            throw FlashEncryptionError.outputSizeMismatch(input: source.count, output: destination.count)
+        }
+        guard let s = source.baseAddress, let d = destination.baseAddress else { return }
+        let n = source.count
+        let overlapping = s < UnsafeRawPointer(d) + n && UnsafeRawPointer(d) < s + n
+        if overlapping && s != UnsafeRawPointer(d) {
+            // Partially overlapping buffers: work on a copy of the input.
+            let copy = [UInt8](source)
+            try copy.withUnsafeBytes { try apply(direction, from: $0, to: destination, at: address) }
+            return
+        }
+        run(direction, from: s.assumingMemoryBound(to: UInt8.self), to: d.bindMemory(to: UInt8.self, capacity: n),
+            count: n, address: address)
+    }
+
     /// `src` and `dst` are either the same or disjoint; inputs already validated.
     private func run(_ direction: FlashCipherDirection, from src: UnsafePointer<UInt8>, to dst: UnsafeMutablePointer<UInt8>,
                      count n: Int, address: Int) {

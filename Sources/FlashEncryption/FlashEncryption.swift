@@ -29,6 +29,8 @@ public enum FlashEncryptionError: Error, DiagnosticConvertible, Equatable, Senda
     case overlappingRegions(first: Int, second: Int)
     /// A plan region covers both flash the bootloader expects encrypted and flash it does not.
     case regionStraddlesEncryptionBoundary(address: Int, length: Int, boundary: Int)
+    /// An output buffer whose size differs from the input's.
+    case outputSizeMismatch(input: Int, output: Int)
     /// Key generation size not supported.
     case unsupportedKeySize(bits: Int)
 
@@ -62,6 +64,8 @@ public enum FlashEncryptionError: Error, DiagnosticConvertible, Equatable, Senda
             return Diagnostic("region at \(NumberParsing.hex(address)) (\(length) bytes) crosses \(NumberParsing.hex(boundary)), "
                                 + "the boundary between encrypted and plaintext flash",
                               hint: "split the region at the partition boundary")
+        case let .outputSizeMismatch(input, output):
+            return Diagnostic("output buffer holds \(output) bytes but the input has \(input)")
         case let .unsupportedKeySize(bits):
             return Diagnostic("cannot generate a \(bits)-bit flash encryption key",
                               hint: "use 256 (ESP32 AES-256, XTS-AES-128) or 512 (XTS-AES-256)")

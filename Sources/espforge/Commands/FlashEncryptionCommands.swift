@@ -133,64 +133,97 @@ struct FlashCipherOptions: ParsableArguments {
         } catch {
             throw FileContextError(file: key, underlying: error)
         }
-        // Read straight into one buffer and work in place: no extra copies of a large image.
-        var result = try Self.readWhole(input)
-        do {
-            try result.withUnsafeMutableBytes { try cipher.apply(direction, inPlace: $0, at: start) }
-        } catch {
-            throw FileContextError(file: input, underlying: error)
+        // Map the input (no copy) and stream the result through a small cache-resident buffer into
+        // the output file: no image-sized buffers at all.
+        let byteCount: Int = try Self.withMappedFile(input) { source in
+            do {
+                try FlashCipher.validate(address: start, length: source.count)
+            } catch {
+                throw FileContextError(file: input, underlying: error)
+            }
+            try Self.writeStreaming(to: output, count: source.count) { offset, chunk in
+                let part = UnsafeRawBufferPointer(rebasing: source[offset..<offset + chunk.count])
+                try cipher.apply(direction, from: part, to: chunk, at: start + offset)
+            }
+            return source.count
         }
-        try FileIO.write(result, to: output)
 
         let confText = chipSpec.flashEncryption == .esp32Tweak ? "0x" + String(conf, radix: 16, uppercase: true) : nil
         if json {
             try Output.printJSON(Summary(operation: direction.rawValue, chip: chipSpec.name, algorithm: cipher.key.algorithm,
                                          address: NumberParsing.hex(start), flashCryptConfig: confText,
-                                         bytes: result.count, input: input, output: output))
+                                         bytes: byteCount, input: input, output: output))
         } else {
             let verb = direction == .encrypt ? "Encrypted" : "Decrypted"
             let conf = confText.map { ", FLASH_CRYPT_CONFIG \($0)" } ?? ""
-            print("\(verb) \(result.count) bytes at \(NumberParsing.hex(start)) with \(cipher.key.algorithm)\(conf) -> \(output)")
+            print("\(verb) \(byteCount) bytes at \(NumberParsing.hex(start)) with \(cipher.key.algorithm)\(conf) -> \(output)")
         }
     }
 
-    /// The whole file in one array, read with plain read(2) (FileIO.read goes through Data and a
-    /// copy); any problem is reported by FileIO.read's diagnostics.
-    static func readWhole(_ path: String) throws -> [UInt8] {
+    /// Runs `body` on the file's bytes, memory-mapped read-only (FileIO.read would copy a large
+    /// image twice). Anything unusual (not a regular file, empty, mmap refused) goes through
+    /// FileIO.read, which also gives the diagnostics for missing or unreadable files.
+    static func withMappedFile<T>(_ path: String, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return try FileIO.read(path) }
+        guard fd >= 0 else { return try FileIO.read(path).withUnsafeBytes(body) }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return try FileIO.read(path) }
-        let size = Int(info.st_size)
-        var complete = true
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            var done = 0
-            guard let base = buffer.baseAddress else { initialized = 0; return }
-            Self.adviseHugePages(UnsafeMutableRawPointer(base), count: size)
-            while done < size {
-                let n = read(fd, base + done, size - done)
-                if n <= 0 { break }
-                done += n
-            }
-            complete = done == size
-            initialized = done
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size > 0 else {
+            return try FileIO.read(path).withUnsafeBytes(body)
         }
-        return complete ? bytes : try FileIO.read(path)
+        let size = Int(info.st_size)
+        #if os(Linux)
+        let flags = MAP_PRIVATE | MAP_POPULATE
+        #else
+        let flags = MAP_PRIVATE
+        #endif
+        guard let mapped = mmap(nil, size, PROT_READ, flags, fd, 0), mapped != MAP_FAILED else {
+            return try FileIO.read(path).withUnsafeBytes(body)
+        }
+        defer { munmap(mapped, size) }
+        return try body(UnsafeRawBufferPointer(start: mapped, count: size))
     }
 
-    /// Asks for transparent huge pages on a large buffer about to be filled: two faults instead of
-    /// a thousand for a 4 MiB image. Only a hint; harmless where unsupported.
-    static func adviseHugePages(_ base: UnsafeMutableRawPointer, count: Int) {
-        #if os(Linux)
-        let page = 4096
-        guard count >= 2 << 20 else { return }
-        let start = (Int(bitPattern: base) + page - 1) & ~(page - 1)
-        let end = (Int(bitPattern: base) + count) & ~(page - 1)
-        if end > start, let p = UnsafeMutableRawPointer(bitPattern: start) {
-            _ = madvise(p, end - start, MADV_HUGEPAGE)
+    /// Writes `count` bytes, produced `chunkSize` at a time by `produce(offset, buffer)`, to `path`
+    /// atomically (temporary file + rename, like FileIO.write, which needs the whole content in one
+    /// array). On any error the temporary file is removed and `path` is untouched.
+    static func writeStreaming(to path: String, count: Int, chunkSize: Int = 1 << 18,
+                               produce: (Int, UnsafeMutableRawBufferPointer) throws -> Void) throws {
+        let url = URL(fileURLWithPath: path)
+        let tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else {
+            throw UsageError(Diagnostic("cannot create file: \(String(cString: strerror(errno)))", file: path,
+                                        hint: "check that the folder exists and is writable"))
         }
-        #endif
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(chunkSize, max(count, 1)), alignment: 64)
+        defer { buffer.deallocate() }
+        var failure: String?
+        do {
+            var offset = 0
+            while offset < count, failure == nil {
+                let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(buffer.count, count - offset)])
+                try produce(offset, chunk)
+                guard let base = chunk.baseAddress else { break }
+                var written = 0
+                while written < chunk.count {
+                    let n = write(fd, base + written, chunk.count - written)
+                    if n <= 0 { failure = String(cString: strerror(errno)); break }
+                    written += n
+                }
+                offset += chunk.count
+            }
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        if close(fd) != 0, failure == nil { failure = String(cString: strerror(errno)) }
+        if failure == nil, rename(tmp, path) != 0 { failure = String(cString: strerror(errno)) }
+        if let failure {
+            unlink(tmp)
+            throw UsageError(Diagnostic("cannot write file: \(failure)", file: path))
+        }
     }
 
     /// The output must not replace the key (irreplaceable) or the input (running twice would
