@@ -127,6 +127,18 @@ struct CLITests {
         }
     }
 
+    @Test("input from a pipe (not a regular file) gives the same bytes")
+    func pipeInput() throws {
+        let keyBytes = [UInt8](0..<32)
+        let key = try write(keyBytes, "pk.bin")
+        let data = [UInt8]((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        let r = try Espforge.run(["flash-encryption", "encrypt", "--chip", "esp32", "--key", key, "--address", "0x8000",
+                                  "/dev/stdin", "-o", path("piped.bin")], stdin: data)
+        #expect(r.status == 0, "\(r.err)")
+        let expected = try FlashCipher(chip: .esp32, key: keyBytes).encrypt(data, at: 0x8000)
+        #expect(try readFile(URL(fileURLWithPath: path("piped.bin"))) == expected)
+    }
+
     @Test("success output and --json never contain key material")
     func summary() throws {
         let keyBytes = [UInt8](repeating: 0xC3, count: 32)

@@ -133,19 +133,19 @@ struct FlashCipherOptions: ParsableArguments {
         } catch {
             throw FileContextError(file: key, underlying: error)
         }
-        // Map the input (no copy) and stream the result through a small cache-resident buffer into
-        // the output file: no image-sized buffers at all.
-        let byteCount: Int = try Self.withMappedFile(input) { source in
-            do {
-                try FlashCipher.validate(address: start, length: source.count)
-            } catch {
-                throw FileContextError(file: input, underlying: error)
-            }
-            try Self.writeStreaming(to: output, count: source.count) { offset, chunk in
-                let part = UnsafeRawBufferPointer(rebasing: source[offset..<offset + chunk.count])
-                try cipher.apply(direction, from: part, to: chunk, at: start + offset)
-            }
-            return source.count
+        // Stream: read a chunk into a small cache-resident buffer, encrypt it in place, write it
+        // out. No image-sized buffers, no extra copies.
+        let source = try InputFile(path: input)
+        defer { source.finish() }
+        let byteCount = source.size
+        do {
+            try FlashCipher.validate(address: start, length: byteCount)
+        } catch {
+            throw FileContextError(file: input, underlying: error)
+        }
+        try Self.writeStreaming(to: output, count: byteCount) { offset, chunk in
+            try source.read(into: chunk, at: offset)
+            try cipher.apply(direction, inPlace: chunk, at: start + offset)
         }
 
         let confText = chipSpec.flashEncryption == .esp32Tweak ? "0x" + String(conf, radix: 16, uppercase: true) : nil
@@ -158,30 +158,6 @@ struct FlashCipherOptions: ParsableArguments {
             let conf = confText.map { ", FLASH_CRYPT_CONFIG \($0)" } ?? ""
             print("\(verb) \(byteCount) bytes at \(NumberParsing.hex(start)) with \(cipher.key.algorithm)\(conf) -> \(output)")
         }
-    }
-
-    /// Runs `body` on the file's bytes, memory-mapped read-only (FileIO.read would copy a large
-    /// image twice). Anything unusual (not a regular file, empty, mmap refused) goes through
-    /// FileIO.read, which also gives the diagnostics for missing or unreadable files.
-    static func withMappedFile<T>(_ path: String, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return try FileIO.read(path).withUnsafeBytes(body) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size > 0 else {
-            return try FileIO.read(path).withUnsafeBytes(body)
-        }
-        let size = Int(info.st_size)
-        #if os(Linux)
-        let flags = MAP_PRIVATE | MAP_POPULATE
-        #else
-        let flags = MAP_PRIVATE
-        #endif
-        guard let mapped = mmap(nil, size, PROT_READ, flags, fd, 0), mapped != MAP_FAILED else {
-            return try FileIO.read(path).withUnsafeBytes(body)
-        }
-        defer { munmap(mapped, size) }
-        return try body(UnsafeRawBufferPointer(start: mapped, count: size))
     }
 
     /// Writes `count` bytes, produced `chunkSize` at a time by `produce(offset, buffer)`, to `path`
@@ -351,5 +327,73 @@ struct FlashEncryptionBench: ParsableCommand {
                 print("\(r.scheme) \(r.direction) [\(r.backend)]: \(r.megabytesPerSecond) MB/s (\(r.bytes) bytes)")
             }
         }
+    }
+}
+
+/// An input file read chunk by chunk (regular files), or held in memory (anything else, e.g. a
+/// pipe). Missing or unreadable files get FileIO.read's diagnostics.
+final class InputFile {
+    let path: String
+    let size: Int
+    private var fd: Int32 = -1
+    private var bytes: [UInt8] = []
+
+    init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY)
+        var info = stat()
+        guard fd >= 0, fstat(fd, &info) == 0 else {
+            if fd >= 0 { _ = close(fd) }
+            bytes = try FileIO.read(path) // says what is wrong (missing, not readable …)
+            size = bytes.count
+            return
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG:
+            self.fd = fd
+            size = Int(info.st_size)
+        case S_IFDIR:
+            _ = close(fd)
+            throw UsageError(Diagnostic("is a directory, not a file", file: path))
+        default:
+            // A pipe or device: read it to the end.
+            defer { _ = close(fd) }
+            var all: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else {
+                    throw UsageError(Diagnostic("cannot read: \(String(cString: strerror(errno)))", file: path))
+                }
+                if n == 0 { break }
+                all += buffer[0..<n]
+            }
+            bytes = all
+            size = all.count
+        }
+    }
+
+    /// Fills `chunk` with the bytes at `offset`.
+    func read(into chunk: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        guard let base = chunk.baseAddress else { return }
+        guard fd >= 0 else {
+            bytes.withUnsafeBytes { chunk.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + chunk.count])) }
+            return
+        }
+        var done = 0
+        while done < chunk.count {
+            let n = pread(fd, base + done, chunk.count - done, off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw UsageError(Diagnostic(n == 0 ? "file became shorter while being read" : "cannot read: \(String(cString: strerror(errno)))",
+                                            file: path))
+            }
+            done += n
+        }
+    }
+
+    func finish() {
+        if fd >= 0 { _ = close(fd); fd = -1 }
     }
 }
