@@ -56,13 +56,17 @@ public struct EncryptionLayout: Sendable, Equatable {
 /// encryption of a flash plan and the first-boot simulator. Mirrors the bootloader's first-boot
 /// pass (spec §3 step 3):
 /// - the bootloader region (chip's bootloader offset up to the partition table), if it holds a
-///   valid plaintext image;
+///   valid plaintext image (on chip only the image's own length, signature sector included, is
+///   rewritten; the area is the space it may occupy);
 /// - the partition table sector (4 KiB), if it holds a valid plaintext table;
 /// - app partitions (type 0x00) and bootloader partitions (type 0x02): if they hold a valid image;
 /// - extra partition-table partitions (type 0x03): if they hold a valid table;
 /// - data/ota (otadata), data/tee_ota and data/nvs_keys: always;
 /// - any other partition with the `encrypted` flag: always;
 /// - everything else, notably data/nvs, never.
+/// Not modelled: the Secure Boot V1 IV/digest sector at 0x0 (ESP32, SBv1 only).
+/// App partitions: the whole partition is encrypted (IDF default; with
+/// CONFIG_SECURE_FLASH_ENCRYPT_ONLY_IMAGE_LEN_IN_APP_PART only the image).
 public enum EncryptionRules {
     /// Size of the partition table sector.
     public static let partitionTableSize = 0x1000

@@ -43,6 +43,7 @@ public enum FlashEncryptionError: Error, DiagnosticConvertible, Equatable, Senda
                               hint: "generate one with `espforge flash-encryption keygen`"
                                 + (accepted.contains(64) ? " (--bits 512 for XTS-AES-256)" : ""))
         case let .misalignedAddress(address, alignment):
+            if address < 0 { return Diagnostic("flash address \(address) is negative") }
             return Diagnostic("flash address \(NumberParsing.hex(address)) is not a multiple of \(alignment)",
                               hint: "use the offset the data will be written to; it must be \(alignment)-byte aligned")
         case let .lengthNotMultipleOf16(length):
