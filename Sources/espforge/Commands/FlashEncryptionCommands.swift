@@ -134,7 +134,8 @@ struct FlashCipherOptions: ParsableArguments {
             throw FileContextError(file: key, underlying: error)
         }
         // Stream: read a chunk into a small cache-resident buffer, encrypt it in place, write it
-        // out. No image-sized buffers, no extra copies.
+        // out. No image-sized buffers, no extra copies. Chunks are a multiple of 16 bytes and every
+        // 16-byte block depends only on its own flash address, so chunking cannot change a byte.
         let source = try InputFile(path: input)
         defer { source.finish() }
         let byteCount = source.size
