@@ -34,8 +34,10 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
+        // AES block cipher for flash encryption: AES-NI (chosen at run time) + portable tables.
+        .target(name: "CAES"),
         .target(name: "FlashEncryption", dependencies: [
-            "ESPCore", "Partitions", .product(name: "Crypto", package: "swift-crypto"),
+            "ESPCore", "Partitions", "CAES", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "Partitions", dependencies: [
             "ESPCore", .product(name: "Crypto", package: "swift-crypto"),
@@ -61,7 +63,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        .testTarget(name: "FlashEncryptionTests", dependencies: ["FlashEncryption", "Partitions", "TestSupport"]),
+        .testTarget(name: "FlashEncryptionTests", dependencies: ["FlashEncryption", "Partitions", "CAES", "TestSupport"]),
         .testTarget(name: "PartitionsTests", dependencies: [
             "Partitions", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -26,11 +26,15 @@ public struct ChipSpec: Sendable, Hashable {
     public let flashEncryption: FlashEncryptionScheme
     /// Values of the ROM's chip-detect magic register (`0x40001000`) for this chip.
     public let romChipMagic: [UInt32]
+    /// Flash encryption key file lengths (bytes) the chip's eFuses can hold: ESP32 32 (AES-256)
+    /// or 24 (3/4 coding scheme); XTS chips 32 (XTS-AES-128) and, where supported, 64 (XTS-AES-256).
+    public let flashEncryptionKeyLengths: [Int]
 
     public init(name: String, displayName: String, imageChipID: UInt16, bootloaderOffset: Int,
                 flashSizes: [NamedCode], flashFrequencies: [NamedCode], flashModes: [NamedCode],
                 memoryMap: [MemoryRegion], flashMappedRanges: [MemoryRegion], mmuPageSize: Int,
-                flashEncryption: FlashEncryptionScheme, romChipMagic: [UInt32]) {
+                flashEncryption: FlashEncryptionScheme, romChipMagic: [UInt32],
+                flashEncryptionKeyLengths: [Int]? = nil) {
         self.name = name
         self.displayName = displayName
         self.imageChipID = imageChipID
@@ -43,6 +47,8 @@ public struct ChipSpec: Sendable, Hashable {
         self.mmuPageSize = mmuPageSize
         self.flashEncryption = flashEncryption
         self.romChipMagic = romChipMagic
+        self.flashEncryptionKeyLengths = flashEncryptionKeyLengths
+            ?? (flashEncryption == .esp32Tweak ? [32, 24] : [32, 64])
     }
 
     /// Every chip espforge knows, in the order `--chip` help lists them.

@@ -28,6 +28,8 @@ extension ChipSpec {
         flashMappedRanges: [MemoryRegion(0x4200_0000, 0x4280_0000, "IROM"), MemoryRegion(0x3C00_0000, 0x3C80_0000, "DROM")],
         mmuPageSize: 0x10000,
         flashEncryption: .xtsAES,
-        romChipMagic: [0x6921_506F, 0x1B31_506F, 0x4881_606F, 0x4361_606F]
+        romChipMagic: [0x6921_506F, 0x1B31_506F, 0x4881_606F, 0x4361_606F],
+        // Only the XTS_AES_128_KEY purpose exists on the C3 (espefuse esp32c3 KEY_PURPOSES).
+        flashEncryptionKeyLengths: [32]
     )
 }
