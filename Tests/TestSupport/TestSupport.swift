@@ -130,24 +130,50 @@ public enum ProcessRunner {
         p.standardError = errPipe
         p.standardInput = inPipe
         try p.run()
-        if let stdin { inPipe.fileHandleForWriting.write(Data(stdin)) }
+        if let stdin { writeAll(inPipe.fileHandleForWriting.fileDescriptor, stdin) }
         try? inPipe.fileHandleForWriting.close()
         // Drain both pipes concurrently so a chatty child cannot dead-lock on a full pipe.
+        // Raw read(2) with EINTR retry: Foundation's readDataToEndOfFile traps on EINTR.
         let errBox = DataBox()
         let group = DispatchGroup()
         group.enter()
+        let errFD = errPipe.fileHandleForReading.fileDescriptor
         DispatchQueue.global().async {
-            errBox.data = errPipe.fileHandleForReading.readDataToEndOfFile()
+            errBox.bytes = readAll(errFD)
             group.leave()
         }
-        let out = outPipe.fileHandleForReading.readDataToEndOfFile()
+        let out = readAll(outPipe.fileHandleForReading.fileDescriptor)
         group.wait()
         p.waitUntilExit()
-        return ProcessResult(status: p.terminationStatus, stdout: [UInt8](out), stderr: [UInt8](errBox.data))
+        return ProcessResult(status: p.terminationStatus, stdout: out, stderr: errBox.bytes)
     }
 }
 
-final class DataBox: @unchecked Sendable { var data = Data() }
+final class DataBox: @unchecked Sendable { var bytes: [UInt8] = [] }
+
+/// Writes all of `bytes`, retrying on EINTR; stops quietly if the reader has gone.
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+        if n > 0 { done += n; continue }
+        if n < 0 && errno == EINTR { continue }
+        break
+    }
+}
+
+/// Reads a file descriptor to its end, retrying on EINTR.
+func readAll(_ fd: Int32) -> [UInt8] {
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n > 0 { out.append(contentsOf: buffer[0..<n]); continue }
+        if n < 0 && errno == EINTR { continue }
+        break
+    }
+    return out
+}
 
 public enum TestSupportError: Error, CustomStringConvertible {
     case missing(String)
