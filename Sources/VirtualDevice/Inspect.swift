@@ -43,6 +43,11 @@ public enum DeviceInspector {
         public var start: Int
         public var end: Int
         public var kind: String
+        public init(start: Int, end: Int, kind: String) {
+            self.start = start
+            self.end = end
+            self.kind = kind
+        }
     }
 
     public static func flashEncryptionEnabled(_ e: EFuseArray) -> Bool {

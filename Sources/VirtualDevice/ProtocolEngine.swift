@@ -12,7 +12,7 @@ import Loader
 public final class ProtocolEngine {
     public enum Mode: String, Sendable { case rom, stub, userCode }
 
-    public private(set) var device: Device
+    public var device: Device
     public let timing: TimeModel
     public private(set) var mode: Mode = .rom
     public private(set) var baud = 115_200

@@ -75,7 +75,8 @@ public final class DeviceServer {
             if client < 0 { continue }
             var yes: Int32 = 1
             setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &yes, socklen_t(MemoryLayout<Int32>.size))
-            try serveConnection(readFD: client, writeFD: client)
+            try serveConnection(readFD: client, writeFD: client,
+                                deadline: maxSeconds.map { started.addingTimeInterval($0) })
             close(client)
         }
         try save(final: true)
@@ -120,7 +121,7 @@ public final class DeviceServer {
     }
 
     /// One client session: bytes in → engine → bytes out, until EOF, a fault disconnect or stop.
-    func serveConnection(readFD: Int32, writeFD: Int32) throws {
+    func serveConnection(readFD: Int32, writeFD: Int32, deadline: Date? = nil) throws {
         engine.beginConnection()
         var injector = faultPlan.map { FaultInjector(plan: $0, seed: faultSeed &+ UInt64(engine.device.stats.connections)) }
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -130,6 +131,7 @@ public final class DeviceServer {
             try? save(final: true)
         }
         while stopRequested == 0 {
+            if let deadline, Date() > deadline { return }
             var pfd = pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pfd, 1, 250)
             if ready == 0 { try save(final: false); continue }
