@@ -142,7 +142,8 @@ public final class ProtocolEngine {
         decoder = SLIPDecoder()
         efuse.reload()
         spi = SPIFlashEngine()
-        flashParamsSize = device.description.flashSize
+        // The ROM assumes a 2 MB chip until SPI_SET_PARAMS says otherwise.
+        flashParamsSize = min(2 << 20, device.description.flashSize)
     }
 
     /// Statistics with the current connection folded in.
@@ -379,7 +380,8 @@ public final class ProtocolEngine {
         }
         _ = blocks
         let off = Int(offset), total = Int(size)
-        guard blockSize > 0, blockSize <= 0x10000, off + total <= device.flash.size else {
+        let limit = mode == .rom ? min(flashParamsSize, device.flash.size) : device.flash.size
+        guard blockSize > 0, blockSize <= 0x10000, off + total <= limit else {
             return reply(op, error: mode == .stub ? .stubBadDataLength : .invalidParameter)
         }
         let before = device.flash
