@@ -27,6 +27,10 @@ public final class DeviceServer {
 
     /// SIGINT/SIGTERM make the serve loops return after saving.
     public static func installSignalHandlers() {
+        // A parent may have started us with signals blocked (the mask is inherited); unblock them.
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
         signal(SIGTERM) { _ in stopRequested = 1 }
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGPIPE, SIG_IGN)
