@@ -249,11 +249,10 @@ public final class ProtocolEngine {
         switch known {
         case .sync:
             guard p.data == LoaderProtocol.syncPayload else { return note("SYNC with a wrong payload ignored") }
-            if mode == .rom {
-                for _ in 0..<8 { reply(op, value: LoaderProtocol.romSyncValue) }
-            } else {
-                reply(op, value: 0)
-            }
+            // The ROM answers one SYNC eight times with a non-zero value; a running stub answers
+            // with 0, which tells esptool that no upload is needed.
+            let value = mode == .rom ? LoaderProtocol.romSyncValue : 0
+            for _ in 0..<8 { reply(op, value: value) }
         case .readReg:
             guard let a = p.word(0) else { return reply(op, error: badMessage) }
             reply(op, value: readRegister(a))

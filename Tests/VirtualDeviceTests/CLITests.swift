@@ -100,6 +100,15 @@ import Glibc
                                            "--no-stub", "read-mac"])
         #expect(r.status == 0, "\(r.out) \(r.err)")
         #expect(r.out.contains("24:0a:c4:10:20:30"))
+        // A pty session outlives the client: a stub left running (--after no-reset-stub) is found
+        // by the next client, which skips the upload, as with a real chip.
+        let keep = try Oracle.run("esptool", ["--chip", "esp32", "--port", path, "--before", "no-reset",
+                                              "--after", "no-reset-stub", "read-mac"])
+        #expect(keep.status == 0 && keep.out.contains("Stub flasher running"), "\(keep.out)")
+        let again = try Oracle.run("esptool", ["--chip", "esp32", "--port", path, "--before", "no-reset",
+                                               "--after", "no-reset", "flash-id"])
+        #expect(again.status == 0 && again.out.contains("Stub flasher is already running"), "\(again.out)")
+        #expect(again.out.contains("Detected flash size: 4MB"))
     }
 }
 

@@ -234,7 +234,7 @@ struct DeviceInspect: ParsableCommand {
         var security: [String: String] = [:]
         for f in fields where securityNames.contains(f.name) { security[f.name] = f.value }
         for b in 1...3 {
-            let raw = device.efuses.value(of: EFuseLayout.esp32.field(named: "BLOCK\(b)")!, layout: .esp32, raw: true)
+            let raw = device.efuses.blocks[b]
             security["BLOCK\(b)"] = raw.allSatisfy { $0 == 0 } ? "empty" : "programmed"
         }
         let report = Report(chip: "ESP32-D0WD\(d.chipRevision >= 3 ? "-V3" : "")", revision: "v\(d.chipRevision).0",
@@ -250,7 +250,9 @@ struct DeviceInspect: ParsableCommand {
             print("  \(NumberParsing.hex(r.start))-\(NumberParsing.hex(r.end - 1))  \(r.kind)")
         }
         print("security eFuses:")
-        for k in security.keys.sorted() { print("  \(k.padding(toLength: 22, withPad: " ", startingAt: 0)) \(security[k]!)") }
+        for (k, v) in security.sorted(by: { $0.key < $1.key }) {
+            print("  \(k.padding(toLength: 22, withPad: " ", startingAt: 0)) \(v)")
+        }
         print("power-on:  \(report.powerOn.detail)")
     }
 }
