@@ -306,4 +306,17 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         #expect(traffic[0] == traffic[1] && traffic[0] < 1500, "bytes received before the cut: \(traffic)")
         #expect(counters[0].disconnects == 1)
     }
+
+    /// A spontaneous reset prints the ROM banner in the middle of the session; esptool sees it.
+    @Test(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)))
+    func spontaneousResetShowsTheROMBanner() throws {
+        let dev = try ServedDevice(mac: "24:0a:c4:00:00:02")
+        try dev.start(["--faults", "reset-after=3", "--seed", "1"])
+        let r = try dev.esptool(["read-mac"])
+        dev.stop()
+        #expect(r.status != 0)
+        #expect((r.out + r.err).contains("Invalid head of packet (0x65)"), "'e' of the banner 'ets Jun  8 2016'")
+        let stats = try dev.stats()
+        #expect(stats.faults.resets == 1 && stats.faultSpec == "reset-after=3")
+    }
 }
