@@ -6,6 +6,7 @@ import TestSupport
 import Testing
 import VirtualDevice
 import CZlib
+import Foundation
 
 /// A minimal host driving the engine in memory (no sockets).
 final class Host {
@@ -333,5 +334,29 @@ func zlibCompress(_ data: [UInt8]) -> [UInt8] {
         let map = DeviceInspector.flashMap(d.flash)
         #expect(map.first == DeviceInspector.Region(start: 0, end: 0x1000, kind: "erased"))
         #expect(map[1] == DeviceInspector.Region(start: 0x1000, end: 0x2000, kind: "image"))
+    }
+}
+
+@Suite struct DeviceStoreTests {
+    @Test func roundTripAndDamagedState() throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-store").appendingPathComponent("d").path
+        let store = DeviceStore(directory: dir)
+        #expect(throws: DeviceError.stateMissing(dir)) { try store.load() }
+        var device = try Device.create(DeviceDescription(mac: "24:0a:c4:01:01:01", flashSize: 1 << 20))
+        try store.create(device, force: false)
+        #expect(throws: DeviceError.stateExists(dir)) { try store.create(device, force: false) }
+        // Incremental sector write-back.
+        device.flash.program(0x3000, [1, 2, 3], timing: TimeModel())
+        try store.saveFlashSectors(device.flash, sectors: device.flash.takeDirtySectors())
+        let loaded = try store.load()
+        #expect(loaded.flash.read(0x3000, 4) == [1, 2, 3, 0xFF])
+        #expect(loaded.efuses == device.efuses && loaded.description == device.description)
+        // Damaged files give one clear error each.
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: store.efusePath))
+        #expect(throws: DeviceError.self) { try store.load() }
+        try Data(repeating: 0xFF, count: 100).write(to: URL(fileURLWithPath: store.flashPath))
+        #expect(throws: DeviceError.self) { try store.load() }
+        try Data("{".utf8).write(to: URL(fileURLWithPath: store.descriptionPath))
+        #expect(throws: DeviceError.self) { try store.load() }
     }
 }
