@@ -18,7 +18,7 @@ final class Inflater {
     /// Feeds compressed bytes; returns the decompressed bytes they produced.
     func feed(_ input: [UInt8]) throws(Failure) -> [UInt8] {
         guard open else { throw .corrupt }
-        if finished { return input.isEmpty ? [] : [] }
+        if finished { return [] } // bytes after the end of the stream are ignored
         var output: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         var input = input

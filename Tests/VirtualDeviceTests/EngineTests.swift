@@ -299,6 +299,29 @@ func zlibCompress(_ data: [UInt8]) -> [UInt8] {
         }
         #expect(h.engine.device.flash.size == 1 << 20, "seed \(seed)")
     }
+
+    @Test func randomCommandsInStubModeNeverCrash() throws {
+        let seed = testSeed()
+        var rng = SeededRandom(seed: seed)
+        let h = try Host(flashSize: 1 << 20)
+        try h.startStub()
+        let ops: [UInt8] = [0x02, 0x03, 0x04, 0x10, 0x11, 0x12, 0x13, 0xD0, 0xD1, 0xD2, 0x0E, 0x09, 0x0A, 0x05, 0x07]
+        for _ in 0..<300 {
+            var d: [UInt8] = []
+            for _ in 0..<Int.random(in: 0...6, using: &rng) {
+                // Words that are often plausible: small offsets, sizes, big values.
+                let w: UInt32 = [UInt32.random(in: 0...0x20_0000, using: &rng), UInt32.random(in: 0...UInt32.max, using: &rng),
+                                 0x1000, 0x4000, 0][Int.random(in: 0..<5, using: &rng)]
+                d.appendLE(w)
+            }
+            d += rng.bytes(Int.random(in: 0...64, using: &rng))
+            let p = CommandPacket(opcode: ops.randomElement(using: &rng)!, data: d,
+                                  checksum: UInt32(LoaderProtocol.checksum(d.dropFirst(min(16, d.count)))))
+            _ = h.engine.receive(SLIP.encode(p.encode()))
+            if Bool.random(using: &rng) { _ = h.engine.receive(SLIP.encode(rng.bytes(4))) }
+        }
+        #expect(h.engine.device.flash.size == 1 << 20, "seed \(seed)")
+    }
 }
 
 @Suite struct FaultTests {
