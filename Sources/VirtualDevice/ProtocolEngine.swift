@@ -129,6 +129,17 @@ public final class ProtocolEngine {
         connection = DeviceCounters()
         connected = true
         device.stats.connections += 1
+        if downloadModeDisabled {
+            // UART_DOWNLOAD_DIS (v3 and later): after a reset the ROM no longer enters download
+            // mode; it boots from flash and the loader never answers.
+            note("UART download mode is disabled by eFuse; not answering")
+            mode = .userCode
+        }
+    }
+
+    /// UART_DOWNLOAD_DIS is burned and the chip honours it (revision 3 and later).
+    public var downloadModeDisabled: Bool {
+        device.description.chipRevision >= 3 && device.efuses.rawWord(block: 0, word: 0) & (1 << 27) != 0
     }
 
     /// Hardware reset into download mode (stub, baud and SPI attach are forgotten).
@@ -166,6 +177,9 @@ public final class ProtocolEngine {
 
     /// Flash sectors changed since the last call.
     public func takeDirtySectors() -> [Int] { device.flash.takeDirtySectors() }
+
+    /// A transport stall of `seconds` (fault injection) passes virtual time too.
+    public func stall(seconds: Double) { advance(seconds) }
 
     /// Counts injected faults into the persistent statistics.
     public func recordFaults(_ f: FaultCounters, spec: String?, seed: UInt64?) {

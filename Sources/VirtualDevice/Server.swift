@@ -157,7 +157,10 @@ public final class DeviceServer {
                     out += romBootBanner
                 }
                 let stallMS = out.isEmpty ? 0 : inj.stall()
-                if stallMS > 0 { usleep(useconds_t(stallMS) * 1000) }
+                if stallMS > 0 {
+                    engine.stall(seconds: Double(stallMS) / 1000)
+                    usleep(useconds_t(stallMS) * 1000)
+                }
                 let r = inj.corrupt(out)
                 out = r.bytes
                 injector = inj

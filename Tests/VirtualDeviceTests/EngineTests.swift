@@ -275,6 +275,19 @@ func zlibCompress(_ data: [UInt8]) -> [UInt8] {
         #expect(h.engine.device.efuses.rawWord(block: 0, word: 6) == 1 << 6)
     }
 
+    @Test func uartDownloadDisableTakesEffectAtTheNextReset() throws {
+        let h = try Host()
+        let base: UInt32 = 0x3FF5_A000
+        try h.writeReg(base + 0x01C, 1 << 27) // BLK0 WDATA0: UART_DOWNLOAD_DIS
+        try h.writeReg(base + 0x0FC, 0x5A5A)
+        try h.writeReg(base + 0x104, 2)
+        #expect(try h.readReg(0x4000_1000) == 0x00F0_1D83, "still in download mode until reset")
+        h.engine.endConnection()
+        h.engine.beginConnection()
+        #expect(h.frames(CommandPacket(.sync, data: LoaderProtocol.syncPayload)).isEmpty)
+        #expect(h.engine.mode == .userCode)
+    }
+
     @Test func changeBaudAffectsClockDividerAndWireTime() throws {
         let h = try Host()
         #expect(h.ok(try h.command(.changeBaudrate, [921_600, 0])))
