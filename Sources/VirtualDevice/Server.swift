@@ -144,8 +144,9 @@ public final class DeviceServer {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             var input = Array(buffer[0..<n])
-            if injector != nil {
-                let r = injector!.corrupt(input)
+            if var inj = injector {
+                let r = inj.corrupt(input)
+                injector = inj
                 input = r.bytes
                 if r.disconnect { _ = engine.receive(input); return }
             }

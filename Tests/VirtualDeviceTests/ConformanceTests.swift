@@ -122,6 +122,9 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         #expect(flashID.out.contains("Device: 4016"))
         #expect(flashID.out.contains("Detected flash size: 4MB"))
         #expect(flashID.out.contains("3.3V"))
+        let status = try dev.esptool(["read-flash-status", "--bytes", "2"])
+        expectOK(status, "read-flash-status", seed)
+        #expect(status.out.contains("0x0200"), "W25Q32JV status: QE set in SR2 (\(status.out.suffix(200)))")
         // The stub reports the same.
         let stubMAC = try dev.esptool(["read-mac"], stub: true)
         expectOK(stubMAC, "read-mac (stub)", seed)
@@ -190,6 +193,10 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         let survived = Array(back[0x11000..<0x12000]) == Array(b[0x10000..<0x11000])
         #expect(survived, "data after the region survives")
         #expect(back[0..<0x1000].allSatisfy { $0 == 0xFF }, "never written")
+        expectOK(try dev.esptool(["erase-flash"], stub: true), "erase-flash", seed)
+        dev.stop()
+        #expect(try dev.flash().allSatisfy { $0 == 0xFF }, "chip erase")
+        #expect(try dev.stats().total.chipErases == 1)
     }
 
     @Test(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)))
