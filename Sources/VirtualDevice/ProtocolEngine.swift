@@ -23,6 +23,12 @@ public final class ProtocolEngine {
     /// Log of unusual events (unknown register reads, refused commands), newest last, bounded.
     public private(set) var log: [String] = []
 
+    /// The chip's flash encryption engine for encrypted writes through the stub (FLASH_BEGIN with
+    /// the encrypt flag): given the eFuses, the flash address and plaintext, return ciphertext of
+    /// the same length (nil = failure). Not installed by default: encrypted writes are refused
+    /// rather than silently stored as plaintext. The host-side FlashEncryption core plugs in here.
+    public var flashEncryption: (@Sendable (EFuseArray, Int, [UInt8]) -> [UInt8]?)?
+
     private var decoder = SLIPDecoder()
     private var efuse: EFuseController
     private var spi = SPIFlashEngine()
@@ -43,6 +49,7 @@ public final class ProtocolEngine {
         var total: Int
         var written: Int = 0
         var inflater: Inflater?
+        var encrypted = false
         var failed = false
     }
 
@@ -386,9 +393,10 @@ public final class ProtocolEngine {
         guard okSize, let size = p.word(0), let blocks = p.word(1), let blockSize = p.word(2), let offset = p.word(3) else {
             return reply(op, error: badMessage)
         }
-        if mode == .stub, (p.word(4) ?? 0) != 0 {
-            // Encrypted writes would need the on-chip flash encryption engine.
-            note("encrypted write refused")
+        let encrypted = mode == .stub && (p.word(4) ?? 0) != 0
+        if encrypted, flashEncryption == nil {
+            // Encrypted writes need the on-chip flash encryption engine (see `flashEncryption`).
+            note("encrypted write refused: no flash encryption engine installed")
             return reply(op, error: .stubNotImplemented)
         }
         _ = blocks
@@ -407,7 +415,7 @@ public final class ProtocolEngine {
         countErases(before)
         advanceFlash(t ?? 0)
         flashOp = FlashOperation(compressed: compressed, offset: off, blockSize: Int(blockSize), total: total,
-                                 inflater: compressed ? Inflater() : nil)
+                                 inflater: compressed ? Inflater() : nil, encrypted: encrypted)
         reply(op)
     }
 
@@ -450,6 +458,13 @@ public final class ProtocolEngine {
             f.written = max(f.written, at - f.offset + toWrite.count)
         }
         flashOp = f
+        if f.encrypted {
+            guard let engine = flashEncryption, let ciphertext = engine(device.efuses, at, toWrite),
+                  ciphertext.count == toWrite.count else {
+                return reply(op, error: .stubSPIFailed)
+            }
+            toWrite = ciphertext
+        }
         let before = device.flash.pagePrograms
         guard let t = device.flash.program(at, toWrite, timing: timing) else {
             return reply(op, error: mode == .stub ? .stubSPIFailed : .flashWrite)
