@@ -74,7 +74,9 @@ let package = Package(
         .testTarget(name: "NVSTests", dependencies: ["NVS", "TestSupport"]),
         .testTarget(name: "EFuseTests", dependencies: ["EFuse", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "TestSupport"]),
-        .testTarget(name: "VirtualDeviceTests", dependencies: ["VirtualDevice", "EFuse", "Loader", "TestSupport"]),
+        .testTarget(name: "VirtualDeviceTests", dependencies: [
+            "VirtualDevice", "EFuse", "Loader", "CZlib", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
