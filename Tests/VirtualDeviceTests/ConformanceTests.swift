@@ -326,4 +326,18 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         let stats = try dev.stats()
         #expect(stats.faults.resets == 1 && stats.faultSpec == "reset-after=3")
     }
+
+    /// Several devices at once: one server process each, told apart by port.
+    @Test(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)))
+    func twoDevicesServedAtOnce() throws {
+        let a = try ServedDevice(mac: "24:0a:c4:0a:0a:0a")
+        let b = try ServedDevice(mac: "24:0a:c4:0b:0b:0b", extra: ["--flash-size", "8MB"])
+        try a.start()
+        try b.start()
+        defer { a.stop(); b.stop() }
+        #expect(a.port != b.port)
+        let ra = try a.esptool(["flash-id"]), rb = try b.esptool(["flash-id"])
+        #expect(ra.out.contains("24:0a:c4:0a:0a:0a") && ra.out.contains("Detected flash size: 4MB"))
+        #expect(rb.out.contains("24:0a:c4:0b:0b:0b") && rb.out.contains("Detected flash size: 8MB"))
+    }
 }
