@@ -8,7 +8,9 @@ import Glibc
 
 @Suite struct DeviceCLITests {
     @Test func createRefusesToOverwriteAndBadInputIsOneLineError() throws {
-        let dir = try TestEnvironment.temporaryDirectory("espforge-cli").appendingPathComponent("d").path
+        let root = try TestEnvironment.temporaryDirectory("espforge-cli")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let dir = root.appendingPathComponent("d").path
         let created = try Espforge.run(["device", "create", "--state", dir, "--mac", "24:0a:c4:01:02:03", "--flash-size", "8MB"])
         #expect(created.status == 0, "\(created.err)")
         let desc = try JSONDecoder().decode(DeviceDescription.self,
@@ -56,7 +58,7 @@ import Glibc
         let text = try Espforge.run(["device", "inspect", "--state", dev.state])
         #expect(text.out.contains("valid image header at 0x1000"))
 
-        let out = try TestEnvironment.temporaryDirectory("espforge-dump").appendingPathComponent("flash.bin").path
+        let out = dev.root.appendingPathComponent("dump.bin").path
         #expect(try Espforge.run(["device", "dump", "--state", dev.state, "--flash", "-o", out]).status == 0)
         let dumpOK = try Data(contentsOf: URL(fileURLWithPath: out)) == Data(contentsOf: URL(fileURLWithPath: dev.state + "/flash.bin"))
         #expect(dumpOK)
@@ -73,7 +75,9 @@ import Glibc
 
     @Test(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)))
     func servesAPseudoTerminal() throws {
-        let dir = try TestEnvironment.temporaryDirectory("espforge-pty").appendingPathComponent("d").path
+        let root = try TestEnvironment.temporaryDirectory("espforge-pty")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let dir = root.appendingPathComponent("d").path
         #expect(try Espforge.run(["device", "create", "--state", dir, "--mac", "24:0a:c4:10:20:30"]).status == 0)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Espforge.path)

@@ -8,12 +8,15 @@ import Glibc
 
 /// A virtual device served by the built `espforge device serve` on a free loopback port.
 final class ServedDevice {
+    /// A private temporary folder (state in `dev/`, scratch files beside it), removed on deinit.
+    let root: URL
     let state: String
     private var process: Process?
     private(set) var port = 0
 
     init(mac: String, extra: [String] = []) throws {
-        state = try TestEnvironment.temporaryDirectory("espforge-device").appendingPathComponent("dev").path
+        root = try TestEnvironment.temporaryDirectory("espforge-device")
+        state = root.appendingPathComponent("dev").path
         let r = try Espforge.run(["device", "create", "--state", state, "--mac", mac] + extra)
         guard r.status == 0 else { throw TestSupportError.missing("device create failed: \(r.err)") }
     }
@@ -57,7 +60,17 @@ final class ServedDevice {
         if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
     }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    /// Writes a scratch file next to the state folder; returns its path.
+    func writeTemp(_ bytes: [UInt8], _ name: String) throws -> String {
+        let url = root.appendingPathComponent(name)
+        try Data(bytes).write(to: url)
+        return url.path
+    }
 
     var portURL: String { "socket://127.0.0.1:\(port)" }
 
@@ -85,12 +98,6 @@ final class ServedDevice {
 func randomMAC(_ rng: inout SeededRandom) -> String {
     let tail = (0..<3).map { _ in String(format: "%02x", Int.random(in: 0...255, using: &rng)) }
     return "24:0a:c4:" + tail.joined(separator: ":")
-}
-
-func writeTemp(_ bytes: [UInt8], _ name: String) throws -> String {
-    let url = try TestEnvironment.temporaryDirectory("espforge-img").appendingPathComponent(name)
-    try Data(bytes).write(to: url)
-    return url.path
 }
 
 func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
@@ -142,13 +149,13 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         let a = rng.bytes(Int.random(in: 3000...9000, using: &rng))
         let b = rng.bytes(Int.random(in: 1000...3000, using: &rng)) + [UInt8](repeating: 0, count: 20000)
         let c = rng.bytes(4099)
-        let pa = try writeTemp(a, "a.bin"), pb = try writeTemp(b, "b.bin"), pc = try writeTemp(c, "c.bin")
+        let pa = try dev.writeTemp(a, "a.bin"), pb = try dev.writeTemp(b, "b.bin"), pc = try dev.writeTemp(c, "c.bin")
         expectOK(try dev.esptool(["write-flash", "0x1000", pa, "0x10000", pb]), "write-flash (ROM)", seed)
         expectOK(try dev.esptool(["write-flash", "-z", "0x30000", pc]), "write-flash -z (ROM)", seed)
         let verify = try dev.esptool(["verify-flash", "0x1000", pa, "0x10000", pb, "0x30000", pc])
         expectOK(verify, "verify-flash (ROM)", seed)
         #expect(verify.out.contains("Verification successful"))
-        let out = try writeTemp([], "read.bin")
+        let out = try dev.writeTemp([], "read.bin")
         expectOK(try dev.esptool(["read-flash", "0x30000", "200", out]), "read-flash (ROM)", seed)
         let readOK = [UInt8](try Data(contentsOf: URL(fileURLWithPath: out))) == Array(c.prefix(200))
         #expect(readOK, "seed \(seed)")
@@ -175,17 +182,17 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         let a = rng.bytes(Int.random(in: 20000...40000, using: &rng))
         let b = [UInt8](repeating: 0x5A, count: 70000) + rng.bytes(777)
         let c = rng.bytes(0x4321)
-        let pa = try writeTemp(a, "a.bin"), pb = try writeTemp(b, "b.bin"), pc = try writeTemp(c, "c.bin")
+        let pa = try dev.writeTemp(a, "a.bin"), pb = try dev.writeTemp(b, "b.bin"), pc = try dev.writeTemp(c, "c.bin")
         expectOK(try dev.esptool(["write-flash", "0x1000", pa, "0x20000", pb], stub: true), "write-flash (stub)", seed)
         expectOK(try dev.esptool(["write-flash", "-u", "0x100000", pc], stub: true), "write-flash -u (stub)", seed)
         expectOK(try dev.esptool(["verify-flash", "0x1000", pa, "0x20000", pb, "0x100000", pc], stub: true),
                  "verify-flash (stub)", seed)
-        let out = try writeTemp([], "read.bin")
+        let out = try dev.writeTemp([], "read.bin")
         expectOK(try dev.esptool(["read-flash", "0x1000", String(a.count), out], stub: true), "read-flash (stub)", seed)
         let readOK = [UInt8](try Data(contentsOf: URL(fileURLWithPath: out))) == a
         #expect(readOK, "seed \(seed)")
         expectOK(try dev.esptool(["erase-region", "0x20000", "0x10000"], stub: true), "erase-region", seed)
-        let out2 = try writeTemp([], "read2.bin")
+        let out2 = try dev.writeTemp([], "read2.bin")
         expectOK(try dev.esptool(["read-flash", "0x1F000", "0x12000", out2], stub: true), "read-flash after erase", seed)
         let back = [UInt8](try Data(contentsOf: URL(fileURLWithPath: out2)))
         guard back.count == 0x12000 else { Issue.record("read-flash returned \(back.count) bytes"); return }
@@ -207,7 +214,7 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         let dev = try ServedDevice(mac: mac)
         try dev.start()
         defer { dev.stop() }
-        let dir = try TestEnvironment.temporaryDirectory("espforge-efuse")
+        let dir = dev.root
         let summaryPath = dir.appendingPathComponent("s0.json").path
         expectOK(try dev.espefuse(["summary", "--format", "json", "--file", summaryPath]), "summary", seed)
         var summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summaryPath))) as? [String: Any]
@@ -221,7 +228,7 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         try Oracle.run("espsecure", ["digest-rsa-public-key", "--keyfile", key, "-o", digest])
         expectOK(try dev.espefuse(["--do-not-confirm", "burn-key-digest", key]), "burn-key-digest", seed)
         let fek = rng.bytes(32)
-        let fekPath = try writeTemp(fek, "fe.key")
+        let fekPath = try dev.writeTemp(fek, "fe.key")
         expectOK(try dev.espefuse(["--do-not-confirm", "burn-key", "flash_encryption", fekPath]), "burn-key", seed)
         expectOK(try dev.espefuse(["--do-not-confirm", "write-protect-efuse", "DISABLE_DL_ENCRYPT"]), "write-protect-efuse", seed)
         expectOK(try dev.espefuse(["--do-not-confirm", "read-protect-efuse", "BLOCK3"]), "read-protect-efuse", seed)
@@ -255,7 +262,7 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         var rng = SeededRandom(seed: seed)
         let dev = try ServedDevice(mac: randomMAC(&rng))
         let data = rng.bytes(6000)
-        let p = try writeTemp(data, "p.bin")
+        let p = try dev.writeTemp(data, "p.bin")
         try dev.start()
         expectOK(try dev.esptool(["write-flash", "0x8000", p]), "write-flash", seed)
         expectOK(try dev.espefuse(["--do-not-confirm", "burn-efuse", "DISABLE_DL_CACHE", "1"]), "burn-efuse", seed)
@@ -263,7 +270,7 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         try dev.start()
         defer { dev.stop() }
         expectOK(try dev.esptool(["verify-flash", "0x8000", p]), "verify-flash after restart", seed)
-        let dir = try TestEnvironment.temporaryDirectory("espforge-efuse")
+        let dir = dev.root
         let s = dir.appendingPathComponent("s.json").path
         expectOK(try dev.espefuse(["summary", "--format", "json", "--file", s]), "summary after restart", seed)
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: s))) as? [String: Any]
@@ -281,7 +288,7 @@ func expectOK(_ r: ProcessResult, _ what: String, _ seed: UInt64) {
         var rng = SeededRandom(seed: seed)
         let dev = try ServedDevice(mac: randomMAC(&rng))
         let image = rng.bytes(1 << 20)
-        let p = try writeTemp(image, "big.bin")
+        let p = try dev.writeTemp(image, "big.bin")
         try dev.start()
         expectOK(try dev.esptool(["write-flash", "-u", "0x100000", p], stub: true, baud: 921_600), "write 1 MiB", seed)
         dev.stop()

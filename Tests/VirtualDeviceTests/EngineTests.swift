@@ -380,7 +380,9 @@ func zlibCompress(_ data: [UInt8]) -> [UInt8] {
 
 @Suite struct DeviceStoreTests {
     @Test func roundTripAndDamagedState() throws {
-        let dir = try TestEnvironment.temporaryDirectory("espforge-store").appendingPathComponent("d").path
+        let root = try TestEnvironment.temporaryDirectory("espforge-store")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let dir = root.appendingPathComponent("d").path
         let store = DeviceStore(directory: dir)
         #expect(throws: DeviceError.stateMissing(dir)) { try store.load() }
         var device = try Device.create(DeviceDescription(mac: "24:0a:c4:01:01:01", flashSize: 1 << 20))
