@@ -87,7 +87,8 @@ public final class DeviceServer {
     }
 
     /// Opens a pseudo-terminal and serves it until SIGTERM/SIGINT; `onReady` gets the slave path.
-    public func servePTY(onReady: (String) -> Void) throws {
+    public func servePTY(maxSeconds: Double? = nil, onReady: (String) -> Void) throws {
+        let deadline = maxSeconds.map { Date().addingTimeInterval($0) }
         let pty = PTYFunctions()
         guard let pty else { throw DeviceError.network("pseudo-terminals are not available on this system") }
         let master = pty.openpt(O_RDWR | O_NOCTTY)
@@ -106,7 +107,8 @@ public final class DeviceServer {
         defer { if slave >= 0 { close(slave) }; close(master) }
         onReady(path)
         while stopRequested == 0 {
-            try serveConnection(readFD: master, writeFD: master)
+            if let deadline, Date() > deadline { break }
+            try serveConnection(readFD: master, writeFD: master, deadline: deadline)
         }
         try save(final: true)
     }

@@ -81,7 +81,7 @@ import Glibc
         #expect(try Espforge.run(["device", "create", "--state", dir, "--mac", "24:0a:c4:10:20:30"]).status == 0)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Espforge.path)
-        p.arguments = ["device", "serve", "--state", dir, "--pty"]
+        p.arguments = ["device", "serve", "--state", dir, "--pty", "--max-seconds", "60"]
         let pipe = Pipe()
         p.standardOutput = pipe
         try p.run()

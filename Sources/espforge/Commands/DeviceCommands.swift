@@ -117,7 +117,7 @@ struct DeviceServe: ParsableCommand {
             FileHandle.standardOutput.write(Data("listening on 127.0.0.1:\(bound)\n".utf8))
             try server.serveTCP(listenFD: fd, maxSeconds: maxSeconds)
         } else {
-            try server.servePTY { path in
+            try server.servePTY(maxSeconds: maxSeconds) { path in
                 FileHandle.standardOutput.write(Data("pty \(path)\n".utf8))
             }
         }
