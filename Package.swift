@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "espforge", targets: ["espforge"]),
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
+            "EFuse", "Loader", "VirtualDevice",
         ]),
     ],
     dependencies: [
@@ -47,9 +48,20 @@ let package = Package(
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
 
+        // ESP32 eFuse model: field map (data table per chip), blocks, program/read/protect semantics.
+        .target(name: "EFuse", dependencies: ["ESPCore"]),
+        // Serial loader wire format: SLIP codec and command/response packets (direction-neutral).
+        .target(name: "Loader", dependencies: ["ESPCore"]),
+        // The virtual ESP32: NOR flash, register map, ROM/stub protocol engine, time model, server.
+        .target(name: "VirtualDevice", dependencies: [
+            "ESPCore", "EFuse", "Loader", "CZlib",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
+            "EFuse", "Loader", "VirtualDevice",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -68,6 +80,11 @@ let package = Package(
             "Partitions", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "NVSTests", dependencies: ["NVS", "TestSupport"]),
+        .testTarget(name: "EFuseTests", dependencies: ["EFuse", "TestSupport"]),
+        .testTarget(name: "LoaderTests", dependencies: ["Loader", "TestSupport"]),
+        .testTarget(name: "VirtualDeviceTests", dependencies: [
+            "VirtualDevice", "EFuse", "Loader", "CZlib", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

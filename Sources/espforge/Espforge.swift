@@ -19,6 +19,7 @@ struct Espforge: AsyncParsableCommand {
             PartitionsCommand.self,
             OtadataCommand.self,
             NVSCommand.self,
+            DeviceCommand.self,
         ]
     )
 }

@@ -1,0 +1,95 @@
+/// The ESP32 eFuse field map, as data. Facts: ../shared/spec/esp32-efuse.md (restated from the
+/// public eFuse tables). Bit positions are absolute within a block: word `w`, bit `b` is `32·w + b`.
+///
+/// `writeProtectBit` is the WR_DIS bit (BLOCK0 word 0, bits 15:0) that locks the field;
+/// `readProtectBit` the RD_DIS bit (BLOCK0 word 0, bits 19:16, numbered 0…3) that hides it.
+extension EFuseLayout {
+    public static let esp32 = EFuseLayout(
+        chip: "esp32",
+        blockWordCounts: [7, 8, 8, 8],
+        registerBase: 0x3FF5_A000,
+        readRegisterOffsets: [0x000, 0x038, 0x058, 0x078],
+        writeRegisterOffsets: [0x01C, 0x098, 0x0B8, 0x0D8],
+        blockWriteProtectBits: [nil, 7, 8, 9],
+        blockReadProtectBits: [nil, 0, 1, 2],
+        fields: [
+            // BLOCK0 word 0
+            EFuseField("WR_DIS", block: 0, word: 0, bit: 0, width: 16, writeProtect: 1,
+                       "Write-disable bits (bit i locks the fields listed with WR_DIS i)"),
+            EFuseField("RD_DIS", block: 0, word: 0, bit: 16, width: 4, writeProtect: 0,
+                       "Read-disable bits: BLOCK1, BLOCK2, BLOCK3, parts of BLOCK0 words 5/6"),
+            EFuseField("FLASH_CRYPT_CNT", block: 0, word: 0, bit: 20, width: 7, writeProtect: 2,
+                       "Flash encryption is on when an odd number of bits is set"),
+            EFuseField("UART_DOWNLOAD_DIS", block: 0, word: 0, bit: 27, width: 1, writeProtect: 2,
+                       "Disable UART download mode (ESP32 v3 and later)"),
+            // BLOCK0 words 1–2: factory MAC (bits 32…79) and its CRC
+            EFuseField("MAC", block: 0, word: 1, bit: 0, width: 48, writeProtect: 3,
+                       "Factory MAC address"),
+            EFuseField("MAC_CRC", block: 0, word: 2, bit: 16, width: 8, writeProtect: 3,
+                       "CRC-8 of the factory MAC"),
+            // BLOCK0 word 3
+            EFuseField("DISABLE_APP_CPU", block: 0, word: 3, bit: 0, width: 1, writeProtect: 3,
+                       "Single core: the APP CPU is disabled"),
+            EFuseField("DISABLE_BT", block: 0, word: 3, bit: 1, width: 1, writeProtect: 3, "Bluetooth disabled"),
+            EFuseField("CHIP_PACKAGE_4BIT", block: 0, word: 3, bit: 2, width: 1, "Package version bit 3"),
+            EFuseField("DIS_CACHE", block: 0, word: 3, bit: 3, width: 1, writeProtect: 3, "Cache disabled"),
+            EFuseField("SPI_PAD_CONFIG_HD", block: 0, word: 3, bit: 4, width: 5, "Override SD_DATA_2 pad (flash WP)"),
+            EFuseField("CHIP_PACKAGE", block: 0, word: 3, bit: 9, width: 3, "Package version bits 2:0"),
+            EFuseField("CHIP_CPU_FREQ_LOW", block: 0, word: 3, bit: 12, width: 1, "CPU rated for 160 MHz"),
+            EFuseField("CHIP_CPU_FREQ_RATED", block: 0, word: 3, bit: 13, width: 1, "CPU frequency is rated"),
+            EFuseField("BLK3_PART_RESERVE", block: 0, word: 3, bit: 14, width: 1, writeProtect: 10, readProtect: 3,
+                       "BLOCK3 partially served for ADC calibration data"),
+            EFuseField("CHIP_VER_REV1", block: 0, word: 3, bit: 15, width: 1, "Chip revision bit 0"),
+            // BLOCK0 word 4
+            EFuseField("CLK8M_FREQ", block: 0, word: 4, bit: 0, width: 8, writeProtect: 4, "8 MHz clock calibration"),
+            EFuseField("ADC_VREF", block: 0, word: 4, bit: 8, width: 5, writeProtect: 4, "ADC reference voltage calibration"),
+            EFuseField("XPD_SDIO_REG", block: 0, word: 4, bit: 14, width: 1, writeProtect: 5, "VDD_SDIO regulator power-up"),
+            EFuseField("XPD_SDIO_TIEH", block: 0, word: 4, bit: 15, width: 1, writeProtect: 5, "VDD_SDIO voltage 3.3 V"),
+            EFuseField("XPD_SDIO_FORCE", block: 0, word: 4, bit: 16, width: 1, writeProtect: 5,
+                       "Ignore the MTDI strapping pin for VDD_SDIO"),
+            // BLOCK0 word 5
+            EFuseField("SPI_PAD_CONFIG_CLK", block: 0, word: 5, bit: 0, width: 5, writeProtect: 6, "Override SD_CLK pad"),
+            EFuseField("SPI_PAD_CONFIG_Q", block: 0, word: 5, bit: 5, width: 5, writeProtect: 6, "Override SD_DATA_0 pad"),
+            EFuseField("SPI_PAD_CONFIG_D", block: 0, word: 5, bit: 10, width: 5, writeProtect: 6, "Override SD_DATA_1 pad"),
+            EFuseField("SPI_PAD_CONFIG_CS0", block: 0, word: 5, bit: 15, width: 5, writeProtect: 6, "Override SD_CMD pad"),
+            EFuseField("CHIP_VER_REV2", block: 0, word: 5, bit: 20, width: 1, "Chip revision bit 1"),
+            EFuseField("VOL_LEVEL_HP_INV", block: 0, word: 5, bit: 22, width: 2, writeProtect: 3,
+                       "Voltage level for CPU at 240 MHz"),
+            EFuseField("WAFER_VERSION_MINOR", block: 0, word: 5, bit: 24, width: 2, "Minor chip revision"),
+            EFuseField("FLASH_CRYPT_CONFIG", block: 0, word: 5, bit: 28, width: 4, writeProtect: 10, readProtect: 3,
+                       "Flash encryption key tweak selector"),
+            // BLOCK0 word 6
+            EFuseField("CODING_SCHEME", block: 0, word: 6, bit: 0, width: 2, writeProtect: 10, readProtect: 3,
+                       "Key block coding: 0 NONE, 1 3/4, 2 REPEAT, 3 NONE"),
+            EFuseField("CONSOLE_DEBUG_DISABLE", block: 0, word: 6, bit: 2, width: 1, writeProtect: 15,
+                       "Disable the ROM BASIC console fallback"),
+            EFuseField("DISABLE_SDIO_HOST", block: 0, word: 6, bit: 3, width: 1, "Disable the SDIO host"),
+            EFuseField("ABS_DONE_0", block: 0, word: 6, bit: 4, width: 1, writeProtect: 12, "Secure Boot V1 enabled"),
+            EFuseField("ABS_DONE_1", block: 0, word: 6, bit: 5, width: 1, writeProtect: 13, "Secure Boot V2 enabled"),
+            EFuseField("JTAG_DISABLE", block: 0, word: 6, bit: 6, width: 1, writeProtect: 14, "JTAG disabled"),
+            EFuseField("DISABLE_DL_ENCRYPT", block: 0, word: 6, bit: 7, width: 1, writeProtect: 15,
+                       "No flash encryption in download mode"),
+            EFuseField("DISABLE_DL_DECRYPT", block: 0, word: 6, bit: 8, width: 1, writeProtect: 15,
+                       "No transparent flash decryption in download mode"),
+            EFuseField("DISABLE_DL_CACHE", block: 0, word: 6, bit: 9, width: 1, writeProtect: 15,
+                       "No flash cache in download mode"),
+            EFuseField("KEY_STATUS", block: 0, word: 6, bit: 10, width: 1, writeProtect: 10, readProtect: 3,
+                       "BLOCK3 usage flag"),
+            // Key blocks
+            EFuseField("BLOCK1", block: 1, word: 0, bit: 0, width: 256, writeProtect: 7, readProtect: 0,
+                       "Flash encryption key"),
+            EFuseField("BLOCK2", block: 2, word: 0, bit: 0, width: 256, writeProtect: 8, readProtect: 1,
+                       "Secure boot key or Secure Boot V2 public key digest"),
+            EFuseField("BLOCK3", block: 3, word: 0, bit: 0, width: 256, writeProtect: 9, readProtect: 2,
+                       "User data, custom MAC, ADC calibration"),
+            EFuseField("CUSTOM_MAC_CRC", block: 3, word: 0, bit: 0, width: 8, writeProtect: 9, readProtect: 2,
+                       "CRC-8 of the custom MAC"),
+            EFuseField("CUSTOM_MAC", block: 3, word: 0, bit: 8, width: 48, writeProtect: 9, readProtect: 2,
+                       "Custom MAC address"),
+            EFuseField("SECURE_VERSION", block: 3, word: 4, bit: 0, width: 32, writeProtect: 9, readProtect: 2,
+                       "Anti-rollback secure version"),
+            EFuseField("MAC_VERSION", block: 3, word: 5, bit: 24, width: 8, writeProtect: 9, readProtect: 2,
+                       "1 when a custom MAC is stored in BLOCK3"),
+        ]
+    )
+}

@@ -1,0 +1,534 @@
+import Crypto
+import EFuse
+import ESPCore
+import Loader
+
+/// The ESP32 serial loader as a pure state machine: bytes from the host in, bytes to the host out.
+///
+/// It starts as the ROM download mode (4 status bytes, 0x400 flash blocks, READ_FLASH_SLOW, MD5
+/// as hex text, no stub-only commands). After a RAM upload ending in MEM_END with an entry point
+/// it answers as esptool's flasher stub does ("OHAI", 2 status bytes, ERASE_FLASH/ERASE_REGION/
+/// READ_FLASH, 0x4000 blocks, raw MD5) without executing the uploaded code.
+public final class ProtocolEngine {
+    public enum Mode: String, Sendable { case rom, stub, userCode }
+
+    public var device: Device
+    public let timing: TimeModel
+    public private(set) var mode: Mode = .rom
+    public private(set) var baud = 115_200
+    /// Counters of the current connection (see ``beginConnection()``).
+    public private(set) var connection = DeviceCounters()
+    /// Set when the eFuse array changed (persist it).
+    public var efusesDirty = false
+    /// Log of unusual events (unknown register reads, refused commands), newest last, bounded.
+    public private(set) var log: [String] = []
+
+    /// The chip's flash encryption engine for encrypted writes through the stub (FLASH_BEGIN with
+    /// the encrypt flag): given the eFuses, the flash address and plaintext, return ciphertext of
+    /// the same length (nil = failure). Not installed by default: encrypted writes are refused
+    /// rather than silently stored as plaintext. The host-side FlashEncryption core plugs in here.
+    public var flashEncryption: (@Sendable (EFuseArray, Int, [UInt8]) -> [UInt8]?)?
+
+    private var decoder = SLIPDecoder()
+    private var efuse: EFuseController
+    private var spi = SPIFlashEngine()
+    private var memory: [UInt32: UInt32] = [:]
+    private var rtcSDIOConf: UInt32 = 0
+    private var attached = false
+    private var flashParamsSize: Int
+    private var flashOp: FlashOperation?
+    private var memOp: (size: Int, received: Int)?
+    private var readOp: ReadOperation?
+    private var output: [UInt8] = []
+    private var connected = false
+
+    struct FlashOperation {
+        var compressed: Bool
+        var offset: Int
+        var blockSize: Int
+        var total: Int
+        var written: Int = 0
+        var inflater: Inflater?
+        var encrypted = false
+        var failed = false
+    }
+
+    struct ReadOperation {
+        var offset: Int
+        var length: Int
+        var packet: Int
+        var maxInFlight: Int
+        var sent = 0
+        var acked = 0
+        var md5 = Insecure.MD5()
+    }
+
+    public init(device: Device, timing: TimeModel = .w25q32jv) {
+        self.device = device
+        self.timing = timing
+        efuse = EFuseController(layout: .esp32, array: device.efuses)
+        flashParamsSize = device.description.flashSize
+    }
+
+    // MARK: Registers
+
+    static let romMagicAddress: UInt32 = 0x4000_1000
+    static let apbCtrlDate: UInt32 = 0x3FF6_607C
+    static let uart0ClkDiv: UInt32 = 0x3FF4_0014
+    static let rtcCaliCfg1: UInt32 = 0x3FF5_F06C
+    static let rtcSDIOConfAddress: UInt32 = 0x3FF4_8074
+    static let gpioStrap: UInt32 = 0x3FF4_4038
+
+    /// What READ_REG returns for `address`.
+    public func readRegister(_ address: UInt32) -> UInt32 {
+        if address == Self.romMagicAddress { return 0x00F0_1D83 }
+        if efuse.contains(address) { return efuse.read(address) }
+        if SPIFlashEngine.contains(address) { return spi.read(address) }
+        switch address {
+        case Self.apbCtrlDate: return device.description.chipRevision >= 3 ? 0x9604_2000 : 0x1604_2000
+        case Self.uart0ClkDiv:
+            let xtal = UInt64(device.description.crystalHz)
+            let b = UInt64(max(1, baud))
+            let whole = xtal / b
+            let frac = (xtal * 16 / b) & 0xF
+            return UInt32(truncatingIfNeeded: (frac << 20) | (whole & 0xFFFFF))
+        case Self.rtcCaliCfg1:
+            // cali_value (bits 31:7) such that value·15625·CLK8M/40 equals the crystal frequency.
+            let clk8m = UInt64(efuse.read(efuse.base + 0x10) & 0xFF)
+            guard clk8m > 0 else { return 0 }
+            let cali = UInt64(device.description.crystalHz) * 40 / (15625 * clk8m)
+            return UInt32(truncatingIfNeeded: (cali & 0x1FF_FFFF) << 7)
+        case Self.rtcSDIOConfAddress: return rtcSDIOConf
+        case Self.gpioStrap: return 0x0000_0003
+        default:
+            return memory[address] ?? 0
+        }
+    }
+
+    /// A register write with the side effects of the eFuse controller and the SPI engine.
+    public func writeRegister(_ address: UInt32, _ value: UInt32) {
+        if efuse.contains(address) {
+            if efuse.write(address, value) {
+                efusesDirty = true
+                device.efuses = efuse.array
+                connection.efusePrograms += 1
+                advance(timing.efuseProgram)
+            }
+            return
+        }
+        if SPIFlashEngine.contains(address) {
+            spi.write(address, value, flashID: device.description.flashID, flash: device.flash)
+            return
+        }
+        switch address {
+        case Self.romMagicAddress, Self.apbCtrlDate, Self.uart0ClkDiv, Self.rtcCaliCfg1, Self.gpioStrap: return
+        case Self.rtcSDIOConfAddress: rtcSDIOConf = value
+        default:
+            if memory.count < 65_536 || memory[address] != nil { memory[address] = value }
+        }
+    }
+
+    // MARK: Connection life cycle
+
+    /// A new host connection: the chip is (re)entered into ROM download mode at 115200 baud.
+    public func beginConnection() {
+        resetToROM()
+        connection = DeviceCounters()
+        connected = true
+        device.stats.connections += 1
+        if downloadModeDisabled {
+            // UART_DOWNLOAD_DIS (v3 and later): after a reset the ROM no longer enters download
+            // mode; it boots from flash and the loader never answers.
+            note("UART download mode is disabled by eFuse; not answering")
+            mode = .userCode
+        }
+    }
+
+    /// UART_DOWNLOAD_DIS is burned and the chip honours it (revision 3 and later).
+    public var downloadModeDisabled: Bool {
+        device.description.chipRevision >= 3 && device.efuses.rawWord(block: 0, word: 0) & (1 << 27) != 0
+    }
+
+    /// Hardware reset into download mode (stub, baud and SPI attach are forgotten).
+    public func resetToROM() {
+        mode = .rom
+        baud = 115_200
+        attached = false
+        flashOp = nil
+        memOp = nil
+        readOp = nil
+        decoder = SLIPDecoder()
+        efuse.reload()
+        spi = SPIFlashEngine()
+        // The ROM assumes a 2 MB chip until SPI_SET_PARAMS says otherwise.
+        flashParamsSize = min(2 << 20, device.description.flashSize)
+    }
+
+    /// Statistics with the current connection folded in.
+    public var stats: DeviceStats {
+        var s = device.stats
+        if connected {
+            s.total = s.total + connection
+            s.lastConnection = connection
+        }
+        return s
+    }
+
+    /// Folds this connection's counters into the totals (call when it ends).
+    public func endConnection() {
+        device.stats.total = device.stats.total + connection
+        device.stats.lastConnection = connection
+        connection = DeviceCounters()
+        connected = false
+    }
+
+    /// Flash sectors changed since the last call.
+    public func takeDirtySectors() -> [Int] { device.flash.takeDirtySectors() }
+
+    /// A transport stall of `seconds` (fault injection) passes virtual time too.
+    public func stall(seconds: Double) { advance(seconds) }
+
+    /// Counts injected faults into the persistent statistics.
+    public func recordFaults(_ f: FaultCounters, spec: String?, seed: UInt64?) {
+        device.stats.faults = device.stats.faults + f
+        device.stats.lastConnectionFaults = f
+        device.stats.faultSpec = spec
+        device.stats.faultSeed = seed
+    }
+
+    // MARK: Bytes in, bytes out
+
+    /// Feeds bytes received from the host; returns the bytes to send back.
+    public func receive<C: Collection>(_ bytes: C) -> [UInt8] where C.Element == UInt8 {
+        output.removeAll(keepingCapacity: true)
+        connection.bytesIn += bytes.count
+        advanceWire(bytes.count)
+        guard mode != .userCode else { return [] }
+        for event in decoder.feed(bytes) {
+            guard case let .frame(frame) = event else {
+                note("dropped non-SLIP input: \(event)")
+                continue
+            }
+            handleFrame(frame)
+        }
+        return output
+    }
+
+    private func handleFrame(_ frame: [UInt8]) {
+        if var r = readOp, frame.count == 4 {
+            // READ_FLASH acknowledgement: total bytes received so far.
+            r.acked = Int(frame.loadLE(UInt32.self))
+            readOp = r
+            pumpRead()
+            return
+        }
+        guard let packet = try? CommandPacket.decode(frame) else {
+            note("ignored malformed frame of \(frame.count) bytes")
+            return
+        }
+        connection.commands += 1
+        advance(timing.commandTurnaround)
+        handle(packet)
+    }
+
+    private var statusLength: Int { mode == .stub ? 2 : 4 }
+
+    private func reply(_ op: UInt8, value: UInt32 = 0, output out: [UInt8] = [], error: LoaderErrorCode? = nil) {
+        send(ResponsePacket(opcode: op, value: value, output: out, error: error, statusLength: statusLength).encode())
+    }
+
+    private func send(_ body: [UInt8]) {
+        let framed = SLIP.encode(body)
+        output.append(contentsOf: framed)
+        connection.bytesOut += framed.count
+        advanceWire(framed.count)
+    }
+
+    private func advanceWire(_ n: Int) {
+        let t = timing.wireTime(bytes: n, baud: baud)
+        connection.wireSeconds += t
+        connection.virtualSeconds += t
+    }
+
+    private func advance(_ t: Double) { connection.virtualSeconds += t }
+
+    private func advanceFlash(_ t: Double) {
+        connection.flashSeconds += t
+        connection.virtualSeconds += t
+    }
+
+    private func note(_ s: String) {
+        if log.count >= 200 { log.removeFirst(100) }
+        log.append(s)
+    }
+
+    // MARK: Commands
+
+    private func handle(_ p: CommandPacket) {
+        let op = p.opcode
+        guard let known = p.op else { return unsupported(op) }
+        switch known {
+        case .sync:
+            guard p.data == LoaderProtocol.syncPayload else { return note("SYNC with a wrong payload ignored") }
+            // The ROM answers one SYNC eight times with a non-zero value; a running stub answers
+            // with 0, which tells esptool that no upload is needed.
+            let value = mode == .rom ? LoaderProtocol.romSyncValue : 0
+            for _ in 0..<8 { reply(op, value: value) }
+        case .readReg:
+            guard let a = p.word(0) else { return reply(op, error: badMessage) }
+            reply(op, value: readRegister(a))
+        case .writeReg:
+            guard !p.data.isEmpty, p.data.count % 16 == 0 else { return reply(op, error: badMessage) }
+            for k in 0..<(p.data.count / 16) {
+                let addr = p.word(4 * k) ?? 0, value = p.word(4 * k + 1) ?? 0
+                let mask = p.word(4 * k + 2) ?? 0, delay = p.word(4 * k + 3) ?? 0
+                if mask != 0 {
+                    let old = readRegister(addr)
+                    writeRegister(addr, (old & ~mask) | (value & mask))
+                }
+                advance(Double(delay) * 1e-6)
+            }
+            reply(op)
+        case .spiAttach:
+            guard p.data.count == (mode == .rom ? 8 : 4) || p.data.count == 8 else { return reply(op, error: badMessage) }
+            attached = true
+            reply(op)
+        case .spiSetParams:
+            guard p.data.count == 24, let total = p.word(1) else { return reply(op, error: badMessage) }
+            flashParamsSize = Int(total)
+            reply(op)
+        case .changeBaudrate:
+            guard let newBaud = p.word(0), newBaud >= 300, newBaud <= 5_000_000 else {
+                return reply(op, error: mode == .stub ? .stubBadDataLength : .invalidParameter)
+            }
+            reply(op) // answered at the old rate
+            baud = Int(newBaud)
+        case .flashBegin, .flashDeflBegin: flashBegin(p, compressed: known == .flashDeflBegin)
+        case .flashData, .flashDeflData: flashData(p, compressed: known == .flashDeflData)
+        case .flashEnd, .flashDeflEnd: flashEnd(p)
+        case .spiFlashMD5: md5(p)
+        case .readFlashSlow:
+            guard mode == .rom else { return unsupported(op) }
+            guard let off = p.word(0), let len = p.word(1) else { return reply(op, error: badMessage) }
+            guard len <= 64 else { return reply(op, error: .flashReadLength) }
+            guard let data = device.flash.read(Int(off), Int(len)) else { return reply(op, error: .flashRead) }
+            advanceFlash(timing.flashRead(bytes: Int(len)))
+            reply(op, output: data + [UInt8](repeating: 0, count: 64 - data.count))
+        case .memBegin:
+            guard let size = p.word(0) else { return reply(op, error: badMessage) }
+            memOp = (Int(size), 0)
+            reply(op)
+        case .memData:
+            guard var m = memOp else { return reply(op, error: mode == .stub ? .stubNotInFlashMode : .invalidMessage) }
+            guard let len = p.word(0), p.data.count == 16 + Int(len) else {
+                return reply(op, error: mode == .stub ? .stubBadDataLength : .invalidMessage)
+            }
+            guard UInt32(LoaderProtocol.checksum(p.data[16...])) == p.checksum else {
+                return reply(op, error: mode == .stub ? .stubBadChecksum : .checksum)
+            }
+            m.received += Int(len)
+            memOp = m
+            reply(op)
+        case .memEnd:
+            let noExec = p.word(0) ?? 1, entry = p.word(1) ?? 0
+            memOp = nil
+            reply(op)
+            if noExec == 0 && entry != 0 {
+                // The uploaded code "runs": we take it to be esptool's flasher stub and emulate it.
+                mode = .stub
+                send(Array("OHAI".utf8))
+            }
+        case .eraseFlash:
+            guard mode == .stub else { return unsupported(op) }
+            advanceFlash(device.flash.eraseChip(timing: timing))
+            connection.chipErases += 1
+            reply(op)
+        case .eraseRegion:
+            guard mode == .stub else { return unsupported(op) }
+            guard let off = p.word(0), let size = p.word(1) else { return reply(op, error: .stubBadDataLength) }
+            guard off % 0x1000 == 0, size % 0x1000 == 0 else { return reply(op, error: .stubBadDataLength) }
+            eraseRegion(Int(off), Int(size), op: op)
+        case .readFlash:
+            guard mode == .stub else { return unsupported(op) }
+            guard let off = p.word(0), let len = p.word(1), let pkt = p.word(2), let inflight = p.word(3),
+                  pkt > 0, pkt <= 0x10000, inflight > 0 else { return reply(op, error: .stubBadDataLength) }
+            guard device.flash.read(Int(off), Int(len)) != nil else { return reply(op, error: .stubSPIFailed) }
+            reply(op)
+            readOp = ReadOperation(offset: Int(off), length: Int(len), packet: Int(pkt), maxInFlight: Int(inflight))
+            pumpRead()
+        case .runUserCode:
+            guard mode == .stub else { return unsupported(op) }
+            mode = .userCode
+        case .getSecurityInfo, .flashEncryptData:
+            unsupported(op)
+        }
+    }
+
+    private var badMessage: LoaderErrorCode { mode == .stub ? .stubBadDataLength : .invalidMessage }
+
+    /// The ROM answers commands it does not implement with status 1 / error 0x05.
+    private func unsupported(_ op: UInt8) {
+        note("unsupported command 0x\(String(op, radix: 16)) in \(mode.rawValue) mode")
+        reply(op, error: mode == .stub ? .stubInvalidCommand : .invalidMessage)
+    }
+
+    private func eraseRegion(_ off: Int, _ size: Int, op: UInt8) {
+        let before = device.flash
+        guard let t = device.flash.eraseRegion(off, size, timing: timing) else {
+            return reply(op, error: .stubSPIFailed)
+        }
+        countErases(before)
+        advanceFlash(t)
+        reply(op)
+    }
+
+    private func countErases(_ before: NORFlash) {
+        connection.sectorErases += device.flash.sectorErases - before.sectorErases
+        connection.blockErases += device.flash.blockErases - before.blockErases
+    }
+
+    private func flashBegin(_ p: CommandPacket, compressed: Bool) {
+        let op = p.opcode
+        let okSize = mode == .rom ? p.data.count == 16 : (p.data.count == 16 || p.data.count == 20)
+        guard okSize, let size = p.word(0), let blocks = p.word(1), let blockSize = p.word(2), let offset = p.word(3) else {
+            return reply(op, error: badMessage)
+        }
+        let encrypted = mode == .stub && (p.word(4) ?? 0) != 0
+        if encrypted, flashEncryption == nil {
+            // Encrypted writes need the on-chip flash encryption engine (see `flashEncryption`).
+            note("encrypted write refused: no flash encryption engine installed")
+            return reply(op, error: .stubNotImplemented)
+        }
+        _ = blocks
+        let off = Int(offset), total = Int(size)
+        let limit = mode == .rom ? min(flashParamsSize, device.flash.size) : device.flash.size
+        guard blockSize > 0, blockSize <= 0x10000, off + total <= limit else {
+            return reply(op, error: mode == .stub ? .stubBadDataLength : .invalidParameter)
+        }
+        let before = device.flash
+        let t: Double?
+        if mode == .rom {
+            t = device.flash.eraseSectors(off, total, timing: timing)
+        } else {
+            t = device.flash.eraseRegion(off, total, timing: timing)
+        }
+        countErases(before)
+        advanceFlash(t ?? 0)
+        flashOp = FlashOperation(compressed: compressed, offset: off, blockSize: Int(blockSize), total: total,
+                                 inflater: compressed ? Inflater() : nil, encrypted: encrypted)
+        reply(op)
+    }
+
+    private func flashData(_ p: CommandPacket, compressed: Bool) {
+        let op = p.opcode
+        guard var f = flashOp, f.compressed == compressed else {
+            return reply(op, error: mode == .stub ? .stubNotInFlashMode : .invalidMessage)
+        }
+        guard let len = p.word(0), let seq = p.word(1), p.data.count == 16 + Int(len) else {
+            return reply(op, error: mode == .stub ? .stubBadDataLength : .invalidMessage)
+        }
+        let payload = Array(p.data[16...])
+        guard UInt32(LoaderProtocol.checksum(payload)) == p.checksum else {
+            return reply(op, error: mode == .stub ? .stubBadChecksum : .checksum)
+        }
+        var toWrite: [UInt8]
+        var at: Int
+        if compressed {
+            guard let inflater = f.inflater else { return reply(op, error: .deflate) }
+            do { toWrite = try inflater.feed(payload) } catch {
+                f.failed = true
+                flashOp = f
+                let code: LoaderErrorCode = mode == .stub ? .stubInflate : (error == .adler ? .deflateAdler : .deflate)
+                return reply(op, error: code)
+            }
+            at = f.offset + f.written
+            if mode == .stub, f.written + toWrite.count > f.total {
+                flashOp = f
+                return reply(op, error: .stubTooMuchData)
+            }
+            f.written += toWrite.count
+        } else {
+            at = f.offset + Int(seq) * f.blockSize
+            toWrite = payload
+            if mode == .stub {
+                // The stub writes only the announced number of bytes (esptool pads the last block).
+                let remaining = max(0, f.offset + f.total - at)
+                if toWrite.count > remaining { toWrite = Array(toWrite.prefix(remaining)) }
+            }
+            f.written = max(f.written, at - f.offset + toWrite.count)
+        }
+        flashOp = f
+        if f.encrypted {
+            guard let engine = flashEncryption, let ciphertext = engine(device.efuses, at, toWrite),
+                  ciphertext.count == toWrite.count else {
+                return reply(op, error: .stubSPIFailed)
+            }
+            toWrite = ciphertext
+        }
+        let before = device.flash.pagePrograms
+        guard let t = device.flash.program(at, toWrite, timing: timing) else {
+            return reply(op, error: mode == .stub ? .stubSPIFailed : .flashWrite)
+        }
+        connection.pagePrograms += device.flash.pagePrograms - before
+        advanceFlash(t)
+        reply(op)
+    }
+
+    private func flashEnd(_ p: CommandPacket) {
+        let op = p.opcode
+        let runUserCode = (p.word(0) ?? 0) != 0
+        if mode == .stub {
+            if let f = flashOp, f.compressed, !(f.inflater?.finished ?? true) {
+                flashOp = nil
+                return reply(op, error: .stubNotEnoughData)
+            }
+            flashOp = nil
+            reply(op)
+            if !runUserCode { resetToROMKeepingOutput() }
+            return
+        }
+        flashOp = nil
+        reply(op)
+        // The ROM leaves download mode: it boots from flash (flag 1) or reboots (flag 0).
+        mode = .userCode
+    }
+
+    private func resetToROMKeepingOutput() {
+        let saved = output
+        resetToROM()
+        output = saved
+    }
+
+    private func md5(_ p: CommandPacket) {
+        let op = p.opcode
+        guard let addr = p.word(0), let size = p.word(1) else { return reply(op, error: badMessage) }
+        guard let data = device.flash.read(Int(addr), Int(size)) else {
+            return reply(op, error: mode == .stub ? .stubSPIFailed : .flashRead)
+        }
+        advanceFlash(timing.flashRead(bytes: data.count))
+        let digest = Array(Insecure.MD5.hash(data: data))
+        if mode == .stub {
+            reply(op, output: digest)
+        } else {
+            reply(op, output: Array(digest.hexString.utf8))
+        }
+    }
+
+    private func pumpRead() {
+        guard var r = readOp else { return }
+        while r.sent < r.length, (r.sent - r.acked) < r.packet * r.maxInFlight {
+            let n = min(r.packet, r.length - r.sent)
+            let chunk = device.flash.read(r.offset + r.sent, n) ?? []
+            advanceFlash(timing.flashRead(bytes: n))
+            r.md5.update(data: chunk)
+            r.sent += n
+            send(chunk)
+        }
+        if r.sent >= r.length, r.acked >= r.length {
+            send(Array(r.md5.finalize()))
+            readOp = nil
+        } else {
+            readOp = r
+        }
+    }
+}

@@ -1,0 +1,258 @@
+import ArgumentParser
+import EFuse
+import ESPCore
+import Foundation
+import VirtualDevice
+
+struct DeviceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "device",
+        abstract: "A virtual ESP32 in download mode that esptool and espefuse can talk to.",
+        discussion: """
+            A virtual device is a folder (--state DIR) holding device.json (chip, revision, MAC, \
+            flash size and JEDEC id), flash.bin (the NOR flash), efuse.bin (the eFuse words) and \
+            stats.json (traffic, operations and virtual time). `serve` speaks the ESP32 ROM serial \
+            loader protocol, and the flasher stub's protocol after a stub upload.
+
+            Example:
+              espforge device create --state dev1 --mac 24:0a:c4:12:34:56
+              espforge device serve --state dev1 --listen 127.0.0.1:5555 &
+              esptool --chip esp32 --port socket://127.0.0.1:5555 --before no-reset --after no-reset flash-id
+            """,
+        subcommands: [DeviceCreate.self, DeviceServe.self, DeviceStatsCommand.self, DeviceDump.self, DeviceInspect.self]
+    )
+}
+
+struct DeviceCreate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create",
+        abstract: "Create a blank virtual ESP32 (flash erased, eFuses in factory state).",
+        discussion: """
+            The eFuses get the factory MAC with its CRC, package, chip revision bits, CPU rating and \
+            calibration values; everything else is 0 (coding scheme NONE, nothing protected).
+
+            Example:
+              espforge device create --chip esp32 --flash-size 4MB --chip-rev 3 --mac 24:0a:c4:12:34:56 --state dev1
+            """
+    )
+
+    @Option(help: "Chip to simulate (only esp32).") var chip = "esp32"
+    @Option(name: .customLong("flash-size"), help: "Flash size: 1MB, 2MB, 4MB, 8MB or 16MB.") var flashSize = "4MB"
+    @Option(name: .customLong("chip-rev"), help: "Major chip revision 0…3 (3 = ESP32-D0WD-V3).") var chipRev = 3
+    @Option(help: "Factory MAC (default: 24:0a:c4 and three bytes derived from the state path).") var mac: String?
+    @Option(name: .customLong("flash-id"), help: "JEDEC id as RDID returns it (default 0x1640EF, Winbond W25Q32).")
+    var flashID: String?
+    @Option(help: "State folder to create.") var state: String
+    @Flag(help: "Replace an existing device in the folder.") var force = false
+
+    func run() throws {
+        guard let size = NumberParsing.size(flashSize) else {
+            throw UsageError("'\(flashSize)' is not a size", hint: "e.g. --flash-size 4MB")
+        }
+        var id: UInt32 = 0x16_40EF
+        if let flashID {
+            guard let v = NumberParsing.integer(flashID), v >= 0, v <= 0xFF_FFFF else {
+                throw UsageError("'\(flashID)' is not a 24-bit JEDEC id", hint: "e.g. --flash-id 0x1640EF")
+            }
+            id = UInt32(v)
+        } else {
+            // Size code in the top byte follows the flash size (0x16 = 4 MB).
+            id = (Device.jedecSizeCode(for: size) << 16) | 0x40EF
+        }
+        var seed: UInt64 = 1469598103934665603
+        for b in URL(fileURLWithPath: state).standardizedFileURL.path.utf8 { seed = (seed ^ UInt64(b)) &* 1099511628211 }
+        let description = DeviceDescription(chip: chip.lowercased(), chipRevision: chipRev, package: 1,
+                                            mac: mac ?? Device.defaultMAC(seed: seed), flashSize: size, flashID: id)
+        let device = try Device.create(description)
+        try DeviceStore(directory: state).create(device, force: force)
+        print("created virtual \(chip.uppercased()) rev v\(chipRev).0 in \(state): MAC \(device.description.mac), "
+              + "flash \(size >> 20)MB (JEDEC id 0x\(String(id, radix: 16)))")
+    }
+}
+
+struct DeviceServe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve a virtual device on a loopback TCP port or a pseudo-terminal.",
+        discussion: """
+            With --listen the chosen port is printed on stdout as `listening on 127.0.0.1:PORT` \
+            (port 0 picks a free one). With --pty the device path is printed as `pty /dev/pts/N`. \
+            Each TCP connection finds the chip freshly reset into ROM download mode; state is written \
+            back to the folder as it changes. Stop with SIGTERM or Ctrl-C.
+
+            --faults injects reproducible transport faults from --seed: drop=P, flip=P, stall=P:MS, \
+            disconnect-after=N (bytes), reset-after=N (commands). --realtime sleeps for the virtual \
+            time so progress bars move at the speed of a real chip.
+
+            Example:
+              espforge device serve --state dev1 --listen 127.0.0.1:0
+            """
+    )
+
+    @Option(help: "State folder of the device.") var state: String
+    @Option(help: "Loopback address and port, e.g. 127.0.0.1:5555 (port 0 = any free port).") var listen: String?
+    @Flag(help: "Serve on a new pseudo-terminal instead of TCP.") var pty = false
+    @Option(help: "Fault specification, e.g. drop=0.001,flip=0.0005.") var faults: String?
+    @Option(help: "Seed for the fault generator.") var seed: UInt64 = 1
+    @Flag(help: "Sleep for virtual time (slow, for demos).") var realtime = false
+    @Option(name: .customLong("max-seconds"), help: "Stop after this many seconds of wall time (safety net for scripts).")
+    var maxSeconds: Double?
+
+    func run() throws {
+        guard (listen != nil) != pty else {
+            throw UsageError("choose exactly one of --listen HOST:PORT and --pty", hint: "e.g. --listen 127.0.0.1:0")
+        }
+        let store = DeviceStore(directory: state)
+        let device = try store.load()
+        let plan = try faults.map { try FaultPlan(spec: $0) }
+        let engine = ProtocolEngine(device: device)
+        let server = DeviceServer(store: store, engine: engine, faultPlan: plan, faultSeed: seed, realtime: realtime)
+        DeviceServer.installSignalHandlers()
+        if let listen {
+            let parts = listen.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let port = Int(parts[1]) else {
+                throw UsageError("'\(listen)' is not HOST:PORT", hint: "e.g. --listen 127.0.0.1:5555")
+            }
+            let (fd, bound) = try DeviceServer.listen(host: String(parts[0]), port: port)
+            FileHandle.standardOutput.write(Data("listening on 127.0.0.1:\(bound)\n".utf8))
+            try server.serveTCP(listenFD: fd, maxSeconds: maxSeconds)
+        } else {
+            try server.servePTY(maxSeconds: maxSeconds) { path in
+                FileHandle.standardOutput.write(Data("pty \(path)\n".utf8))
+            }
+        }
+    }
+}
+
+struct DeviceStatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Show traffic, flash operations, injected faults and virtual time of a device.",
+        discussion: """
+            Virtual time counts UART wire time (10 bits per byte at the current baud), command \
+            turnaround and W25Q32JV flash timings; it is deterministic, so it compares clients on \
+            noisy machines.
+
+            Example:
+              espforge device stats --state dev1 --json
+            """
+    )
+
+    @Option(help: "State folder of the device.") var state: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let device = try DeviceStore(directory: state).load()
+        let s = device.stats
+        if json { return try Output.printJSON(s) }
+        func show(_ title: String, _ c: DeviceCounters) {
+            print(title)
+            print("  bytes in/out:   \(c.bytesIn) / \(c.bytesOut)")
+            print("  commands:       \(c.commands)")
+            print("  erases:         \(c.sectorErases) sector, \(c.blockErases) block, \(c.chipErases) chip")
+            print("  page programs:  \(c.pagePrograms)")
+            print("  eFuse programs: \(c.efusePrograms)")
+            print(String(format: "  virtual time:   %.3f s (wire %.3f s, flash %.3f s)", c.virtualSeconds, c.wireSeconds, c.flashSeconds))
+        }
+        show("since creation (\(s.connections) connection(s)):", s.total)
+        show("last connection:", s.lastConnection)
+        let f = s.faults
+        if s.faultSpec != nil || f != FaultCounters() {
+            print("faults (spec \(s.faultSpec ?? "-"), seed \(s.faultSeed.map(String.init) ?? "-")):")
+            print("  dropped bytes \(f.droppedBytes), flipped bits \(f.flippedBits), stalls \(f.stalls), "
+                  + "disconnects \(f.disconnects), resets \(f.resets)")
+        }
+    }
+}
+
+struct DeviceDump: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump",
+        abstract: "Write out the flash image or print the eFuses of a device.",
+        discussion: """
+            Example:
+              espforge device dump --state dev1 --flash -o flash.bin
+              espforge device dump --state dev1 --efuses --json
+            """
+    )
+
+    @Option(help: "State folder of the device.") var state: String
+    @Flag(help: "Dump the whole flash to -o FILE.") var flash = false
+    @Flag(help: "Print the eFuse fields.") var efuses = false
+    @Option(name: .shortAndLong, help: "Output file for --flash.") var output: String?
+    @Flag(help: "Print JSON (with --efuses).") var json = false
+
+    func run() throws {
+        guard flash != efuses else { throw UsageError("choose exactly one of --flash and --efuses") }
+        let device = try DeviceStore(directory: state).load()
+        if flash {
+            guard let output else { throw UsageError("--flash needs -o FILE") }
+            try FileIO.write(device.flash.bytes, to: output)
+            print("wrote \(device.flash.size) bytes of flash to \(output)")
+            return
+        }
+        let fields = DeviceInspector.fields(device.efuses)
+        if json { return try Output.printJSON(fields) }
+        for f in fields {
+            let flags = (f.writeProtected ? " [write-protected]" : "") + (f.readProtected ? " [read-protected]" : "")
+            print("BLOCK\(f.block) \(f.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(f.value)\(flags)")
+        }
+    }
+}
+
+struct DeviceInspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Summarize a device: chip, MAC, flash contents map, security eFuses, power-on view.",
+        discussion: """
+            Example:
+              espforge device inspect --state dev1
+            """
+    )
+
+    @Option(help: "State folder of the device.") var state: String
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Report: Codable {
+        var chip: String
+        var revision: String
+        var mac: String
+        var flashSize: Int
+        var flashID: String
+        var flashMap: [DeviceInspector.Region]
+        var security: [String: String]
+        var powerOn: PowerOnReport
+    }
+
+    func run() throws {
+        let device = try DeviceStore(directory: state).load()
+        let d = device.description
+        let fields = DeviceInspector.fields(device.efuses)
+        let securityNames = ["FLASH_CRYPT_CNT", "FLASH_CRYPT_CONFIG", "ABS_DONE_0", "ABS_DONE_1", "JTAG_DISABLE",
+                             "DISABLE_DL_ENCRYPT", "DISABLE_DL_DECRYPT", "DISABLE_DL_CACHE", "UART_DOWNLOAD_DIS",
+                             "CONSOLE_DEBUG_DISABLE", "WR_DIS", "RD_DIS", "CODING_SCHEME"]
+        var security: [String: String] = [:]
+        for f in fields where securityNames.contains(f.name) { security[f.name] = f.value }
+        for b in 1...3 {
+            let raw = device.efuses.blocks[b]
+            security["BLOCK\(b)"] = raw.allSatisfy { $0 == 0 } ? "empty" : "programmed"
+        }
+        let report = Report(chip: "ESP32-D0WD\(d.chipRevision >= 3 ? "-V3" : "")", revision: "v\(d.chipRevision).0",
+                            mac: d.mac, flashSize: d.flashSize, flashID: NumberParsing.hex(d.flashID, width: 6),
+                            flashMap: DeviceInspector.flashMap(device.flash), security: security,
+                            powerOn: device.powerOn())
+        if json { return try Output.printJSON(report) }
+        print("chip:      \(report.chip) (revision \(report.revision))")
+        print("MAC:       \(report.mac)")
+        print("flash:     \(d.flashSize >> 20)MB, JEDEC id \(report.flashID)")
+        print("flash map:")
+        for r in report.flashMap {
+            print("  \(NumberParsing.hex(r.start))-\(NumberParsing.hex(r.end - 1))  \(r.kind)")
+        }
+        print("security eFuses:")
+        for (k, v) in security.sorted(by: { $0.key < $1.key }) {
+            print("  \(k.padding(toLength: 22, withPad: " ", startingAt: 0)) \(v)")
+        }
+        print("power-on:  \(report.powerOn.detail)")
+    }
+}
