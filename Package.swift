@@ -80,7 +80,7 @@ let package = Package(
             "Partitions", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "NVSTests", dependencies: ["NVS", "TestSupport"]),
-        .testTarget(name: "EFuseTests", dependencies: ["EFuse", "TestSupport"]),
+        .testTarget(name: "EFuseTests", dependencies: ["EFuse", "VirtualDevice", "SecureBoot", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "TestSupport"]),
         .testTarget(name: "VirtualDeviceTests", dependencies: [
             "VirtualDevice", "EFuse", "Loader", "CZlib", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),

@@ -20,6 +20,7 @@ struct Espforge: AsyncParsableCommand {
             OtadataCommand.self,
             NVSCommand.self,
             DeviceCommand.self,
+            EFuseCommand.self,
         ]
     )
 }

@@ -1,0 +1,159 @@
+import ESPCore
+
+/// A transport that knows the chip's crystal frequency (the eFuse program timing depends on it).
+public protocol CrystalFrequencyReporting {
+    var crystalHz: Int { get }
+}
+
+/// What happened to one planned change.
+public struct EFuseChangeResult: Sendable, Equatable, Codable {
+    public var name: String
+    public var secret: Bool
+    /// Every bit of the change read back as 1 after its program cycle.
+    public var stuck: Bool
+    public var missingBits: Int
+    public var bits: Int
+}
+
+public struct EFuseProtectionResult: Sendable, Equatable, Codable {
+    public var kind: EFuseProtectionChange.Kind
+    public var bit: Int
+    public var stuck: Bool
+}
+
+/// The outcome of executing a plan: what actually stuck, from read-back.
+public struct EFuseBurnReport: Sendable, Equatable {
+    public var changes: [EFuseChangeResult]
+    public var protections: [EFuseProtectionResult]
+    /// Program cycles issued, including retries.
+    public var programCycles: Int
+    public var decodeErrors: Bool
+    /// The chip as read after the final reload.
+    public var after: EFuseSnapshot
+
+    public var allStuck: Bool { changes.allSatisfy(\.stuck) && protections.allSatisfy(\.stuck) && !decodeErrors }
+}
+
+public enum EFuseClientError: Error, Equatable, Sendable {
+    case chipChanged
+    case controllerBusy
+    case unsupportedCrystal(Int)
+}
+
+extension EFuseClientError: DiagnosticConvertible {
+    public var diagnostic: Diagnostic {
+        switch self {
+        case .chipChanged:
+            return Diagnostic("the chip's eFuses changed after the plan was made; nothing was burned",
+                              hint: "run the command again so the plan is made against the current state")
+        case .controllerBusy:
+            return Diagnostic("the eFuse controller did not finish its command (EFUSE_CMD never read 0)",
+                              hint: "check the connection and retry; the chip may have been reset")
+        case .unsupportedCrystal(let hz):
+            return Diagnostic("crystal frequency \(hz) Hz has no eFuse timing settings", hint: "the ESP32 uses 26 MHz or 40 MHz crystals")
+        }
+    }
+}
+
+/// The ESP32 eFuse client: reads, decodes and burns through register access only.
+public struct EFuseClient {
+    public let access: any RegisterAccess
+    public let layout: EFuseLayout
+    public let crystalHz: Int
+    /// How often EFUSE_CMD is polled before giving up (each poll is one register read).
+    public var maxIdlePolls = 200
+
+    public init(access: any RegisterAccess, layout: EFuseLayout = .esp32, crystalHz: Int? = nil) {
+        self.access = access
+        self.layout = layout
+        self.crystalHz = crystalHz ?? (access as? CrystalFrequencyReporting)?.crystalHz ?? 40_000_000
+    }
+
+    var base: UInt32 { layout.registerBase }
+
+    public func snapshot() throws -> EFuseSnapshot { try EFuseSnapshot.read(from: access, layout: layout) }
+
+    public func summary() throws -> EFuseSummary { EFuseSummary(snapshot: try snapshot(), layout: layout) }
+
+    public func plan(_ requests: [EFuseBurnRequest]) throws -> EFuseBurnPlan {
+        try EFuseBurnPlanner.plan(requests, snapshot: try snapshot(), layout: layout)
+    }
+
+    /// Burns `plan`: per cycle, writes the block's program registers (and zeros into the other
+    /// blocks' so nothing stray is burned), sets the timing, CONF=0x5A5A + CMD=2, waits, reloads
+    /// (CONF=0x5AA5 + CMD=1), checks DEC_STATUS and reads the block back; a cycle whose bits did not
+    /// all stick is retried (3 tries). Refuses to start if the chip no longer matches the plan.
+    public func execute(_ plan: EFuseBurnPlan) throws -> EFuseBurnReport {
+        guard try snapshot() == plan.before else { throw EFuseClientError.chipChanged }
+        let (sel0, sel1, dac) = try timing()
+        var observed = plan.before.blocks
+        var cycles = 0
+        var decodeErrors = false
+        for (block, words) in plan.cycles {
+            for _ in 0..<3 {
+                for b in 0..<layout.blockCount {
+                    let data = b == block ? words : [UInt32](repeating: 0, count: layout.blockWordCounts[b])
+                    for (w, v) in data.enumerated() {
+                        try access.writeRegister(base + layout.writeRegisterOffsets[b] + UInt32(4 * w), v)
+                    }
+                }
+                try update(EFuseController.dacConfOffset, mask: 0xFF, value: dac)
+                try update(EFuseController.clkOffset, mask: 0x00FF, value: sel0)
+                try update(EFuseController.clkOffset, mask: 0xFF00, value: sel1 << 8)
+                try access.writeRegister(base + EFuseController.confOffset, EFuseController.confProgram)
+                try access.writeRegister(base + EFuseController.cmdOffset, 2)
+                cycles += 1
+                try reload()
+                if try access.readRegister(base + EFuseController.decStatusOffset) & 0xFFF != 0 { decodeErrors = true }
+                var readBack: [UInt32] = []
+                for w in 0..<layout.blockWordCounts[block] {
+                    readBack.append(try access.readRegister(base + layout.readRegisterOffsets[block] + UInt32(4 * w)))
+                }
+                observed[block] = readBack
+                if zip(readBack, words).allSatisfy({ $0 & $1 == $1 }) { break }
+            }
+        }
+        try reload()
+        let after = try snapshot()
+        // A change stuck when all its bits were seen set right after its cycle (before any read
+        // protection of the same plan hid them).
+        let results = plan.changes.map { c -> EFuseChangeResult in
+            let missing = zip(c.mask, observed[c.block]).reduce(0) { $0 + ($1.0 & ~$1.1).nonzeroBitCount }
+            return EFuseChangeResult(name: c.name, secret: c.secret, stuck: missing == 0, missingBits: missing, bits: c.bitCount)
+        }
+        let prot = plan.protections.map { p in
+            EFuseProtectionResult(kind: p.kind, bit: p.bit,
+                                  stuck: p.kind == .write ? after.isWriteProtected(bit: p.bit) : after.isReadProtected(bit: p.bit))
+        }
+        return EFuseBurnReport(changes: results, protections: prot, programCycles: cycles,
+                               decodeErrors: decodeErrors || after.decodeStatus != 0, after: after)
+    }
+
+    /// CLK_SEL0, CLK_SEL1, DAC_CLK_DIV for the APB (= crystal) frequency.
+    func timing() throws -> (UInt32, UInt32, UInt32) {
+        switch (crystalHz + 500_000) / 1_000_000 {
+        case 26: return (250, 255, 52)
+        case 40: return (160, 255, 80)
+        case 80: return (80, 128, 100)
+        default: throw EFuseClientError.unsupportedCrystal(crystalHz)
+        }
+    }
+
+    func update(_ offset: UInt32, mask: UInt32, value: UInt32) throws {
+        let old = try access.readRegister(base + offset)
+        try access.writeRegister(base + offset, (old & ~mask) | (value & mask))
+    }
+
+    func waitIdle() throws {
+        for _ in 0..<maxIdlePolls where try access.readRegister(base + EFuseController.cmdOffset) & 3 == 0 { return }
+        throw EFuseClientError.controllerBusy
+    }
+
+    /// CONF=0x5AA5, CMD=1: the read registers reflect the fuse array again.
+    public func reload() throws {
+        try waitIdle()
+        try access.writeRegister(base + EFuseController.confOffset, EFuseController.confRead)
+        try access.writeRegister(base + EFuseController.cmdOffset, 1)
+        try waitIdle()
+    }
+}

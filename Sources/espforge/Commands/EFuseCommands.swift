@@ -1,0 +1,280 @@
+import ArgumentParser
+import EFuse
+import ESPCore
+import Foundation
+import SecureBoot
+
+struct EFuseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "efuse",
+        abstract: "Read, decode and burn ESP32 eFuses (plan first, read back after).",
+        discussion: """
+            Every burn is planned against what the chip shows right now and validated before the \
+            first register is written: bits only go from 0 to 1, write-protected fields cannot \
+            change, key blocks must be blank, Secure Boot V2 needs chip revision v3.0 and coding \
+            scheme NONE, BLOCK2 is never read-protected. Without --yes a burn prints the plan \
+            (never key material) and exits with status 2. With --yes it burns, reloads, reads back \
+            and reports what stuck; status 3 means some bits did not stick. Status 1 is a refused \
+            request or another error.
+
+            Ports: virtual:DIR (a virtual device folder, in-process). Serial ports and \
+            socket://HOST:PORT come with the flasher.
+
+            Example:
+              espforge efuse summary --port virtual:dev1
+              espforge efuse burn-key-digest --port virtual:dev1 --key signing_key.pem --yes
+              espforge efuse burn --port virtual:dev1 ABS_DONE_1=1 --yes
+            """,
+        subcommands: [EFuseSummaryCommand.self, EFuseBurnCommand.self, EFuseBurnKeyDigest.self, EFuseBurnKey.self,
+                      EFuseWriteProtect.self, EFuseReadProtect.self]
+    )
+}
+
+struct EFusePortOptions: ParsableArguments {
+    @Option(help: "The chip: virtual:DIR (serial and socket:// come with the flasher).")
+    var port: String
+    @Option(help: "Baud rate for serial ports (ignored for virtual:).")
+    var baud: Int?
+
+    func client() throws -> EFuseClient {
+        EFuseClient(access: try openRegisterAccess(port: port, baud: baud))
+    }
+}
+
+enum EFuseExit {
+    static let notConfirmed: Int32 = 2
+    static let notStuck: Int32 = 3
+}
+
+enum EFuseCLI {
+    /// Plans, prints the plan, and burns only with `yes`. Never prints key material.
+    static func run(_ requests: [EFuseBurnRequest], options: EFusePortOptions, yes: Bool, dryRun: Bool = false,
+                    json: Bool = false) throws {
+        let client = try options.client()
+        let plan = try client.plan(requests)
+        print("eFuse burn plan for \(options.port):")
+        for line in plan.lines { print(line) }
+        if plan.isEmpty { return }
+        if dryRun {
+            print("dry run: nothing was burned")
+            return
+        }
+        guard yes else {
+            print("nothing was burned: eFuse burns are irreversible; run again with --yes to burn exactly this plan")
+            throw ExitCode(EFuseExit.notConfirmed)
+        }
+        let report = try client.execute(plan)
+        print("burned in \(report.programCycles) program cycle\(report.programCycles == 1 ? "" : "s"); read back:")
+        for c in report.changes {
+            print("  \(c.stuck ? "OK  " : "FAIL") \(c.name)" + (c.stuck ? "" : " (\(c.missingBits) of \(c.bits) bits did not stick)"))
+        }
+        for p in report.protections {
+            print("  \(p.stuck ? "OK  " : "FAIL") \(p.kind == .write ? "WR_DIS" : "RD_DIS") bit \(p.bit)")
+        }
+        if report.decodeErrors { print("  FAIL EFUSE_DEC_STATUS reports coding errors") }
+        guard report.allStuck else {
+            ErrorRenderer.writeStderr("error: not everything stuck; see the read-back above\n")
+            throw ExitCode(EFuseExit.notStuck)
+        }
+        print("all requested bits read back as burned")
+    }
+}
+
+struct EFuseSummaryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "summary",
+        abstract: "Show every eFuse field and the chip's security state.",
+        discussion: """
+            Reads all four blocks through the eFuse read registers and decodes every field of the \
+            ESP32 table with its value and protection (R/W: readable / writeable), then the \
+            security state: Secure Boot V2 digest and ABS_DONE_1, FLASH_CRYPT_CNT and whether flash \
+            encryption is on, the DISABLE_DL_* bits, JTAG, console, UART download, coding scheme, \
+            MAC and chip revision. Read-protected fields read as zero and are shown as `?`. \
+            --json prints the same as one JSON object.
+
+            Example:
+              espforge efuse summary --port virtual:dev1 --json
+            """
+    )
+    @OptionGroup var options: EFusePortOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let s = try options.client().summary()
+        if json { try Output.printJSON(s); return }
+        print("Chip: \(s.chip.uppercased()) revision \(s.revision), package \(s.package), MAC \(s.mac) (CRC \(s.macCRCValid ? "OK" : "INVALID"))")
+        print("")
+        for f in s.fields {
+            let perms = (f.readable ? "R" : "-") + "/" + (f.writeable ? "W" : "-")
+            let name = "\(f.name) (BLOCK\(f.block))".padding(toLength: 30, withPad: " ", startingAt: 0)
+            print("\(name) \(perms)  \(f.value)")
+        }
+        let sec = s.security
+        func yn(_ b: Bool) -> String { b ? "yes" : "no" }
+        print("")
+        print("Security:")
+        print("  Secure Boot V2 digest in BLOCK2: " + (sec.secureBootDigest ?? (sec.blk2ReadProtected ? "unreadable (read-protected)" : "none"))
+              + (sec.blk2WriteProtected ? " (write-protected)" : ""))
+        print("  ABS_DONE_1 (Secure Boot V2): \(yn(sec.absDone1))\(sec.absDone1 && !sec.secureBootV2Enabled ? " (ignored: revision < v3.0)" : "");  ABS_DONE_0 (V1): \(yn(sec.absDone0))")
+        print("  FLASH_CRYPT_CNT: \(NumberParsing.hex(sec.flashCryptCnt, width: 2)) -> flash encryption \(sec.flashEncryptionEnabled ? "ON" : "off")"
+              + "; key in BLOCK1: \(sec.flashEncryptionKeyPresent ? "present" : "none")\(sec.blk1ReadProtected ? " (read-protected)" : "")")
+        print("  FLASH_CRYPT_CONFIG: " + (sec.flashCryptConfig.map { NumberParsing.hex($0, width: 1) } ?? "hidden (RD_DIS bit 3)"))
+        print("  DISABLE_DL_ENCRYPT \(yn(sec.disableDLEncrypt)), DISABLE_DL_DECRYPT \(yn(sec.disableDLDecrypt)), DISABLE_DL_CACHE \(yn(sec.disableDLCache))")
+        print("  JTAG disabled \(yn(sec.jtagDisabled)), console debug disabled \(yn(sec.consoleDebugDisabled)), UART download disabled \(yn(sec.uartDownloadDisabled))")
+        print("  coding scheme: \(sec.codingScheme ?? "hidden (RD_DIS bit 3)")")
+        print("  write-protected (WR_DIS bits): " + (sec.writeProtectedBits.isEmpty ? "none" : sec.writeProtectedBits.map(String.init).joined(separator: ", ")))
+        print("  read-protected (RD_DIS bits): " + (sec.readProtectedBits.isEmpty ? "none" : sec.readProtectedBits.map(String.init).joined(separator: ", ")))
+        if s.decodeErrors { print("WARNING: EFUSE_DEC_STATUS reports 3/4 coding errors") }
+    }
+}
+
+struct EFuseBurnCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "burn",
+        abstract: "Burn eFuse fields: NAME=VALUE ...",
+        discussion: """
+            VALUE is the field's new total value in decimal or 0x hex; it must keep every bit \
+            that is already set. CUSTOM_MAC takes a MAC (aa:bb:cc:dd:ee:ff) and also burns \
+            CUSTOM_MAC_CRC and MAC_VERSION=1. BLOCK3 takes 64 hex digits in block order. Keys and \
+            digests use burn-key / burn-key-digest; protections use write-protect / read-protect. \
+            FLASH_CRYPT_CNT: an odd number of set bits means flash encryption is on. Without --yes \
+            the plan is printed and the exit status is 2; --dry-run prints it and exits 0.
+
+            Example:
+              espforge efuse burn --port virtual:dev1 JTAG_DISABLE=1 DISABLE_DL_DECRYPT=1 FLASH_CRYPT_CNT=1 --yes
+            """
+    )
+    @OptionGroup var options: EFusePortOptions
+    @Argument(help: "NAME=VALUE pairs.") var assignments: [String]
+    @Flag(name: .customLong("dry-run"), help: "Print the plan and exit 0 without burning.") var dryRun = false
+    @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
+
+    func run() throws {
+        var requests: [EFuseBurnRequest] = []
+        for a in assignments {
+            guard let eq = a.firstIndex(of: "="), eq != a.startIndex else {
+                throw UsageError("'\(a)' is not NAME=VALUE", hint: "e.g. JTAG_DISABLE=1")
+            }
+            requests.append(.field(name: String(a[..<eq]), value: String(a[a.index(after: eq)...])))
+        }
+        guard !requests.isEmpty else { throw UsageError("nothing to burn", hint: "give NAME=VALUE pairs, e.g. JTAG_DISABLE=1") }
+        try EFuseCLI.run(requests, options: options, yes: yes, dryRun: dryRun)
+    }
+}
+
+struct EFuseBurnKeyDigest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "burn-key-digest",
+        abstract: "Burn a Secure Boot V2 public-key digest into BLOCK2.",
+        discussion: """
+            Computes the SHA-256 digest of the RSA-3072 public key (from a private or public PEM), \
+            as `espforge secure-boot digest` and espefuse do, and burns it into BLOCK2 in natural \
+            byte order, then write-protects BLOCK2 (WR_DIS bit 8) unless --no-write-protect. BLOCK2 \
+            stays readable: the ROM reads the digest on every boot. Needs chip revision v3.0 or \
+            later, coding scheme NONE and an empty BLOCK2. Enable Secure Boot V2 afterwards with \
+            `espforge efuse burn ABS_DONE_1=1`.
+
+            Example:
+              espforge efuse burn-key-digest --port virtual:dev1 --key signing_pub.pem --yes
+            """
+    )
+    @OptionGroup var options: EFusePortOptions
+    @Option(help: "RSA-3072 private or public key PEM.") var key: String
+    @Flag(name: .customLong("no-write-protect"), help: "Leave BLOCK2 writable.") var noWriteProtect = false
+    @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
+
+    func run() throws {
+        let k = try SecureBootCLI.loadKey(key).verifyingKey
+        guard k.scheme == .rsa3072 else {
+            throw UsageError(Diagnostic("the ESP32 verifies RSA-3072 signatures only; this is a \(k.scheme.displayName) key", file: key,
+                                        hint: "generate one with `espforge secure-boot keygen --scheme rsa3072`"))
+        }
+        let digest = try SecureBootCLI.inFile(key) { try k.keyDigest() }
+        try EFuseCLI.run([.secureBootDigest(digest, writeProtect: !noWriteProtect)], options: options, yes: yes)
+    }
+}
+
+struct EFuseBurnKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "burn-key",
+        abstract: "Burn a flash encryption key into BLOCK1.",
+        discussion: """
+            The 32-byte key file (as `espforge flash-encryption keygen` or espsecure writes it) is \
+            burned byte-reversed, which is how the chip and espsecure expect it, then BLOCK1 is \
+            read-protected (RD_DIS bit 0) and write-protected (WR_DIS bit 7) unless \
+            --no-protect-key. The key is never printed. Needs coding scheme NONE and an empty \
+            BLOCK1. Flash encryption turns on when FLASH_CRYPT_CNT gets an odd number of bits.
+
+            Example:
+              espforge efuse burn-key --port virtual:dev1 flash_encryption flash_key.bin --yes
+            """
+    )
+    @OptionGroup var options: EFusePortOptions
+    @Argument(help: "Key purpose: flash_encryption (BLOCK1).") var purpose: String
+    @Argument(help: "Key file (32 bytes).") var keyFile: String
+    @Flag(name: .customLong("no-protect-key"), help: "Leave BLOCK1 readable and writable.") var noProtectKey = false
+    @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
+
+    func run() throws {
+        switch purpose.lowercased() {
+        case "flash_encryption", "block1": break
+        case "secure_boot_v2", "block2":
+            throw UsageError("Secure Boot V2 stores a public-key digest, not a key", hint: "use `espforge efuse burn-key-digest --key KEY.pem`")
+        default:
+            throw UsageError("unknown key purpose '\(purpose)'", hint: "use flash_encryption (BLOCK1)")
+        }
+        let key = try FileIO.read(keyFile)
+        do {
+            try EFuseCLI.run([.flashEncryptionKey(key, protect: !noProtectKey)], options: options, yes: yes)
+        } catch let e as EFusePlanError {
+            if case .badKeyLength = e { throw FileContextError(file: keyFile, underlying: e) }
+            throw e
+        }
+    }
+}
+
+struct EFuseWriteProtect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "write-protect",
+        abstract: "Write-protect eFuse fields or blocks (burn their WR_DIS bits).",
+        discussion: """
+            WR_DIS bits are shared: the plan lists every field a bit locks (e.g. bit 15 locks \
+            CONSOLE_DEBUG_DISABLE and all DISABLE_DL_* bits). Already protected names are noted \
+            and skipped.
+
+            Example:
+              espforge efuse write-protect --port virtual:dev1 DISABLE_DL_ENCRYPT FLASH_CRYPT_CNT --yes
+            """
+    )
+    @OptionGroup var options: EFusePortOptions
+    @Argument(help: "Field or block names.") var names: [String]
+    @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
+
+    func run() throws {
+        guard !names.isEmpty else { throw UsageError("no field names given", hint: "e.g. write-protect DISABLE_DL_ENCRYPT") }
+        try EFuseCLI.run(names.map { .writeProtect($0) }, options: options, yes: yes)
+    }
+}
+
+struct EFuseReadProtect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "read-protect",
+        abstract: "Read-protect eFuse blocks (burn their RD_DIS bits).",
+        discussion: """
+            RD_DIS bit 0 hides BLOCK1, bit 2 BLOCK3, bit 3 FLASH_CRYPT_CONFIG, CODING_SCHEME, \
+            KEY_STATUS and BLK3_PART_RESERVE. BLOCK2 is refused: it holds the Secure Boot V2 \
+            digest the ROM must read.
+
+            Example:
+              espforge efuse read-protect --port virtual:dev1 BLOCK3 --yes
+            """
+    )
+    @OptionGroup var options: EFusePortOptions
+    @Argument(help: "Field or block names.") var names: [String]
+    @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
+
+    func run() throws {
+        guard !names.isEmpty else { throw UsageError("no field names given", hint: "e.g. read-protect BLOCK3") }
+        try EFuseCLI.run(names.map { .readProtect($0) }, options: options, yes: yes)
+    }
+}

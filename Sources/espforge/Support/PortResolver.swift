@@ -1,0 +1,49 @@
+import EFuse
+import ESPCore
+import VirtualDevice
+
+/// Turns a `--port` value into register access to a chip.
+///
+/// Supported now: `virtual:DIR`, a virtual device state folder driven in-process (no server).
+/// Serial ports and `socket://HOST:PORT` are answered with a clear error until the transports
+/// land; this is the one place to connect them.
+func openRegisterAccess(port: String, baud: Int?) throws -> any RegisterAccess {
+    if port.hasPrefix("virtual:") {
+        let dir = String(port.dropFirst("virtual:".count))
+        guard !dir.isEmpty else {
+            throw UsageError("--port virtual: needs a state folder", hint: "e.g. --port virtual:dev1 (made with `espforge device create --state dev1`)")
+        }
+        return try VirtualRegisterAccess(directory: dir)
+    }
+    throw UsageError("transport not available yet for '\(port)': use virtual:DIR",
+                     hint: "serial ports and socket:// come with the flasher; for now point --port at a virtual device folder, e.g. --port virtual:dev1")
+}
+
+/// A virtual device folder opened in-process: register reads and writes go straight to the
+/// device's protocol engine; every eFuse program cycle is saved back to `efuse.bin` at once.
+final class VirtualRegisterAccess: RegisterAccess, CrystalFrequencyReporting {
+    let store: DeviceStore
+    let engine: ProtocolEngine
+
+    init(directory: String) throws {
+        store = DeviceStore(directory: directory)
+        engine = ProtocolEngine(device: try store.load())
+        engine.beginConnection()
+        if engine.downloadModeDisabled {
+            throw UsageError("the device in \(directory) does not answer: UART_DOWNLOAD_DIS is burned, so it never enters download mode",
+                             hint: "its eFuses can no longer be read or burned over the serial loader")
+        }
+    }
+
+    var crystalHz: Int { engine.device.description.crystalHz }
+
+    func readRegister(_ address: UInt32) throws -> UInt32 { engine.readRegister(address) }
+
+    func writeRegister(_ address: UInt32, _ value: UInt32) throws {
+        engine.writeRegister(address, value)
+        if engine.efusesDirty {
+            try store.saveEFuses(engine.device.efuses)
+            engine.efusesDirty = false
+        }
+    }
+}
