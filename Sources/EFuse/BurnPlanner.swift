@@ -47,6 +47,12 @@ public struct EFuseProtectionChange: Sendable, Equatable, Codable {
     public var bit: Int
     /// Every field this bit locks or hides (the bit is shared).
     public var fields: [String]
+
+    public init(kind: Kind, bit: Int, fields: [String]) {
+        self.kind = kind
+        self.bit = bit
+        self.fields = fields
+    }
 }
 
 /// A validated burn: what changes, which protections are added, in which program cycles.
