@@ -125,6 +125,7 @@ public enum EFusePlanError: Error, Equatable, Sendable {
     case encryptionWithoutKey
     case secureBootWithoutDigest
     case secureBootV1
+    case codingSchemeHidden
 }
 
 extension EFusePlanError: DiagnosticConvertible {
@@ -184,6 +185,9 @@ extension EFusePlanError: DiagnosticConvertible {
         case .secureBootWithoutDigest:
             return Diagnostic("ABS_DONE_1 turns Secure Boot V2 on, but BLOCK2 holds no key digest (or is unreadable)",
                               hint: "burn the digest first: `espforge efuse burn-key-digest --key KEY.pem`")
+        case .codingSchemeHidden:
+            return Diagnostic("CODING_SCHEME is read-protected (RD_DIS bit 3), so it is unknown whether key blocks hold 256 bits",
+                              hint: "espforge only burns key blocks when the coding scheme is known to be NONE")
         case .secureBootV1:
             return Diagnostic("ABS_DONE_0 enables Secure Boot V1, which espforge does not support",
                               hint: "for Secure Boot V2 burn the key digest and ABS_DONE_1")
@@ -247,6 +251,7 @@ public enum EFuseBurnPlanner {
             }
         }
         func requireKeyBlockUsable(_ block: Int) throws(EFusePlanError) {
+            guard !s.isReadProtected(bit: 3) else { throw .codingSchemeHidden }
             guard s.codingSchemeIsNone else { throw .codingSchemeNotNone(raw: s.codingSchemeRaw) }
             let f = try fieldNamed("BLOCK\(block)")
             guard s.isWriteable(f, layout: layout) else { throw .writeProtected(field: f.name, bit: layout.blockWriteProtectBits[block] ?? -1) }

@@ -102,6 +102,8 @@ func refusal(_ requests: [EFuseBurnRequest], on s: EFuseSnapshot) -> EFusePlanEr
         let coded = try chip { set(&$0, "CODING_SCHEME", 1) }
         #expect(refusal([.secureBootDigest(digest, writeProtect: true)], on: coded) == .codingSchemeNotNone(raw: 1))
         #expect(refusal([.flashEncryptionKey(key, protect: true)], on: coded) == .codingSchemeNotNone(raw: 1))
+        let hidden = try chip { set(&$0, "RD_DIS", 8) }
+        #expect(refusal([.flashEncryptionKey(key, protect: true)], on: hidden) == .codingSchemeHidden)
         let three = try chip { set(&$0, "CODING_SCHEME", 3) } // 3 also means NONE
         #expect(refusal([.secureBootDigest(digest, writeProtect: true)], on: three) == nil)
     }
@@ -166,7 +168,7 @@ func refusal(_ requests: [EFuseBurnRequest], on s: EFuseSnapshot) -> EFusePlanEr
             .wouldClearBits(field: "A", current: "1", requested: "0"), .writeProtected(field: "A", bit: 1), .readProtected(field: "A"),
             .keyBlockNotEmpty(block: 1), .useProtectCommand("WR_DIS"), .duplicate("A"), .revisionTooLow(revision: 100),
             .codingSchemeNotNone(raw: 1), .readProtectBlock2, .cannotWriteProtect("A"), .cannotReadProtect("A"),
-            .protectionLocked("WR_DIS"), .badKeyLength(what: "k", length: 1), .encryptionWithoutKey, .secureBootWithoutDigest, .secureBootV1]
+            .protectionLocked("WR_DIS"), .badKeyLength(what: "k", length: 1), .encryptionWithoutKey, .secureBootWithoutDigest, .secureBootV1, .codingSchemeHidden]
         for e in all {
             #expect(!e.diagnostic.message.isEmpty && e.diagnostic.hint?.isEmpty == false, "\(e)")
         }
