@@ -73,7 +73,9 @@ public struct EFuseClient {
 
     public func snapshot() throws -> EFuseSnapshot { try EFuseSnapshot.read(from: access, layout: layout) }
 
-    public func summary() throws -> EFuseSummary { EFuseSummary(snapshot: try snapshot(), layout: layout) }
+    public func summary(revealKeys: Bool = false) throws -> EFuseSummary {
+        EFuseSummary(snapshot: try snapshot(), layout: layout, revealKeys: revealKeys)
+    }
 
     public func plan(_ requests: [EFuseBurnRequest]) throws -> EFuseBurnPlan {
         try EFuseBurnPlanner.plan(requests, snapshot: try snapshot(), layout: layout)

@@ -70,7 +70,9 @@ public struct EFuseSummary: Sendable, Equatable, Codable {
 }
 
 extension EFuseSummary {
-    public init(snapshot s: EFuseSnapshot, layout: EFuseLayout = .esp32) {
+    /// `revealKeys: false` keeps a readable (unprotected) flash encryption key in BLOCK1 out of the
+    /// report: it says a key is there and readable, never what it is.
+    public init(snapshot s: EFuseSnapshot, layout: EFuseLayout = .esp32, revealKeys: Bool = false) {
         func bool(_ n: String) -> Bool { s.integer(named: n, layout: layout) != 0 }
         var reports: [EFuseFieldReport] = []
         for f in layout.fields {
@@ -95,6 +97,10 @@ extension EFuseSummary {
                 value = NumberParsing.hex(integer ?? 0, width: 1)
             }
             if !readable && bytes.allSatisfy({ $0 == 0 }) { value = "?" }
+            if f.name == "BLOCK1", readable, !revealKeys, bytes.contains(where: { $0 != 0 }) {
+                hex = nil
+                value = "(32-byte flash encryption key, READABLE: not read-protected; not shown)"
+            }
             reports.append(EFuseFieldReport(
                 name: f.name, block: f.block, word: f.word, bit: f.bit, width: f.width, description: f.description,
                 integer: integer, hex: hex, value: value, readable: readable,

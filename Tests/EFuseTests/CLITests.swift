@@ -51,6 +51,23 @@ import Testing
         #expect(dev.efuseBin == before, "no refusal burned anything")
     }
 
+    @Test func aReadableKeyIsNotShownUnlessAskedFor() throws {
+        let dev = try DeviceFolder(mac: "24:0a:c4:00:11:25")
+        let key = (0..<32).map { UInt8(0x40 + $0) }
+        let path = try dev.write(key, "fe.key")
+        let r = try Espforge.run(["efuse", "burn-key", "--port", dev.virtualPort, "flash_encryption", path, "--no-protect-key", "--yes"])
+        #expect(r.status == 0 && r.out.contains("left readable"), "\(r.out) \(r.err)")
+        let reversed = Array(key.reversed()).hexString
+        for args in [["--json"], []] {
+            let s = try Espforge.run(["efuse", "summary", "--port", dev.virtualPort] + args)
+            #expect(s.status == 0 && !s.out.contains(reversed) && !s.out.contains(key.hexString) && s.out.contains("READABLE"))
+            #expect(!s.out.replacingOccurrences(of: " ", with: "").contains(reversed))
+        }
+        let shown = try Espforge.run(["efuse", "summary", "--port", dev.virtualPort, "--json", "--show-key"])
+        #expect(shown.out.contains(reversed))
+        #expect(try dev.espforgeSummary().security.flashEncryptionKeyPresent)
+    }
+
     @Test func uartDownloadDisabledDeviceNoLongerAnswers() throws {
         let dev = try DeviceFolder(mac: "24:0a:c4:00:11:24")
         let r = try Espforge.run(["efuse", "burn", "--port", dev.virtualPort, "UART_DOWNLOAD_DIS=1", "--yes"])

@@ -89,8 +89,9 @@ struct EFuseSummaryCommand: ParsableCommand {
             ESP32 table with its value and protection (R/W: readable / writeable), then the \
             security state: Secure Boot V2 digest and ABS_DONE_1, FLASH_CRYPT_CNT and whether flash \
             encryption is on, the DISABLE_DL_* bits, JTAG, console, UART download, coding scheme, \
-            MAC and chip revision. Read-protected fields read as zero and are shown as `?`. \
-            --json prints the same as one JSON object.
+            MAC and chip revision. Read-protected fields read as zero and are shown as `?`. A \
+            flash encryption key left readable in BLOCK1 is reported but not shown unless \
+            --show-key. --json prints the same as one JSON object.
 
             Example:
               espforge efuse summary --port virtual:dev1 --json
@@ -98,9 +99,11 @@ struct EFuseSummaryCommand: ParsableCommand {
     )
     @OptionGroup var options: EFusePortOptions
     @Flag(help: "Print JSON.") var json = false
+    @Flag(name: .customLong("show-key"), help: "Print a readable (unprotected) flash encryption key in BLOCK1.")
+    var showKey = false
 
     func run() throws {
-        let s = try options.client().summary()
+        let s = try options.client().summary(revealKeys: showKey)
         if json { try Output.printJSON(s); return }
         print("Chip: \(s.chip.uppercased()) revision \(s.revision), package \(s.package), MAC \(s.mac) (CRC \(s.macCRCValid ? "OK" : "INVALID"))")
         print("")
