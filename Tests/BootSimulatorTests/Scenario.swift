@@ -109,7 +109,7 @@ enum Scenario {
             if l.hasPrefix("load:") { l = "load:" }
             if l.hasPrefix("entry ") { l = "entry" }
             if l.contains("esp_image: segment ") { l = "I esp_image: segment" }
-            if l == "I esp_image: segment", out.last == l { continue }
+            if l == "I esp_image: segment" || l == "load:", out.last == l { continue }
             out.append(l)
         }
         return out
