@@ -227,3 +227,35 @@ struct BootSimulatorTests {
         #expect(try SDKConfig.parse("") == SDKConfig())
     }
 }
+
+@Suite("First-boot simulator vs espsecure")
+struct BootSimulatorOracleTests {
+    @Test("in-place ciphertext equals espsecure encrypt-flash-data with the key read back from BLOCK1",
+          .enabled(if: Oracle.availableOrCI && TestEnvironment.fixturesOrCI, Comment(rawValue: Oracle.skipReason)))
+    func ciphertextMatchesEspsecure() throws {
+        var device = try Scenario.seedDevice(bootloader: try Scenario.signedBootloader(), app: try Scenario.app())
+        let plainTable = try #require(device.flash.read(0x10000, 0x1000))
+        let plainKeys = try #require(device.flash.read(0x11000, 0x1000))
+        var config = Scenario.seedConfig
+        config.rngSeed = testSeed()
+        let outcome = BootSimulator(config: config).boot(device: &device)
+        #expect(outcome.booted, "seed \(config.rngSeed ?? 0)")
+        let root = try TestEnvironment.temporaryDirectory("bootsim-oracle")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var blk1: [UInt8] = []
+        for w in device.efuses.blocks[1] { blk1.appendLE(w) }
+        // espefuse burns the key file reversed into BLOCK1; read back, the file is the reverse.
+        let keyPath = root.appendingPathComponent("key.bin").path
+        try Data(blk1.reversed()).write(to: URL(fileURLWithPath: keyPath))
+        for (address, plain) in [(0x10000, plainTable), (0x11000, plainKeys)] {
+            let input = root.appendingPathComponent("in-\(address).bin").path
+            let output = root.appendingPathComponent("out-\(address).bin").path
+            try Data(plain).write(to: URL(fileURLWithPath: input))
+            let r = try Oracle.run("espsecure", ["encrypt-flash-data", "--keyfile", keyPath, "--address", "0x" + String(address, radix: 16),
+                                                 "--flash-crypt-conf", "0xf", "--output", output, input])
+            #expect(r.status == 0, "\(r.err)")
+            let expected = try [UInt8](Data(contentsOf: URL(fileURLWithPath: output)))
+            #expect(device.flash.read(address, 0x1000) == expected, "address 0x\(String(address, radix: 16)), seed \(config.rngSeed ?? 0)")
+        }
+    }
+}
