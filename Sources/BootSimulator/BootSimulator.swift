@@ -278,6 +278,9 @@ final class BootRun {
                 case .reset:
                     totalSeconds += clock
                     resetReason = "rst:0x3 (SW_RESET)"
+                    result = .bootloaderHalted
+                    reason = "still resetting after \(powerCycles) power cycle(s)"
+                    clock = 0
                     continue
                 }
             } catch let stop as BootStop {
