@@ -51,7 +51,7 @@ extension BootRun {
             }
             let addr = sh[0..<4].loadLE(UInt32.self)
             let len = Int(sh[4..<8].loadLE(UInt32.self))
-            rom("load:0x\(hex8(addr)),len:\(len)")
+            rom("load:0x\(hex8(addr)),len:\(Int32(truncatingIfNeeded: len))")  // ROM prints %d
             guard len <= 0x40000, let data = read(pos + 8, len) else {
                 rom("flash read err, 1000")
                 throw romHalt("bootloader segment \(i) (length \(len)) cannot be read from flash")

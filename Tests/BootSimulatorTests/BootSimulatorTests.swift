@@ -259,3 +259,55 @@ struct BootSimulatorOracleTests {
         }
     }
 }
+
+@Suite("ESP32 ROM stage")
+struct ROMStageTests {
+    /// A bootloader-shaped image with the seed's segment layout (checksum not needed by the ROM).
+    static func seedShapedBootloader() -> [UInt8] {
+        var b: [UInt8] = [0xE9, 3, 2, 0x20]
+        b.appendLE(UInt32(0x4008_0640))
+        b += [0xEE, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+        for (addr, len) in [(UInt32(0x3FFF_0038), 10140), (0x4007_8000, 22792), (0x4008_0400, 3464)] {
+            b.appendLE(addr)
+            b.appendLE(UInt32(len))
+            b += [UInt8](repeating: 0, count: len)
+        }
+        return b
+    }
+
+    @Test("ROM lines of the seed, exactly: load lines, 'ho' lines, entry")
+    func seedROMLines() throws {
+        var device = try Scenario.blankDevice()
+        Scenario.write(&device, 0x1000, Self.seedShapedBootloader())
+        var config = BootConfig(sdkconfig: .secure(partitionTableOffset: 0x10000))
+        config.strapping = 0x1E
+        let lines = BootSimulator(config: config).boot(device: &device).log.filter { $0.source == "rom" }.map(\.text)
+        let expected = [
+            "ets Jul 29 2019 12:21:46", "",
+            "rst:0x1 (POWERON_RESET),boot:0x1e (SPI_FAST_FLASH_BOOT)",
+            "configsip: 0, SPIWP:0xee",
+            "clk_drv:0x00,q_drv:0x00,d_drv:0x00,cs0_drv:0x00,hd_drv:0x00,wp_drv:0x00",
+            "mode:DIO, clock div:2",
+            "load:0x3fff0038,len:10140", "ho 0 tail 12 room 4",
+            "load:0x40078000,len:22792", "ho 0 tail 12 room 4",
+            "load:0x40080400,len:3464",
+            "entry 0x40080640",
+        ]
+        #expect(Array(lines.prefix(expected.count)) == expected)
+    }
+
+    @Test("a bootloader whose segments cannot be read: flash read err, 1000")
+    func flashReadError() throws {
+        var device = try Scenario.blankDevice(flashSize: 1 << 20)
+        // Segment 1 follows segment 0 in erased flash: its header reads 0xffffffff as the length.
+        var b = Array(Self.seedShapedBootloader().prefix(32 + 10140))
+        b[1] = 2
+        Scenario.write(&device, 0x1000, b)
+        let outcome = BootSimulator(config: BootConfig()).boot(device: &device)
+        #expect(outcome.result == .romHalted)
+        let lines = outcome.log.map(\.text)
+        #expect(lines.contains("load:0xffffffff,len:-1"))
+        #expect(lines.contains("flash read err, 1000"))
+        #expect(lines.last == "ets_main.c 371 ")
+    }
+}
