@@ -24,6 +24,7 @@ extension BootRun {
     static let testIndex = -2
 
     func bootloaderStage() throws -> StageEnd {
+        otaHasInitialContents = false
         let header = read(0x1000, 24) ?? [UInt8](repeating: 0, count: 24)
         var descriptorVersion: String?
         var descriptorTime: String?

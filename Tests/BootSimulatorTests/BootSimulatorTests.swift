@@ -83,6 +83,8 @@ struct BootSimulatorTests {
         #expect(outcome.result == .appStarted, "\(outcome.consoleText)")
         #expect(outcome.bootedPartition == "ota_0")
         #expect(outcome.resets == 2)
+        // otadata is initialised once, in the first power cycle only.
+        #expect(outcome.log.filter { $0.text.hasSuffix("Set actual ota_seq=1 in otadata[0]") }.count == 1)
         // eFuses: digest of the signing key in BLK2, write-protected; SBv2 on; FE key read/write protected.
         var blk2: [UInt8] = []
         for w in device.efuses.blocks[2] { blk2.appendLE(w) }
