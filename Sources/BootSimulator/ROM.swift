@@ -43,7 +43,6 @@ extension BootRun {
         rom("mode:\(mode), clock div:\(div)")
         var pos = boot + 24
         let count = Int(head[1])
-        var checksum: UInt8 = 0xEF
         for i in 0..<count {
             guard let sh = read(pos, 8) else {
                 rom("flash read err, 1000")
@@ -52,11 +51,10 @@ extension BootRun {
             let addr = sh[0..<4].loadLE(UInt32.self)
             let len = Int(sh[4..<8].loadLE(UInt32.self))
             rom("load:0x\(hex8(addr)),len:\(Int32(truncatingIfNeeded: len))")  // ROM prints %d
-            guard len <= 0x40000, let data = read(pos + 8, len) else {
+            guard len <= 0x40000, read(pos + 8, len) != nil else {
                 rom("flash read err, 1000")
                 throw romHalt("bootloader segment \(i) (length \(len)) cannot be read from flash")
             }
-            for b in data { checksum ^= b }
             pos += 8 + len
             // Observed on ECO3 ROM logs: printed when the segment ends so close to a 16-byte
             // boundary that the next segment header does not fit the read buffer.
@@ -85,7 +83,6 @@ extension BootRun {
             }
             clock += 0.008
         }
-        _ = checksum
         rom("entry 0x\(hex8(head[4..<8].loadLE(UInt32.self)))")
     }
 }
