@@ -10,7 +10,7 @@ let package = Package(
         .executable(name: "espforge", targets: ["espforge"]),
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
-            "EFuse", "Loader", "VirtualDevice",
+            "EFuse", "Loader", "VirtualDevice", "BootSimulator",
         ]),
     ],
     dependencies: [
@@ -58,10 +58,16 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // First-boot simulator: ESP32 ROM + ESP-IDF second-stage bootloader on a virtual device.
+        .target(name: "BootSimulator", dependencies: [
+            "ESPCore", "EFuse", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "VirtualDevice",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
-            "EFuse", "Loader", "VirtualDevice",
+            "EFuse", "Loader", "VirtualDevice", "BootSimulator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -84,6 +90,10 @@ let package = Package(
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "TestSupport"]),
         .testTarget(name: "VirtualDeviceTests", dependencies: [
             "VirtualDevice", "EFuse", "Loader", "CZlib", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .testTarget(name: "BootSimulatorTests", dependencies: [
+            "BootSimulator", "VirtualDevice", "EFuse", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions",
+            "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -10,6 +10,15 @@ public struct PowerOnReport: Sendable, Equatable, Codable {
     public var detail: String
     public var flashEncryptionEnabled: Bool
     public var secureBootEnabled: Bool
+
+    public init(bootMode: String, bootloaderHeaderValid: Bool, detail: String, flashEncryptionEnabled: Bool,
+                secureBootEnabled: Bool) {
+        self.bootMode = bootMode
+        self.bootloaderHeaderValid = bootloaderHeaderValid
+        self.detail = detail
+        self.flashEncryptionEnabled = flashEncryptionEnabled
+        self.secureBootEnabled = secureBootEnabled
+    }
 }
 
 public protocol PowerOnSimulator: Sendable {

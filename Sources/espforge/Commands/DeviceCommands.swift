@@ -19,7 +19,7 @@ struct DeviceCommand: ParsableCommand {
               espforge device serve --state dev1 --listen 127.0.0.1:5555 &
               esptool --chip esp32 --port socket://127.0.0.1:5555 --before no-reset --after no-reset flash-id
             """,
-        subcommands: [DeviceCreate.self, DeviceServe.self, DeviceStatsCommand.self, DeviceDump.self, DeviceInspect.self]
+        subcommands: [DeviceCreate.self, DeviceServe.self, DeviceStatsCommand.self, DeviceDump.self, DeviceInspect.self, DeviceBoot.self]
     )
 }
 
@@ -44,8 +44,10 @@ struct DeviceCreate: ParsableCommand {
     var flashID: String?
     @Option(help: "State folder to create.") var state: String
     @Flag(help: "Replace an existing device in the folder.") var force = false
+    @Option(help: "The project's sdkconfig, remembered for `device boot`.") var sdkconfig: String?
 
     func run() throws {
+        let sdkconfigText = try sdkconfig.map { try FileIO.readText($0) }
         guard let size = NumberParsing.size(flashSize) else {
             throw UsageError("'\(flashSize)' is not a size", hint: "e.g. --flash-size 4MB")
         }
@@ -65,6 +67,7 @@ struct DeviceCreate: ParsableCommand {
                                             mac: mac ?? Device.defaultMAC(seed: seed), flashSize: size, flashID: id)
         let device = try Device.create(description)
         try DeviceStore(directory: state).create(device, force: force)
+        if let sdkconfigText { try FileIO.write(sdkconfigText, to: state + "/sdkconfig") }
         print("created virtual \(chip.uppercased()) rev v\(chipRev).0 in \(state): MAC \(device.description.mac), "
               + "flash \(size >> 20)MB (JEDEC id 0x\(String(id, radix: 16)))")
     }
