@@ -10,7 +10,7 @@ let package = Package(
         .executable(name: "espforge", targets: ["espforge"]),
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
-            "EFuse", "Loader", "VirtualDevice",
+            "EFuse", "Loader", "VirtualDevice", "Diagnostics",
         ]),
     ],
     dependencies: [
@@ -58,10 +58,16 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // Static checks of a flash plan (preflight) and boot-log analysis (doctor): pure rule engines.
+        .target(name: "Diagnostics", dependencies: [
+            "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "EFuse",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
-            "EFuse", "Loader", "VirtualDevice",
+            "EFuse", "Loader", "VirtualDevice", "Diagnostics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -84,6 +90,10 @@ let package = Package(
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "TestSupport"]),
         .testTarget(name: "VirtualDeviceTests", dependencies: [
             "VirtualDevice", "EFuse", "Loader", "CZlib", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .testTarget(name: "DiagnosticsTests", dependencies: [
+            "Diagnostics", "ImageFormat", "SecureBoot", "Partitions", "EFuse", "ESPCore", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ],
     swiftLanguageModes: [.v6]
