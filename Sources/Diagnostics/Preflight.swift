@@ -225,9 +225,12 @@ public enum Preflight {
             note = "after signing the bootloader will be \(length) bytes (image padded to 4 KiB + 4096-byte signature sector)"
         }
         guard start + length > ctx.tableOffset else { return [] }
-        return [Finding(code: "PF006", severity: .error, rule: "bootloader-overlaps-table",
-            message: "the bootloader at \(hex(start)) ends at \(hex(start + length)), past the partition table at \(hex(ctx.tableOffset))",
-            evidence: [note, "space before the table: \(ctx.tableOffset - start) bytes"],
+        let known = ctx.tableOffsetKnown
+        return [Finding(code: "PF006", severity: known ? .error : .warning, rule: "bootloader-overlaps-table",
+            message: "the bootloader at \(hex(start)) ends at \(hex(start + length)), past the partition table at \(hex(ctx.tableOffset))"
+                + (known ? "" : " (the default offset; the plan neither configures nor writes a table)"),
+            evidence: [note, "space before the table: \(ctx.tableOffset - start) bytes"]
+                + (known ? [] : ["pass --partition-table-offset (CONFIG_PARTITION_TABLE_OFFSET) to check against the real one"]),
             explanation: "writing it overwrites the partition table (or the table overwrites the signature sector); first-boot encryption also refuses a bootloader longer than the space before the table (ESP_ERR_INVALID_SIZE).",
             fix: "move the partition table up (CONFIG_PARTITION_TABLE_OFFSET=0x10000 and shift the partitions), or shrink the bootloader (log level, optimisation for size)",
             file: bl.entry.name, address: start)]

@@ -35,6 +35,8 @@ public struct PreflightContext: Sendable {
     /// Where the partition table is (configured, or where the plan writes one), and its content.
     public let tableOffset: Int
     public let tableOffsetConfigured: Bool
+    /// The table offset is configured or the plan writes a table (else 0x8000 is assumed).
+    public var tableOffsetKnown: Bool { tableOffsetConfigured || tableEntryAddress != nil }
     public let partitionTable: PartitionTable?
     /// The address the plan writes the table to, when it writes one.
     public let tableEntryAddress: Int?

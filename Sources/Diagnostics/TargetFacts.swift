@@ -116,7 +116,13 @@ public struct EFuseSnapshot: Sendable, Equatable, Codable {
         block2ReadProtected = rdDis & 2 != 0 || (entry("BLOCK2")?["readable"] as? Bool) == false
         if let b2 = bytesValue("BLOCK2"), b2.count == 32 { block2 = b2 }
         block2WriteProtected = wrDis & (1 << 8) != 0 || (entry("BLOCK2")?["writeable"] as? Bool) == false
-        codingScheme = UInt8(truncatingIfNeeded: intValue("CODING_SCHEME") ?? 0)
+        if let text = entry("CODING_SCHEME")?["value"] as? String, NumberParsing.integer(text) == nil {
+            // espefuse prints the scheme by name: "NONE (BLK1-3 len=256 bits)", "3/4 (…)", "REPEAT (…)".
+            let t = text.uppercased()
+            codingScheme = t.hasPrefix("3/4") ? 1 : t.hasPrefix("REPEAT") ? 2 : 0
+        } else {
+            codingScheme = UInt8(truncatingIfNeeded: intValue("CODING_SCHEME") ?? 0)
+        }
         absDone0 = (intValue("ABS_DONE_0") ?? 0) != 0
         absDone1 = (intValue("ABS_DONE_1") ?? 0) != 0
         uartDownloadDisabled = (intValue("UART_DOWNLOAD_DIS") ?? 0) != 0
