@@ -77,6 +77,10 @@ public enum DoctorRules {
             let built = HeaderFlashParameters(modeCode: image.flashModeCode, sizeFreqByte: image.flashSizeFreq, chip: chip)
             f.correlation.append("\(bl.name) is correctly signed with header \(built)")
             let reported = ctx.reportedFlashParameters
+            if reported.mode == nil && reported.size == nil && reported.frequency == nil {
+                f.correlation.append("the log shows no header parameters of the bootloader on flash to compare with; if this file was flashed unchanged, compare its key digest with BLK2 (espforge secure-boot info)")
+                return
+            }
             var found = built
             if let m = reported.mode, let c = chip.flashMode(named: m) { found = HeaderFlashParameters(modeCode: c.code, sizeFreqByte: found.sizeFreqByte, chip: chip) }
             if let s = reported.size, let c = chip.flashSize(named: s) {
@@ -147,7 +151,8 @@ public enum DoctorRules {
         cause: "Secure Boot is enabled and the ROM rejects the bootloader on flash",
         explanation: "With ABS_DONE_1 burned the ROM verifies the bootloader's signature block 0 against the key digest in BLK2 on every reset. It fails when the bootloader was re-flashed unsigned, signed with another key, or its header was rewritten after signing (esptool --flash-size/--flash-mode/--flash-freq other than keep).",
         fix: ["flash a bootloader signed with the key whose digest is in BLK2, with --flash-mode keep --flash-freq keep --flash-size keep",
-              "check with espforge preflight --state/--efuse-summary before flashing (PF001, PF005, PF017)"])
+              "check with espforge preflight --state/--efuse-summary before flashing (PF001, PF005, PF017)"],
+        refine: { f, ctx in correlateBootloader(&f, ctx) })
 
     // MARK: DR005..
 

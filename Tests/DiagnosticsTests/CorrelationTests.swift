@@ -41,6 +41,18 @@ struct CorrelationTests {
         #expect(other.primary?.cause.contains("not the signed file") == true)
     }
 
+    @Test func romSecureBootCheckFailIsCorrelatedToo() throws {
+        let s = try Scenario.get()
+        let log = "ets Jul 29 2019 12:21:46\nrst:0x10 (RTCWDT_RTC_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\nsecure boot check fail\nets_main.c 371\n"
+        let rewritten = try Scenario.rewriteHeader(s.bootloader8MB, size: "4MB", rehash: true)
+        let r = Doctor.diagnose(logBytes: Array(log.utf8), artifacts: DoctorArtifacts(files: [PlanEntry(address: 0x1000, name: "bl.bin", bytes: rewritten)]))
+        #expect(r.primary?.rule == "DR004")
+        #expect(r.primary?.cause == "header rewritten after signing: built as DIO 40m 8MB, found as DIO 40m 4MB")
+        let intact = Doctor.diagnose(logBytes: Array(log.utf8), artifacts: DoctorArtifacts(files: [PlanEntry(address: 0x1000, name: "bl.bin", bytes: s.bootloader8MB)]))
+        #expect(intact.primary?.cause == "Secure Boot is enabled and the ROM rejects the bootloader on flash")
+        #expect(intact.primary?.correlation.contains { $0.contains("BLK2") } == true)
+    }
+
     @Test func otherSignedBytesChangedIsNotCalledAHeaderRewrite() throws {
         let s = try Scenario.get()
         var tampered = s.bootloader8MB
