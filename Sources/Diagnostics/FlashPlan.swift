@@ -81,7 +81,7 @@ public struct SDKConfig: Sendable, Equatable {
     /// Parses the text form. Unknown lines are ignored; never fails.
     public init(text: String) {
         var v: [String: String] = [:]
-        for rawLine in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        for rawLine in text.split(whereSeparator: { $0.isNewline }) {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("#") {
                 // "# CONFIG_X is not set"

@@ -294,3 +294,56 @@ struct PreflightRuleTests {
         #expect(TargetFacts.parseRevision("x") == nil)
     }
 }
+
+/// Arbitrary and damaged inputs: findings or clean errors, never a crash.
+@Suite(.enabled(if: TestEnvironment.fixturesOrCI, "Espressif fixtures (../shared/fixtures) are missing"))
+struct PreflightRobustnessTests {
+    @Test func randomAndTruncatedEntriesNeverCrash() throws {
+        let s = try Scenario.get()
+        let seed = testSeed()
+        var rng = SeededRandom(seed: seed)
+        let sources = [s.bootloader8MB, s.table, s.appSignedA]
+        for n in 0..<30 {
+            var entries: [PlanEntry] = []
+            for (i, src) in sources.enumerated() {
+                var bytes = Array(src.prefix(Int.random(in: 0...src.count, using: &rng)))
+                for _ in 0..<Int.random(in: 0...8, using: &rng) where !bytes.isEmpty {
+                    bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+                entries.append(PlanEntry(address: [0x1000, 0x10000, 0x60000][i], name: "f\(i)", bytes: bytes))
+            }
+            entries.append(PlanEntry(address: 0x300000, name: "random", bytes: rng.bytes(Int.random(in: 0...2000, using: &rng))))
+            var ef = try Scenario.factoryEFuses()
+            ef.flashCryptCount = UInt8.random(in: 0...0x7F, using: &rng)
+            ef.codingScheme = UInt8.random(in: 0...3, using: &rng)
+            let options = FlashOptions(mode: Bool.random(using: &rng) ? "qio" : nil, size: Bool.random(using: &rng) ? "2MB" : nil,
+                                       encryptAll: Bool.random(using: &rng))
+            let report = Preflight.run(plan: FlashPlan(entries: entries, options: options, partitionTableOffset: 0x10000, sdkconfig: s.sdkconfig),
+                                       target: try s.target(revision: Int.random(in: 0...301, using: &rng), efuses: ef))
+            #expect(report.rulesRun == Preflight.rules.count, "seed \(seed) case \(n)")
+            _ = HeaderForensics.analyzeSigned(entries[0].bytes)
+            _ = HeaderForensics.originalHeaderForSimpleHash(entries[0].bytes)
+        }
+    }
+
+    @Test func malformedBuildDirectoryIsAnError() throws {
+        let files: [String: [UInt8]] = [
+            "/b1/flasher_args.json": Array("not json".utf8),
+            "/b2/flasher_args.json": Array("[1,2]".utf8),
+            "/b3/flasher_args.json": Array("{\"flash_files\": {\"zz\": \"a.bin\"}}".utf8),
+            "/b4/flasher_args.json": Array("{\"flash_files\": {\"0x1000\": \"missing.bin\"}}".utf8),
+            "/b5/flasher_args.json": Array("{\"flash_files\": {\"0x1000\": 7}}".utf8),
+        ]
+        for dir in ["/b1", "/b2", "/b3", "/b4", "/b5", "/none"] {
+            #expect(throws: PreflightInputError.self, "\(dir)") {
+                try BuildDirectory.load(dir) { files[$0] }
+            }
+        }
+    }
+
+    @Test func sdkconfigParsing() {
+        let sdk = SDKConfig(text: "CONFIG_A=y\r\n# CONFIG_B is not set\nCONFIG_PARTITION_TABLE_OFFSET=0x10000\nCONFIG_ESPTOOLPY_FLASHSIZE=\"4MB\"\ngarbage\n=x\n")
+        #expect(sdk.isEnabled("CONFIG_A") && sdk["CONFIG_B"] == "n")
+        #expect(sdk.partitionTableOffset == 0x10000 && sdk.flashSize == "4MB")
+    }
+}
