@@ -129,7 +129,37 @@ public enum DoctorRules {
         cause: "an app image on flash does not match its Secure Boot V2 signature",
         explanation: "The digest stored in the app's signature block is not the SHA-256 of the app as stored: the file was changed after signing, a different build was flashed than the one signed, or the write was incomplete. \"image valid, signature bad\" means the image itself is consistent (it was changed and re-hashed); \"image corrupted on flash\" means its own SHA-256 fails too (damaged or partial write).",
         fix: ["sign the final app binary (espforge secure-boot sign) and flash exactly that file at the partition offset",
-              "verify before flashing: espforge secure-boot verify --key pub.pem app-signed.bin"])
+              "verify before flashing: espforge secure-boot verify --key pub.pem app-signed.bin"],
+        refine: { f, ctx in correlateApps(&f, ctx) })
+
+    /// With build artifacts: is each app file itself correctly signed?
+    static func correlateApps(_ f: inout DoctorFinding, _ ctx: DoctorContext) {
+        guard let artifacts = ctx.artifacts else { return }
+        for file in artifacts.files where file.address != artifacts.chip.bootloaderOffset {
+            guard let image = try? ESPImage(file.bytes), image.appDescriptor != nil else { continue }
+            guard image.hasSignatureSector else {
+                f.correlation.append("\(file.name) at \(hex(file.address)) is not signed")
+                continue
+            }
+            let inspection = SecureBootVerifier.inspect(image: file.bytes, sectorOffset: image.signatureSectorOffset)
+            if let c = inspection.checks.first, c.block.crcValid, c.digestMatches, c.signatureValid == true {
+                f.correlation.append("\(file.name) at \(hex(file.address)) is correctly signed: the app on flash is not this file (another build, or changed after it was written)")
+            } else {
+                f.correlation.append("\(file.name) at \(hex(file.address)) fails its own signature check: it was changed after signing")
+            }
+        }
+    }
+
+    /// With build artifacts: the key digests of bootloader and apps.
+    static func correlateKeys(_ f: inout DoctorFinding, _ ctx: DoctorContext) {
+        guard let artifacts = ctx.artifacts else { return }
+        for file in artifacts.files {
+            guard let image = try? ESPImage(file.bytes), image.hasSignatureSector else { continue }
+            let inspection = SecureBootVerifier.inspect(image: file.bytes, sectorOffset: image.signatureSectorOffset)
+            guard let block = inspection.checks.first?.block else { continue }
+            f.correlation.append("\(file.name) at \(hex(file.address)): block 0 key digest \(block.keyDigest.hexString)")
+        }
+    }
 
     // MARK: DR003
 
@@ -140,7 +170,8 @@ public enum DoctorRules {
         cause: "the app is signed with a different key than the bootloader",
         explanation: "On the first boot the bootloader only enables Secure Boot V2 if one of the app's signature blocks uses a key whose digest matches the bootloader's; otherwise it returns ESP_FAIL (-1) and nothing is burned.",
         fix: ["sign the bootloader and all apps with the same key (espforge secure-boot sign --key KEY.pem)",
-              "compare key digests: espforge secure-boot info bootloader.bin and app.bin"])
+              "compare key digests: espforge secure-boot info bootloader.bin and app.bin"],
+        refine: { f, ctx in correlateKeys(&f, ctx) })
 
     // MARK: DR004
 

@@ -53,6 +53,23 @@ struct CorrelationTests {
         #expect(intact.primary?.correlation.contains { $0.contains("BLK2") } == true)
     }
 
+    @Test func appAndKeyFindingsUseTheArtifacts() throws {
+        let s = try Scenario.get()
+        let appLog = "Sig block 0 invalid: Image digest does not match\nE (465) esp_image: Secure boot signature verification failed\nE (500) boot: OTA app partition slot 0 is not bootable\n"
+        var tampered = s.appSignedA
+        tampered[0x200] ^= 1
+        let r = Doctor.diagnose(logBytes: Array(appLog.utf8), artifacts: DoctorArtifacts(files: [
+            PlanEntry(address: 0x60000, name: "good.bin", bytes: s.appSignedA), PlanEntry(address: 0x210000, name: "bad.bin", bytes: tampered)]))
+        #expect(r.primary?.rule == "DR002")
+        #expect(r.primary?.correlation.contains { $0.hasPrefix("good.bin at 0x60000 is correctly signed") } == true)
+        #expect(r.primary?.correlation.contains { $0.hasPrefix("bad.bin at 0x210000 fails its own signature check") } == true)
+        let keyLog = "E (432) secure_boot_v2: No application key digest matches the bootloader key digest.\n"
+        let k = Doctor.diagnose(logBytes: Array(keyLog.utf8), artifacts: DoctorArtifacts(files: [
+            PlanEntry(address: 0x1000, name: "bl.bin", bytes: s.bootloader4MB), PlanEntry(address: 0x60000, name: "app.bin", bytes: s.appSignedB)]))
+        #expect(k.primary?.correlation == ["bl.bin at 0x1000: block 0 key digest \(Scenario.keyDigest(s.bootloader4MB).hexString)",
+                                           "app.bin at 0x60000: block 0 key digest \(Scenario.keyDigest(s.appSignedB).hexString)"])
+    }
+
     @Test func otherSignedBytesChangedIsNotCalledAHeaderRewrite() throws {
         let s = try Scenario.get()
         var tampered = s.bootloader8MB
