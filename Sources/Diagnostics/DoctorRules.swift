@@ -196,7 +196,7 @@ public enum DoctorRules {
 
     static let minRevision = DoctorRule(
         id: "DR006", name: "min-chip-revision", priority: 85,
-        required: [[.contains("Image requires chip rev")]],
+        required: [[.contains("Image requires chip rev"), .contains("can't run on lower chip revision")]],
         supporting: [.contains("chip revision"), .contains("is not bootable")],
         cause: "the image needs a newer chip revision than this chip",
         explanation: "The image's extended header names a minimum chip revision (CONFIG_ESP32_REV_MIN); the bootloader refuses images built for newer silicon.",
@@ -204,7 +204,7 @@ public enum DoctorRules {
 
     static let chipID = DoctorRule(
         id: "DR007", name: "chip-id-mismatch", priority: 84,
-        required: [[.contains("mismatch chip ID")]],
+        required: [[.contains("mismatch chip ID"), .contains("Mismatch chip id")]],
         cause: "the image was built for another chip type",
         explanation: "The extended header's chip id differs from the running chip.",
         fix: ["build for this chip (idf.py set-target …) and flash that image"])

@@ -241,6 +241,16 @@ struct SeedDiagnosisTests {
         #expect(f.priority < 55)
     }
 
+    /// Older (IDF v4.x) and OTA wordings of the same failures.
+    @Test func alternativeWordings() {
+        let v4 = "E (766) boot_comm: can't run on lower chip revision, expected 1, found 0\n"
+        #expect(Doctor.diagnose(logBytes: Array(v4.utf8)).primary?.rule == "DR006")
+        let ota = "E (5123) esp_https_ota: Mismatch chip id, expected 0, found 9\n"
+        #expect(Doctor.diagnose(logBytes: Array(ota.utf8)).primary?.rule == "DR007")
+        let bod = "E BOD: Brownout detector was triggered\n"
+        #expect(Doctor.diagnose(logBytes: Array(bod.utf8)).primary?.rule == "DR017")
+    }
+
     @Test func quietLogHasNoFindings() {
         let log = "I (31) boot: ESP-IDF v4.4 2nd stage bootloader\nI (357) boot: Loaded app from partition at offset 0x10000\n"
         #expect(Doctor.diagnose(logBytes: Array(log.utf8)).findings.isEmpty)
