@@ -33,7 +33,9 @@ public enum DoctorRules {
             change are header bytes 2..3 (flash mode, frequency, size). esptool write-flash (also through idf.py flash or \
             a flash script) rewrites them for an image written at the bootloader offset 0x1000 whenever --flash-size, \
             --flash-mode or --flash-freq is anything other than `keep` (e.g. --flash-size 4MB or detect); it does not \
-            know about signatures.
+            know about signatures. With `detect` (esptool.py's default before v3.0, still common in flash scripts) \
+            the header changes only on boards whose flash size differs from the one the bootloader was signed for, \
+            so the same files work on one board and fail on another.
             """,
         fix: [keepFix,
               "if boards differ in flash size, build and sign one bootloader per flash size (CONFIG_ESPTOOLPY_FLASHSIZE for that board, its own sdkconfig/build folder) instead of reusing one signed for another size",

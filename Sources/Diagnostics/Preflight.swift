@@ -84,8 +84,16 @@ public enum Preflight {
     static let signedHeaderRewrite = PreflightRule(
         code: "PF001", name: "signed-header-rewrite",
         summary: "flash options would rewrite the header of a signed bootloader (the seed)") { ctx in
-        guard let bl = ctx.bootloader, let img = bl.image, let chip = img.chip,
-              let new = ctx.rewrittenHeader(for: bl) else { return [] }
+        guard let bl = ctx.bootloader, let img = bl.image, let chip = img.chip else { return [] }
+        if ctx.headerSizeDetectUnknown, bl.isSigned || ctx.secureBootExpected, ctx.rewrittenHeader(for: bl) == nil {
+            return [Finding(code: "PF001", severity: .error, rule: "signed-header-rewrite",
+                message: "--flash-size detect would put the chip's flash size into the header of the signed bootloader at \(hex(bl.entry.address))",
+                evidence: ["header now: \(paramText(chip, img.flashModeCode, img.flashSizeFreq))", "write options: --flash-size detect"],
+                explanation: "on every board whose flash is not \(chip.flashSize(code: img.flashSizeCode)?.name ?? "the signed size") the header changes after signing and the signature no longer verifies: the same files work on one board and fail on another.",
+                fix: "write signed images with --flash-size keep; build and sign one bootloader per flash size",
+                file: bl.entry.name, address: bl.entry.address)]
+        }
+        guard let new = ctx.rewrittenHeader(for: bl) else { return [] }
         let before = paramText(chip, img.flashModeCode, img.flashSizeFreq)
         let after = paramText(chip, new.mode, new.sizeFreq)
         let evidence = ["write options: \(ctx.plan.options.rewriteText)",

@@ -107,11 +107,24 @@ public struct PreflightContext: Sendable {
               let img = e.image, let chip = img.chip else { return nil }
         var mode = img.flashModeCode, size = img.flashSizeCode, freq = img.flashFrequencyCode
         if let m = plan.options.mode, let c = chip.flashMode(named: m) { mode = c.code }
-        if let s = plan.options.size, let c = chip.flashSize(named: s) { size = c.code }
+        if let s = plan.options.size {
+            if s.lowercased() == "detect" {
+                // esptool puts the size it detects on the chip into the header.
+                if let ts = target.flashSize, let c = chip.flashSizes.first(where: { $0.value == ts }) { size = c.code }
+            } else if let c = chip.flashSize(named: s) {
+                size = c.code
+            }
+        }
         if let f = plan.options.frequency, let c = chip.flashFrequency(named: f) { freq = c.code }
         let b3 = size | freq
         if mode == img.flashModeCode && b3 == img.flashSizeFreq { return nil }
         return (mode, b3)
+    }
+
+    /// `--flash-size detect` with an unknown target flash size: the header may be rewritten to
+    /// whatever the chip reports.
+    public var headerSizeDetectUnknown: Bool {
+        plan.options.size?.lowercased() == "detect" && target.flashSize == nil
     }
 
     /// The encryption layout of the plan's partition table.

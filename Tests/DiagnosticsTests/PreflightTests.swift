@@ -38,6 +38,14 @@ struct PreflightRuleTests {
         // keep, or an option that does not change the bytes, is fine.
         #expect(!codes(run(s.plan(), try s.target())).contains("PF001"))
         #expect(!codes(run(s.plan(options: FlashOptions(mode: "dio", size: "4MB")), try s.target())).contains("PF001"))
+        // --flash-size detect: rewrites to the chip's size (8MB-signed on a 4MB chip) …
+        let detect = run(s.plan(bootloader: s.bootloader8MB, options: FlashOptions(size: "detect")), try s.target())
+        #expect(detect.findings.contains { $0.code == "PF001" && $0.evidence.contains { $0.contains("DIO 40m 4MB") } })
+        // … is harmless where the chip has the signed size, and an error when the size is unknown.
+        #expect(!codes(run(s.plan(bootloader: s.bootloader8MB, options: FlashOptions(size: "detect")), try s.target(flashSize: 8 << 20))).contains("PF001"))
+        var unknown = try s.target()
+        unknown.flashSize = nil
+        #expect(run(s.plan(options: FlashOptions(size: "detect")), unknown).findings.contains { $0.code == "PF001" && $0.message.contains("detect") })
         // Unsigned bootloader without Secure Boot: only informational.
         var sdk = s.sdkconfig
         sdk.values["CONFIG_SECURE_BOOT_V2_ENABLED"] = "n"
