@@ -14,8 +14,9 @@ struct PreflightCommand: ParsableCommand {
             sdkconfig, partition table). The target comes from a virtual device (--state DIR: chip, \
             revision, flash size and eFuses) or from flags (--chip, --flash-size, --chip-rev, and \
             optionally --efuse-summary FILE written by `espefuse summary --format json`). The flash \
-            options are the ones the write will use (--flash-mode/--flash-freq/--flash-size-option, \
-            default keep; with --build-dir the build's own flash settings).
+            options are the ones the write will use (--write-flash-mode/--write-flash-freq/\
+            --write-flash-size, default keep; with --build-dir the build's own flash settings). \
+            --port and --simulate are not available yet.
 
             Every finding has a stable code (PF001…), a severity, the offending bytes or fields and a \
             fix; --list-rules prints them all. Exit status 1 if any finding is an error.
@@ -60,7 +61,7 @@ struct PreflightCommand: ParsableCommand {
     @Flag(help: "The write uses --encrypt (the chip encrypts every file).")
     var encrypt = false
 
-    @Flag(help: "Also apply the plan to a copy of --state and boot it twice (first-boot dry run).")
+    @Flag(help: "Also apply the plan to a copy of --state and boot it twice (first-boot dry run; not available yet).")
     var simulate = false
     @Flag(name: .customLong("list-rules"), help: "List the rules and exit.")
     var listRules = false
