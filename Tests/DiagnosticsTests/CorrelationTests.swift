@@ -196,6 +196,8 @@ struct CorrelationTests {
         let json = try #require(try JSONSerialization.jsonObject(with: Data(correlated.stdout)) as? [String: Any])
         let primary = try #require(json["primary"] as? [String: Any])
         #expect(primary["cause"] as? String == "header rewritten after signing: built as DIO 40m 8MB, found as DIO 40m 4MB")
+        let stdin = try Espforge.run(["doctor", "-"], stdin: try seedLog())
+        #expect(stdin.status == 0 && stdin.out.contains("DR001"))
         let missing = try Espforge.run(["doctor", dir.appendingPathComponent("nope.log").path])
         #expect(missing.status == 1 && missing.err.contains("no such file"))
     }
