@@ -10,7 +10,7 @@ let package = Package(
         .executable(name: "espforge", targets: ["espforge"]),
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
-            "EFuse", "Loader", "VirtualDevice", "BootSimulator",
+            "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
         ]),
     ],
     dependencies: [
@@ -61,13 +61,17 @@ let package = Package(
         // First-boot simulator: ESP32 ROM + ESP-IDF second-stage bootloader on a virtual device.
         .target(name: "BootSimulator", dependencies: [
             "ESPCore", "EFuse", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "VirtualDevice",
+
+        // Static checks of a flash plan (preflight) and boot-log analysis (doctor): pure rule engines.
+        .target(name: "Diagnostics", dependencies: [
+            "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "EFuse",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
-            "EFuse", "Loader", "VirtualDevice", "BootSimulator",
+            "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -94,6 +98,10 @@ let package = Package(
         .testTarget(name: "BootSimulatorTests", dependencies: [
             "BootSimulator", "VirtualDevice", "EFuse", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions",
             "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+
+        .testTarget(name: "DiagnosticsTests", dependencies: [
+            "Diagnostics", "ImageFormat", "SecureBoot", "Partitions", "EFuse", "ESPCore", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ],
     swiftLanguageModes: [.v6]

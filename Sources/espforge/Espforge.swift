@@ -21,6 +21,8 @@ struct Espforge: AsyncParsableCommand {
             NVSCommand.self,
             DeviceCommand.self,
             EFuseCommand.self,
+            PreflightCommand.self,
+            DoctorCommand.self,
         ]
     )
 }
