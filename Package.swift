@@ -61,6 +61,8 @@ let package = Package(
         // First-boot simulator: ESP32 ROM + ESP-IDF second-stage bootloader on a virtual device.
         .target(name: "BootSimulator", dependencies: [
             "ESPCore", "EFuse", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "VirtualDevice",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
 
         // Static checks of a flash plan (preflight) and boot-log analysis (doctor): pure rule engines.
         .target(name: "Diagnostics", dependencies: [
@@ -98,7 +100,7 @@ let package = Package(
         .testTarget(name: "BootSimulatorTests", dependencies: [
             "BootSimulator", "VirtualDevice", "EFuse", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions",
             "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
-
+        ]),
         .testTarget(name: "DiagnosticsTests", dependencies: [
             "Diagnostics", "ImageFormat", "SecureBoot", "Partitions", "EFuse", "ESPCore", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
