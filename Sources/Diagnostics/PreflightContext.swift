@@ -81,7 +81,7 @@ public struct PreflightContext: Sendable {
     public var bootloader: AnalyzedEntry? { entries.first { $0.entry.address == target.chip.bootloaderOffset } }
     public var apps: [AnalyzedEntry] { entries.filter { $0.kind == .appImage } }
     public var sdk: SDKConfig? { plan.sdkconfig }
-    public var efuses: EFuseSnapshot? { target.efuses }
+    public var efuses: SecurityFuseFacts? { target.efuses }
 
     /// Secure Boot V2 is (or will be) in force: configured, burned, or the images are signed.
     public var secureBootExpected: Bool {

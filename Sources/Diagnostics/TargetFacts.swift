@@ -5,7 +5,7 @@ import ESPCore
 /// The security-relevant eFuse state of a chip, as preflight needs it. Built from an
 /// ``EFuseArray`` (a virtual device's `--state`), from an `espefuse summary --format json`
 /// document, or field by field in tests.
-public struct EFuseSnapshot: Sendable, Equatable, Codable {
+public struct SecurityFuseFacts: Sendable, Equatable, Codable {
     public var flashCryptCount: UInt8 = 0
     /// BLOCK1 holds a key (non-zero, or read-protected so it cannot be seen).
     public var flashEncryptionKeyPresent = false
@@ -142,11 +142,11 @@ public struct TargetFacts: Sendable {
     public var flashSize: Int?
     /// Full revision, major·100 + minor (ESP32 v3.0 = 300).
     public var chipRevision: Int?
-    public var efuses: EFuseSnapshot?
+    public var efuses: SecurityFuseFacts?
     /// Where the facts came from (`flags`, `state DIR`, `port …`), for reports.
     public var source: String
 
-    public init(chip: ChipSpec, flashSize: Int? = nil, chipRevision: Int? = nil, efuses: EFuseSnapshot? = nil,
+    public init(chip: ChipSpec, flashSize: Int? = nil, chipRevision: Int? = nil, efuses: SecurityFuseFacts? = nil,
                 source: String = "flags") {
         self.chip = chip
         self.flashSize = flashSize

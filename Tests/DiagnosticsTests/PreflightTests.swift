@@ -288,11 +288,11 @@ struct PreflightRuleTests {
             "BLOCK2": ["value": String(repeating: "ab ", count: 32)], "RD_DIS": ["value": 1],
             "DISABLE_DL_ENCRYPT": ["value": false], "UART_DOWNLOAD_DIS": ["value": "False"],
         ]
-        let s = try EFuseSnapshot(espefuseSummary: json)
+        let s = try SecurityFuseFacts(espefuseSummary: json)
         #expect(s.flashEncryptionEnabled && s.absDone1 && s.flashEncryptionKeyPresent)
         #expect(s.block2 == [UInt8](repeating: 0xAB, count: 32))
         #expect(!s.uartDownloadDisabled && !s.disableDLEncrypt)
-        #expect(throws: PreflightInputError.self) { try EFuseSnapshot(espefuseSummary: ["x": 1]) }
+        #expect(throws: PreflightInputError.self) { try SecurityFuseFacts(espefuseSummary: ["x": 1]) }
     }
 
     @Test func revisionParsing() {

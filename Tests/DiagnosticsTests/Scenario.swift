@@ -94,12 +94,12 @@ final class Scenario: Sendable {
     }
 
     /// A fresh ESP32 (factory eFuses) with 4MB flash and revision v3.0.
-    func target(revision: Int = 300, flashSize: Int = 4 << 20, efuses: EFuseSnapshot? = nil) throws -> TargetFacts {
+    func target(revision: Int = 300, flashSize: Int = 4 << 20, efuses: SecurityFuseFacts? = nil) throws -> TargetFacts {
         TargetFacts(chip: .esp32, flashSize: flashSize, chipRevision: revision, efuses: try efuses ?? Self.factoryEFuses())
     }
 
-    static func factoryEFuses(revision: Int = 3) throws -> EFuseSnapshot {
-        EFuseSnapshot(esp32: try EFuseArray.esp32Factory(mac: [0x24, 0x0A, 0xC4, 1, 2, 3], revision: revision))
+    static func factoryEFuses(revision: Int = 3) throws -> SecurityFuseFacts {
+        SecurityFuseFacts(esp32: try EFuseArray.esp32Factory(mac: [0x24, 0x0A, 0xC4, 1, 2, 3], revision: revision))
     }
 
     /// Key digest of signature block 0 of a signed image.

@@ -171,7 +171,7 @@ struct PreflightCommand: ParsableCommand {
             guard let spec = ChipSpec.named(device.description.chip) else {
                 throw UsageError("unknown chip '\(device.description.chip)' in \(state)/device.json")
             }
-            let ef = EFuseSnapshot(esp32: device.efuses)
+            let ef = SecurityFuseFacts(esp32: device.efuses)
             facts = TargetFacts(chip: spec, flashSize: device.description.flashSize,
                                 chipRevision: device.description.chipRevision * 100 + (ef.waferVersionMinor ?? 0),
                                 efuses: ef, source: "state \(state)")
@@ -195,7 +195,7 @@ struct PreflightCommand: ParsableCommand {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
                 throw UsageError(Diagnostic("not a JSON object", file: efuseSummary, hint: "write it with `espefuse summary --format json --file FILE`"))
             }
-            do { facts.efuses = try EFuseSnapshot(espefuseSummary: obj) } catch {
+            do { facts.efuses = try SecurityFuseFacts(espefuseSummary: obj) } catch {
                 throw FileContextError(file: efuseSummary, underlying: error)
             }
         }
@@ -214,7 +214,7 @@ struct TargetJSON: Codable {
     var flashSize: Int?
     var chipRevision: Int?
     var source: String
-    var efuses: EFuseSnapshot?
+    var efuses: SecurityFuseFacts?
     init(_ t: TargetFacts) {
         chip = t.chip.name
         flashSize = t.flashSize
