@@ -194,6 +194,7 @@ public final class PostgresRegistry: DeviceRegistry {
                 }
                 return .failure(.poolExhausted(pool, total: total))
             }
+            if let pause = ClaimPause.microseconds { try await Task.sleep(nanoseconds: UInt64(pause) * 1000) }
             guard let row = try await conn.query("""
                 UPDATE identities SET claimed_by = \(mac), claimed_at = \(now)
                 WHERE pool = \(pool) AND ordinal = \(ordinal) AND claimed_by IS NULL RETURNING *

@@ -237,6 +237,17 @@ enum Normalize {
     }
 }
 
+/// Test knob: `ESPFORGE_TEST_CLAIM_PAUSE_MS` holds a claim between choosing a free identity and
+/// taking it, widening the race window so the concurrency tests would catch a non-atomic claim.
+enum ClaimPause {
+    static var microseconds: UInt32? {
+        guard let v = ProcessInfo.processInfo.environment["ESPFORGE_TEST_CLAIM_PAUSE_MS"], let ms = UInt32(v), ms > 0, ms <= 1000 else {
+            return nil
+        }
+        return ms * 1000
+    }
+}
+
 enum Timestamp {
     /// UTC, millisecond precision: `2026-11-25T20:57:31.123Z` (sorts as text).
     static func now() -> String {

@@ -108,6 +108,7 @@ public final class SQLiteRegistry: DeviceRegistry {
                 return .failure(total == 0 ? .poolEmpty(pool) : .poolExhausted(pool, total: total))
             }
             let ordinal: Int = free["ordinal"]
+            if let pause = ClaimPause.microseconds { usleep(pause) }
             try db.execute(sql: "UPDATE identities SET claimed_by = ?, claimed_at = ? WHERE pool = ? AND ordinal = ? AND claimed_by IS NULL",
                            arguments: [mac, now, pool, ordinal])
             guard db.changesCount == 1,

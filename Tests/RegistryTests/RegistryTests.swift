@@ -61,6 +61,11 @@ func facts(_ mac: String, station: String = "station-1") -> DeviceFacts {
 
 @Suite("Device registry contract (SQLite and PostgreSQL)", .serialized)
 struct RegistryContractTests {
+    /// Claims pause between choosing and taking an identity, so that a claim that is not
+    /// atomic would hand one identity to two devices here.
+    static let pauseMS = "15"
+    init() { setenv("ESPFORGE_TEST_CLAIM_PAUSE_MS", Self.pauseMS, 1) }
+
     @Test(arguments: Backend.enabled)
     func registerShowAndFinish(_ backend: Backend) async throws {
         let (url, cleanup) = try backend.makeLocation()
@@ -176,7 +181,10 @@ struct RegistryContractTests {
         let outputs = try await withThrowingTaskGroup(of: ProcessResult.self) { group in
             for base in bases {
                 group.addTask {
-                    try Espforge.run(["registry", "claim", "--registry", url, "--pool", s.pool, "--mac", base, "--count", String(perProcess)])
+                    var env = ProcessInfo.processInfo.environment
+                    env["ESPFORGE_TEST_CLAIM_PAUSE_MS"] = Self.pauseMS
+                    return try ProcessRunner.run(Espforge.path, ["registry", "claim", "--registry", url, "--pool", s.pool, "--mac", base,
+                                                                 "--count", String(perProcess)], environment: env)
                 }
             }
             var all: [ProcessResult] = []
