@@ -230,3 +230,20 @@ public struct IDFBuildError: Error, DiagnosticConvertible, Equatable {
     public init(_ message: String, file: String, hint: String? = nil) { self.message = message; self.file = file; self.hint = hint }
     public var diagnostic: Diagnostic { Diagnostic(message, file: file, hint: hint) }
 }
+
+extension Manifest {
+    /// The manifest with the images it does not list taken from its ESP-IDF build (paths joined
+    /// with `buildDir`, so they stay relative to the manifest's folder).
+    public func resolvingImages(from build: IDFBuild) -> Manifest {
+        var m = self
+        let dir = buildDir ?? "."
+        func under(_ r: ImageRef?) -> ImageRef? {
+            r.map { ImageRef(path: $0.path.hasPrefix("/") ? $0.path : IDFBuild.join(dir, $0.path), offset: $0.offset) }
+        }
+        if m.images.bootloader == nil { m.images.bootloader = under(build.images.bootloader) }
+        if m.images.partitionTable == nil { m.images.partitionTable = under(build.images.partitionTable) }
+        if m.images.otadata == nil { m.images.otadata = under(build.images.otadata) }
+        if m.images.app == nil { m.images.app = under(build.images.app) }
+        return m
+    }
+}

@@ -108,20 +108,33 @@ public enum TOML {
 struct TOMLParser {
     let bytes: [UInt8]
     var index = 0
+    /// Offsets where each line starts, for line/column lookups in O(log n).
+    let lineStarts: [Int]
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        var starts = [0]
+        for (i, b) in bytes.enumerated() where b == 0x0A { starts.append(i + 1) }
+        lineStarts = starts
+    }
 
     var position: TOMLPosition { positionOf(index) }
 
     func positionOf(_ offset: Int) -> TOMLPosition {
-        var line = 1, column = 1, i = 0
-        let end = min(offset, bytes.count)
+        let end = max(0, min(offset, bytes.count))
+        var lo = 0, hi = lineStarts.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if lineStarts[mid] <= end { lo = mid } else { hi = mid - 1 }
+        }
+        // Columns count characters (UTF-8 lead bytes), not bytes.
+        var column = 1
+        var i = lineStarts[lo]
         while i < end {
-            if bytes[i] == 0x0A { line += 1; column = 1 }
-            else if bytes[i] & 0xC0 != 0x80 { column += 1 }
+            if bytes[i] & 0xC0 != 0x80 { column += 1 }
             i += 1
         }
-        return TOMLPosition(line: line, column: column)
+        return TOMLPosition(line: lo + 1, column: column)
     }
 
     var peek: UInt8? { index < bytes.count ? bytes[index] : nil }

@@ -99,6 +99,17 @@ struct InitTests {
         #expect(try Manifest.parse(m.toml()) == m)
     }
 
+    @Test func manifestWithOnlyABuildDirTakesItsImagesFromTheBuild() throws {
+        let p = try SyntheticProject()
+        defer { p.remove() }
+        let m = try Manifest.parse("version = 1\n[chip]\nflash_size = \"8MB\"\n[build]\ndir = \"fw/build\"\n[images.app]\nfile = \"other.bin\"\noffset = 0x20000\n")
+        let r = m.resolvingImages(from: try IDFBuild.read(readFile: p.reader))
+        #expect(r.images.app == .init(path: "other.bin", offset: 0x20000), "listed images win")
+        #expect(r.images.bootloader == .init(path: "fw/build/bootloader/bootloader.bin", offset: 0x1000))
+        #expect(r.images.partitionTable == .init(path: "fw/build/partition_table/partition-table.bin", offset: 0xC000))
+        #expect(r.images.otadata?.path == "fw/build/ota_data_initial.bin")
+    }
+
     @Test func unsignedBuildNamesTheSigningKeyAndPlainBuildHasNoSecurity() throws {
         let unsigned = SyntheticProject.sdkconfig.replacingOccurrences(of: "CONFIG_SECURE_BOOT_BUILD_SIGNED_BINARIES=y", with: "")
         let p = try SyntheticProject(sdkconfig: unsigned)

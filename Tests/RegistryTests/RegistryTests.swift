@@ -378,6 +378,35 @@ struct RegistryCLITests {
         #expect(both.status != 0)
     }
 
+    @Test(arguments: Backend.enabled)
+    func poolLoadsFromTheValuesCSVIdempotently(_ backend: Backend) async throws {
+        let (url, cleanup) = try backend.makeLocation()
+        defer { cleanup() }
+        let s = Scope()
+        let dir = try TestEnvironment.temporaryDirectory("espforge-pool")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let csv = dir.appendingPathComponent("values.csv").path
+        try "id,wifi_ssid,wifi_pass\nSN-A,net,pass1\nSN-B,net,pass2\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let r = try Espforge.run(["registry", "pool", s.pool, "--load", csv, "--registry", url, "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let status = try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any]
+        #expect(status?["added"] as? Int == 2 && status?["total"] as? Int == 2 && status?["claimed"] as? Int == 0)
+        let reg = try await openRegistry(url: url)
+        let claim = try await reg.claimIdentity(pool: s.pool, mac: s.mac(1))
+        #expect(claim.id == "SN-A" && claim.ordinal == 2, "ordinal is the CSV line")
+        try await reg.close()
+        try "id,wifi_ssid,wifi_pass\nSN-A,net,pass1\nSN-B,net,pass2\nSN-C,net,pass3\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let again = try Espforge.run(["registry", "pool", s.pool, "--load", csv, "--registry", url])
+        #expect(again.status == 0 && again.out.contains("1 identities added") && again.out.contains("3 identities, 1 claimed, 2 free"), "\(again.out)")
+        if backend == .sqlite {
+            let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: url)), as: UTF8.self)
+            #expect(!text.contains("pass1"), "row values (possibly secret) are not stored")
+        }
+        try "id,x\nSN-A,1\nSN-A,2\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let dup = try Espforge.run(["registry", "pool", s.pool, "--load", csv, "--registry", url])
+        #expect(dup.status == 1 && dup.err.contains("line 3") && dup.err.contains("appears twice"))
+    }
+
     @Test func missingSQLiteFileIsAClearError() throws {
         let r = try Espforge.run(["registry", "list", "--registry", "/nonexistent/espforge.sqlite"])
         #expect(r.status == 1 && r.err.contains("no registry here"))

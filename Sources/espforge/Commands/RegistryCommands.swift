@@ -1,6 +1,7 @@
 import ArgumentParser
 import ESPCore
 import Foundation
+import NVS
 import Registry
 
 struct RegistryCommand: AsyncParsableCommand {
@@ -19,7 +20,7 @@ struct RegistryCommand: AsyncParsableCommand {
               espforge registry show 24:0a:c4:12:34:56
               espforge registry export --csv -o devices.csv
             """,
-        subcommands: [RegistryList.self, RegistryShow.self, RegistryExport.self, RegistryClaim.self]
+        subcommands: [RegistryList.self, RegistryShow.self, RegistryExport.self, RegistryPool.self, RegistryClaim.self]
     )
 }
 
@@ -153,7 +154,7 @@ struct RegistryShow: AsyncParsableCommand {
         if json { try Output.printJSON(report); return }
         var lines: [(String, String)] = [
             ("MAC", report.mac), ("Status", report.status), ("Chip", report.chip + (report.chipRevision.map { " rev \($0)" } ?? "")),
-            ("Flash", [report.flashID.map { "id \($0)" }, report.flashSize.map { "\($0 >> 20) MB" }].compactMap { $0 }.joined(separator: ", ")),
+            ("Flash", [report.flashID.map { "id \($0)" }, report.flashSize.map { "\($0 >> 20) MB" }].compactMap { $0 }.joined(separator: ", ").ifEmpty("-")),
             ("Station", report.station ?? "-"), ("Manifest", report.manifestHash ?? "-"),
             ("Identity", report.identity.map { "\($0) (pool \(report.identityPool ?? "?"))" } ?? "-"),
             ("Created", report.createdAt), ("Updated", report.updatedAt),
@@ -167,6 +168,7 @@ struct RegistryShow: AsyncParsableCommand {
             for k in map.keys.sorted() { print("  \(k) = \(map[k] ?? "")") }
         }
         print("Steps:")
+        if (report.steps ?? []).isEmpty { print("  (none recorded)"); return }
         let rows = (report.steps ?? []).map { [String($0.id), $0.step, $0.outcome.rawValue, $0.startedAt, $0.finishedAt ?? "-", $0.detail ?? ""] }
         print(TextTable.render(header: ["#", "STEP", "OUTCOME", "STARTED", "FINISHED", "DETAIL"], rows: rows, indent: "  "))
     }
@@ -236,6 +238,65 @@ struct RegistryExport: AsyncParsableCommand {
     }
 }
 
+struct RegistryPool: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pool",
+        abstract: "Load an identity pool from a per-device values CSV, and show how much of it is claimed.",
+        discussion: """
+            The pool's identities are the first column of the values CSV (after its header line), \
+            in file order; only these ids and their line numbers are stored, never the other \
+            values. Loading is idempotent: rows already in the pool are kept, new rows are added. \
+            Provisioning claims from the pool one identity per device.
+
+            Example:
+              espforge registry pool line1 --load device_values.csv --registry postgres://line:pw@10.0.0.5:5432/espforge
+            """
+    )
+
+    @OptionGroup var options: RegistryOptions
+    @Argument(help: "Pool name.") var pool: String
+    @Option(help: "Per-device values CSV to load into the pool.") var load: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Status: Codable { var pool: String; var added: Int; var total: Int; var claimed: Int }
+
+    static func identities(fromValuesCSV text: String, file: String) throws -> [IdentityRow] {
+        var records = CSVReader.records(text)
+        guard !records.isEmpty else {
+            throw UsageError(Diagnostic("the values CSV is empty", file: file, hint: "the first line is a header: id,KEY1,KEY2,…"))
+        }
+        records.removeFirst()
+        var seen: [String: Int] = [:]
+        var rows: [IdentityRow] = []
+        for r in records {
+            let id = (r.fields.first?.text ?? "").trimmingCharacters(in: .whitespaces)
+            guard !id.isEmpty else {
+                throw UsageError(Diagnostic("empty device id", line: r.line, column: 1, file: file, hint: "the first column names the device (e.g. a serial number)"))
+            }
+            if let first = seen[id] {
+                throw UsageError(Diagnostic("device id `\(id)` appears twice (first on line \(first))", line: r.line, column: 1, file: file))
+            }
+            seen[id] = r.line
+            rows.append(IdentityRow(id: id, ordinal: r.line))
+        }
+        return rows
+    }
+
+    func run() async throws {
+        var rows: [IdentityRow] = []
+        if let load { rows = try Self.identities(fromValuesCSV: try FileIO.readText(load), file: load) }
+        let (pool, loadRows) = (self.pool, rows)
+        let status: Status = try await withRegistry(try await options.open(create: load != nil)) { reg in
+            let added = loadRows.isEmpty ? 0 : try await reg.loadIdentities(pool: pool, loadRows)
+            let s = try await reg.poolStatus(pool: pool)
+            return Status(pool: pool, added: added, total: s.total, claimed: s.claimed)
+        }
+        if json { try Output.printJSON(status); return }
+        if load != nil { print("pool \(pool): \(status.added) identities added") }
+        print("pool \(pool): \(status.total) identities, \(status.claimed) claimed, \(status.total - status.claimed) free")
+    }
+}
+
 /// Hidden: claim identities from a pool for a run of MACs (loads the pool first if asked).
 /// Used by the tests to run several claiming processes against one registry at once.
 struct RegistryClaim: AsyncParsableCommand {
@@ -276,6 +337,10 @@ struct RegistryClaim: AsyncParsableCommand {
             }
         }
     }
+}
+
+extension String {
+    func ifEmpty(_ replacement: String) -> String { isEmpty ? replacement : self }
 }
 
 /// Plain-text table with columns padded to their widest cell.
