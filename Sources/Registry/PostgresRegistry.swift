@@ -135,7 +135,7 @@ public final class PostgresRegistry: DeviceRegistry {
 
     public func loadIdentities(pool: String, _ rows: [IdentityRow]) async throws -> Int {
         try SecretGuard.checkLabel(pool, field: "pool", maxLength: 128)
-        for r in rows { try SecretGuard.checkLabel(r.id, field: "identity", maxLength: 128) }
+        for r in rows { try SecretGuard.checkIdentity(r.id) }
         let logger = self.logger
         return try await transaction { conn in
             var added = 0

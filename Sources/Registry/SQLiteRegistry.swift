@@ -14,7 +14,9 @@ public final class SQLiteRegistry: DeviceRegistry {
         config.label = "espforge-registry"
         do {
             db = try DatabaseQueue(path: path, configuration: config)
-            try Self.migrator.migrate(db)
+            // Two processes opening a new file at once may race on the migration record:
+            // the loser finds the schema in place on its second look.
+            do { try Self.migrator.migrate(db) } catch { try Self.migrator.migrate(db) }
         } catch let e as DatabaseError {
             throw RegistryError.database("\(path): \(e.message ?? e.description)")
         }
@@ -82,7 +84,7 @@ public final class SQLiteRegistry: DeviceRegistry {
 
     public func loadIdentities(pool: String, _ rows: [IdentityRow]) async throws -> Int {
         try SecretGuard.checkLabel(pool, field: "pool", maxLength: 128)
-        for r in rows { try SecretGuard.checkLabel(r.id, field: "identity", maxLength: 128) }
+        for r in rows { try SecretGuard.checkIdentity(r.id) }
         return try await write { db in
             var added = 0
             for r in rows {

@@ -51,6 +51,16 @@ public enum SecretGuard {
         return String(text[..<start.lowerBound]) + "[key material removed]"
     }
 
+    /// An identity id (serial number): 1–128 printable characters, no PEM block. Unlike key ids,
+    /// long hex serials are allowed: identities are public names, not key labels.
+    public static func checkIdentity(_ id: String) throws(RegistryError) {
+        guard !id.isEmpty, id.count <= 128 else { throw .invalidValue(field: "identity", why: "must be 1–128 characters") }
+        guard id.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
+            throw .invalidValue(field: "identity", why: "control characters")
+        }
+        try checkFreeText(id, field: "identity")
+    }
+
     static func isKeyField(_ name: String) -> Bool {
         let n = name.uppercased()
         if n == "KEY_STATUS" || n.hasPrefix("KEY_PURPOSE") { return false }

@@ -90,6 +90,14 @@ struct RegistryContractTests {
         #expect(d.status == .provisioned && d.efuseSummary == summary)
         #expect(d.identity == "SN-1" && d.identityPool == s.pool)
         #expect(try await reg.devices().contains { $0.mac == mac })
+        // Unknown facts stay empty (NULL), on both backends.
+        try await reg.register(DeviceFacts(mac: s.mac(2), chip: "esp32"))
+        #expect(try await reg.device(mac: s.mac(2))?.facts == DeviceFacts(mac: s.mac(2), chip: "esp32"))
+        // Identities are names: a long hex serial is fine there (unlike in key ids).
+        try await reg.loadIdentities(pool: s.pool + "-hex", [IdentityRow(id: String(repeating: "ab", count: 20), ordinal: 1)])
+        await #expect(throws: RegistryError.self) {
+            try await reg.loadIdentities(pool: s.pool + "-pem", [IdentityRow(id: "-----BEGIN PRIVATE KEY-----", ordinal: 1)])
+        }
         await #expect(throws: RegistryError.self) { try await reg.finish(mac: s.mac(999), status: .failed, efuseSummary: nil, failure: "x") }
         await #expect(throws: RegistryError.self) { try await reg.device(mac: "not-a-mac") }
         try await reg.close()
@@ -164,6 +172,34 @@ struct RegistryContractTests {
         #expect(Set(ids) == Set((0..<claimers * perClaimer).map { "SN-\($0)" }), "identities were skipped")
         let check = try await openRegistry(url: url)
         #expect(try await check.poolStatus(pool: s.pool).claimed == claimers * perClaimer)
+        try await check.close()
+    }
+
+    @Test(arguments: Backend.enabled)
+    func oneDeviceClaimingFromSeveralPlacesAtOnceGetsOneIdentity(_ backend: Backend) async throws {
+        let (url, cleanup) = try backend.makeLocation()
+        defer { cleanup() }
+        let s = Scope()
+        let setup = try await openRegistry(url: url)
+        try await setup.loadIdentities(pool: s.pool, (0..<10).map { IdentityRow(id: "SN-\($0)", ordinal: $0) })
+        try await setup.close()
+        let mac = s.mac(5)
+        let ids = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    let reg = try await openRegistry(url: url)
+                    let id = try await reg.claimIdentity(pool: s.pool, mac: mac).id
+                    try await reg.close()
+                    return id
+                }
+            }
+            var all: [String] = []
+            for try await id in group { all.append(id) }
+            return all
+        }
+        #expect(ids.count == 4 && Set(ids).count == 1, "a device got two identities: \(ids)")
+        let check = try await openRegistry(url: url)
+        #expect(try await check.poolStatus(pool: s.pool).claimed == 1)
         try await check.close()
     }
 
