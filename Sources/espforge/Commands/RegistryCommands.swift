@@ -350,7 +350,7 @@ enum TextTable {
         let widths = header.indices.map { i in all.map { i < $0.count ? $0[i].count : 0 }.max() ?? 0 }
         return all.map { row in
             indent + row.enumerated().map { i, c in
-                i == row.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                i == row.count - 1 || i >= widths.count ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
         }.joined(separator: "\n")
     }
