@@ -97,12 +97,29 @@ public struct IDFBuild: Sendable, Equatable {
             throw IDFBuildError("the flash size is not known: flasher_args.json says `keep` and sdkconfig has no CONFIG_ESPTOOLPY_FLASHSIZE",
                                 file: "sdkconfig", hint: "set the flash size in menuconfig (Serial flasher config)")
         }
-        let mode = (settings["flash_mode"] as? String).flatMap { $0 == "keep" ? nil : $0 } ?? sdk["CONFIG_ESPTOOLPY_FLASHMODE"]
-        let freq = (settings["flash_freq"] as? String).flatMap { $0 == "keep" ? nil : $0 } ?? sdk["CONFIG_ESPTOOLPY_FLASHFREQ"]
+        guard flashSize >= 1 << 20, flashSize <= 128 << 20, flashSize & (flashSize - 1) == 0 else {
+            throw IDFBuildError("flash size \(flashSize) bytes is not a power of two from 1MB to 128MB", file: "sdkconfig",
+                                hint: "check CONFIG_ESPTOOLPY_FLASHSIZE")
+        }
+        guard Manifest.chipTypes.contains(chip) else {
+            throw IDFBuildError("chip `\(chip)` is not supported", file: "flasher_args.json",
+                                hint: "espforge handles " + Manifest.chipTypes.joined(separator: ", "))
+        }
+        func known(_ value: String?, _ list: [String], _ what: String) -> String? {
+            guard let value, value != "keep" else { return nil }
+            if list.contains(value) { return value }
+            notes.append("ignoring unknown flash \(what) `\(value)`")
+            return nil
+        }
+        let mode = known((settings["flash_mode"] as? String).flatMap { $0 == "keep" ? nil : $0 } ?? sdk["CONFIG_ESPTOOLPY_FLASHMODE"],
+                         Manifest.flashModes, "mode")
+        let freq = known((settings["flash_freq"] as? String).flatMap { $0 == "keep" ? nil : $0 } ?? sdk["CONFIG_ESPTOOLPY_FLASHFREQ"],
+                         Manifest.flashFreqs, "frequency")
 
         func entry(_ key: String) throws(IDFBuildError) -> Manifest.ImageRef? {
             guard let e = args[key] as? [String: Any] else { return nil }
-            guard let file = e["file"] as? String, let offText = e["offset"] as? String, let off = NumberParsing.integer(offText) else {
+            guard let file = e["file"] as? String, !file.isEmpty, let offText = e["offset"] as? String,
+                  let off = NumberParsing.integer(offText) else {
                 throw IDFBuildError("entry `\(key)` needs \"file\" and \"offset\"", file: "flasher_args.json")
             }
             return Manifest.ImageRef(path: file, offset: off)
@@ -136,10 +153,25 @@ public struct IDFBuild: Sendable, Equatable {
         guard images.partitionTable != nil else {
             throw IDFBuildError("flasher_args.json names no partition table", file: "flasher_args.json")
         }
+        var offsets: [Int: String] = [:]
+        for (name, image) in images.all {
+            guard image.offset >= 0, image.offset % 0x1000 == 0, image.offset < flashSize else {
+                throw IDFBuildError("image `\(name)` at offset \(image.offset) is not 4 KiB aligned inside the \(flashSize >> 20)MB flash",
+                                    file: "flasher_args.json")
+            }
+            if let other = offsets[image.offset] {
+                throw IDFBuildError("images `\(other)` and `\(name)` share offset \(NumberParsing.hex(image.offset, width: 0))", file: "flasher_args.json")
+            }
+            offsets[image.offset] = name
+        }
 
         var minRevision: Int?
         if let full = sdk["CONFIG_\(chip.uppercased())_REV_MIN_FULL"].flatMap(NumberParsing.integer) { minRevision = full / 100 }
         else if let r = sdk["CONFIG_\(chip.uppercased())_REV_MIN"].flatMap(NumberParsing.integer) { minRevision = r }
+        if let r = minRevision, !(0...99).contains(r) {
+            notes.append("ignoring minimum chip revision \(r)")
+            minRevision = nil
+        }
 
         let sbv2 = yes("CONFIG_SECURE_BOOT_V2_ENABLED") || (yes("CONFIG_SECURE_BOOT") && yes("CONFIG_SECURE_SIGNED_APPS_RSA_SCHEME"))
         if yes("CONFIG_SECURE_BOOT_V1_ENABLED") {
@@ -148,7 +180,7 @@ public struct IDFBuild: Sendable, Equatable {
         let flashEnc = yes("CONFIG_SECURE_FLASH_ENC_ENABLED")
         var partitionsCSV: String?
         if yes("CONFIG_PARTITION_TABLE_CUSTOM") {
-            partitionsCSV = sdk["CONFIG_PARTITION_TABLE_CUSTOM_FILENAME"] ?? sdk["CONFIG_PARTITION_TABLE_FILENAME"]
+            partitionsCSV = (sdk["CONFIG_PARTITION_TABLE_CUSTOM_FILENAME"] ?? sdk["CONFIG_PARTITION_TABLE_FILENAME"]).flatMap { $0.isEmpty ? nil : $0 }
         }
         return IDFBuild(chip: chip, flashSize: flashSize, flashMode: mode, flashFreq: freq, images: images, sdkconfig: sdk,
                         minRevision: minRevision, secureBootV2: sbv2,

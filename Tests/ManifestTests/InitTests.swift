@@ -144,6 +144,31 @@ struct InitTests {
         #expect(throws: IDFBuildError.self) { try IDFBuild.read(readFile: { _ in nil }) }
     }
 
+    @Test func randomBuildFilesNeverCrash() {
+        let seed = testSeed()
+        var rng = SeededRandom(seed: seed)
+        let args = Array(SyntheticProject.flasherArgs.utf8), sdk = Array(SyntheticProject.sdkconfig.utf8)
+        for _ in 0..<150 {
+            var a = args, c = sdk
+            for _ in 0..<3 {
+                a[Int.random(in: 0..<a.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                c[Int.random(in: 0..<c.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+            }
+            if Bool.random(using: &rng) { a = Array(a.prefix(Int.random(in: 0...a.count, using: &rng))) }
+            let files: [String: [UInt8]] = ["flasher_args.json": a, "../sdkconfig": c, "bootloader/bootloader.bin": [0xE9]]
+            do {
+                let b = try IDFBuild.read(readFile: { files[$0] })
+                // Whatever it read must make a manifest that writes and reads back.
+                let m = b.manifest(buildDir: "build")
+                #expect(try Manifest.parse(m.toml()) == m, "seed \(seed)")
+            } catch let e as IDFBuildError {
+                #expect(!e.message.isEmpty, "seed \(seed)")
+            } catch {
+                Issue.record("seed \(seed): a build that reads must make a manifest that reads back: \(error)")
+            }
+        }
+    }
+
     @Test func sdkconfigParsing() {
         let c = IDFBuild.parseSdkconfig("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x \\\"q\\\"\"\nCONFIG_D=0x10\n\n# comment\n")
         #expect(c == ["CONFIG_A": "y", "CONFIG_B": "n", "CONFIG_C": "x \"q\"", "CONFIG_D": "0x10"])
