@@ -23,6 +23,8 @@ struct Espforge: AsyncParsableCommand {
             EFuseCommand.self,
             PreflightCommand.self,
             DoctorCommand.self,
+            InitCommand.self,
+            RegistryCommand.self,
         ]
     )
 }
