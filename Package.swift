@@ -10,7 +10,7 @@ let package = Package(
         .executable(name: "espforge", targets: ["espforge"]),
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
-            "EFuse", "Loader", "VirtualDevice",
+            "EFuse", "Loader", "VirtualDevice", "Transport", "Flasher",
         ]),
     ],
     dependencies: [
@@ -58,10 +58,20 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // Serial-port ioctls Swift cannot express (termios2 custom baud, modem lines, pty pairs).
+        .target(name: "CSerial"),
+        // Links to a chip's loader: serial (termios), socket://, in-process virtual:DIR; reset sequences.
+        .target(name: "Transport", dependencies: ["ESPCore", "VirtualDevice", "CSerial"]),
+        // Host-side loader client, flash session (retry/resume), safety planner, multi-device runner.
+        .target(name: "Flasher", dependencies: [
+            "ESPCore", "Loader", "Transport", "EFuse", "ImageFormat", "SecureBoot", "CZlib",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
-            "EFuse", "Loader", "VirtualDevice",
+            "EFuse", "Loader", "VirtualDevice", "Transport", "Flasher",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -84,6 +94,11 @@ let package = Package(
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "TestSupport"]),
         .testTarget(name: "VirtualDeviceTests", dependencies: [
             "VirtualDevice", "EFuse", "Loader", "CZlib", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "CSerial", "VirtualDevice", "Loader", "TestSupport"]),
+        .testTarget(name: "FlasherTests", dependencies: [
+            "Flasher", "Transport", "VirtualDevice", "ImageFormat", "SecureBoot", "EFuse", "Loader", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ],
     swiftLanguageModes: [.v6]

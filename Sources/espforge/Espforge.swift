@@ -20,6 +20,8 @@ struct Espforge: AsyncParsableCommand {
             OtadataCommand.self,
             NVSCommand.self,
             DeviceCommand.self,
+            ChipCommand.self,
+            FlashCommand.self,
         ]
     )
 }
