@@ -90,7 +90,15 @@ public final class FlashSession {
 
     // MARK: Connect
 
+    /// Connects; link-level failures (noise, a chip reset, a lost link) reconnect and try again.
     public func connect() throws {
+        do { try connectOnce() } catch {
+            guard Self.isLinkFailure(error) else { throw error }
+            try reconnect(after: error)
+        }
+    }
+
+    func connectOnce() throws {
         var opened = false
         if port == nil {
             port = try PortOpener.open(portName)
@@ -144,7 +152,7 @@ public final class FlashSession {
             do {
                 if let port { try port.reopen() } else { port = try PortOpener.open(portName) }
                 client = nil
-                try connect()
+                try connectOnce()
                 return
             } catch {
                 last = error
