@@ -156,3 +156,56 @@ func makeDevice(_ label: String = "transport") throws -> URL {
         #expect(r.out.contains("ESP32-D0WD-V3"))
     }
 }
+
+/// Records modem-line changes and sleeps instead of touching hardware.
+final class RecordingPort: ChipPort {
+    let name = "recording"
+    let kind: PortKind
+    var calls: [String] = []
+    init(kind: PortKind = .serial) { self.kind = kind }
+    func write(_ bytes: [UInt8]) throws {}
+    func read(timeout: Double) throws -> [UInt8] { [] }
+    func setBaud(_ baud: Int) throws { calls.append("baud \(baud)") }
+    func setModemLines(dtr: Bool?, rts: Bool?) throws {
+        func s(_ b: Bool?) -> String { b.map { $0 ? "1" : "0" } ?? "-" }
+        calls.append("dtr=\(s(dtr)) rts=\(s(rts))")
+    }
+    func flushInput() { calls.append("flush") }
+    func reopen() throws {}
+    func close() {}
+}
+
+@Suite struct ResetSequenceTests {
+    @Test func classicResetHoldsIO0LowWhileENRises() throws {
+        let p = RecordingPort()
+        var sleeps: [Double] = []
+        try ResetSequence.classic(p, attempt: 0) { sleeps.append($0) }
+        // EN low (RTS) with IO0 high, then IO0 low (DTR) as EN is released, then IO0 released.
+        #expect(p.calls == ["dtr=0 rts=1", "dtr=1 rts=0", "dtr=0 rts=-"])
+        #expect(sleeps == [0.1, 0.05])
+        sleeps = []
+        try ResetSequence.classic(RecordingPort(), attempt: 1) { sleeps.append($0) }
+        #expect(sleeps == [0.1, 0.55])
+    }
+
+    @Test func usbJTAGAndHardReset() throws {
+        let p = RecordingPort()
+        try ResetSequence.usbJTAG(p) { _ in }
+        #expect(p.calls.first == "dtr=0 rts=0" && p.calls.last == "dtr=0 rts=0")
+        #expect(p.calls.contains("dtr=1 rts=0") && p.calls.contains("dtr=0 rts=1"))
+        let h = RecordingPort()
+        try ResetSequence.hardReset(h) { _ in }
+        #expect(h.calls == ["dtr=0 rts=1", "dtr=- rts=0"])
+    }
+
+    @Test func socketsAndNoResetTouchNoLines() throws {
+        for kind in [PortKind.socket, .virtual] {
+            let p = RecordingPort(kind: kind)
+            try ResetSequence.enterLoader(p, mode: .defaultReset, attempt: 0)
+            #expect(p.calls.isEmpty)
+        }
+        let s = RecordingPort()
+        try ResetSequence.enterLoader(s, mode: .noReset, attempt: 0)
+        #expect(s.calls.isEmpty)
+    }
+}
