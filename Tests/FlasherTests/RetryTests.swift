@@ -5,6 +5,7 @@ import Loader
 import Testing
 import TestSupport
 import Transport
+import VirtualDevice
 
 /// Wraps a virtual port and rewrites outgoing command packets (tests of retry and verification).
 final class TamperingPort: ChipPort {
@@ -98,5 +99,26 @@ final class TamperingPort: ChipPort {
             FlashRequest(regions: [FlashRegion(address: 0x60000, data: data, name: "e")]), facts: try #require(session.facts))) }
         #expect(!events.contains { $0.event == "written" })
         session.finish()
+    }
+}
+
+@Suite struct RegisterAccessTests {
+    /// The eFuse client's view: LoaderClient is a RegisterAccess; a program cycle through it
+    /// burns the virtual device's eFuses, which persist when the port closes.
+    @Test func burnThroughRegisterAccessPersists() throws {
+        let dir = try makeDevice()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let access = try LoaderConnection.open(port: "virtual:" + dir.path, before: .noReset)
+        let base: UInt32 = 0x3FF5_A000
+        #expect(try access.readRegister(base + 0x18) & 0x40 == 0)
+        try access.writeRegister(base + 0x34, 0x40)      // BLK0 WDATA6: JTAG_DISABLE
+        try access.writeRegister(base + 0xFC, 0x5A5A)    // CONF: program
+        try access.writeRegister(base + 0x104, 2)        // CMD: PGM
+        try access.writeRegister(base + 0xFC, 0x5AA5)    // CONF: read
+        try access.writeRegister(base + 0x104, 1)        // CMD: READ
+        #expect(try access.readRegister(base + 0x18) & 0x40 != 0)
+        access.close()
+        let efuses = try VirtualDevice.DeviceStore(directory: dir.path).load().efuses
+        #expect(efuses.rawWord(block: 0, word: 6) & 0x40 != 0)
     }
 }

@@ -154,6 +154,15 @@ func makeDevice(_ label: String = "transport") throws -> URL {
         #expect(r.status == 0, "\(r.err)")
         #expect(r.out.contains("\"mac\" : \"24:0a:c4:01:02:03\""))
         #expect(r.out.contains("ESP32-D0WD-V3"))
+        // A write and a verify over the same pty (ROM loader, custom baud).
+        let file = dir.appendingPathComponent("data.bin")
+        var rng = SeededRandom(seed: 9)
+        try Data(rng.bytes(20_000)).write(to: file)
+        let w = try Espforge.run(["flash", "write", "--port", path, "--before", "no-reset", "--after", "no-reset", "--no-stub",
+                                  "--baud", "460800", "0x20000", file.path])
+        #expect(w.status == 0, "\(w.err)")
+        let v = try Espforge.run(["flash", "verify", "--port", path, "--before", "no-reset", "--no-stub", "0x20000", file.path])
+        #expect(v.status == 0 && v.out.contains("OK"), "\(v.err)")
     }
 }
 
