@@ -44,8 +44,6 @@ private let fixtures = TestEnvironment.fixturesOrCI
 
     @Test(.enabled(if: fixtures, "needs ../shared/fixtures"))
     func hashedImageNeedsForceAndThenGetsANewDigest() throws {
-        let elf = try TestEnvironment.fixtureBytes("elf/esp32-bootloader.elf")
-        _ = elf
         let unsigned = try TestEnvironment.fixtureBytes("secure/bootloader_unsigned_v2.bin")
         let image = try ESPImage(unsigned)
         #expect(image.hashAppended)
