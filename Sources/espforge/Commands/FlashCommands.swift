@@ -77,13 +77,14 @@ func report(_ outcomes: [DeviceOutcome], json: Bool) throws {
     if json {
         for o in outcomes { printEventLine(SummaryEvent(summary: o)) }
     } else {
+        let width = max(8, outcomes.map(\.device.count).max() ?? 8)
         print("")
-        print("device".padding(toLength: 34, withPad: " ", startingAt: 0) + " result   regions  written  unchanged  retries  reconnects  seconds")
+        print("device".padding(toLength: width, withPad: " ", startingAt: 0) + " result   regions  written  unchanged  retries  reconnects  seconds")
         for o in outcomes {
             let written = o.regions.filter { $0.outcome == .written }.count
             let unchanged = o.regions.filter { $0.outcome == .unchanged }.count
             let result = o.ok ? "ok      " : (o.refused.isEmpty ? "FAILED  " : "REFUSED ")
-            print(o.device.padding(toLength: 34, withPad: " ", startingAt: 0) + " " + result
+            print(o.device.padding(toLength: width, withPad: " ", startingAt: 0) + " " + result
                   + " \(String(o.regions.count).leftPad(7))  \(String(written).leftPad(7))  \(String(unchanged).leftPad(9))"
                   + "  \(String(o.retries).leftPad(7))  \(String(o.reconnects).leftPad(10))  \(String(format: "%7.2f", o.seconds))")
         }
