@@ -18,8 +18,11 @@ public struct SessionOptions: Sendable {
     public var encrypt = false
     /// Response timeout in seconds.
     public var timeout = 3.0
-    /// Reconnects allowed per session (lost link, chip reset) before giving up.
+    /// Reconnects in a row without a newly verified piece (lost link, chip reset) before giving up.
     public var maxReconnects = 5
+    /// Regions are written and MD5-verified in pieces of this size (a multiple of 64 KiB), so a
+    /// lost link resumes inside a large app instead of starting it again.
+    public var verifyChunk = 256 * 1024
     public init() {}
 }
 
@@ -65,6 +68,8 @@ public final class FlashSession {
     public private(set) var facts: ChipFacts?
     public private(set) var flashID: UInt32 = 0
     public private(set) var reconnects = 0
+    /// Reconnects since the last verified piece (the limit applies to these).
+    private var reconnectsWithoutProgress = 0
     public var onEvent: (FlashEvent) -> Void = { _ in }
 
     public init(port: String, options: SessionOptions) {
@@ -125,14 +130,15 @@ public final class FlashSession {
         let spec = try ChipProbe.detect(c)
         // Raise the rate first (the ROM supports CHANGE_BAUDRATE), so even the stub upload is fast.
         if options.baud != c.baud, !c.isStub { try c.changeBaud(options.baud) }
-        let efuses = try ChipProbe.readEFuses(c)
+        // On a reconnect the facts are known: do not read them again (fewer commands on a bad link).
+        let efuses = try facts?.efuses ?? ChipProbe.readEFuses(c)
         if let stub = options.stub, !c.isStub {
             try c.runStub(stub)
             emit("stub", detail: "running \(URL(fileURLWithPath: stub.source).lastPathComponent)")
         }
         if options.baud != c.baud { try c.changeBaud(options.baud) }
         try c.spiAttach()
-        flashID = try c.flashID()
+        if facts == nil { flashID = try c.flashID() }
         let code = Int((flashID >> 16) & 0xFF)
         let size = (0x12...0x1C).contains(code) ? 1 << code : 4 << 20
         try c.spiSetParams(size: size)
@@ -143,8 +149,9 @@ public final class FlashSession {
     /// Reconnects after a lost link or a chip reset (new connection, SYNC, stub, baud, attach).
     func reconnect(after error: Error) throws {
         reconnects += 1
-        guard reconnects <= options.maxReconnects else {
-            throw FlasherError.gaveUp(port: portName, why: "\(reconnects - 1) reconnect(s) did not help: \(describe(error))")
+        reconnectsWithoutProgress += 1
+        guard reconnectsWithoutProgress <= options.maxReconnects else {
+            throw FlasherError.gaveUp(port: portName, why: "\(reconnectsWithoutProgress - 1) reconnect(s) in a row did not help: \(describe(error))")
         }
         emit("reconnect", detail: describe(error))
         var last: Error = error
@@ -201,7 +208,24 @@ public final class FlashSession {
         guard !plan.refused else { throw FlasherError.refused(codes: plan.blockingCodes) }
         var results: [RegionResult] = []
         for region in plan.regions {
-            let r = try withReconnect { try writeRegion(region) }
+            var data = region.data
+            if data.count % 4 != 0 { data += [UInt8](repeating: 0xFF, count: 4 - data.count % 4) }
+            let chunk = max(0x10000, options.verifyChunk / 0x10000 * 0x10000)
+            var pieces: [RegionResult] = []
+            var offset = 0
+            while offset < data.count {
+                let piece = FlashRegion(address: region.address + offset,
+                                        data: Array(data[offset..<min(data.count, offset + chunk)]), name: region.name)
+                pieces.append(try withReconnect { try writeRegion(piece) })
+                reconnectsWithoutProgress = 0
+                offset += chunk
+            }
+            let allUnchanged = pieces.allSatisfy { $0.outcome == .unchanged }
+            let r = RegionResult(address: region.address, size: data.count, name: region.name,
+                                 outcome: allUnchanged ? .unchanged : .written,
+                                 md5: Array(Insecure.MD5.hash(data: data)).hexString,
+                                 compressed: pieces.contains { $0.compressed },
+                                 payloadBytes: pieces.reduce(0) { $0 + $1.payloadBytes })
             results.append(r)
             emit(r.outcome == .unchanged ? "unchanged" : "written", address: r.address, size: r.size, detail: "md5 \(r.md5)")
         }
