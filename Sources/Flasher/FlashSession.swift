@@ -20,8 +20,8 @@ public struct SessionOptions: Sendable {
     public var timeout = 3.0
     /// Reconnects in a row without a newly verified piece (lost link, chip reset) before giving up.
     public var maxReconnects = 5
-    /// Regions are written and MD5-verified in pieces of this size (a multiple of 64 KiB), so a
-    /// lost link resumes inside a large app instead of starting it again.
+    /// After a lost link, a region's flash is checked by MD5 in pieces of this size (a multiple of
+    /// 64 KiB) and the write resumes at the first piece that differs, not at the region's start.
     public var verifyChunk = 256 * 1024
     public init() {}
 }
@@ -211,21 +211,34 @@ public final class FlashSession {
             var data = region.data
             if data.count % 4 != 0 { data += [UInt8](repeating: 0xFF, count: 4 - data.count % 4) }
             let chunk = max(0x10000, options.verifyChunk / 0x10000 * 0x10000)
-            var pieces: [RegionResult] = []
-            var offset = 0
-            while offset < data.count {
-                let piece = FlashRegion(address: region.address + offset,
-                                        data: Array(data[offset..<min(data.count, offset + chunk)]), name: region.name)
-                pieces.append(try withReconnect { try writeRegion(piece) })
-                reconnectsWithoutProgress = 0
-                offset += chunk
+            // One compressed stream per region (best compression). After a failure, the pieces
+            // already on flash are found by MD5 and the stream restarts at the first one that differs.
+            var start = 0
+            var attempts = 0
+            let last: RegionResult = try withReconnect {
+                if attempts > 0 {
+                    let c = try requireClient()
+                    while start < data.count {
+                        let n = min(chunk, data.count - start)
+                        let expected = Array(Insecure.MD5.hash(data: data[start..<(start + n)]))
+                        guard try c.flashMD5(address: region.address + start, size: n) == expected else { break }
+                        start += n
+                        reconnectsWithoutProgress = 0
+                    }
+                    emit("resume", address: region.address + start, size: data.count - start)
+                }
+                attempts += 1
+                if start >= data.count {
+                    return RegionResult(address: region.address, size: 0, name: region.name, outcome: .written,
+                                        md5: "", compressed: false, payloadBytes: 0)
+                }
+                return try writeRegion(FlashRegion(address: region.address + start, data: Array(data[start...]), name: region.name))
             }
-            let allUnchanged = pieces.allSatisfy { $0.outcome == .unchanged }
+            reconnectsWithoutProgress = 0
             let r = RegionResult(address: region.address, size: data.count, name: region.name,
-                                 outcome: allUnchanged ? .unchanged : .written,
+                                 outcome: start == 0 && last.outcome == .unchanged ? .unchanged : .written,
                                  md5: Array(Insecure.MD5.hash(data: data)).hexString,
-                                 compressed: pieces.contains { $0.compressed },
-                                 payloadBytes: pieces.reduce(0) { $0 + $1.payloadBytes })
+                                 compressed: last.compressed, payloadBytes: last.payloadBytes)
             results.append(r)
             emit(r.outcome == .unchanged ? "unchanged" : "written", address: r.address, size: r.size, detail: "md5 \(r.md5)")
         }
