@@ -11,7 +11,7 @@ let package = Package(
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry",
+            "Manifest", "Registry", "Transport", "Flasher",
         ]),
     ],
     dependencies: [
@@ -86,11 +86,21 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),
 
+        // Serial-port ioctls Swift cannot express (termios2 custom baud, modem lines, pty pairs).
+        .target(name: "CSerial"),
+        // Links to a chip's loader: serial (termios), socket://, in-process virtual:DIR; reset sequences.
+        .target(name: "Transport", dependencies: ["ESPCore", "VirtualDevice", "CSerial"]),
+        // Host-side loader client, flash session (retry/resume), safety planner, multi-device runner.
+        .target(name: "Flasher", dependencies: [
+            "ESPCore", "Loader", "Transport", "EFuse", "ImageFormat", "SecureBoot", "CZlib",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry",
+            "Manifest", "Registry", "Transport", "Flasher",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -124,6 +134,11 @@ let package = Package(
         ]),
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "CSerial", "VirtualDevice", "Loader", "TestSupport"]),
+        .testTarget(name: "FlasherTests", dependencies: [
+            "Flasher", "Transport", "VirtualDevice", "ImageFormat", "SecureBoot", "EFuse", "Loader", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -25,6 +25,8 @@ struct Espforge: AsyncParsableCommand {
             DoctorCommand.self,
             InitCommand.self,
             RegistryCommand.self,
+            ChipCommand.self,
+            FlashCommand.self,
         ]
     )
 }

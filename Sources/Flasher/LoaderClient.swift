@@ -1,0 +1,354 @@
+import Crypto
+import EFuse
+import ESPCore
+import Foundation
+import Loader
+import Transport
+
+/// The host side of the ESP serial loader protocol over any ``ChipPort``: framing, command/response
+/// matching, retries with the same sequence number, resync. One instance per port, one thread.
+public final class LoaderClient: RegisterAccess {
+    public let port: ChipPort
+    /// True once the flasher stub answers (2 status bytes, 16 KiB blocks, stub-only commands).
+    public private(set) var isStub = false
+    /// The loader's current UART rate.
+    public private(set) var baud = 115_200
+    /// Default response timeout in seconds (esptool: 3).
+    public var timeout: Double = 3
+    /// Counters for reports and tests.
+    public private(set) var retries = 0
+    public private(set) var resyncs = 0
+    /// Bytes this client put on the wire (SLIP framed).
+    public private(set) var bytesSent = 0
+
+    func countRetry() { retries += 1 }
+
+    private var decoder = SLIPDecoder()
+    private var frames: [[UInt8]] = []
+    private var resetSeen = false
+
+    public init(port: ChipPort) {
+        self.port = port
+    }
+
+    /// Forget protocol state after a reconnect (the chip is back in its ROM at 115200).
+    public func resetState() {
+        isStub = false
+        baud = 115_200
+        decoder = SLIPDecoder()
+        frames = []
+        resetSeen = false
+    }
+
+    // MARK: Framing
+
+    func send(_ packet: CommandPacket) throws {
+        let bytes = SLIP.encode(packet.encode())
+        bytesSent += bytes.count
+        try port.write(bytes)
+    }
+
+    func sendRaw(frameBody: [UInt8]) throws {
+        let bytes = SLIP.encode(frameBody)
+        bytesSent += bytes.count
+        try port.write(bytes)
+    }
+
+    /// Next complete frame, or nil after `timeout` seconds without one.
+    func nextFrame(timeout: Double) throws -> [UInt8]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if !frames.isEmpty { return frames.removeFirst() }
+            let remaining = deadline.timeIntervalSinceNow
+            let chunk = try port.read(timeout: max(0, remaining))
+            if chunk.isEmpty {
+                if port.kind == .virtual || remaining <= 0 { return nil }
+                continue
+            }
+            for event in decoder.feed(chunk) {
+                switch event {
+                case let .frame(f): if !f.isEmpty { frames.append(f) }
+                case let .junk(j):
+                    // Text between frames: the ROM banner means the chip was reset.
+                    if String(decoding: j, as: UTF8.self).contains("waiting for download") { resetSeen = true }
+                case .invalidEscape, .oversized: break
+                }
+            }
+            if resetSeen {
+                resetSeen = false
+                frames = []
+                throw FlasherError.deviceReset
+            }
+        }
+    }
+
+    // MARK: Commands
+
+    /// Sends a command once and waits for the response with the same opcode. Checks the status
+    /// bytes after `outputLength` bytes of output; returns the response.
+    @discardableResult
+    public func command(_ op: Opcode, _ data: [UInt8] = [], checksum: UInt32 = 0, outputLength: Int = 0,
+                        timeout: Double? = nil) throws -> ResponsePacket {
+        try send(CommandPacket(op, data: data, checksum: checksum))
+        return try awaitResponse(op, outputLength: outputLength, timeout: timeout ?? self.timeout)
+    }
+
+    func awaitResponse(_ op: Opcode, outputLength: Int, timeout: Double) throws -> ResponsePacket {
+        let deadline = Date().addingTimeInterval(timeout)
+        for _ in 0..<100 {
+            guard let frame = try nextFrame(timeout: max(0, deadline.timeIntervalSinceNow)) else { break }
+            guard let r = try? ResponsePacket.decode(frame), r.opcode == op.rawValue else { continue }
+            guard let st = r.status(outputLength: outputLength), r.data.count >= outputLength + 2 else {
+                if let st = r.status(outputLength: 0), st.status != 0 {
+                    throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error)
+                }
+                throw FlasherError.badResponse(command: op.name, why: "\(r.data.count) data byte(s), expected \(outputLength + 2) or more")
+            }
+            if st.status != 0 { throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error) }
+            return r
+        }
+        throw FlasherError.timeout(command: op.name)
+    }
+
+    /// A command that is safe to repeat: up to `attempts` tries with the same bytes; after two
+    /// failures in a row the link is resynchronized first. Device resets and lost links propagate.
+    @discardableResult
+    public func retrying(_ op: Opcode, _ data: [UInt8] = [], checksum: UInt32 = 0, outputLength: Int = 0,
+                         timeout: Double? = nil, attempts: Int = 6) throws -> ResponsePacket {
+        var lastError: Error = FlasherError.timeout(command: op.name)
+        for attempt in 0..<attempts {
+            if attempt > 0 {
+                retries += 1
+                if attempt % 3 == 0 { try? resync() } else { drainInput() }
+            }
+            do {
+                return try command(op, data, checksum: checksum, outputLength: outputLength, timeout: timeout)
+            } catch let e as FlasherError {
+                switch e {
+                case .deviceReset: throw e
+                case .timeout, .badResponse: lastError = e
+                case let .commandFailed(_, _, code) where Self.isTransient(code): lastError = e
+                default: throw e
+                }
+            }
+        }
+        throw lastError
+    }
+
+    /// Error codes that mean "the request arrived damaged; sending it again may work".
+    static func isTransient(_ code: UInt8) -> Bool {
+        [LoaderErrorCode.checksum, .invalidMessage, .stubBadChecksum, .stubBadDataLength, .receiveFailed]
+            .map(\.rawValue).contains(code)
+    }
+
+    /// Drops frames and bytes that are already buffered (a late reply must not answer the next request).
+    func drainInput() {
+        frames = []
+        decoder = SLIPDecoder()
+        if port.kind != .virtual { usleep(20_000) }
+        port.flushInput()
+    }
+
+    // MARK: Sync and identification
+
+    /// SYNC until the loader answers (each attempt: one SYNC, first reply within 0.1 s).
+    public func sync(attempts: Int = 7) throws {
+        for attempt in 0..<attempts {
+            if attempt > 0 { drainInput() }
+            do {
+                try send(CommandPacket(.sync, data: LoaderProtocol.syncPayload))
+                let r = try awaitResponse(.sync, outputLength: 0, timeout: port.kind == .virtual ? 0 : 0.1 + 0.4 * Double(attempt % 2))
+                isStub = r.value == 0
+                // The ROM sends eight replies; collect the rest so they do not answer later commands.
+                let settle = port.kind == .virtual ? 0 : 0.05
+                while let f = try nextFrame(timeout: settle) {
+                    if let rr = try? ResponsePacket.decode(f), rr.opcode != Opcode.sync.rawValue {
+                        frames.insert(f, at: 0)
+                        break
+                    }
+                }
+                return
+            } catch let e as FlasherError {
+                if case .deviceReset = e { continue }
+                continue
+            }
+        }
+        throw FlasherError.noSync(port: port.name, attempts: attempts)
+    }
+
+    /// Resynchronize after repeated failures (drains, then SYNC).
+    public func resync() throws {
+        resyncs += 1
+        drainInput()
+        try sync(attempts: 3)
+    }
+
+    public func readRegister(_ address: UInt32) throws -> UInt32 {
+        try retrying(.readReg, le(address)).value
+    }
+
+    public func writeRegister(_ address: UInt32, _ value: UInt32) throws {
+        try retrying(.writeReg, le(address, value, 0xFFFF_FFFF, 0))
+    }
+
+    // MARK: Stub
+
+    /// Uploads the stub to RAM and starts it; afterwards the stub protocol is spoken.
+    public func runStub(_ stub: StubImage) throws {
+        for (bytes, addr) in [(stub.text, stub.textStart), (stub.data, stub.dataStart)] where !bytes.isEmpty {
+            let block = LoaderProtocol.ramBlock
+            let count = (bytes.count + block - 1) / block
+            try retrying(.memBegin, le(UInt32(bytes.count), UInt32(count), UInt32(block), addr))
+            for seq in 0..<count {
+                let chunk = Array(bytes[(seq * block)..<min(bytes.count, (seq + 1) * block)])
+                let p = CommandPacket.dataBlock(.memData, sequence: UInt32(seq), payload: chunk)
+                try retrying(.memData, p.data, checksum: p.checksum)
+            }
+        }
+        try command(.memEnd, le(0, stub.entry), timeout: 1)
+        // The stub greets with a raw "OHAI" frame.
+        let deadline = Date().addingTimeInterval(port.kind == .virtual ? 0 : 2)
+        repeat {
+            guard let f = try nextFrame(timeout: max(0, deadline.timeIntervalSinceNow)) else { break }
+            if f == Array("OHAI".utf8) {
+                isStub = true
+                return
+            }
+        } while Date() < deadline
+        throw FlasherError.stubNotStarted
+    }
+
+    // MARK: Flash
+
+    public func spiAttach() throws {
+        try retrying(.spiAttach, [UInt8](repeating: 0, count: 8))
+    }
+
+    public func spiSetParams(size: Int) throws {
+        try retrying(.spiSetParams, le(0, UInt32(size), 0x10000, 0x1000, 0x100, 0xFFFF))
+    }
+
+    public func changeBaud(_ newBaud: Int) throws {
+        try retrying(.changeBaudrate, le(UInt32(newBaud), isStub ? UInt32(baud) : 0))
+        try port.setBaud(newBaud)
+        baud = newBaud
+        if port.kind == .serial { usleep(50_000) }
+        drainInput()
+    }
+
+    /// JEDEC id via the SPI1 user-command engine (RDID 0x9F, 24 bits), as the ROM exposes it.
+    public func flashID() throws -> UInt32 {
+        let base: UInt32 = 0x3FF4_2000
+        let user = try readRegister(base + 0x1C), user2 = try readRegister(base + 0x24)
+        try writeRegister(base + 0x2C, 23)                      // MISO_DLEN: 24 bits
+        try writeRegister(base + 0x1C, 0x9000_0000)             // USER: COMMAND | MISO
+        try writeRegister(base + 0x24, 0x7000_0000 | 0x9F)      // USER2: 8-bit command 0x9F
+        try writeRegister(base + 0x80, 0)                       // W0
+        try writeRegister(base + 0x00, 1 << 18)                 // CMD: USR
+        var done = false
+        for _ in 0..<10 where !done { done = try readRegister(base) & (1 << 18) == 0 }
+        guard done else { throw FlasherError.badResponse(command: "SPI RDID", why: "SPI command did not complete") }
+        let id = try readRegister(base + 0x80) & 0xFF_FFFF
+        try writeRegister(base + 0x1C, user)
+        try writeRegister(base + 0x24, user2)
+        return id
+    }
+
+    /// MD5 of a flash range as the loader computes it (ROM: 32 hex characters; stub: 16 bytes).
+    public func flashMD5(address: Int, size: Int) throws -> [UInt8] {
+        let t = max(3, 8 * Double(size) / 1e6)
+        let outLen = isStub ? 16 : 32
+        let r = try retrying(.spiFlashMD5, le(UInt32(address), UInt32(size), 0, 0), outputLength: outLen, timeout: t)
+        let out = Array(r.data[0..<outLen])
+        if isStub { return out }
+        guard let text = String(validating: out, as: UTF8.self), let bytes = hexBytes(text), bytes.count == 16 else {
+            throw FlasherError.badResponse(command: "SPI_FLASH_MD5", why: "not 32 hex characters")
+        }
+        return bytes
+    }
+
+    /// Erases a sector-aligned range. Stub: ERASE_REGION; ROM: FLASH_BEGIN erases it up front.
+    public func eraseRegion(address: Int, size: Int) throws {
+        let t = max(3, 40 * Double(size) / 1e6)
+        if isStub {
+            try retrying(.eraseRegion, le(UInt32(address), UInt32(size)), timeout: t)
+        } else {
+            try retrying(.flashBegin, le(UInt32(size), 0, UInt32(LoaderProtocol.romWriteBlock), UInt32(address)), timeout: t)
+        }
+    }
+
+    public func eraseChip(size: Int) throws {
+        if isStub {
+            try retrying(.eraseFlash, timeout: 120)
+        } else {
+            try eraseRegion(address: 0, size: size)
+        }
+    }
+
+    /// Reads flash. Stub: READ_FLASH streaming with acknowledgements and a final MD5; ROM:
+    /// READ_FLASH_SLOW, 64 bytes per command.
+    public func readFlash(address: Int, size: Int, progress: (Int) -> Void = { _ in }) throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(size)
+        if !isStub {
+            while out.count < size {
+                let n = min(64, size - out.count)
+                let r = try retrying(.readFlashSlow, le(UInt32(address + out.count), UInt32(n)), outputLength: 64)
+                out += r.data[0..<n]
+                if out.count % 4096 < 64 { progress(out.count) }
+            }
+            progress(out.count)
+            return out
+        }
+        try command(.readFlash, le(UInt32(address), UInt32(size), 0x1000, 64))
+        while out.count < size {
+            guard let f = try nextFrame(timeout: timeout) else { throw FlasherError.timeout(command: "READ_FLASH data") }
+            guard out.count + f.count <= size else {
+                throw FlasherError.badResponse(command: "READ_FLASH", why: "more data than requested")
+            }
+            out += f
+            try sendRaw(frameBody: le(UInt32(out.count)))
+            progress(out.count)
+        }
+        guard let digest = try nextFrame(timeout: timeout), digest.count == 16 else {
+            throw FlasherError.badResponse(command: "READ_FLASH", why: "no MD5 after the data")
+        }
+        guard out.count == size, Array(Insecure.MD5.hash(data: out)) == digest else {
+            throw FlasherError.verifyFailed(address: address, length: size, expected: digest.hexString,
+                                            actual: Array(Insecure.MD5.hash(data: out)).hexString)
+        }
+        return out
+    }
+
+    /// Stub: leave the loader (run the new firmware); ROM: FLASH_END(run user code).
+    public func leaveLoader() throws {
+        if isStub {
+            try command(.flashBegin, le(0, 0, UInt32(LoaderProtocol.stubWriteBlock), 0))
+            try command(.flashEnd, le(1))
+        } else {
+            try command(.flashBegin, le(0, 0, UInt32(LoaderProtocol.romWriteBlock), 0))
+            try command(.flashEnd, le(1))
+        }
+    }
+}
+
+/// Little-endian words.
+func le(_ words: UInt32...) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(words.count * 4)
+    for w in words { out.appendLE(w) }
+    return out
+}
+
+func hexBytes(_ s: String) -> [UInt8]? {
+    let chars = Array(s.utf8)
+    guard chars.count % 2 == 0 else { return nil }
+    var out: [UInt8] = []
+    var i = 0
+    while i < chars.count {
+        guard let h = UInt8(String(decoding: chars[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
+        out.append(h)
+        i += 2
+    }
+    return out
+}

@@ -1,0 +1,139 @@
+import ArgumentParser
+import ESPCore
+import Flasher
+import Foundation
+import Transport
+
+/// Connection options shared by `espforge chip` and `espforge flash`.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .customLong("port"), help: ArgumentHelp(
+        "Serial device, socket://HOST:PORT or virtual:DIR (repeat for several devices).", valueName: "PORT"))
+    var ports: [String] = []
+    @Option(help: "UART rate after SYNC at 115200 (CHANGE_BAUDRATE), e.g. 921600; any rate the adapter takes.")
+    var baud = 115_200
+    @Option(help: "Before connecting: default-reset (DTR/RTS), usb-reset (USB-Serial-JTAG) or no-reset.")
+    var before = "default-reset"
+    @Option(help: "Afterwards: hard-reset (EN pulse) or no-reset.")
+    var after = "hard-reset"
+    @Option(help: "Flasher stub in esptool's JSON format (default: found in an installed esptool package).")
+    var stub: String?
+    @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.")
+    var noStub = false
+    @Option(help: "Response timeout in seconds.")
+    var timeout = 3.0
+    @Flag(help: "Print JSON (one event per line for flash commands).")
+    var json = false
+
+    func sessionOptions(needStub: Bool = true) throws -> SessionOptions {
+        guard let b = ResetMode.parse(before) else {
+            throw UsageError("--before '\(before)' is not a reset mode", hint: "use default-reset, usb-reset or no-reset")
+        }
+        guard let a = AfterMode.parse(after) else {
+            throw UsageError("--after '\(after)' is not known", hint: "use hard-reset or no-reset")
+        }
+        guard baud >= 300, baud <= 5_000_000 else {
+            throw UsageError("--baud \(baud) is out of range", hint: "the ESP32 UART runs from 300 to 5000000 baud")
+        }
+        guard timeout > 0, timeout <= 600 else { throw UsageError("--timeout must be between 0 and 600 seconds") }
+        var o = SessionOptions()
+        o.baud = baud
+        o.before = b
+        o.after = a
+        o.timeout = timeout
+        if needStub, !noStub {
+            if let stub {
+                o.stub = try StubImage.parse(json: try FileIO.read(stub), source: stub)
+            } else if let found = StubImage.locate() {
+                o.stub = try StubImage.parse(json: try FileIO.read(found), source: found)
+            } else if !json {
+                ErrorRenderer.warn("no flasher stub found (no esptool package); using the ROM loader. Pass --stub FILE or --no-stub.")
+            }
+        }
+        return o
+    }
+
+    func singlePort() throws -> String {
+        guard ports.count == 1 else {
+            throw UsageError(ports.isEmpty ? "--port is required" : "this command takes exactly one --port",
+                             hint: "e.g. --port /dev/ttyUSB0, --port socket://127.0.0.1:5555 or --port virtual:dev1")
+        }
+        return ports[0]
+    }
+
+    func allPorts() throws -> [String] {
+        guard !ports.isEmpty else {
+            throw UsageError("--port is required", hint: "e.g. --port /dev/ttyUSB0 (repeat --port for several devices)")
+        }
+        guard Set(ports).count == ports.count else { throw UsageError("the same --port is given twice") }
+        return ports
+    }
+}
+
+/// Parses `ADDR FILE [ADDR FILE ...]` into regions (files read here, at the edge).
+func readRegions(_ args: [String]) throws -> [FlashRegion] {
+    guard !args.isEmpty, args.count % 2 == 0 else {
+        throw UsageError("expected ADDR FILE pairs", hint: "e.g. 0x1000 bootloader.bin 0x8000 partition-table.bin")
+    }
+    var out: [FlashRegion] = []
+    for i in stride(from: 0, to: args.count, by: 2) {
+        guard let a = NumberParsing.integer(args[i]), a >= 0, a < 1 << 30 else {
+            throw UsageError("'\(args[i])' is not a flash address", hint: "e.g. 0x10000")
+        }
+        out.append(FlashRegion(address: a, data: try FileIO.read(args[i + 1]), name: args[i + 1]))
+    }
+    return out
+}
+
+/// One machine-readable event per line.
+func printEventLine<T: Encodable>(_ value: T) {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    if let d = try? e.encode(value) {
+        FileHandle.standardOutput.write(d + Data("\n".utf8))
+    }
+}
+
+/// Human progress: one line per device (redrawn in place on a terminal) and the findings.
+final class ProgressPrinter: @unchecked Sendable {
+    let devices: [String]
+    let json: Bool
+    let tty: Bool
+    private var lines: [String: String] = [:]
+    private var drawn = 0
+
+    init(devices: [String], json: Bool) {
+        self.devices = devices
+        self.json = json
+        tty = isatty(1) != 0
+    }
+
+    func handle(_ e: FlashEvent) {
+        if json { return printEventLine(e) }
+        let where_ = e.address.map { NumberParsing.hex($0) } ?? ""
+        switch e.event {
+        case "progress":
+            let pct = (e.size ?? 0) > 0 ? 100 * (e.done ?? 0) / max(1, e.size ?? 1) : 0
+            lines[e.device] = "\(where_) \(pct)%"
+            if tty { redraw() }
+            return
+        case "finding":
+            ErrorRenderer.writeStderr("\(e.device): \(e.detail ?? "")\n")
+            return
+        case "connected", "stub", "reconnect", "retry":
+            lines[e.device] = "\(e.event): \(e.detail ?? "")"
+        case "written", "unchanged", "verified", "mismatch", "erased":
+            lines[e.device] = "\(where_) \(e.event) (\(e.size ?? 0) bytes\(e.detail.map { ", " + $0 } ?? ""))"
+        case "done": lines[e.device] = "done"
+        case "failed": lines[e.device] = "FAILED: \(e.detail ?? "")"
+        default: lines[e.device] = e.event
+        }
+        if tty { redraw() } else { print("\(e.device): \(lines[e.device] ?? "")") }
+    }
+
+    private func redraw() {
+        var out = drawn > 0 ? "\u{1B}[\(drawn)A" : ""
+        for d in devices { out += "\u{1B}[2K\(d): \(lines[d] ?? "…")\n" }
+        drawn = devices.count
+        FileHandle.standardOutput.write(Data(out.utf8))
+    }
+}
