@@ -35,8 +35,8 @@ import Testing
             (["efuse", "burn", "--port", dev.virtualPort, "JTAG_DISABLE=2", "--yes"], "does not fit in 1 bit"),
             (["efuse", "burn", "--port", dev.virtualPort, "JTAG_DISABLE", "--yes"], "is not NAME=VALUE"),
             (["efuse", "burn", "--port", dev.virtualPort, "NOPE=1", "--yes"], "no eFuse field named 'NOPE'"),
-            (["efuse", "summary", "--port", "/dev/ttyUSB0"], "transport not available yet"),
-            (["efuse", "summary", "--port", "socket://127.0.0.1:9"], "use virtual:DIR"),
+            (["efuse", "summary", "--port", "/dev/espforge-no-such-port"], "cannot open port /dev/espforge-no-such-port"),
+            (["efuse", "summary", "--port", "socket://127.0.0.1:9"], "Connection refused"),
             (["efuse", "summary", "--port", "virtual:" + dev.path("missing")], "missing"),
             (["efuse", "burn-key", "--port", dev.virtualPort, "secure_boot_v2", dev.path("x")], "burn-key-digest"),
         ]

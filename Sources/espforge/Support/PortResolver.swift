@@ -1,12 +1,13 @@
 import EFuse
 import ESPCore
+import Flasher
 import VirtualDevice
 
 /// Turns a `--port` value into register access to a chip.
 ///
-/// Supported now: `virtual:DIR`, a virtual device state folder driven in-process (no server).
-/// Serial ports and `socket://HOST:PORT` are answered with a clear error until the transports
-/// land; this is the one place to connect them.
+/// `virtual:DIR` drives a virtual device state folder in-process (no server) and saves every eFuse
+/// program cycle at once; serial ports and `socket://HOST:PORT` go through the flasher's loader
+/// connection (ROM loader, no stub), whose client implements `RegisterAccess`.
 func openRegisterAccess(port: String, baud: Int?) throws -> any RegisterAccess {
     if port.hasPrefix("virtual:") {
         let dir = String(port.dropFirst("virtual:".count))
@@ -15,8 +16,7 @@ func openRegisterAccess(port: String, baud: Int?) throws -> any RegisterAccess {
         }
         return try VirtualRegisterAccess(directory: dir)
     }
-    throw UsageError("transport not available yet for '\(port)': use virtual:DIR",
-                     hint: "serial ports and socket:// come with the flasher; for now point --port at a virtual device folder, e.g. --port virtual:dev1")
+    return try LoaderConnection.open(port: port, baud: baud ?? 115_200)
 }
 
 /// A virtual device folder opened in-process: register reads and writes go straight to the
