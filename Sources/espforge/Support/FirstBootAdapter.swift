@@ -21,7 +21,10 @@ struct FirstBootAdapter: FirstBootSimulating {
     func simulateFirstBoot(plan: FlashPlan, stateDirectory: String, sdkconfig: Diagnostics.SDKConfig?) throws -> FirstBootPrediction {
         var device = try DeviceStore(directory: stateDirectory).load()
         let writes = try Self.apply(plan, to: &device)
-        var config = BootConfig(sdkconfig: try simulatorConfig(sdkconfig ?? plan.sdkconfig, stateDirectory: stateDirectory))
+        var sdk = try simulatorConfig(sdkconfig ?? plan.sdkconfig, stateDirectory: stateDirectory)
+        // --partition-table-offset (or the sdkconfig's) is where this bootloader looks.
+        if let offset = plan.partitionTableOffset { sdk.partitionTableOffset = offset }
+        var config = BootConfig(sdkconfig: sdk)
         config.rngSeed = rngSeed
         let outcome = BootSimulator(config: config).boot(device: &device)
         return Self.prediction(outcome, writes: writes)
