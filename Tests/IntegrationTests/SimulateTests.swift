@@ -58,6 +58,10 @@ struct SimulateTests {
         let w = try esptoolWrite(state: copy, pairs: pairs)
         #expect(w.status == 0, "\(w.out.suffix(600)) \(w.err.suffix(600))")
         let real = try deviceBoot(copy, sdkconfig: sdk)
+        // `device inspect` shows the simulator's power-on view of the flashed copy (read-only).
+        let inspect = try Espforge.run(["device", "inspect", "--state", copy])
+        #expect(inspect.out.contains(c == .good ? "power-on:  app started from ota_0" : "power-on:  no app partition could be booted"),
+                "\(inspect.out)")
 
         // (c) equal outcomes.
         #expect(sim.result == real.result.rawValue)
