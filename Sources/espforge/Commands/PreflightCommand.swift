@@ -92,10 +92,17 @@ struct PreflightCommand: ParsableCommand {
         let target = try resolveTarget(buildChip: plan.chip)
         plan.plan.options = mergedOptions(plan.plan.options)
         let report = Preflight.run(plan: plan.plan, target: target)
-        let simulation = simulate ? try runSimulation(plan.plan, target: target) : nil
+        // A plan the simulation cannot write (e.g. a file past the end of flash) still gets its findings.
+        var simulation: FirstBootPrediction?
+        var simulationError: (any Error)?
+        if simulate {
+            do { simulation = try runSimulation(plan.plan, target: target) } catch { simulationError = error }
+        }
         if json {
             try Output.printJSON(PreflightJSON(target: TargetJSON(target), passed: report.passed, errors: report.errors,
-                                               warnings: report.warnings, findings: report.findings, simulation: simulation))
+                                               warnings: report.warnings, findings: report.findings, simulation: simulation,
+                                               simulationError: simulationError.map { ($0 as? any DiagnosticConvertible)?.diagnostic.description ?? "\($0)" }))
+            if simulationError != nil, report.passed { throw ExitCode(1) }
         } else {
             print("preflight: \(plan.plan.entries.count) file(s) against \(target.chip.displayName)"
                   + (target.flashSize.map { ", \($0 >> 20)MB flash" } ?? "")
@@ -105,6 +112,7 @@ struct PreflightCommand: ParsableCommand {
             print(report.findings.isEmpty ? "no findings: the plan passes every rule (\(report.rulesRun) rules)"
                   : "\(report.errors) error(s), \(report.warnings) warning(s)")
             if let simulation { printSimulation(simulation) }
+            if let simulationError { throw simulationError }
         }
         if !report.passed { throw ExitCode(1) }
         if let simulation, simulation.bootedPartition == nil { throw ExitCode(2) }
@@ -283,4 +291,6 @@ struct PreflightJSON: Codable {
     var warnings: Int
     var findings: [Finding]
     var simulation: FirstBootPrediction?
+    /// Why the plan could not be simulated (the static findings usually say it too).
+    var simulationError: String?
 }
