@@ -106,7 +106,7 @@ let package = Package(
         ]),
 
         // Test helpers: fixture paths, the Python oracle, running the built tool.
-        .target(name: "TestSupport", dependencies: ["ESPCore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["ESPCore", "ImageFormat", "SecureBoot", "Partitions"], path: "Tests/TestSupport"),
         .testTarget(name: "ESPCoreTests", dependencies: ["ESPCore", "TestSupport"]),
         .testTarget(name: "ImageFormatTests", dependencies: ["ImageFormat", "TestSupport"]),
         .testTarget(name: "SecureBootTests", dependencies: [
@@ -138,6 +138,10 @@ let package = Package(
         .testTarget(name: "FlasherTests", dependencies: [
             "Flasher", "Transport", "VirtualDevice", "ImageFormat", "SecureBoot", "EFuse", "Loader", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Preflight --simulate vs. esptool + device boot, doctor on simulated logs (through the CLI).
+        .testTarget(name: "IntegrationTests", dependencies: [
+            "BootSimulator", "Diagnostics", "VirtualDevice", "ESPCore", "TestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -167,7 +167,8 @@ public enum DoctorRules {
 
     static let keyMismatch = DoctorRule(
         id: "DR003", name: "app-bootloader-key-mismatch", priority: 95,
-        required: [[.contains("No application key digest matches the bootloader key digest")]],
+        required: [[.contains("No application key digest matches the bootloader key digest"),
+                    .contains("Application not signed with a valid private key")]],
         supporting: [.contains("Secure Boot v2 failed"), .contains("is not bootable")],
         cause: "the app is signed with a different key than the bootloader",
         explanation: "On the first boot the bootloader only enables Secure Boot V2 if one of the app's signature blocks uses a key whose digest matches the bootloader's; otherwise it returns ESP_FAIL (-1) and nothing is burned.",

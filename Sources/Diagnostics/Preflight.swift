@@ -31,24 +31,46 @@ public struct PreflightReport: Sendable, Codable {
 }
 
 /// A complete dry run of the first power-on, provided by the boot simulator (wired in by the
-/// command-line tool once available): apply `plan` to a copy of the device state in
-/// `stateDirectory` and boot it twice.
+/// command-line tool): apply `plan` to a copy of the device state in `stateDirectory` (never
+/// changing it) and power the copy on, following the reset after in-place encryption.
 public protocol FirstBootSimulating: Sendable {
     func simulateFirstBoot(plan: FlashPlan, stateDirectory: String, sdkconfig: SDKConfig?) throws -> FirstBootPrediction
 }
 
 /// What the simulator predicts for the first power-ons.
 public struct FirstBootPrediction: Sendable, Codable {
+    /// Console output per power cycle (the first power-on, then the reset after in-place encryption).
     public var bootLogs: [String]
     /// The app that ended up running, or nil when none booted.
     public var bootedPartition: String?
+    /// eFuses the bootloader burned, as `NAME before→after` (keys are never shown).
     public var burnedEFuses: [String]
+    /// Regions encrypted in place, as `name (0xOFFSET, 0xLENGTH bytes)`.
     public var encryptedRegions: [String]
-    public init(bootLogs: [String], bootedPartition: String?, burnedEFuses: [String], encryptedRegions: [String]) {
+    /// `app-started`, `rom-halted`, `no-bootable-app` or `bootloader-halted`.
+    public var result: String?
+    /// Why no app started (nil when one did).
+    public var reason: String?
+    /// The last ESP-IDF error code the bootloader reported (e.g. 8194).
+    public var errorCode: Int?
+    public var secureBootEnabled: Bool?
+    public var flashEncryptionEnabled: Bool?
+    /// How each plan entry was written to the copy (plaintext, encrypted, header rewritten).
+    public var writes: [String]
+
+    public init(bootLogs: [String], bootedPartition: String?, burnedEFuses: [String], encryptedRegions: [String],
+                result: String? = nil, reason: String? = nil, errorCode: Int? = nil, secureBootEnabled: Bool? = nil,
+                flashEncryptionEnabled: Bool? = nil, writes: [String] = []) {
         self.bootLogs = bootLogs
         self.bootedPartition = bootedPartition
         self.burnedEFuses = burnedEFuses
         self.encryptedRegions = encryptedRegions
+        self.result = result
+        self.reason = reason
+        self.errorCode = errorCode
+        self.secureBootEnabled = secureBootEnabled
+        self.flashEncryptionEnabled = flashEncryptionEnabled
+        self.writes = writes
     }
 }
 

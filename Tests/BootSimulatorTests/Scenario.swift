@@ -16,15 +16,7 @@ enum Scenario {
 
     /// The real ESP32 rev 3 bootloader, retargeted to `size`, signed with `key`.
     static func signedBootloader(size: String = "4MB", key: SigningKey = keyA) throws -> [UInt8] {
-        let raw = try TestEnvironment.fixtureBytes("secure/bootloader_unsigned_v2.bin")
-        let retargeted = try ImageRetarget.retarget(raw, parameters: FlashParameters(size: size), stripSignature: false)
-        return try SecureBootSigner.sign(image: trimmed(retargeted), keys: [key], append: false, policy: .esp32).image
-    }
-
-    /// Drops the 0xFF fill after the image's own end (the fixture is padded to 32 KiB).
-    static func trimmed(_ image: [UInt8]) throws -> [UInt8] {
-        let parsed = try ESPImage(image)
-        return Array(image[0..<parsed.imageEnd])
+        try Scenarios.signedBootloader(size: size, key: key)
     }
 
     /// What the seed's flashing step left: the bootloader built and signed for 8MB, then its
@@ -32,37 +24,10 @@ enum Scenario {
     /// SHA-256 over the rewritten image (current esptool); false = the digest stays as signed
     /// (what the seed log shows: "Image hash failed").
     static func seedBootloader(fixDigest: Bool) throws -> [UInt8] {
-        var b = try signedBootloader(size: "8MB")
-        let img = try ESPImage(b)
-        b[3] = 0x20 | (b[3] & 0x0F)
-        if fixDigest, img.hashAppended {
-            let end = img.checksumOffset + 1
-            b.replaceSubrange(end..<(end + 32), with: Array(SHA256.hash(data: b[0..<end])))
-        }
-        return b
+        try Scenarios.seedBootloader(key: keyA, rehash: fixDigest)
     }
 
-    static func app(key: SigningKey = keyA) throws -> [UInt8] {
-        var o = ImageBuildOptions()
-        o.flashMode = "dio"
-        o.flashSize = "4MB"
-        o.flashFrequency = "40m"
-        o.securePadV2 = true
-        let elf = try TestEnvironment.fixtureBytes("elf/esp32-app-template.elf")
-        let image = try ImageBuilder.elf2image(elf: elf, chip: .esp32, options: o)
-        return try SecureBootSigner.sign(image: image, keys: [key], append: false, policy: .esp32).image
-    }
-
-    /// The seed's partition table (offset 0x10000).
-    static let seedPartitions: [PartitionEntry] = [
-        PartitionEntry(name: "nvs_key", type: 1, subtype: 4, offset: 0x11000, size: 0x1000, flags: 1),
-        PartitionEntry(name: "nvs", type: 1, subtype: 2, offset: 0x12000, size: 0x20000),
-        PartitionEntry(name: "otadata", type: 1, subtype: 0, offset: 0x32000, size: 0x2000),
-        PartitionEntry(name: "phy_init", type: 1, subtype: 1, offset: 0x34000, size: 0x1000),
-        PartitionEntry(name: "coredump", type: 1, subtype: 3, offset: 0x35000, size: 0x20000),
-        PartitionEntry(name: "ota_0", type: 0, subtype: 0x10, offset: 0x60000, size: 0x1A0000),
-        PartitionEntry(name: "ota_1", type: 0, subtype: 0x11, offset: 0x210000, size: 0x1A0000),
-    ]
+    static func app(key: SigningKey = keyA) throws -> [UInt8] { try Scenarios.app(key: key) }
 
     static func blankDevice(flashSize: Int = 4 << 20) throws -> Device {
         try Device.create(DeviceDescription(mac: "24:0a:c4:00:00:01", flashSize: flashSize))
@@ -78,7 +43,7 @@ enum Scenario {
     static func seedDevice(bootloader: [UInt8], app: [UInt8]) throws -> Device {
         var d = try blankDevice()
         write(&d, 0x1000, bootloader)
-        write(&d, 0x10000, try PartitionTable(entries: seedPartitions).binary())
+        write(&d, 0x10000, try Scenarios.table())
         write(&d, 0x60000, app)
         write(&d, 0x210000, app)
         write(&d, 0x11000, [UInt8](repeating: 0x5A, count: 64))

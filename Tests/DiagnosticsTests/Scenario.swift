@@ -27,45 +27,20 @@ final class Scenario: Sendable {
     let table: [UInt8]
     let sdkconfig: SDKConfig
 
-    static let seedCSV = """
-        nvs_key,  data, nvs_keys, 0x11000,  0x1000, encrypted
-        nvs,      data, nvs,      0x12000,  0x20000
-        otadata,  data, ota,      0x32000,  0x2000
-        phy_init, data, phy,      0x34000,  0x1000
-        coredump, data, coredump, 0x35000,  0x20000
-        ota_0,    app,  ota_0,    0x60000,  0x1a0000
-        ota_1,    app,  ota_1,    0x210000, 0x1a0000
-        """
+    static let seedCSV = Scenarios.seedCSV
 
     static let shared: Result<Scenario, any Error> = Result { try Scenario() }
     static func get() throws -> Scenario { try shared.get() }
 
-    static func key(_ name: String) throws -> SigningKey {
-        let text = String(decoding: try TestEnvironment.fixtureBytes("secure/" + name), as: UTF8.self)
-        guard case let .privateKey(k) = try KeyMaterial.load(pem: text) else { throw TestSupportError.missing("private key \(name)") }
-        return k
-    }
-
-    static func sign(_ image: [UInt8], _ key: SigningKey) throws -> [UInt8] {
-        try SecureBootSigner.sign(image: image, keys: [key], append: false, policy: .esp32).image
-    }
-
     private init() throws {
-        keyA = try Self.key("rsa_secure_boot_signing_key.pem")
-        keyB = try Self.key("rsa_secure_boot_signing_key2.pem")
-        bootloaderUnsigned = try TestEnvironment.fixtureBytes("secure/bootloader_unsigned_v2.bin")
-        bootloader4MB = try Self.sign(ImageRetarget.retarget(bootloaderUnsigned, parameters: FlashParameters(size: "4MB"), stripSignature: false), keyA)
-        bootloader8MB = try Self.sign(ImageRetarget.retarget(bootloaderUnsigned, parameters: FlashParameters(size: "8MB"), stripSignature: false), keyA)
-        var o = ImageBuildOptions()
-        o.flashMode = "dio"
-        o.flashFrequency = "40m"
-        o.flashSize = "4MB"
-        o.securePadV2 = true
-        o.minRevision = 3
-        o.minRevisionFull = 300
-        appUnsigned = try ImageBuilder.elf2image(elf: TestEnvironment.fixtureBytes("elf/esp32-app-template.elf"), chip: .esp32, options: o)
-        appSignedA = try Self.sign(appUnsigned, keyA)
-        appSignedB = try Self.sign(appUnsigned, keyB)
+        keyA = try Scenarios.keyA()
+        keyB = try Scenarios.keyB()
+        bootloaderUnsigned = try Scenarios.unsignedBootloader()
+        bootloader4MB = try Scenarios.signedBootloader(size: "4MB", key: keyA, trim: false)
+        bootloader8MB = try Scenarios.signedBootloader(size: "8MB", key: keyA, trim: false)
+        appUnsigned = try Scenarios.app(key: nil, minRevision: 3)
+        appSignedA = try Scenarios.sign(appUnsigned, keyA)
+        appSignedB = try Scenarios.sign(appUnsigned, keyB)
         table = try Self.table(csv: Self.seedCSV, offset: 0x10000)
         sdkconfig = SDKConfig(values: [
             "CONFIG_SECURE_BOOT_V2_ENABLED": "y", "CONFIG_SECURE_FLASH_ENC_ENABLED": "y",
@@ -73,9 +48,9 @@ final class Scenario: Sendable {
         ])
     }
 
-    static func table(csv: String, offset: Int) throws -> [UInt8] {
-        try PartitionTableBuild(csv: csv, options: PartitionTableOptions(tableOffset: offset, chip: .esp32, flashSize: 16 << 20)).binary
-    }
+    static func sign(_ image: [UInt8], _ key: SigningKey) throws -> [UInt8] { try Scenarios.sign(image, key) }
+
+    static func table(csv: String, offset: Int) throws -> [UInt8] { try Scenarios.table(csv: csv, offset: offset) }
 
     /// The seed's plan done right: signed 4MB bootloader, table at 0x10000, signed app in both slots.
     func plan(bootloader: [UInt8]? = nil, app: [UInt8]? = nil, options: FlashOptions = FlashOptions(),
@@ -111,15 +86,7 @@ final class Scenario: Sendable {
     /// A signed bootloader whose header bytes 2..3 were rewritten afterwards, as esptool does at
     /// write time; `rehash`: recompute the appended SHA-256 too (esptool ≥ 4), else leave it (older).
     static func rewriteHeader(_ signed: [UInt8], size: String, rehash: Bool) throws -> [UInt8] {
-        let image = try ESPImage(signed)
-        guard let chip = image.chip, let code = chip.flashSize(named: size) else { throw TestSupportError.missing("size \(size)") }
-        var out = signed
-        out[3] = code.code | (out[3] & 0x0F)
-        if rehash {
-            let end = image.checksumOffset + 1
-            out.replaceSubrange(end..<(end + 32), with: Array(SHA256.hash(data: out[0..<end])))
-        }
-        return out
+        try Scenarios.rewriteHeader(signed, size: size, rehash: rehash)
     }
 }
 

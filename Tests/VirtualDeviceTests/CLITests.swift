@@ -56,7 +56,9 @@ import Glibc
         #expect(kind(at: 0x21000)?.hasPrefix("high-entropy") == true)
         #expect(json?["mac"] as? String == "24:0a:c4:aa:bb:cc")
         let text = try Espforge.run(["device", "inspect", "--state", dev.state])
-        #expect(text.out.contains("valid image header at 0x1000"))
+        // The power-on view is the boot simulator's: the bootloader runs, but the app at 0x20000 is
+        // ciphertext on a chip without flash encryption, so nothing boots.
+        #expect(text.out.contains("power-on:  no app partition could be booted"), "\(text.out)")
 
         let out = dev.root.appendingPathComponent("dump.bin").path
         #expect(try Espforge.run(["device", "dump", "--state", dev.state, "--flash", "-o", out]).status == 0)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BootSimulator
 import EFuse
 import ESPCore
 import Foundation
@@ -208,6 +209,10 @@ struct DeviceInspect: ParsableCommand {
         commandName: "inspect",
         abstract: "Summarize a device: chip, MAC, flash contents map, security eFuses, power-on view.",
         discussion: """
+            The power-on view is what `espforge device boot` would report, predicted on a copy \
+            (the state folder is not changed): the boot simulator under the sdkconfig remembered in \
+            DIR (none: a bootloader without Secure Boot or flash encryption).
+
             Example:
               espforge device inspect --state dev1
             """
@@ -243,7 +248,7 @@ struct DeviceInspect: ParsableCommand {
         let report = Report(chip: "ESP32-D0WD\(d.chipRevision >= 3 ? "-V3" : "")", revision: "v\(d.chipRevision).0",
                             mac: d.mac, flashSize: d.flashSize, flashID: NumberParsing.hex(d.flashID, width: 6),
                             flashMap: DeviceInspector.flashMap(device.flash), security: security,
-                            powerOn: device.powerOn())
+                            powerOn: device.powerOn(using: BootSimulator(config: BootConfig(sdkconfig: try rememberedConfig()))))
         if json { return try Output.printJSON(report) }
         print("chip:      \(report.chip) (revision \(report.revision))")
         print("MAC:       \(report.mac)")
@@ -257,5 +262,14 @@ struct DeviceInspect: ParsableCommand {
             print("  \(k.padding(toLength: 22, withPad: " ", startingAt: 0)) \(v)")
         }
         print("power-on:  \(report.powerOn.detail)")
+    }
+
+    /// The sdkconfig `device boot --sdkconfig` remembered in the state folder.
+    func rememberedConfig() throws -> SimulatorSDKConfig {
+        let path = state + "/sdkconfig"
+        guard FileManager.default.fileExists(atPath: path) else { return SimulatorSDKConfig() }
+        do { return try SimulatorSDKConfig.parse(try FileIO.readText(path)) } catch {
+            throw FileContextError(file: path, underlying: error)
+        }
     }
 }

@@ -16,7 +16,17 @@ struct PreflightCommand: ParsableCommand {
             optionally --efuse-summary FILE written by `espefuse summary --format json`). The flash \
             options are the ones the write will use (--write-flash-mode/--write-flash-freq/\
             --write-flash-size, default keep; with --build-dir the build's own flash settings). \
-            --port and --simulate are not available yet.
+            --port is not available yet.
+
+            --simulate is a dry run of the first power-on: the plan is written into a copy of the \
+            device (--state DIR, which is never changed; with flags only, a blank ESP32 of the given \
+            revision and flash size), as esptool would write it (plaintext, or encrypted with the \
+            chip's key for files marked encrypted in flasher_args.json or with --encrypt; the \
+            bootloader header rewritten by --write-flash-*), and the copy is powered on with the \
+            boot simulator (`espforge device boot`) under the plan's sdkconfig (else the one \
+            remembered in DIR), following the reset after in-place encryption. Both boot logs and the \
+            predicted outcome are printed: the app that booted or why none did, the eFuses burned, \
+            the regions encrypted. Exit status 2 when the static checks pass but no app would boot.
 
             Every finding has a stable code (PF001…), a severity, the offending bytes or fields and a \
             fix; --list-rules prints them all. Exit status 1 if any finding is an error.
@@ -24,6 +34,7 @@ struct PreflightCommand: ParsableCommand {
             Example:
               espforge preflight --build-dir build --chip esp32 --flash-size 4MB --chip-rev 3
               espforge preflight --state dev1 --write-flash-size 4MB 0x1000 bootloader-signed.bin 0x8000 partitions.bin 0x60000 app-signed.bin
+              espforge preflight --simulate --state dev1 --sdkconfig sdkconfig 0x1000 bootloader.bin 0x10000 partitions.bin 0x60000 app.bin
             """
     )
 
@@ -61,8 +72,10 @@ struct PreflightCommand: ParsableCommand {
     @Flag(help: "The write uses --encrypt (the chip encrypts every file).")
     var encrypt = false
 
-    @Flag(help: "Also apply the plan to a copy of --state and boot it twice (first-boot dry run; not available yet).")
+    @Flag(help: "Also write the plan into a copy of the device and power it on (first-boot dry run).")
     var simulate = false
+    @Option(name: .customLong("rng-seed"), help: ArgumentHelp("Seed for the simulated RNG (tests only).", visibility: .hidden))
+    var rngSeed: UInt64?
     @Flag(name: .customLong("list-rules"), help: "List the rules and exit.")
     var listRules = false
     @Flag(help: "Print JSON.")
@@ -75,17 +88,21 @@ struct PreflightCommand: ParsableCommand {
             for r in rows { print("\(r.code)  \(r.name.padding(toLength: 28, withPad: " ", startingAt: 0)) \(r.summary)") }
             return
         }
-        if simulate {
-            throw UsageError("--simulate is not available yet: the first-boot simulator is not part of this build",
-                             hint: "run the static checks without --simulate")
-        }
         var plan = try loadPlan()
         let target = try resolveTarget(buildChip: plan.chip)
         plan.plan.options = mergedOptions(plan.plan.options)
         let report = Preflight.run(plan: plan.plan, target: target)
+        // A plan the simulation cannot write (e.g. a file past the end of flash) still gets its findings.
+        var simulation: FirstBootPrediction?
+        var simulationError: (any Error)?
+        if simulate {
+            do { simulation = try runSimulation(plan.plan, target: target) } catch { simulationError = error }
+        }
         if json {
             try Output.printJSON(PreflightJSON(target: TargetJSON(target), passed: report.passed, errors: report.errors,
-                                               warnings: report.warnings, findings: report.findings))
+                                               warnings: report.warnings, findings: report.findings, simulation: simulation,
+                                               simulationError: simulationError.map { ($0 as? any DiagnosticConvertible)?.diagnostic.description ?? "\($0)" }))
+            if simulationError != nil, report.passed { throw ExitCode(1) }
         } else {
             print("preflight: \(plan.plan.entries.count) file(s) against \(target.chip.displayName)"
                   + (target.flashSize.map { ", \($0 >> 20)MB flash" } ?? "")
@@ -94,8 +111,51 @@ struct PreflightCommand: ParsableCommand {
             for f in report.findings { printFinding(f) }
             print(report.findings.isEmpty ? "no findings: the plan passes every rule (\(report.rulesRun) rules)"
                   : "\(report.errors) error(s), \(report.warnings) warning(s)")
+            if let simulation { printSimulation(simulation) }
+            if let simulationError { throw simulationError }
         }
         if !report.passed { throw ExitCode(1) }
+        if let simulation, simulation.bootedPartition == nil { throw ExitCode(2) }
+    }
+
+    /// Writes the plan into a copy of the target device and powers it on.
+    func runSimulation(_ plan: FlashPlan, target: TargetFacts) throws -> FirstBootPrediction {
+        let simulator = FirstBootAdapter(rngSeed: rngSeed)
+        if let state { return try simulator.simulateFirstBoot(plan: plan, stateDirectory: state, sdkconfig: plan.sdkconfig) }
+        // Flags only: a blank virtual device of that revision and flash size, in a temporary folder.
+        guard target.chip.name == "esp32" else {
+            throw UsageError("--simulate supports the ESP32 only", hint: "the boot simulator models the ESP32 ROM and bootloader")
+        }
+        let size = target.flashSize ?? 4 << 20
+        let description = DeviceDescription(chip: "esp32", chipRevision: (target.chipRevision ?? 300) / 100, package: 1,
+                                            mac: "24:0a:c4:00:00:01", flashSize: size,
+                                            flashID: (Device.jedecSizeCode(for: size) << 16) | 0x40EF)
+        let device = try Device.create(description)
+        if let ef = target.efuses, ef != SecurityFuseFacts(esp32: device.efuses) {
+            FileHandle.standardError.write(Data("espforge: --simulate without --state starts from factory eFuses (--efuse-summary is only used by the static checks)\n".utf8))
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("espforge-preflight-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try DeviceStore(directory: dir).create(device, force: false)
+        return try simulator.simulateFirstBoot(plan: plan, stateDirectory: dir, sdkconfig: plan.sdkconfig)
+    }
+
+    func printSimulation(_ s: FirstBootPrediction) {
+        print("")
+        print("simulated first power-on (a copy of the device; nothing was written to it):")
+        for w in s.writes { print("  wrote \(w)") }
+        for (i, log) in s.bootLogs.enumerated() {
+            print("--- power cycle \(i + 1)" + (i == 0 ? " (first power-on)" : " (reset by the bootloader)"))
+            print(log, terminator: "")
+        }
+        print("---")
+        if let p = s.bootedPartition {
+            print("predicted: app started from \(p)")
+        } else {
+            print("predicted: no app starts (\(s.result ?? "?")): \(s.reason ?? "")" + (s.errorCode.map { ", last error \($0)" } ?? ""))
+        }
+        print("eFuses burned: " + (s.burnedEFuses.isEmpty ? "none" : s.burnedEFuses.joined(separator: ", ")))
+        print("encrypted in place: " + (s.encryptedRegions.isEmpty ? "nothing" : s.encryptedRegions.joined(separator: ", ")))
     }
 
     func printFinding(_ f: Finding) {
@@ -230,4 +290,7 @@ struct PreflightJSON: Codable {
     var errors: Int
     var warnings: Int
     var findings: [Finding]
+    var simulation: FirstBootPrediction?
+    /// Why the plan could not be simulated (the static findings usually say it too).
+    var simulationError: String?
 }
