@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "Loader", dependencies: ["ESPCore"]),
         // The virtual ESP32: NOR flash, register map, ROM/stub protocol engine, time model, server.
         .target(name: "VirtualDevice", dependencies: [
-            "ESPCore", "EFuse", "Loader", "CZlib",
+            "ESPCore", "EFuse", "Loader", "CZlib", "FlashEncryption",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 

@@ -25,8 +25,9 @@ public final class ProtocolEngine {
 
     /// The chip's flash encryption engine for encrypted writes through the stub (FLASH_BEGIN with
     /// the encrypt flag): given the eFuses, the flash address and plaintext, return ciphertext of
-    /// the same length (nil = failure). Not installed by default: encrypted writes are refused
-    /// rather than silently stored as plaintext. The host-side FlashEncryption core plugs in here.
+    /// the same length (nil = failure, e.g. DISABLE_DL_ENCRYPT). Installed by default with
+    /// ``VirtualEncryptionEngine/esp32``; set to nil and encrypted writes are refused rather than
+    /// silently stored as plaintext.
     public var flashEncryption: (@Sendable (EFuseArray, Int, [UInt8]) -> [UInt8]?)?
 
     private var decoder = SLIPDecoder()
@@ -68,6 +69,7 @@ public final class ProtocolEngine {
         self.timing = timing
         efuse = EFuseController(layout: .esp32, array: device.efuses)
         flashParamsSize = device.description.flashSize
+        flashEncryption = VirtualEncryptionEngine.esp32
     }
 
     // MARK: Registers

@@ -258,7 +258,9 @@ func zlibCompress(_ data: [UInt8]) -> [UInt8] {
         #expect(h.engine.device.flash.read(0x1000, 0x11) == [UInt8](repeating: 0, count: 0x10) + [0xFF])
         #expect(h.ok(try h.command(.flashEnd, [1])))
         #expect(h.engine.mode == .stub)
-        // Encrypted writes are refused rather than silently written in plaintext…
+        // Without an encryption engine, encrypted writes are refused rather than silently
+        // written in plaintext…
+        h.engine.flashEncryption = nil
         #expect(try h.command(.flashBegin, [0x10, 1, 0x4000, 0x1000, 1]).data == [1, 0xFF])
         // …unless a flash encryption engine is installed; then the data goes through it.
         h.engine.flashEncryption = { _, address, plain in plain.map { $0 ^ UInt8(truncatingIfNeeded: address >> 12) } }
