@@ -14,8 +14,10 @@ public struct BootConfig: Sendable {
     public var timing: TimeModel = .w25q32jv
     /// GPIO strapping value the ROM prints as `boot:0x..` (0x13 = SPI boot with the usual pull-ups).
     public var strapping: UInt8 = 0x13
-    /// Version / compile time the bootloader prints; default: from its descriptor, else v4.4.
+    /// ESP-IDF version of the bootloader (wording and behaviour follow it, see ``IDFVersion``);
+    /// default: the flashed bootloader's descriptor, else the sdkconfig header, else v4.4.
     public var idfVersion: String?
+    /// Compile time the banner prints; default: the descriptor's, else a placeholder.
     public var compileTime: String?
     /// Seed for the hardware RNG (flash-encryption key); nil = the host's secure RNG.
     public var rngSeed: UInt64?
@@ -27,8 +29,8 @@ public struct BootConfig: Sendable {
     public init(sdkconfig: SDKConfig = SDKConfig()) { self.sdkconfig = sdkconfig }
 }
 
-/// The first-boot simulator: the ESP32 (rev 3) ROM and the ESP-IDF (v4.4 wording) second-stage
-/// bootloader, run against a ``Device``'s flash and eFuses. It changes the device exactly as the
+/// The first-boot simulator: the ESP32 (rev 3) ROM and the ESP-IDF second-stage bootloader
+/// (v4.4 or v5.0–v5.3 wording and behaviour, per ``BootloaderDialect``), run against a ``Device``'s flash and eFuses. It changes the device exactly as the
 /// chip would (eFuse burns, in-place encryption, otadata writes) and returns the console log and a
 /// structured outcome.
 public struct BootSimulator: Sendable {
@@ -96,6 +98,9 @@ final class BootRun {
     var powerCycles = 0
     /// Set by the partition scan.
     var otaHasInitialContents = false
+    /// The bootloader generation that runs (set when the bootloader stage starts).
+    var dialect = BootloaderDialect.v4_4
+    var idfVersion: (label: String, source: IDFVersionSource)?
 
     /// UART at 115200 baud, 10 bits per character.
     static let secondsPerChar = 10.0 / 115_200.0
@@ -301,7 +306,8 @@ final class BootRun {
                            errorCode: lastError, resets: powerCycles, efusesBurned: burnedFields(),
                            encryptedRegions: encrypted, sectorErases: sectorErases, pagePrograms: pagePrograms,
                            secureBootEnabled: secureBootEnabled, flashEncryptionEnabled: flashEncryptionEnabled,
-                           virtualMilliseconds: Int(totalSeconds * 1000), log: log)
+                           virtualMilliseconds: Int(totalSeconds * 1000), log: log,
+                           idfVersion: idfVersion?.label, idfVersionSource: idfVersion?.source)
     }
 
     func burnedFields() -> [BurnedField] {

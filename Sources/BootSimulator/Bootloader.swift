@@ -1,8 +1,10 @@
 import ESPCore
 import FlashEncryption
+import ImageFormat
 import Partitions
 
-/// The ESP-IDF second-stage bootloader (v4.4 behaviour and wording): flash info, partition
+/// The ESP-IDF second-stage bootloader (v4.4 or v5.x behaviour and wording, per
+/// ``BootloaderDialect``): flash info, partition
 /// table, OTA selection, app load with signature check, Secure Boot V2 enablement, flash
 /// encryption first boot.
 extension BootRun {
@@ -26,18 +28,23 @@ extension BootRun {
     func bootloaderStage() throws -> StageEnd {
         otaHasInitialContents = false
         let header = read(0x1000, 24) ?? [UInt8](repeating: 0, count: 24)
-        var descriptorVersion: String?
-        var descriptorTime: String?
-        // A v5.x bootloader carries a descriptor at the start of its first DRAM segment.
-        if let d = read(0x1000 + 24 + 8, 80), d[0] == 0x50 {
-            descriptorVersion = cString(d[8..<40])
-            let dt = cString(d[40..<64])
-            descriptorTime = dt.split(separator: " ").last.map(String.init)
+        // v5.2+ bootloaders carry a descriptor at the start of their first (DRAM) segment.
+        let resolved = IDFVersion.resolve(configured: config.idfVersion, descriptor: read(0x1000 + 24 + 8, BootloaderDescriptor.size),
+                                          sdkconfig: sdk.idfVersion)
+        dialect = BootloaderDialect.of(resolved.version)
+        idfVersion = (resolved.version.label, resolved.source)
+        I("boot", "ESP-IDF \(resolved.version.label) 2nd stage bootloader")
+        let descriptorTime: String?
+        switch dialect.compileTime {
+        case .timeOnly: descriptorTime = resolved.descriptor?.dateTime.split(separator: " ").last.map(String.init)
+        case .dateAndTime: descriptorTime = resolved.descriptor?.dateTime
         }
-        let version = config.idfVersion ?? descriptorVersion ?? "v4.4"
-        I("boot", "ESP-IDF \(version) 2nd stage bootloader")
-        I("boot", "compile time \(config.compileTime ?? descriptorTime ?? "00:00:00")")
-        I("boot", "chip revision: \(device.description.chipRevision)")
+        I("boot", "compile time \(config.compileTime ?? descriptorTime ?? dialect.defaultCompileTime)")
+        if dialect.multicoreLine { I("boot", "Multicore bootloader") }
+        switch dialect.chipRevisionFormat {
+        case .major: I("boot", "chip revision: \(device.description.chipRevision)")
+        case .majorMinor: I("boot", "chip revision: v\(device.description.chipRevision).0")
+        }
         let speeds: [UInt8: String] = [0x0: "40MHz", 0x1: "26.7MHz", 0x2: "20MHz", 0xF: "80MHz"]
         I("boot.esp32", "SPI Speed      : \(speeds[header[3] & 0x0F] ?? "40MHz")")
         let modes = ["QIO", "QOUT", "DIO", "DOUT", "FAST READ", "SLOW READ"]
@@ -136,11 +143,8 @@ extension BootRun {
             otaHasInitialContents = true
             return 0
         case .invalidFallback(let hasFactory):
-            if hasFactory {
-                W("boot", "ota data partition invalid, falling back to factory")
-            } else {
-                W("boot", "ota data partition invalid and no factory, will try all partitions")
-            }
+            idf(dialect.otadataInvalidLevel, "boot", hasFactory ? "ota data partition invalid, falling back to factory"
+                : "ota data partition invalid and no factory, will try all partitions")
             return Self.factoryIndex
         }
     }
@@ -185,7 +189,7 @@ extension BootRun {
         if let test = bs.test, test.size > 0,
            case .success(let image) = loadImage(at: Int(test.offset), partitionSize: Int(test.size), mode: .load) {
             I("boot", "Loaded app from partition at offset 0x\(String(test.offset, radix: 16))")
-            W("boot", "Falling back to test app as last resort")
+            W("boot", dialect.testAppFallback)
             if let end = try loadImageAndStart(image, bs) {
                 if case .started = end { return .started(test.name, Int(test.offset)) }
                 return end
@@ -237,13 +241,21 @@ extension BootRun {
     func secureBootV2PermanentlyEnable(app: LoadedImage) -> Int {
         I("secure_boot_v2", "enabling secure boot v2...")
         if secureBootEnabled {
-            I("secure_boot_v2", "secure boot v2 is already enabled. Continuing..")
+            I("secure_boot_v2", dialect.secureBootAlreadyEnabled)
             return 0
         }
         if sdk.secureBootRequireAlreadyEnabled {
-            E("secure_boot_v2", "secure boot v2 is not enabled, and CONFIG_SECURE_BOOT_REQUIRE_ALREADY_ENABLED is set, refusing to boot.")
+            E("secure_boot_v2", dialect.secureBootRequireAlreadyEnabled)
             return ESPErr.invalidState
         }
+        switch dialect.secureBoot {
+        case .esp32V44: return secureBootV2EnableV44(app: app)
+        case .sharedV5: return secureBootV2EnableV5(app: app)
+        }
+    }
+
+    /// ESP-IDF v4.4: the ESP32-specific enable path.
+    func secureBootV2EnableV44(app: LoadedImage) -> Int {
         batchBegin()
         let coding = raw("CODING_SCHEME")
         if coding != 0 && coding != 3 {
@@ -314,6 +326,115 @@ extension BootRun {
         batchCommit()
         I("secure_boot_v2", "Secure boot permanently enabled")
         return 0
+    }
+
+    /// ESP-IDF v5.x: key digests of every valid signature block (ESP32: one), burned with
+    /// `esp_efuse_write_keys` when BLOCK2 is unused, matched against the app's, then the ESP32
+    /// secure features.
+    func secureBootV2EnableV5(app: LoadedImage) -> Int {
+        batchBegin()
+        let coding = raw("CODING_SCHEME")
+        if coding != 0 && coding != 3 {
+            E("secure_boot_v2", "No coding schemes are supported in secure boot v2.(Detected scheme: 0x\(String(coding, radix: 16)))")
+            batchCancel()
+            return ESPErr.notSupported
+        }
+        let boot: LoadedImage
+        switch loadImage(at: 0x1000, partitionSize: sdk.partitionTableOffset - 0x1000, mode: .verify) {
+        case .failure(let e):
+            E("secure_boot_v2", "bootloader image appears invalid! error \(e.code)")
+            batchCancel()
+            return e.code
+        case .success(let b):
+            boot = b
+        }
+        let blk2 = blockRaw(2)
+        // esp_efuse_key_block_unused: empty and neither read- nor write-protected.
+        let hasDigest = !(blk2.allSatisfy { $0 == 0 } && !wrDis(8) && !rdDis(1))
+        I("secure_boot_v2", "Secure boot digests \(hasDigest ? "already present" : "absent, generating..")")
+        var bootDigest: [UInt8]
+        if !hasDigest {
+            guard let d = keyDigests(of: boot) else {
+                E("secure_boot_v2", "No valid bootloader signature blocks found.")
+                batchCancel()
+                return ESPErr.fail
+            }
+            I("secure_boot_v2", "1 signature block(s) found appended to the bootloader.")
+            I("secure_boot_v2", "Burning public key hash to eFuse")
+            // esp_efuse_write_keys: ESP32 BLOCK2 is EFUSE_BLK_KEY1, purpose 3 = SECURE_BOOT_V2;
+            // the key block is write-protected with it.
+            I("efuse", "Writing EFUSE_BLK_KEY1 with purpose 3")
+            var w = [UInt32](repeating: 0, count: 8)
+            for i in 0..<8 { w[i] = d[(i * 4)..<(i * 4 + 4)].loadLE(UInt32.self) }
+            writeBlockWords(2, w)
+            write("WR_DIS", 1 << 8)
+            bootDigest = d
+        } else {
+            if rdDis(1) {
+                E("secure_boot_v2", "Key digest (BLK2) read protected, aborting...")
+                batchCancel()
+                return ESPErr.fail
+            }
+            if blk2.allSatisfy({ $0 == 0 }) {
+                E("secure_boot_v2", "2 eFuse block is empty, aborting...")
+                batchCancel()
+                return ESPErr.fail
+            }
+            write("WR_DIS", 1 << 8)
+            W("secure_boot_v2", "Using pre-loaded public key digest in eFuse")
+            bootDigest = []
+            for w in blk2 { bootDigest.appendLE(w) }
+        }
+        guard let appDigest = keyDigests(of: app) else {
+            E("secure_boot_v2", "No valid applications signature blocks found.")
+            batchCancel()
+            return ESPErr.fail
+        }
+        I("secure_boot_v2", "1 signature block(s) found appended to the app.")
+        guard appDigest == bootDigest else {
+            E("secure_boot_v2", "No application key digest matches the bootloader key digest.")
+            batchCancel()
+            return ESPErr.fail
+        }
+        I("secure_boot_v2", "Application key(0) matches with bootloader key(0).")
+        I("secure_boot_v2", "blowing secure boot efuse...")
+        // esp_secure_boot_enable_secure_features (ESP32, V2)
+        let tag = dialect.secureBootFeaturesTag
+        write("ABS_DONE_1", 1)
+        if sdk.allowJTAG { W(tag, "Not disabling JTAG - SECURITY COMPROMISED") } else {
+            I(tag, "Disable JTAG...")
+            write("JTAG_DISABLE", 1)
+        }
+        if sdk.allowROMBasic { W(tag, "Not disabling ROM BASIC fallback - SECURITY COMPROMISED") } else {
+            I(tag, "Disable ROM BASIC interpreter fallback...")
+            write("CONSOLE_DEBUG_DISABLE", 1)
+        }
+        if sdk.disableROMDownload {
+            I(tag, "Disable ROM Download mode...")
+            write("UART_DOWNLOAD_DIS", 1)
+        } else {
+            W(tag, "UART ROM Download mode kept enabled - SECURITY COMPROMISED")
+        }
+        if sdk.allowEFuseReadDisable {
+            W(tag, "Allowing read disabling of additional efuses - SECURITY COMPROMISED")
+        } else if !sdk.flashEncryption || flashEncryptionEnabled {
+            // With flash encryption still to come, RD_DIS stays writable until its key is protected.
+            I(tag, "Prevent read disabling of additional efuses...")
+            write("WR_DIS", 1 << 0)
+        }
+        batchCommit()
+        I("secure_boot_v2", "Secure boot permanently enabled")
+        return 0
+    }
+
+    /// `s_calculate_image_public_key_digests` for an image that already verified: the digest of
+    /// the key in signature block 0 (nil when the sector holds no valid block), with its log line.
+    func keyDigests(of image: LoadedImage) -> [UInt8]? {
+        let sector = image.signatureSectorOffset.flatMap { read($0, 4096) } ?? []
+        guard let d = SignatureCheck.blockKeyDigest(sector) else { return nil }
+        clock += 0.008
+        I("secure_boot_v2", "Digests successfully calculated, 1 valid signatures (image offset 0x\(String(image.start, radix: 16)))")
+        return d
     }
 
     // MARK: flash encryption
@@ -392,6 +513,7 @@ extension BootRun {
         }
         // Enable: development → one more bit; release → all bits (0x7F).
         if sdk.releaseMode {
+            if dialect.logsPermanentCryptCnt { I("flash_encrypt", "Setting CRYPT_CNT for permanent encryption") }
             write("FLASH_CRYPT_CNT", 0x7F)
         } else {
             var bit: UInt64 = 1
@@ -416,20 +538,39 @@ extension BootRun {
             var key = [UInt32](repeating: 0, count: 8)
             let n = coding == 1 ? 6 : 8
             for i in 0..<n { key[i] = UInt32(truncatingIfNeeded: rng.next()) }
-            writeBlockWords(1, key)
-            I("flash_encrypt", "Read & write protecting new key...")
+            switch dialect.flashEncryptionKey {
+            case .block1V44:
+                writeBlockWords(1, key)
+                I("flash_encrypt", "Read & write protecting new key...")
+            case .keyPurposeV5:
+                // esp_efuse_write_keys: BLOCK1 is EFUSE_BLK_KEY0, purpose 2 = FLASH_ENCRYPTION;
+                // read and write protection come with it.
+                I("efuse", "Writing EFUSE_BLK_KEY0 with purpose 2")
+                writeBlockWords(1, key)
+            }
             write("WR_DIS", 1 << 7)
             write("RD_DIS", 1 << 0)
         } else if rdDis(0) && wrDis(7) {
-            I("flash_encrypt", "Using pre-existing key in efuse")
+            switch dialect.flashEncryptionKey {
+            case .block1V44: I("flash_encrypt", "Using pre-existing key in efuse")
+            case .keyPurposeV5: I("flash_encrypt", "Using pre-loaded flash encryption key in efuse")
+            }
         } else {
-            E("flash_encrypt", "Flash encryption key has to be either unset or both read and write protected")
+            switch dialect.flashEncryptionKey {
+            case .block1V44: E("flash_encrypt", "Flash encryption key has to be either unset or both read and write protected")
+            case .keyPurposeV5: E("flash_encrypt", "Invalid key state, check read&write protection for key and keypurpose(if exists)")
+            }
             batchCancel()
             return ESPErr.invalidState
         }
-        if raw("FLASH_CRYPT_CONFIG") == 0 {
+        let cryptConfig = raw("FLASH_CRYPT_CONFIG")
+        if cryptConfig == 0 || dialect.cryptConfigAlwaysLogged {
             I("flash_encrypt", "Setting CRYPT_CONFIG efuse to 0xF")
+        }
+        if cryptConfig == 0 {
             write("FLASH_CRYPT_CONFIG", 0xF)
+        } else if cryptConfig != 0xF && dialect.cryptConfigAlwaysLogged {
+            E("flash_encrypt", "EFUSE_ENCRYPT_CONFIG should be set 0xF but it is 0x\(String(cryptConfig, radix: 16))")
         }
         if sdk.uartAllowEncrypt { W("flash_encrypt", "Not disabling UART bootloader encryption") } else {
             I("flash_encrypt", "Disable UART bootloader encryption...")
@@ -452,16 +593,11 @@ extension BootRun {
             write("CONSOLE_DEBUG_DISABLE", 1)
         }
         if sdk.secureBootV2 && !sdk.allowEFuseReadDisable {
-            I("flash_encrypt", "Prevent read disabling of additional efuses...")
+            if dialect.flashEncryptionLogsReadDisableLock { I("flash_encrypt", "Prevent read disabling of additional efuses...") }
             write("WR_DIS", 1 << 0)
         }
         if !sdk.skipWriteProtectCache { write("WR_DIS", 1 << 3) }
         batchCommit()
         return 0
     }
-}
-
-func cString(_ bytes: ArraySlice<UInt8>) -> String {
-    let end = bytes.firstIndex(of: 0) ?? bytes.endIndex
-    return String(decoding: bytes[bytes.startIndex..<end].map { ($0 >= 0x20 && $0 < 0x7F) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
 }

@@ -46,10 +46,29 @@ extension BootRun {
             if !silent { E("boot_comm", "mismatch chip ID, expected 0, found \(chipID)") }
             return .failure(ImageLoadError(code: ESPErr.imageInvalid))
         }
-        let minRev = Int(header[14])
-        if minRev > device.description.chipRevision {
-            if !silent { E("boot_comm", "can't run on lower chip revision, expected \(minRev), found \(device.description.chipRevision)") }
-            return .failure(ImageLoadError(code: ESPErr.imageInvalid))
+        let chipRev = device.description.chipRevision
+        switch dialect.chipRevisionCheck {
+        case .major:
+            let minRev = Int(header[14])
+            if minRev > chipRev {
+                if !silent { E("boot_comm", "can't run on lower chip revision, expected \(minRev), found \(chipRev)") }
+                return .failure(ImageLoadError(code: ESPErr.imageInvalid))
+            }
+        case .majorMinor:
+            // v5.x: min_chip_rev_full (bytes 15..16) for every image, max_chip_rev_full (17..18)
+            // for apps when set (neither 0 nor 0xFFFF); revisions as major * 100 + minor.
+            let full = chipRev * 100
+            let minFull = Int(header[15..<17].loadLE(UInt16.self))
+            let maxFull = Int(header[17..<19].loadLE(UInt16.self))
+            func v(_ r: Int) -> String { "v\(r / 100).\(r % 100)" }
+            if minFull > full {
+                if !silent { E("boot_comm", "Image requires chip rev >= \(v(minFull)), but chip is \(v(full))") }
+                return .failure(ImageLoadError(code: ESPErr.imageInvalid))
+            }
+            if !isBootloader, maxFull != 0, maxFull != 0xFFFF, full > maxFull {
+                if !silent { E("boot_comm", "Image requires chip rev <= \(v(maxFull)), but chip is \(v(full))") }
+                return .failure(ImageLoadError(code: ESPErr.imageInvalid))
+            }
         }
         let count = Int(header[1])
         if count > 16 {

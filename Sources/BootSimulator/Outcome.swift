@@ -55,6 +55,10 @@ public struct BootOutcome: Sendable, Equatable, Codable {
     /// Virtual time from power-on to the end of the simulation, in milliseconds.
     public var virtualMilliseconds: Int
     public var log: [BootLogLine]
+    /// ESP-IDF version of the simulated second-stage bootloader (e.g. `v4.4`, `v5.2-dev-254-g1950b15`)
+    /// and where it came from (nil when the ROM stopped before the bootloader ran).
+    public var idfVersion: String? = nil
+    public var idfVersionSource: IDFVersionSource? = nil
 
     public var booted: Bool { result == .appStarted }
 

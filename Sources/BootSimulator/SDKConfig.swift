@@ -37,7 +37,8 @@ public struct SDKConfig: Sendable, Equatable, Codable {
     public var flashEncryptionRequireAlreadyEnabled = false
     /// CONFIG_SECURE_FLASH_ENCRYPT_ONLY_IMAGE_LEN_IN_APP_PART.
     public var encryptOnlyImageLength = false
-    /// ESP-IDF version from the header comment (`# ... (ESP-IDF) 5.1.2 Project Configuration`), if any.
+    /// ESP-IDF version from the header comment (`# ... (ESP-IDF) 5.1.2 Project Configuration`), if any:
+    /// the bootloader generation the simulator runs when the flashed bootloader has no descriptor.
     public var idfVersion: String?
 
     public init() {}
@@ -116,6 +117,7 @@ public struct SDKConfig: Sendable, Equatable, Codable {
     public var text: String {
         func line(_ name: String, _ on: Bool) -> String { on ? "CONFIG_\(name)=y" : "# CONFIG_\(name) is not set" }
         var lines = ["# Written by espforge (options read by the first-boot simulator)"]
+        if let idfVersion { lines.append("# Espressif IoT Development Framework (ESP-IDF) \(idfVersion) Project Configuration") }
         lines.append(line("SECURE_BOOT", secureBootV2))
         lines.append(line("SECURE_BOOT_V2_ENABLED", secureBootV2))
         lines.append(line("SECURE_FLASH_ENC_ENABLED", flashEncryption))
