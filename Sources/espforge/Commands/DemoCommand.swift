@@ -51,7 +51,8 @@ struct DemoCommand: AsyncParsableCommand {
             try fm.removeItem(atPath: dir)
         }
         try fm.createDirectory(atPath: dir + "/devices", withIntermediateDirectories: true)
-        let say: (String) -> Void = { text in if !json { print(text) } }
+        // Same channel as the provisioning progress lines (unbuffered), so the order holds.
+        let say: (String) -> Void = { text in if !json { FileHandle.standardOutput.write(Data((text + "\n").utf8)) } }
 
         say("espforge demo: \(devices) virtual ESP32 rev 3 (4MB) in \(dir)/")
         let key = try SigningKey.generate(.rsa3072)
