@@ -20,14 +20,52 @@ public protocol ProvisioningTarget: Sendable {
 }
 
 /// A virtual device folder (``DeviceStore``).
+///
+/// Flash and eFuses change together (a first boot encrypts flash and burns the key), so they are
+/// saved as one transaction: both written as `.pending` files, then a commit marker, then both
+/// renamed into place. A process killed at any point leaves either the old or the new pair
+/// (``load()`` finishes a committed save or drops an uncommitted one).
 public struct VirtualTarget: ProvisioningTarget {
     public let store: DeviceStore
     public var port: String { "virtual:" + store.directory }
     public init(directory: String) { store = DeviceStore(directory: directory) }
-    public func load() throws -> Device { try store.load() }
+
+    var marker: String { store.directory + "/save.commit" }
+    var pendingFlash: String { store.flashPath + ".pending" }
+    var pendingEFuses: String { store.efusePath + ".pending" }
+
+    public func load() throws -> Device {
+        try recover()
+        return try store.load()
+    }
+
     public func save(_ device: Device) throws {
-        try store.saveWholeFlash(device.flash)
-        try store.saveEFuses(device.efuses)
+        try Self.write(device.flash.bytes, to: pendingFlash)
+        try Self.write(device.efuses.bytes, to: pendingEFuses)
+        try Self.write([], to: marker)   // the commit point
+        try recover()
+    }
+
+    /// Rolls a committed save forward; discards an uncommitted one.
+    func recover() throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: marker) {
+            for (from, to) in [(pendingFlash, store.flashPath), (pendingEFuses, store.efusePath)] where fm.fileExists(atPath: from) {
+                guard rename(from, to) == 0 else {
+                    throw DeviceError.io(to, "cannot replace: \(String(cString: strerror(errno)))")
+                }
+            }
+            try? fm.removeItem(atPath: marker)
+        } else {
+            try? fm.removeItem(atPath: pendingFlash)
+            try? fm.removeItem(atPath: pendingEFuses)
+        }
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw DeviceError.io(path, "cannot write: \(error.localizedDescription)")
+        }
     }
 }
 

@@ -221,4 +221,43 @@ struct ProvisionCLITests {
             #expect(boot.status == 0 && boot.out.contains("\"ota_0\""), "\(boot.out)\n\(boot.err)")
         }
     }
+
+    @Test("SIGKILL at a random point of `provision`, then --resume: every device provisioned once, no identity lost or doubled",
+          arguments: [0, 1, 2, 3])
+    func sigkillDrill(round: Int) throws {
+        let seed = testSeed() &+ UInt64(round)
+        var rng = SeededRandom(seed: seed)
+        let dir = try TestEnvironment.temporaryDirectory("espforge-kill")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("demo").path
+        // Set the line up (files, devices, registry) and stop right after the first step.
+        var env = ProcessInfo.processInfo.environment
+        env["ESPFORGE_TEST_CRASH_AFTER"] = "identify"
+        let setup = try ProcessRunner.run(Espforge.path, ["demo", "--devices", "3", "--dir", out, "--mode", round % 2 == 0 ? "host" : "on-chip"], environment: env)
+        #expect(setup.status == 137, "seed \(seed): \(setup.err)")
+        let ports = (1...3).flatMap { ["--port", "virtual:\(out)/devices/dev\($0)"] }
+
+        // Kill the provisioning process at a random moment.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Espforge.path)
+        p.arguments = ["provision", "--manifest", out + "/espforge.toml", "--resume"] + ports
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let delay = 0.02 + Double(rng.next() % 250) / 1000.0   // a whole run takes ~0.3 s (debug build)
+        Thread.sleep(forTimeInterval: delay)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+
+        let resumed = try Espforge.run(["provision", "--manifest", out + "/espforge.toml", "--resume"] + ports)
+        #expect(resumed.status == 0, "seed \(seed), killed after \(delay) s: \(resumed.out)\n\(resumed.err)")
+        let pool = try Espforge.run(["registry", "pool", "--registry", out + "/registry.sqlite", "nvs-values.csv"])
+        #expect(pool.out.contains("3 identities, 3 claimed"), "seed \(seed): \(pool.out)\(pool.err)")
+        let list = try Espforge.run(["registry", "list", "--registry", out + "/registry.sqlite", "--json"])
+        #expect(list.out.components(separatedBy: "\"provisioned\"").count - 1 == 3, "seed \(seed): \(list.out)")
+        for i in 1...3 {
+            let boot = try Espforge.run(["device", "boot", "--state", out + "/devices/dev\(i)", "--json"])
+            #expect(boot.status == 0 && boot.out.contains("\"ota_0\""), "seed \(seed), dev\(i): \(boot.err)")
+        }
+    }
 }

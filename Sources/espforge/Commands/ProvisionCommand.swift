@@ -217,7 +217,7 @@ final class Printer: @unchecked Sendable {
             if let text = try? Output.jsonLine(e) { line(text) }
             return
         }
-        guard e.state != .started else { return }
+        guard e.state != .started, e.state != .done else { return }
         let who = e.mac.map { "\(e.port) \($0)" } ?? e.port
         line("[\(who)] \(e.step): \(e.state.rawValue)" + (e.detail.map { " — \($0)" } ?? ""))
     }
