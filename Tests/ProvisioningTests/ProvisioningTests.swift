@@ -148,6 +148,39 @@ struct ProvisioningTests {
         try await registry.close()
     }
 
+    @Test("two stations provision from one pool at once: no identity twice, none skipped", fixtures, arguments: Backend.enabled)
+    func twoStations(backend: Backend) async throws {
+        let line = try Line(count: 4, mode: .host)
+        defer { line.cleanup() }
+        let a = try await backend.open(line.dir)
+        let b = try await backend.open(line.dir)
+        var pa = Provisioner(job: line.job, registry: a, sdkconfig: line.sdk)
+        var pb = Provisioner(job: line.job, registry: b, sdkconfig: line.sdk)
+        pa.rngSeed = 1
+        pb.rngSeed = 2
+        try await pa.loadPool()
+        try await pb.loadPool()
+        let (stationA, stationB) = (pa, pb)
+        let results = await withTaskGroup(of: ProvisionResult.self) { group in
+            for (i, t) in line.targets.enumerated() {
+                group.addTask { await (i % 2 == 0 ? stationA : stationB).provision(t) }
+            }
+            var out: [ProvisionResult] = []
+            for await r in group { out.append(r) }
+            return out
+        }
+        let failures = results.filter { !$0.ok }.map { "\($0.port): \($0.reason ?? "")" }
+        #expect(failures.isEmpty, "\(failures)")
+        let ids = results.compactMap(\.identity)
+        #expect(Set(ids).count == 4)
+        // Claims follow the CSV order: the first four identities, none skipped.
+        #expect(Set(ids) == Set(line.job.identities.prefix(4).map(\.id)), "\(ids)")
+        let status = try await a.poolStatus(pool: line.job.identityPool)
+        #expect(status.claimed == 4)
+        try await a.close()
+        try await b.close()
+    }
+
     @Test("the seed's altered bootloader: stopped at first boot, no final eFuse, doctor's diagnosis recorded", fixtures)
     func seedBootloaderFails() async throws {
         let line = try Line(count: 1, mode: .onChip, bootloader: try Scenarios.seedBootloader(key: try Scenarios.keyA(), rehash: false))
@@ -198,6 +231,30 @@ struct ProvisionCLITests {
         #expect(list.out.components(separatedBy: "\"provisioned\"").count - 1 == 2, "\(list.out)")
         let boot = try Espforge.run(["device", "boot", "--state", out + "/devices/dev1", "--json"])
         #expect(boot.status == 0 && boot.out.contains("\"ota_0\""), "\(boot.out)\n\(boot.err)")
+    }
+
+    @Test("a failing device: exit 1 naming it and why; --json gives one event per line")
+    func failingDeviceAndJSON() throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-fail")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("demo").path
+        var env = ProcessInfo.processInfo.environment
+        env["ESPFORGE_TEST_CRASH_AFTER"] = "identify"
+        _ = try ProcessRunner.run(Espforge.path, ["demo", "--devices", "2", "--dir", out], environment: env)
+        // A bootloader that is no ESP image: preflight stops the devices before anything is written.
+        try Data(repeating: 0x5A, count: 8192).write(to: URL(fileURLWithPath: out + "/bootloader.bin"))
+        let r = try Espforge.run(["provision", "--manifest", out + "/espforge.toml", "--resume", "--json",
+                                  "--port", "virtual:" + out + "/devices/dev1", "--port", "/dev/ttyUSB9"])
+        #expect(r.status == 1)
+        #expect(r.err.contains("devices/dev1") && r.err.contains("preflight"), "\(r.err)")
+        #expect(r.err.contains("/dev/ttyUSB9") && r.err.contains("connect"), "\(r.err)")
+        let lines = r.out.split(separator: "\n")
+        #expect(lines.count > 4)
+        for l in lines {
+            #expect((try? JSONSerialization.jsonObject(with: Data(l.utf8))) is [String: Any], "not one JSON object: \(l)")
+        }
+        let device = try DeviceStore(directory: out + "/devices/dev1").load()
+        #expect(device.flash.read(0x1000, 4) == [0xFF, 0xFF, 0xFF, 0xFF], "nothing written")
     }
 
     @Test("a process killed after a step (exit 137) is completed by --resume without double claims", arguments: ["claim", "write", "first-boot", "verify"])
