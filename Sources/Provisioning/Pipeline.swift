@@ -92,6 +92,8 @@ public struct Provisioner: Sendable {
     public var onEvent: (@Sendable (ProvisionEvent) -> Void)?
     /// Seed for the simulated first boot's RNG (nil: the host's).
     public var rngSeed: UInt64?
+    /// Run the PF rules at preflight (off only to exercise later failure paths in drills).
+    public var preflightRules = true
 
     public init(job: ProvisioningJob, registry: any DeviceRegistry, sdkconfig: SDKConfig, resume: Bool = false) {
         self.job = job; self.registry = registry; self.sdkconfig = sdkconfig; self.resume = resume
@@ -303,7 +305,23 @@ public struct Provisioner: Sendable {
                 throw ProvisioningError(.preflight, "\(image.name) is not a valid ESP image: \(Self.message(error))")
             }
         }
-        return "chip, flash and eFuses ready"
+        guard preflightRules else { return "chip, flash and eFuses ready (PF rules skipped)" }
+        // The PF rules on the whole plan (plaintext, as the on-chip flow writes it) with this device's facts.
+        var entries = job.images.map { DevicePreflight.Entry(name: $0.name, offset: $0.offset, bytes: $0.bytes) }
+        if let nvs = run.nvsImage, let p = job.partition(named: job.nvsPartition) {
+            entries.append(.init(name: "nvs", offset: Int(p.offset), bytes: nvs))
+        }
+        var values = ["CONFIG_PARTITION_TABLE_OFFSET": "0x" + String(job.partitionTableOffset, radix: 16),
+                      "CONFIG_ESPTOOLPY_FLASHSIZE": "\"\(job.flashSize >> 20)MB\""]
+        if sdkconfig.secureBootV2 { values["CONFIG_SECURE_BOOT"] = "y"; values["CONFIG_SECURE_BOOT_V2_ENABLED"] = "y" }
+        if sdkconfig.flashEncryption {
+            values["CONFIG_SECURE_FLASH_ENC_ENABLED"] = "y"
+            values[sdkconfig.releaseMode ? "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE" : "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT"] = "y"
+        }
+        let errors = DevicePreflight.errors(entries: entries, efuses: e, flashSize: d.flashSize, chipRevision: d.chipRevision,
+                                            sdkconfigValues: values, partitionTableOffset: job.partitionTableOffset)
+        if !errors.isEmpty { throw ProvisioningError(.preflight, errors.joined(separator: "; ")) }
+        return "chip, flash and eFuses ready; preflight rules passed"
     }
 
     /// Which flash ranges the chip decrypts: bootloader, partition table, app partitions and

@@ -76,9 +76,10 @@ struct Line {
         self.targets = targets
     }
 
-    func provision(_ registry: any DeviceRegistry, resume: Bool = false) async throws -> [ProvisionResult] {
+    func provision(_ registry: any DeviceRegistry, resume: Bool = false, preflightRules: Bool = true) async throws -> [ProvisionResult] {
         var p = Provisioner(job: job, registry: registry, sdkconfig: sdk, resume: resume)
         p.rngSeed = 7
+        p.preflightRules = preflightRules
         try await p.loadPool()
         let provisioner = p
         return await withTaskGroup(of: ProvisionResult.self) { group in
@@ -186,9 +187,14 @@ struct ProvisioningTests {
         let line = try Line(count: 1, mode: .onChip, bootloader: try Scenarios.seedBootloader(key: try Scenarios.keyA(), rehash: false))
         defer { line.cleanup() }
         let registry = try await Backend.sqlite.open(line.dir)
-        let results = try await line.provision(registry)
+        // With the PF rules (the default) preflight already refuses it, before anything is written.
+        let caught = try #require(try await line.provision(registry).first)
+        #expect(!caught.ok && caught.failedStep == "preflight", "\(caught.failedStep ?? "") \(caught.reason ?? "")")
+        #expect(try line.targets[0].load().flash.read(0x1000, 4) == [0xFF, 0xFF, 0xFF, 0xFF])
+        // Without them, the first boot fails and the doctor explains it.
+        let results = try await line.provision(registry, preflightRules: false)
         let r = try #require(results.first)
-        #expect(!r.ok && r.failedStep == "first-boot")
+        #expect(!r.ok && r.failedStep == "first-boot", "\(r.failedStep ?? "") \(r.reason ?? "")")
         #expect(r.diagnosis != nil, "the doctor names a cause")
         let device = try line.targets[0].load()
         #expect(int(device.efuses, "JTAG_DISABLE") == 0 && int(device.efuses, "DISABLE_DL_DECRYPT") == 0)
