@@ -150,7 +150,7 @@ enum ProvisionSetup {
         let registry = try await openRegistry(url: registryURL)
         var provisioner = Provisioner(job: loaded.job, registry: registry, sdkconfig: loaded.sdkconfig, resume: resume)
         provisioner.rngSeed = rngSeed
-        let printer = Printer(json: json)
+        let printer = Printer(json: json, ports: ports)
         provisioner.onEvent = { printer.event($0) }
         if let crash = ProcessInfo.processInfo.environment["ESPFORGE_TEST_CRASH_AFTER"], !crash.isEmpty {
             // Test-only: simulate a killed process right after a step was recorded ok.
@@ -206,15 +206,42 @@ enum ProvisionSetup {
     }
 }
 
-/// Serialises output lines from the parallel device tasks.
+/// Serialises output from the parallel device tasks. On a terminal: one live line per port,
+/// redrawn in place; otherwise (pipes, CI logs) one line per finished step.
 final class Printer: @unchecked Sendable {
     let json: Bool
+    let ports: [String]
+    let live: Bool
     let lock = NSLock()
-    init(json: Bool) { self.json = json }
+    var status: [String: String] = [:]
+    var drawn = false
+
+    init(json: Bool, ports: [String] = []) {
+        self.json = json
+        self.ports = ports
+        live = !json && !ports.isEmpty && isatty(STDOUT_FILENO) == 1
+    }
 
     func event(_ e: ProvisionEvent) {
         if json {
             if let text = try? Output.jsonLine(e) { line(text) }
+            return
+        }
+        if live {
+            lock.lock(); defer { lock.unlock() }
+            let who = e.mac ?? ""
+            let what: String
+            switch e.state {
+            case .started: what = "\(e.step)…"
+            case .done: what = "done" + (e.detail.map { " (\($0))" } ?? "")
+            case .failed: what = "FAILED at \(e.step): \(e.detail ?? "")"
+            default: what = "\(e.step) \(e.state.rawValue)"
+            }
+            status[e.port] = "\(who)  \(what)"
+            var text = drawn ? "\u{1B}[\(ports.count)A" : ""
+            for p in ports { text += "\r\u{1B}[2K" + p + "  " + (status[p] ?? "waiting") + "\n" }
+            drawn = true
+            FileHandle.standardOutput.write(Data(text.utf8))
             return
         }
         guard e.state != .started, e.state != .done else { return }
