@@ -11,7 +11,7 @@ let package = Package(
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry", "Transport", "Flasher",
+            "Manifest", "Registry", "Transport", "Flasher", "Provisioning",
         ]),
     ],
     dependencies: [
@@ -96,11 +96,18 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // The production line: the per-device provisioning pipeline over injected registry and devices.
+        .target(name: "Provisioning", dependencies: [
+            "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS", "EFuse",
+            "VirtualDevice", "BootSimulator", "Diagnostics", "Registry",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry", "Transport", "Flasher",
+            "Manifest", "Registry", "Transport", "Flasher", "Provisioning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -142,6 +149,10 @@ let package = Package(
         // Preflight --simulate vs. esptool + device boot, doctor on simulated logs (through the CLI).
         .testTarget(name: "IntegrationTests", dependencies: [
             "BootSimulator", "Diagnostics", "VirtualDevice", "ESPCore", "TestSupport",
+        ]),
+        .testTarget(name: "ProvisioningTests", dependencies: [
+            "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
+            "ImageFormat", "TestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

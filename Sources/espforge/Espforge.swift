@@ -27,6 +27,8 @@ struct Espforge: AsyncParsableCommand {
             RegistryCommand.self,
             ChipCommand.self,
             FlashCommand.self,
+            ProvisionCommand.self,
+            DemoCommand.self,
         ]
     )
 }

@@ -1,0 +1,463 @@
+import BootSimulator
+import Crypto
+import EFuse
+import ESPCore
+import FlashEncryption
+import ImageFormat
+import Foundation
+import NVS
+import Partitions
+import Registry
+import VirtualDevice
+
+/// Where a device's state lives. Virtual devices (`virtual:DIR`) are provisioned in-process;
+/// serial and socket ports are not supported by the pipeline yet.
+public protocol ProvisioningTarget: Sendable {
+    var port: String { get }
+    func load() throws -> Device
+    /// Persists flash and eFuses (called after every step that changed the device).
+    func save(_ device: Device) throws
+}
+
+/// A virtual device folder (``DeviceStore``).
+///
+/// Flash and eFuses change together (a first boot encrypts flash and burns the key), so they are
+/// saved as one transaction: both written as `.pending` files, then a commit marker, then both
+/// renamed into place. A process killed at any point leaves either the old or the new pair
+/// (``load()`` finishes a committed save or drops an uncommitted one).
+public struct VirtualTarget: ProvisioningTarget {
+    public let store: DeviceStore
+    public var port: String { "virtual:" + store.directory }
+    public init(directory: String) { store = DeviceStore(directory: directory) }
+
+    var marker: String { store.directory + "/save.commit" }
+    var pendingFlash: String { store.flashPath + ".pending" }
+    var pendingEFuses: String { store.efusePath + ".pending" }
+
+    public func load() throws -> Device {
+        try recover()
+        return try store.load()
+    }
+
+    public func save(_ device: Device) throws {
+        try Self.write(device.flash.bytes, to: pendingFlash)
+        try Self.write(device.efuses.bytes, to: pendingEFuses)
+        try Self.write([], to: marker)   // the commit point
+        try recover()
+    }
+
+    /// Rolls a committed save forward; discards an uncommitted one.
+    func recover() throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: marker) {
+            for (from, to) in [(pendingFlash, store.flashPath), (pendingEFuses, store.efusePath)] where fm.fileExists(atPath: from) {
+                guard rename(from, to) == 0 else {
+                    throw DeviceError.io(to, "cannot replace: \(String(cString: strerror(errno)))")
+                }
+            }
+            try? fm.removeItem(atPath: marker)
+        } else {
+            try? fm.removeItem(atPath: pendingFlash)
+            try? fm.removeItem(atPath: pendingEFuses)
+        }
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw DeviceError.io(path, "cannot write: \(error.localizedDescription)")
+        }
+    }
+}
+
+/// Register access over an in-memory device (the loader's eFuse window), for ``EFuseClient``.
+final class EngineAccess: RegisterAccess {
+    let engine: ProtocolEngine
+    init(_ device: Device) {
+        engine = ProtocolEngine(device: device)
+        engine.beginConnection()
+    }
+    func readRegister(_ address: UInt32) throws -> UInt32 { engine.readRegister(address) }
+    func writeRegister(_ address: UInt32, _ value: UInt32) throws { engine.writeRegister(address, value) }
+}
+
+/// The per-device pipeline. Every step is recorded in the registry before and after it runs;
+/// with `resume`, steps up to the device's last safe step are skipped.
+public struct Provisioner: Sendable {
+    public let job: ProvisioningJob
+    public let registry: any DeviceRegistry
+    public let sdkconfig: SDKConfig
+    public var resume: Bool
+    /// Called after a step finished ok (tests use it to crash the process at a given step).
+    public var afterStep: (@Sendable (ProvisionStep, String) -> Void)?
+    public var onEvent: (@Sendable (ProvisionEvent) -> Void)?
+    /// Seed for the simulated first boot's RNG (nil: the host's).
+    public var rngSeed: UInt64?
+    /// Run the PF rules at preflight (off only to exercise later failure paths in drills).
+    public var preflightRules = true
+
+    public init(job: ProvisioningJob, registry: any DeviceRegistry, sdkconfig: SDKConfig, resume: Bool = false) {
+        self.job = job; self.registry = registry; self.sdkconfig = sdkconfig; self.resume = resume
+    }
+
+    /// Loads the identity pool (idempotent; every station may call it).
+    public func loadPool() async throws {
+        let rows = job.identities.enumerated().map { IdentityRow(id: $0.element.id, ordinal: $0.offset) }
+        try await registry.loadIdentities(pool: job.identityPool, rows)
+    }
+
+    /// Mutable state of one run.
+    final class Run: @unchecked Sendable {
+        var device: Device
+        var mac: String
+        var identity: ClaimedIdentity?
+        var nvsImage: [UInt8]?
+        var nvsKeysImage: [UInt8]?
+        var boot: BootOutcome?
+        var virtualMs = 0
+        init(device: Device) { self.device = device; self.mac = device.description.mac }
+    }
+
+    public func provision(_ target: any ProvisioningTarget) async -> ProvisionResult {
+        let port = target.port
+        var result = ProvisionResult(port: port, mac: nil, identity: nil, ok: false, failedStep: nil, reason: nil,
+                                     diagnosis: nil, bootedPartition: nil, virtualMilliseconds: 0, resumedAfter: nil)
+        let run: Run
+        // connect: not recorded (the MAC is not known yet); loading the state is the connection.
+        do {
+            guard target is VirtualTarget else {
+                throw ProvisioningError(.connect, "only virtual devices (virtual:DIR) can be provisioned today",
+                                        hint: "serial and socket:// ports: write, first boot and log watching are not supported yet")
+            }
+            emit(port, nil, .connect, .started)
+            run = Run(device: try target.load())
+            emit(port, run.mac, .connect, .ok)
+        } catch {
+            emit(port, nil, .connect, .failed, Self.message(error))
+            result.failedStep = ProvisionStep.connect.rawValue
+            result.reason = Self.message(error)
+            return result
+        }
+        result.mac = run.mac
+        var last: ProvisionStep?
+        if resume, let safe = try? await registry.lastSafeStep(mac: run.mac), let step = ProvisionStep(rawValue: safe.step) {
+            last = step
+            result.resumedAfter = step.rawValue
+            if step == .record {
+                result.ok = true
+                result.identity = try? await registry.identity(pool: job.identityPool, mac: run.mac)?.id
+                emit(port, run.mac, .record, .skipped, "already provisioned")
+                return result
+            }
+        }
+        // Steps that only read or compute always run again (their results live in memory);
+        // steps that change the device are skipped when the registry says they finished.
+        let plan: [(ProvisionStep, Bool)] = [
+            (.identify, false), (.claim, false), (.buildNVS, false), (.preflight, false),
+            (.write, true), (.firstBoot, true), (.verify, false), (.finalEFuses, true), (.record, true),
+        ]
+        for (step, changesDevice) in plan {
+            if changesDevice, let last, step <= last {
+                emit(port, run.mac, step, .skipped, "done before (resume)")
+                continue
+            }
+            if !changesDevice, let last, last >= .write, step == .buildNVS || step == .preflight {
+                emit(port, run.mac, step, .skipped, "done before (resume)")
+                continue
+            }
+            emit(port, run.mac, step, .started)
+            do {
+                let detail = try await registry.recordStep(mac: run.mac, step: step.rawValue) {
+                    try await self.perform(step, run, target)
+                }
+                emit(port, run.mac, step, .ok, detail)
+                afterStep?(step, run.mac)
+            } catch {
+                let why = Self.message(error)
+                emit(port, run.mac, step, .failed, why)
+                result.failedStep = step.rawValue
+                result.reason = why
+                if step == .firstBoot, let boot = run.boot {
+                    result.diagnosis = BootDiagnosis.primaryCause(log: boot.consoleText)
+                }
+                let failure = "\(step.rawValue): \(why)" + (result.diagnosis.map { " — doctor: \($0)" } ?? "")
+                try? await registry.finish(mac: run.mac, status: .failed, efuseSummary: Self.efuseSummary(run.device.efuses),
+                                           failure: SecretGuard.redactedFreeText(failure))
+                result.identity = run.identity?.id
+                result.virtualMilliseconds = run.virtualMs
+                return result
+            }
+        }
+        result.ok = true
+        result.identity = run.identity?.id
+        result.bootedPartition = run.boot?.bootedPartition
+        result.virtualMilliseconds = run.virtualMs
+        emit(port, run.mac, .record, .done, run.identity.map { "identity \($0.id)" })
+        return result
+    }
+
+    func emit(_ port: String, _ mac: String?, _ step: ProvisionStep, _ state: ProvisionEvent.State, _ detail: String? = nil) {
+        onEvent?(ProvisionEvent(port: port, mac: mac, step: step.rawValue, state: state, detail: detail))
+    }
+
+    static func message(_ error: any Error) -> String {
+        (error as? DiagnosticConvertible)?.diagnostic.message ?? String(describing: error)
+    }
+
+    // MARK: steps
+
+    func perform(_ step: ProvisionStep, _ run: Run, _ target: any ProvisioningTarget) async throws -> String? {
+        switch step {
+        case .connect: return nil
+        case .identify: return try await identify(run)
+        case .claim:
+            let claimed = try await registry.claimIdentity(pool: job.identityPool, mac: run.mac)
+            run.identity = claimed
+            return "\(claimed.id)" + (claimed.newlyClaimed ? "" : " (already held)")
+        case .buildNVS: return try buildNVS(run)
+        case .preflight: return try preflight(run)
+        case .write:
+            try write(run)
+            try target.save(run.device)
+            return job.mode == .host ? "ciphertext written, per-device key burned and protected" : "plaintext written"
+        case .firstBoot:
+            var config = BootConfig(sdkconfig: sdkconfig)
+            config.rngSeed = rngSeed
+            var device = run.device
+            let outcome = BootSimulator(config: config).boot(device: &device)
+            run.boot = outcome
+            run.virtualMs += outcome.virtualMilliseconds
+            guard outcome.booted else {
+                throw ProvisioningError(.firstBoot, "the device did not boot its app: \(outcome.reason ?? outcome.result.rawValue)")
+            }
+            run.device = device
+            try target.save(device)
+            return "booted \(outcome.bootedPartition ?? "app") after \(outcome.resets) reset(s)"
+        case .verify: return try verify(run)
+        case .finalEFuses:
+            let note = try burnFinal(run)
+            try target.save(run.device)
+            return note
+        case .record:
+            try await registry.finish(mac: run.mac, status: .provisioned, efuseSummary: Self.efuseSummary(run.device.efuses), failure: nil)
+            return "provisioned"
+        }
+    }
+
+    func identify(_ run: Run) async throws -> String {
+        let d = run.device.description
+        var facts = DeviceFacts(mac: run.mac, chip: d.chip, chipRevision: d.chipRevision,
+                                flashID: String(format: "0x%06x", d.flashID), flashSize: d.flashSize,
+                                station: job.station, manifestHash: job.manifestHash)
+        for image in job.images {
+            facts.imageHashes[image.name] = SHA256.hash(data: image.bytes).map { String(format: "%02x", $0) }.joined()
+        }
+        if let digest = job.secureBootDigest {
+            facts.keyDigests["secure_boot_v2"] = digest.map { String(format: "%02x", $0) }.joined()
+        }
+        try await registry.register(facts)
+        let e = run.device.efuses
+        return "\(d.chip) rev \(d.chipRevision), \(d.flashSize >> 20)MB flash 0x\(String(d.flashID, radix: 16)), "
+            + "ABS_DONE_1=\(Self.int(e, "ABS_DONE_1")) FLASH_CRYPT_CNT=\(Self.int(e, "FLASH_CRYPT_CNT"))"
+    }
+
+    func buildNVS(_ run: Run) throws -> String {
+        guard let identity = run.identity else { throw ProvisioningError(.buildNVS, "no identity claimed") }
+        guard let device = job.identities.first(where: { $0.id == identity.id }) else {
+            throw ProvisioningError(.buildNVS, "identity \(identity.id) is not in the values CSV")
+        }
+        guard let part = job.partition(named: job.nvsPartition) else {
+            throw ProvisioningError(.buildNVS, "the partition table has no '\(job.nvsPartition)' partition")
+        }
+        var key: NVSKeys?
+        if job.encryptNVS {
+            let fresh = NVSKeys.generate()
+            key = fresh
+            run.nvsKeysImage = fresh.image
+        }
+        let image = try NVSGenerator.generate(items: try NVSCSV.items(device.rows),
+                                              options: NVSImageOptions(size: Int(part.size), key: key?.bytes))
+        run.nvsImage = image.bytes
+        return "\(image.entryCount) entries" + (job.encryptNVS ? ", encrypted with a fresh key" : "")
+    }
+
+    func preflight(_ run: Run) throws -> String {
+        let d = run.device.description
+        if let min = job.minRevision, d.chipRevision < min {
+            throw ProvisioningError(.preflight, "chip revision \(d.chipRevision) is below the manifest's minimum \(min)")
+        }
+        guard d.flashSize >= job.flashSize else {
+            throw ProvisioningError(.preflight, "the device has \(d.flashSize >> 20)MB flash, the manifest needs \(job.flashSize >> 20)MB")
+        }
+        for image in job.images where image.offset + image.bytes.count > d.flashSize {
+            throw ProvisioningError(.preflight, "\(image.name) does not fit the flash")
+        }
+        let e = run.device.efuses
+        if Self.int(e, "ABS_DONE_1") != 0 || Self.int(e, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 1 {
+            throw ProvisioningError(.preflight, "the device is already secured (ABS_DONE_1 or FLASH_CRYPT_CNT set)",
+                                    hint: "a secured device cannot be provisioned again")
+        }
+        if e.blocks[1].contains(where: { $0 != 0 }) && job.mode != .host {
+            throw ProvisioningError(.preflight, "BLOCK1 already holds a flash encryption key")
+        }
+        // The plan as a whole through the static rules that apply before writing.
+        for image in job.images where image.name == "bootloader" || image.name == "app" {
+            do { _ = try ESPImage(image.bytes) } catch {
+                throw ProvisioningError(.preflight, "\(image.name) is not a valid ESP image: \(Self.message(error))")
+            }
+        }
+        guard preflightRules else { return "chip, flash and eFuses ready (PF rules skipped)" }
+        // The PF rules on the whole plan (plaintext, as the on-chip flow writes it) with this device's facts.
+        var entries = job.images.map { DevicePreflight.Entry(name: $0.name, offset: $0.offset, bytes: $0.bytes) }
+        if let nvs = run.nvsImage, let p = job.partition(named: job.nvsPartition) {
+            entries.append(.init(name: "nvs", offset: Int(p.offset), bytes: nvs))
+        }
+        var values = ["CONFIG_PARTITION_TABLE_OFFSET": "0x" + String(job.partitionTableOffset, radix: 16),
+                      "CONFIG_ESPTOOLPY_FLASHSIZE": "\"\(job.flashSize >> 20)MB\""]
+        if sdkconfig.secureBootV2 { values["CONFIG_SECURE_BOOT"] = "y"; values["CONFIG_SECURE_BOOT_V2_ENABLED"] = "y" }
+        if sdkconfig.flashEncryption {
+            values["CONFIG_SECURE_FLASH_ENC_ENABLED"] = "y"
+            values[sdkconfig.releaseMode ? "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE" : "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT"] = "y"
+        }
+        let errors = DevicePreflight.errors(entries: entries, efuses: e, flashSize: d.flashSize, chipRevision: d.chipRevision,
+                                            sdkconfigValues: values, partitionTableOffset: job.partitionTableOffset)
+        if !errors.isEmpty { throw ProvisioningError(.preflight, errors.joined(separator: "; ")) }
+        return "chip, flash and eFuses ready; preflight rules passed"
+    }
+
+    /// Which flash ranges the chip decrypts: bootloader, partition table, app partitions and
+    /// partitions flagged `encrypted`.
+    func encrypted(_ offset: Int) -> Bool {
+        if offset < job.partitionTableOffset + 0x1000 { return true }
+        guard let p = job.partitions.first(where: { offset >= Int($0.offset) && offset < Int($0.offset) + Int($0.size) }) else { return false }
+        return p.type == 0 || p.isEncrypted
+    }
+
+    func write(_ run: Run) throws {
+        var writes = job.images.map { ($0.offset, $0.bytes) }
+        if let nvs = run.nvsImage, let p = job.partition(named: job.nvsPartition) { writes.append((Int(p.offset), nvs)) }
+        if let keys = run.nvsKeysImage {
+            let name = job.nvsKeysPartition ?? job.partitions.first(where: { $0.type == 1 && $0.subtype == 4 })?.name
+            guard let name, let p = job.partition(named: name) else {
+                throw ProvisioningError(.write, "NVS is encrypted but the partition table has no nvs_keys partition")
+            }
+            writes.append((Int(p.offset), keys))
+        }
+        var cipher: FlashCipher?
+        if job.mode == .host {
+            let e = run.device.efuses
+            let cnt = Self.int(e, "FLASH_CRYPT_CNT")
+            if cnt.nonzeroBitCount % 2 == 1 && e.isReadProtected(bit: 0) {
+                return // crashed after arming: the ciphertext was complete before the key was protected
+            }
+            var key: [UInt8]
+            if e.blocks[1].contains(where: { $0 != 0 }) {
+                key = Self.keyBytes(e) // burned by an interrupted run, still readable
+            } else {
+                key = (0..<32).map { _ in UInt8.random(in: 0...255) }
+                try burn(run, [.flashEncryptionKey(key, protect: false), .field(name: "FLASH_CRYPT_CONFIG", value: "15")])
+            }
+            cipher = try FlashCipher(chip: .esp32, key: key, flashCryptConfig: 0xF)
+            key = [UInt8](repeating: 0, count: key.count)
+        }
+        for (offset, bytes) in writes {
+            var data = bytes
+            if let cipher, encrypted(offset) {
+                while data.count % 32 != 0 { data.append(0xFF) }
+                data = try cipher.encrypt(data, at: offset)
+            }
+            guard offset + data.count <= run.device.flash.size else { throw ProvisioningError(.write, "image at 0x\(String(offset, radix: 16)) does not fit") }
+            if let t = run.device.flash.eraseSectors(offset, data.count, timing: .w25q32jv) { run.virtualMs += Int(t * 1000) }
+            if let t = run.device.flash.program(offset, data, timing: .w25q32jv) { run.virtualMs += Int(t * 1000) }
+        }
+        if job.mode == .host {
+            // Arm: encryption on (odd count) and the key unreadable and unwritable from now on.
+            try burn(run, [.field(name: "FLASH_CRYPT_CNT", value: job.release ? "127" : "1"),
+                           .readProtect("BLOCK1"), .writeProtect("BLOCK1")])
+        }
+    }
+
+    func burn(_ run: Run, _ requests: [EFuseBurnRequest]) throws {
+        let access = EngineAccess(run.device)
+        let client = EFuseClient(access: access)
+        let plan = try client.plan(requests)
+        _ = try client.execute(plan)
+        run.device.efuses = access.engine.device.efuses
+    }
+
+    func verify(_ run: Run) throws -> String {
+        let e = run.device.efuses
+        var problems: [String] = []
+        if sdkconfig.secureBootV2 {
+            if Self.int(e, "ABS_DONE_1") == 0 { problems.append("ABS_DONE_1 is not set") }
+            if let want = job.secureBootDigest {
+                var got: [UInt8] = []
+                for w in e.blocks[2] { for i in 0..<4 { got.append(UInt8(truncatingIfNeeded: w >> (8 * UInt32(i)))) } }
+                if got != want { problems.append("BLOCK2 does not hold the signing key's digest") }
+            }
+        }
+        if job.mode != .none {
+            if Self.int(e, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 0 { problems.append("FLASH_CRYPT_CNT is even (encryption off)") }
+            if !e.isReadProtected(bit: 0) { problems.append("the flash encryption key is readable") }
+            if !e.isWriteProtected(bit: 7) { problems.append("the flash encryption key is not write-protected") }
+        }
+        guard problems.isEmpty else { throw ProvisioningError(.verify, problems.joined(separator: "; ")) }
+        return "secure boot \(sdkconfig.secureBootV2 ? "on" : "off"), flash encryption \(job.mode == .none ? "off" : "on"), key protected"
+    }
+
+    func burnFinal(_ run: Run) throws -> String {
+        let layout = EFuseLayout.esp32
+        var requests: [EFuseBurnRequest] = []
+        for name in job.finalBurn {
+            guard let f = layout.field(named: name.uppercased()), f.width <= 32 else {
+                throw ProvisioningError(.finalEFuses, "'\(name)' is not a one-word ESP32 eFuse field")
+            }
+            let all = f.width == 32 ? UInt64(UInt32.max) : (UInt64(1) << UInt64(f.width)) - 1
+            if run.device.efuses.integer(f, layout: layout) != all { requests.append(.field(name: f.name, value: String(all))) }
+        }
+        for name in job.finalWriteProtect {
+            guard let f = layout.field(named: name.uppercased()), let bit = f.writeProtect else {
+                throw ProvisioningError(.finalEFuses, "'\(name)' has no write-protection bit")
+            }
+            if !run.device.efuses.isWriteProtected(bit: bit) { requests.append(.writeProtect(f.name)) }
+        }
+        guard !requests.isEmpty else { return "nothing left to burn" }
+        try burn(run, requests)
+        return (job.finalBurn + job.finalWriteProtect.map { "WR_DIS(\($0))" }).joined(separator: ", ")
+    }
+
+    // MARK: helpers
+
+    static func int(_ e: EFuseArray, _ name: String) -> UInt64 {
+        guard let f = EFuseLayout.esp32.field(named: name) else { return 0 }
+        return e.integer(f, layout: .esp32)
+    }
+
+    static func keyBytes(_ e: EFuseArray) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for w in e.blocks[1] { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: w >> (8 * UInt32(i)))) } }
+        return bytes.reversed()
+    }
+
+    /// The security-relevant eFuses as recorded in the registry (no key material).
+    public static func efuseSummary(_ e: EFuseArray) -> [String: String] {
+        var out: [String: String] = [:]
+        for name in ["ABS_DONE_1", "FLASH_CRYPT_CNT", "FLASH_CRYPT_CONFIG", "JTAG_DISABLE", "DISABLE_DL_ENCRYPT",
+                     "DISABLE_DL_DECRYPT", "DISABLE_DL_CACHE", "UART_DOWNLOAD_DIS", "CONSOLE_DEBUG_DISABLE"] {
+            out[name] = String(int(e, name))
+        }
+        // Named so the registry's secret guard sees states, not blocks (never their contents).
+        out["FLASH_ENCRYPTION_BLOCK1"] = e.blocks[1].contains { $0 != 0 } ? (e.isReadProtected(bit: 0) ? "burned, read-protected" : "burned, readable") : "empty"
+        out["SECURE_BOOT_BLOCK2"] = e.blocks[2].contains { $0 != 0 } ? "digest burned" : "empty"
+        return out
+    }
+}
+
+/// A port the pipeline cannot drive yet (serial, socket://): fails at connect with a clear reason.
+public struct UnsupportedPortTarget: ProvisioningTarget {
+    public let port: String
+    public init(port: String) { self.port = port }
+    public func load() throws -> Device {
+        throw ProvisioningError(.connect, "port \(port) is not supported yet")
+    }
+    public func save(_ device: Device) throws {}
+}

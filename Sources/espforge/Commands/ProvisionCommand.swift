@@ -1,0 +1,265 @@
+import ArgumentParser
+import ESPCore
+import Foundation
+import Manifest
+import NVS
+import Partitions
+import Provisioning
+import Registry
+import SecureBoot
+
+struct ProvisionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "provision",
+        abstract: "Provision devices end to end from a manifest: identify, claim, write, first boot, verify, burn, record.",
+        discussion: """
+            Runs the per-device pipeline on every --port in parallel: connect → identify (MAC, \
+            revision, flash, security eFuses) → claim the next identity of the manifest's NVS values \
+            CSV atomically in the registry → build this device's NVS (encrypted with a fresh key) → \
+            preflight → write (flash encryption `host`: a per-device key is burned and ciphertext \
+            written; `on-chip`: plaintext, the bootloader encrypts on first boot) → first boot → \
+            verify (Secure Boot digest, ABS_DONE_1, FLASH_CRYPT_CNT, key protection) → the manifest's \
+            final eFuses → record. Every step is recorded before and after it runs; --resume \
+            continues each device after its last safe step. A device whose first boot fails is \
+            stopped before any final eFuse and recorded as failed with the doctor's diagnosis.
+
+            Today only virtual devices (`virtual:DIR`, see `espforge device create`) can be \
+            provisioned; serial and socket:// ports fail at connect.
+
+            Example:
+              espforge provision --manifest espforge.toml --port virtual:dev1 --port virtual:dev2
+            """
+    )
+
+    @Option(help: "The production manifest (espforge.toml).")
+    var manifest: String = "espforge.toml"
+
+    @Option(name: .customLong("port"), help: "A device port, e.g. virtual:DIR (repeat for several devices).")
+    var ports: [String] = []
+
+    @Option(help: "Registry: a SQLite file, sqlite:PATH or postgres://… (default: the manifest's, else espforge-registry.sqlite).")
+    var registry: String?
+
+    @Flag(help: "Continue each device after its last safe step recorded in the registry.")
+    var resume = false
+
+    @Flag(help: "One JSON event per line instead of progress lines and a table.")
+    var json = false
+
+    func run() async throws {
+        guard !ports.isEmpty else { throw UsageError("no --port given", hint: "e.g. --port virtual:devices/dev1") }
+        let loaded = try ProvisionSetup.load(manifestPath: manifest)
+        let code = try await ProvisionSetup.run(loaded, ports: ports, registryURL: registry ?? loaded.registryURL,
+                                                resume: resume, json: json)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// Reads a manifest and its files into a ``ProvisioningJob`` and runs it on ports (shared with `demo`).
+enum ProvisionSetup {
+    struct Loaded {
+        var job: ProvisioningJob
+        var sdkconfig: SimulatorSDKConfig
+        var registryURL: String?
+    }
+
+    static func load(manifestPath: String) throws -> Loaded {
+        let bytes = try FileIO.read(manifestPath)
+        let m: Manifest
+        do { m = try Manifest.parse(bytes) } catch { throw FileContextError(file: manifestPath, underlying: error) }
+        let dir = (manifestPath as NSString).deletingLastPathComponent
+        func path(_ p: String) -> String { Manifest.resolve(p, relativeTo: dir) }
+        guard m.chip.type == "esp32" else {
+            throw UsageError("chip \(m.chip.type) cannot be provisioned yet", hint: "only esp32 is supported")
+        }
+        guard m.buildDir == nil || (m.images.bootloader != nil && m.images.app != nil && m.images.partitionTable != nil) else {
+            throw UsageError("provision reads explicit [images.*] entries; [build] dir is not read by provision yet",
+                             hint: "run `espforge init --build-dir` and keep the images it lists")
+        }
+        guard let bootRef = m.images.bootloader, let tableRef = m.images.partitionTable, let appRef = m.images.app else {
+            throw UsageError("the manifest must list [images.bootloader], [images.partition_table] and [images.app]")
+        }
+        var bootloader = try FileIO.read(path(bootRef.path))
+        var app = try FileIO.read(path(appRef.path))
+        let table = try FileIO.read(path(tableRef.path))
+        var digest: [UInt8]?
+        switch m.signing {
+        case .key(let keyPath)?:
+            let pem = try FileIO.readText(path(keyPath))
+            guard case let .privateKey(key) = try KeyMaterial.load(pem: pem) else {
+                throw UsageError(Diagnostic("not a private key", file: path(keyPath), hint: "give the RSA-3072 signing key (PEM)"))
+            }
+            bootloader = try SecureBootSigner.sign(image: bootloader, keys: [key], append: false, policy: .esp32).image
+            app = try SecureBootSigner.sign(image: app, keys: [key], append: false, policy: .esp32).image
+            digest = try key.publicKey.keyDigest()
+        case .external?:
+            throw UsageError("external signatures are not supported by provision yet", hint: "sign with `espforge secure-boot sign` and use presigned = true")
+        case .presigned?, nil:
+            digest = nil
+        }
+        let parsed: PartitionTable.Parsed
+        do { parsed = try PartitionTable.parse(binary: table) } catch { throw FileContextError(file: path(tableRef.path), underlying: error) }
+        var images = [ProvisioningJob.Image(name: "bootloader", offset: bootRef.offset, bytes: bootloader),
+                      ProvisioningJob.Image(name: "partition_table", offset: tableRef.offset, bytes: table)]
+        if let ota = m.images.otadata { images.append(.init(name: "otadata", offset: ota.offset, bytes: try FileIO.read(path(ota.path)))) }
+        images.append(.init(name: "app", offset: appRef.offset, bytes: app))
+
+        var identities: [NVSDevice] = []
+        var pool = "default"
+        if let nvs = m.nvs {
+            let configText = try FileIO.readText(path(nvs.config))
+            let valuesText = try FileIO.readText(path(nvs.values))
+            let config: [NVSRow]
+            do { config = try NVSPerDevice.config(configText) } catch { throw FileContextError(file: path(nvs.config), underlying: error) }
+            do {
+                let expanded = try NVSPerDevice.devices(config: config, values: valuesText)
+                if let first = expanded.failures.first { throw first }
+                identities = expanded.devices
+            } catch { throw FileContextError(file: path(nvs.values), underlying: error) }
+            pool = (nvs.values as NSString).lastPathComponent
+        }
+        let mode: ProvisioningJob.EncryptionMode
+        switch m.flashEncryption.mode {
+        case .none: mode = .none
+        case .onChip: mode = .onChip
+        case .host: mode = .host
+        }
+        var sdk = SimulatorSDKConfig()
+        sdk.secureBootV2 = m.signing != nil
+        sdk.flashEncryption = mode != .none
+        sdk.releaseMode = m.flashEncryption.release
+        sdk.uartAllowEncrypt = !m.flashEncryption.release
+        sdk.partitionTableOffset = tableRef.offset
+        let job = ProvisioningJob(
+            images: images, partitionTableOffset: tableRef.offset, partitions: parsed.table.entries, mode: mode,
+            release: m.flashEncryption.release, manifestHash: Manifest.hash(of: bytes), secureBootDigest: digest,
+            identityPool: pool, identities: identities, nvsPartition: m.nvs?.partition ?? "nvs",
+            nvsKeysPartition: m.nvs?.keysPartition, encryptNVS: m.nvs?.encrypt ?? false,
+            finalBurn: m.efuse.burn, finalWriteProtect: m.efuse.writeProtect, minRevision: m.chip.minRevision,
+            flashSize: m.chip.flashSize, station: m.registry.station)
+        var url = m.registry.url
+        if let u = url, !u.hasPrefix("postgres"), !u.hasPrefix("/") {
+            url = u.hasPrefix("sqlite:") ? "sqlite:" + path(String(u.dropFirst(7))) : path(u)
+        }
+        return Loaded(job: job, sdkconfig: sdk, registryURL: url)
+    }
+
+    /// Provisions every port in parallel; prints progress and the summary. Returns the exit code.
+    static func run(_ loaded: Loaded, ports: [String], registryURL: String?, resume: Bool, json: Bool,
+                    realtime: Bool = false, rngSeed: UInt64? = nil) async throws -> Int32 {
+        let registry = try await openRegistry(url: registryURL)
+        var provisioner = Provisioner(job: loaded.job, registry: registry, sdkconfig: loaded.sdkconfig, resume: resume)
+        provisioner.rngSeed = rngSeed
+        let printer = Printer(json: json, ports: ports)
+        provisioner.onEvent = { printer.event($0) }
+        if let crash = ProcessInfo.processInfo.environment["ESPFORGE_TEST_CRASH_AFTER"], !crash.isEmpty {
+            // Test-only: simulate a killed process right after a step was recorded ok.
+            provisioner.afterStep = { step, _ in if step.rawValue == crash { exit(137) } }
+        }
+        try await provisioner.loadPool()
+        let p = provisioner
+        let results = await withTaskGroup(of: (Int, ProvisionResult).self) { group in
+            for (i, port) in ports.enumerated() {
+                group.addTask {
+                    let target: any ProvisioningTarget = port.hasPrefix("virtual:")
+                        ? VirtualTarget(directory: String(port.dropFirst(8))) : UnsupportedPortTarget(port: port)
+                    let result = await p.provision(target)
+                    if realtime { try? await Task.sleep(nanoseconds: UInt64(max(0, result.virtualMilliseconds)) * 1_000_000) }
+                    return (i, result)
+                }
+            }
+            var out: [(Int, ProvisionResult)] = []
+            for await r in group { out.append(r) }
+            return out.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+        try? await registry.close()
+        if json {
+            for r in results { printer.line(try Output.jsonLine(["summary": r])) }
+        } else {
+            printer.line("")
+            printer.line(summaryTable(results))
+        }
+        let failed = results.filter { !$0.ok }
+        if !failed.isEmpty {
+            for f in failed {
+                var why = "\(f.port)\(f.mac.map { " (\($0))" } ?? ""): \(f.failedStep ?? "?"): \(f.reason ?? "failed")"
+                if let d = f.diagnosis { why += " — doctor: \(d)" }
+                FileHandle.standardError.write(Data("espforge: device failed: \(why)\n".utf8))
+            }
+            return 1
+        }
+        return 0
+    }
+
+    static func summaryTable(_ results: [ProvisionResult]) -> String {
+        var rows = [["PORT", "MAC", "IDENTITY", "RESULT", "DETAIL"]]
+        for r in results {
+            let detail = r.ok ? "booted \(r.bootedPartition ?? (r.resumedAfter == "record" ? "(earlier run)" : "-"))"
+                : "\(r.failedStep ?? "?"): \(r.reason ?? "")" + (r.diagnosis.map { " [doctor: \($0)]" } ?? "")
+            rows.append([r.port, r.mac ?? "-", r.identity ?? "-", r.ok ? "ok" : "FAILED", detail])
+        }
+        var widths = [Int](repeating: 0, count: 4)
+        for row in rows { for i in 0..<4 { widths[i] = max(widths[i], row[i].count) } }
+        return rows.map { row in
+            (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ") + "  " + row[4]
+        }.joined(separator: "\n")
+    }
+}
+
+/// Serialises output from the parallel device tasks. On a terminal: one live line per port,
+/// redrawn in place; otherwise (pipes, CI logs) one line per finished step.
+final class Printer: @unchecked Sendable {
+    let json: Bool
+    let ports: [String]
+    let live: Bool
+    let lock = NSLock()
+    var status: [String: String] = [:]
+    var drawn = false
+
+    init(json: Bool, ports: [String] = []) {
+        self.json = json
+        self.ports = ports
+        live = !json && !ports.isEmpty && isatty(STDOUT_FILENO) == 1
+    }
+
+    func event(_ e: ProvisionEvent) {
+        if json {
+            if let text = try? Output.jsonLine(e) { line(text) }
+            return
+        }
+        if live {
+            lock.lock(); defer { lock.unlock() }
+            let who = e.mac ?? ""
+            let what: String
+            switch e.state {
+            case .started: what = "\(e.step)…"
+            case .done: what = "done" + (e.detail.map { " (\($0))" } ?? "")
+            case .failed: what = "FAILED at \(e.step): \(e.detail ?? "")"
+            default: what = "\(e.step) \(e.state.rawValue)"
+            }
+            status[e.port] = "\(who)  \(what)"
+            var text = drawn ? "\u{1B}[\(ports.count)A" : ""
+            for p in ports { text += "\r\u{1B}[2K" + p + "  " + (status[p] ?? "waiting") + "\n" }
+            drawn = true
+            FileHandle.standardOutput.write(Data(text.utf8))
+            return
+        }
+        guard e.state != .started, e.state != .done else { return }
+        let who = e.mac.map { "\(e.port) \($0)" } ?? e.port
+        line("[\(who)] \(e.step): \(e.state.rawValue)" + (e.detail.map { " — \($0)" } ?? ""))
+    }
+
+    func line(_ text: String) {
+        lock.lock(); defer { lock.unlock() }
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+}
+
+extension Output {
+    /// One compact JSON object (for event streams).
+    static func jsonLine<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+}
