@@ -13,35 +13,9 @@ import Glibc
 struct DeviceTargetTests {
     /// Serves `state` on a free port while `body` runs.
     func served(_ state: String, _ body: (Int) throws -> Void) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Espforge.path)
-        p.arguments = ["device", "serve", "--state", state, "--listen", "127.0.0.1:0", "--max-seconds", "120"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        defer {
-            if p.isRunning { p.terminate() }
-            let deadline = Date().addingTimeInterval(10)
-            while p.isRunning, Date() < deadline { usleep(20_000) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
-        }
-        let fd = out.fileHandleForReading.fileDescriptor
-        var text = ""
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, !text.contains("\n") {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 200) > 0 else { continue }
-            var buf = [UInt8](repeating: 0, count: 256)
-            let n = read(fd, &buf, buf.count)
-            if n <= 0 { break }
-            text += String(decoding: buf[0..<n], as: UTF8.self)
-        }
-        guard let line = text.split(separator: "\n").first, line.hasPrefix("listening on 127.0.0.1:"),
-              let port = Int(line.dropFirst("listening on 127.0.0.1:".count)) else {
-            throw TestSupportError.missing("server did not report its port (got '\(text)')")
-        }
-        try body(port)
+        let server = try DeviceServerProcess(state: state)
+        defer { server.stop() }
+        try body(server.port)
     }
 
     @Test func burnedDigestDrivesPF005ViaStateAndSummary() throws {

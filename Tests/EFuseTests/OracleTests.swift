@@ -11,7 +11,7 @@ import Glibc
 final class DeviceFolder {
     let root: URL
     let state: String
-    private var server: Process?
+    private var server: DeviceServerProcess?
     private(set) var port = 0
 
     init(mac: String) throws {
@@ -30,43 +30,16 @@ final class DeviceFolder {
         return path(name)
     }
 
-    /// `espforge device serve` on a free port; reads `listening on 127.0.0.1:PORT` (bounded wait).
+    /// `espforge device serve` on a free loopback port.
     func serve() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Espforge.path)
-        p.arguments = ["device", "serve", "--state", state, "--listen", "127.0.0.1:0", "--max-seconds", "120"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        server = p
-        let fd = out.fileHandleForReading.fileDescriptor
-        var text = ""
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, !text.contains("\n") {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 200) > 0 else { continue }
-            var buf = [UInt8](repeating: 0, count: 256)
-            let n = read(fd, &buf, buf.count)
-            if n <= 0 { break }
-            text += String(decoding: buf[0..<n], as: UTF8.self)
-        }
-        let prefix = "listening on 127.0.0.1:"
-        guard let line = text.split(separator: "\n").first, line.hasPrefix(prefix), let n = Int(line.dropFirst(prefix.count)) else {
-            stop()
-            throw TestSupportError.missing("server did not report its port (got '\(text)')")
-        }
-        port = n
+        let s = try DeviceServerProcess(state: state)
+        server = s
+        port = s.port
     }
 
-    /// SIGTERM to our own server by PID, bounded wait, then SIGKILL.
     func stop() {
-        guard let p = server else { return }
+        server?.stop()
         server = nil
-        if p.isRunning { kill(p.processIdentifier, SIGTERM) }
-        let deadline = Date().addingTimeInterval(10)
-        while p.isRunning, Date() < deadline { usleep(20_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
     }
 
     deinit {

@@ -81,39 +81,8 @@ func withoutTimestamps(_ lines: [String]) -> [String] {
 
 /// Writes the plan into `state` with the real esptool through `espforge device serve`.
 func esptoolWrite(state: String, pairs: [String]) throws -> ProcessResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: Espforge.path)
-    p.arguments = ["device", "serve", "--state", state, "--listen", "127.0.0.1:0", "--max-seconds", "300"]
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    defer {
-        // Stop our own server by its PID (SIGTERM saves the state), bounded.
-        if p.isRunning { kill(p.processIdentifier, SIGTERM) }
-        let deadline = Date().addingTimeInterval(20)
-        while p.isRunning, Date() < deadline { usleep(20_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-    }
-    let fd = pipe.fileHandleForReading.fileDescriptor
-    var text = ""
-    let deadline = Date().addingTimeInterval(30)
-    while !text.contains("\n"), Date() < deadline {
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&pfd, 1, 200) > 0 else { continue }
-        var buf = [UInt8](repeating: 0, count: 256)
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { break }
-        text += String(decoding: buf[0..<n], as: UTF8.self)
-    }
-    guard let r = text.range(of: "listening on 127.0.0.1:"),
-          let port = Int(text[r.upperBound...].prefix { $0.isNumber }) else {
-        throw TestSupportError.missing("serve did not print its port: \(text)")
-    }
-    let result = try Oracle.run("esptool", ["--chip", "esp32", "--port", "socket://127.0.0.1:\(port)", "--before", "no-reset",
-                                            "--after", "no-reset", "write-flash", "--flash-size", "keep"] + pairs)
-    kill(p.processIdentifier, SIGTERM)
-    let stop = Date().addingTimeInterval(20)
-    while p.isRunning, Date() < stop { usleep(20_000) }
-    return result
+    let server = try DeviceServerProcess(state: state, maxSeconds: 300)
+    defer { server.stop() }
+    return try Oracle.run("esptool", ["--chip", "esp32", "--port", server.url, "--before", "no-reset",
+                                      "--after", "no-reset", "write-flash", "--flash-size", "keep"] + pairs)
 }

@@ -11,7 +11,7 @@ final class ServedDevice {
     /// A private temporary folder (state in `dev/`, scratch files beside it), removed on deinit.
     let root: URL
     let state: String
-    private var process: Process?
+    private var server: DeviceServerProcess?
     private(set) var port = 0
 
     init(mac: String, extra: [String] = []) throws {
@@ -21,43 +21,16 @@ final class ServedDevice {
         guard r.status == 0 else { throw TestSupportError.missing("device create failed: \(r.err)") }
     }
 
-    /// Starts the server; reads the `listening on 127.0.0.1:PORT` line (bounded wait).
+    /// Starts the server on a free loopback port.
     func start(_ extra: [String] = []) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Espforge.path)
-        p.arguments = ["device", "serve", "--state", state, "--listen", "127.0.0.1:0", "--max-seconds", "120"] + extra
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        process = p
-        let fd = out.fileHandleForReading.fileDescriptor
-        var text = ""
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, !text.contains("\n") {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 200) > 0 else { continue }
-            var buf = [UInt8](repeating: 0, count: 256)
-            let n = read(fd, &buf, buf.count)
-            if n <= 0 { break }
-            text += String(decoding: buf[0..<n], as: UTF8.self)
-        }
-        guard let line = text.split(separator: "\n").first, line.hasPrefix("listening on 127.0.0.1:"),
-              let port = Int(line.dropFirst("listening on 127.0.0.1:".count)) else {
-            stop()
-            throw TestSupportError.missing("server did not report its port (got '\(text)')")
-        }
-        self.port = port
+        let server = try DeviceServerProcess(state: state, extra: extra)
+        self.server = server
+        port = server.port
     }
 
-    /// SIGTERM, then wait (bounded); SIGKILL if it does not stop.
     func stop() {
-        guard let p = process else { return }
-        process = nil
-        if p.isRunning { p.terminate() }
-        let deadline = Date().addingTimeInterval(10)
-        while p.isRunning, Date() < deadline { usleep(20_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        server?.stop()
+        server = nil
     }
 
     deinit {
