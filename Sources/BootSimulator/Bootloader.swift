@@ -572,25 +572,23 @@ extension BootRun {
         } else if cryptConfig != 0xF && dialect.cryptConfigAlwaysLogged {
             E("flash_encrypt", "EFUSE_ENCRYPT_CONFIG should be set 0xF but it is 0x\(String(cryptConfig, radix: 16))")
         }
-        if sdk.uartAllowEncrypt { W("flash_encrypt", "Not disabling UART bootloader encryption") } else {
-            I("flash_encrypt", "Disable UART bootloader encryption...")
-            write("DISABLE_DL_ENCRYPT", 1)
-        }
-        if sdk.uartAllowDecrypt { W("flash_encrypt", "Not disabling UART bootloader decryption - SECURITY COMPROMISED") } else {
-            I("flash_encrypt", "Disable UART bootloader decryption...")
-            write("DISABLE_DL_DECRYPT", 1)
-        }
-        if sdk.uartAllowCache { W("flash_encrypt", "Not disabling UART bootloader MMU cache - SECURITY COMPROMISED") } else {
-            I("flash_encrypt", "Disable UART bootloader MMU cache...")
-            write("DISABLE_DL_CACHE", 1)
-        }
-        if sdk.allowJTAG { W("flash_encrypt", "Not disabling JTAG - SECURITY COMPROMISED") } else {
-            I("flash_encrypt", "Disable JTAG...")
-            write("JTAG_DISABLE", 1)
-        }
-        if sdk.allowROMBasic { W("flash_encrypt", "Not disabling ROM BASIC fallback - SECURITY COMPROMISED") } else {
-            I("flash_encrypt", "Disable ROM BASIC interpreter fallback...")
-            write("CONSOLE_DEBUG_DISABLE", 1)
+        // Hardening eFuses, in the bootloader's order: (kept by sdkconfig?, warning, info, field).
+        let hardening: [(Bool, String, String, String)] = [
+            (sdk.uartAllowEncrypt, "Not disabling UART bootloader encryption",
+             "Disable UART bootloader encryption...", "DISABLE_DL_ENCRYPT"),
+            (sdk.uartAllowDecrypt, "Not disabling UART bootloader decryption - SECURITY COMPROMISED",
+             "Disable UART bootloader decryption...", "DISABLE_DL_DECRYPT"),
+            (sdk.uartAllowCache, "Not disabling UART bootloader MMU cache - SECURITY COMPROMISED",
+             "Disable UART bootloader MMU cache...", "DISABLE_DL_CACHE"),
+            (sdk.allowJTAG, "Not disabling JTAG - SECURITY COMPROMISED", "Disable JTAG...", "JTAG_DISABLE"),
+            (sdk.allowROMBasic, "Not disabling ROM BASIC fallback - SECURITY COMPROMISED",
+             "Disable ROM BASIC interpreter fallback...", "CONSOLE_DEBUG_DISABLE"),
+        ]
+        for (kept, warning, info, field) in hardening {
+            if kept { W("flash_encrypt", warning) } else {
+                I("flash_encrypt", info)
+                write(field, 1)
+            }
         }
         if sdk.secureBootV2 && !sdk.allowEFuseReadDisable {
             if dialect.flashEncryptionLogsReadDisableLock { I("flash_encrypt", "Prevent read disabling of additional efuses...") }
