@@ -1,3 +1,4 @@
+import ESPCore
 import Foundation
 
 /// A boot log as a serial monitor captured it, cleaned into lines: ANSI colour codes and other
@@ -33,7 +34,7 @@ public struct BootLog: Sendable {
     public init(text: String) {
         var out: [Line] = []
         var number = 0
-        for physical in Self.physicalLines(text) {
+        for physical in TextLines.split(text) {
             number += 1
             let cleaned = Self.clean(physical)
             for piece in Self.splitBanners(cleaned) {
@@ -43,23 +44,6 @@ public struct BootLog: Sendable {
             }
         }
         lines = out
-    }
-
-    /// Splits on LF, CRLF and lone CR.
-    static func physicalLines(_ text: String) -> [Substring] {
-        var result: [Substring] = []
-        var start = text.startIndex
-        var i = text.startIndex
-        while i < text.endIndex {
-            let c = text[i]
-            if c == "\n" || c == "\r" || c == "\r\n" {
-                result.append(text[start..<i])
-                start = text.index(after: i)
-            }
-            i = text.index(after: i)
-        }
-        if start < text.endIndex { result.append(text[start...]) }
-        return result
     }
 
     /// Removes ANSI escape sequences (CSI `ESC [ … final`, and two-byte `ESC x`) and control

@@ -11,7 +11,7 @@ extension PartitionTable {
         var warnings: [PartitionWarning] = []
         var body = Substring(text)
         if body.hasPrefix("\u{FEFF}") { body = body.dropFirst() }
-        for (index, rawLine) in splitLines(body).enumerated() {
+        for (index, rawLine) in TextLines.split(body).enumerated() {
             let lineNo = index + 1
             let trimmed = rawLine.trimmingCharacters()
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
@@ -40,25 +40,6 @@ extension PartitionTable {
         var line: Int
         var offsetColumn: Int
         var sizeColumn: Int
-    }
-
-    /// Lines split like Python's `str.splitlines()` for the usual terminators.
-    static func splitLines(_ text: Substring) -> [Substring] {
-        var lines: [Substring] = []
-        var start = text.startIndex
-        var i = text.startIndex
-        while i < text.endIndex {
-            let c = text[i]
-            if c == "\n" || c == "\r" || c == "\r\n" {
-                lines.append(text[start..<i])
-                i = text.index(after: i)
-                start = i
-            } else {
-                i = text.index(after: i)
-            }
-        }
-        if start < text.endIndex { lines.append(text[start..<text.endIndex]) }
-        return lines
     }
 
     /// Comma-separated fields, trimmed, each with the 1-based column where its text starts,

@@ -65,3 +65,12 @@ import Testing
         #expect(ChipSpec.named("esp8266") == nil)
     }
 }
+
+@Suite struct TextLinesTests {
+    @Test func splitsOnEveryTerminator() {
+        #expect(TextLines.split("a\nb\r\nc\rd") == ["a", "b", "c", "d"])
+        #expect(TextLines.split("a\n\nb\n") == ["a", "", "b"])
+        #expect(TextLines.split("") == [])
+        #expect(TextLines.split("\n") == [""])
+    }
+}
