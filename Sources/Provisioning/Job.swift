@@ -45,6 +45,10 @@ public struct ProvisioningJob: Sendable {
     public var minRevision: Int?
     public var flashSize: Int
     public var station: String?
+    /// Real devices: a console line that means the app is up (nil: the ESP-IDF app-start line).
+    public var readyLine: String? = nil
+    /// Real devices: seconds to watch the console for the first boot.
+    public var bootTimeout: Double = 30
 
     public init(images: [Image], partitionTableOffset: Int, partitions: [PartitionEntry], mode: EncryptionMode,
                 release: Bool, manifestHash: String, secureBootDigest: [UInt8]?, identityPool: String,

@@ -130,13 +130,15 @@ enum ProvisionSetup {
         sdk.releaseMode = m.flashEncryption.release
         sdk.uartAllowEncrypt = !m.flashEncryption.release
         sdk.partitionTableOffset = tableRef.offset
-        let job = ProvisioningJob(
+        var job = ProvisioningJob(
             images: images, partitionTableOffset: tableRef.offset, partitions: parsed.table.entries, mode: mode,
             release: m.flashEncryption.release, manifestHash: Manifest.hash(of: bytes), secureBootDigest: digest,
             identityPool: pool, identities: identities, nvsPartition: m.nvs?.partition ?? "nvs",
             nvsKeysPartition: m.nvs?.keysPartition, encryptNVS: m.nvs?.encrypt ?? false,
             finalBurn: m.efuse.burn, finalWriteProtect: m.efuse.writeProtect, minRevision: m.chip.minRevision,
             flashSize: m.chip.flashSize, station: m.registry.station)
+        job.readyLine = m.firstBoot.readyLine
+        job.bootTimeout = Double(m.firstBoot.timeout)
         var url = m.registry.url
         if let u = url, !u.hasPrefix("postgres"), !u.hasPrefix("/") {
             url = u.hasPrefix("sqlite:") ? "sqlite:" + path(String(u.dropFirst(7))) : path(u)
