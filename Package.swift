@@ -96,10 +96,11 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
-        // The production line: the per-device provisioning pipeline over injected registry and devices.
+        // The production line: the per-device pipeline over a registry and device links (in-process
+        // virtual devices, or any port through the flasher).
         .target(name: "Provisioning", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS", "EFuse",
-            "VirtualDevice", "BootSimulator", "Diagnostics", "Registry",
+            "VirtualDevice", "BootSimulator", "Diagnostics", "Registry", "Transport", "Flasher",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 

@@ -172,6 +172,13 @@ public struct EFuseArray: Sendable, Equatable {
         return zip(blocks[block], mask).map { $0 & $1 }
     }
 
+    /// The whole array as the read registers show it (what a host reads over the loader).
+    public func readable(layout: EFuseLayout) -> EFuseArray {
+        var copy = self
+        for b in 0..<blocks.count { copy.blocks[b] = readable(block: b, layout: layout) }
+        return copy
+    }
+
     /// A field's value as read through the registers (read protection applied), as bytes
     /// little-endian (bit 0 of the field = bit 0 of byte 0).
     public func value(of field: EFuseField, layout: EFuseLayout, raw: Bool = false) -> [UInt8] {

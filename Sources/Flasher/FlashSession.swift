@@ -188,6 +188,12 @@ public final class FlashSession {
         }
     }
 
+    /// Runs `body` with the loader client, reconnecting and running it again on link-level
+    /// failures (use for idempotent work: register reads, MD5s).
+    public func withClient<T>(_ body: (LoaderClient) throws -> T) throws -> T {
+        try withReconnect { try body(try requireClient()) }
+    }
+
     // MARK: Chip info
 
     public func chipInfo() throws -> ChipInfo {
@@ -376,6 +382,12 @@ public final class FlashSession {
             emit(got == md5 ? "verified" : "mismatch", address: r.address, size: data.count, detail: "md5 \(got.hexString)")
             return result
         }
+    }
+
+    /// Closes without any reset (the chip stays where it is).
+    public func finishWithoutReset() {
+        port?.close()
+        client = nil
     }
 
     /// `--after`, then close.

@@ -320,6 +320,15 @@ public final class LoaderClient: RegisterAccess {
         return out
     }
 
+    /// ROM loader: leave for the firmware in flash (FLASH_END with the run flag) without waiting
+    /// for the reply. The reply frame and then the firmware's console follow on the port, to be
+    /// read raw (a serial monitor's view; the client's framing would drop the text).
+    public func runFirmware() throws {
+        guard !isStub else { throw FlasherError.romUnsupported("running the firmware from the stub") }
+        try command(.flashBegin, le(0, 0, UInt32(LoaderProtocol.romWriteBlock), 0))
+        try send(CommandPacket(.flashEnd, data: le(1)))
+    }
+
     /// Stub: leave the loader (run the new firmware); ROM: FLASH_END(run user code).
     public func leaveLoader() throws {
         if isStub {

@@ -8,6 +8,13 @@ enum BootDiagnosis {
     static func primaryCause(log: String) -> String? {
         Doctor.diagnose(logBytes: Array(log.utf8)).primary.map { "\($0.rule): \($0.cause)" }
     }
+
+    /// Like ``primaryCause(log:)`` but only when the doctor is at least fairly sure (a boot that
+    /// merely went quiet — an app with nothing to say, in-place encryption at work — is not a failure).
+    static func confidentCause(log: String) -> String? {
+        guard let f = Doctor.diagnose(logBytes: Array(log.utf8)).primary, f.confidence > .low else { return nil }
+        return "\(f.rule): \(f.cause)"
+    }
 }
 
 /// Preflight (the PF rules) on this device's plan, with this device's facts.

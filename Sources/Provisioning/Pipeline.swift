@@ -10,76 +10,6 @@ import Partitions
 import Registry
 import VirtualDevice
 
-/// Where a device's state lives. Virtual devices (`virtual:DIR`) are provisioned in-process;
-/// serial and socket ports are not supported by the pipeline yet.
-public protocol ProvisioningTarget: Sendable {
-    var port: String { get }
-    func load() throws -> Device
-    /// Persists flash and eFuses (called after every step that changed the device).
-    func save(_ device: Device) throws
-}
-
-/// A virtual device folder (``DeviceStore``).
-///
-/// Flash and eFuses change together (a first boot encrypts flash and burns the key), so they are
-/// saved as one transaction: both written as `.pending` files, then a commit marker, then both
-/// renamed into place. A process killed at any point leaves either the old or the new pair
-/// (``load()`` finishes a committed save or drops an uncommitted one).
-public struct VirtualTarget: ProvisioningTarget {
-    public let store: DeviceStore
-    public var port: String { "virtual:" + store.directory }
-    public init(directory: String) { store = DeviceStore(directory: directory) }
-
-    var marker: String { store.directory + "/save.commit" }
-    var pendingFlash: String { store.flashPath + ".pending" }
-    var pendingEFuses: String { store.efusePath + ".pending" }
-
-    public func load() throws -> Device {
-        try recover()
-        return try store.load()
-    }
-
-    public func save(_ device: Device) throws {
-        try Self.write(device.flash.bytes, to: pendingFlash)
-        try Self.write(device.efuses.bytes, to: pendingEFuses)
-        try Self.write([], to: marker)   // the commit point
-        try recover()
-    }
-
-    /// Rolls a committed save forward; discards an uncommitted one.
-    func recover() throws {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: marker) {
-            for (from, to) in [(pendingFlash, store.flashPath), (pendingEFuses, store.efusePath)] where fm.fileExists(atPath: from) {
-                guard rename(from, to) == 0 else {
-                    throw DeviceError.io(to, "cannot replace: \(String(cString: strerror(errno)))")
-                }
-            }
-            try? fm.removeItem(atPath: marker)
-        } else {
-            try? fm.removeItem(atPath: pendingFlash)
-            try? fm.removeItem(atPath: pendingEFuses)
-        }
-    }
-
-    static func write(_ bytes: [UInt8], to path: String) throws {
-        do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw DeviceError.io(path, "cannot write: \(error.localizedDescription)")
-        }
-    }
-}
-
-/// Register access over an in-memory device (the loader's eFuse window), for ``EFuseClient``.
-final class EngineAccess: RegisterAccess {
-    let engine: ProtocolEngine
-    init(_ device: Device) {
-        engine = ProtocolEngine(device: device)
-        engine.beginConnection()
-    }
-    func readRegister(_ address: UInt32) throws -> UInt32 { engine.readRegister(address) }
-    func writeRegister(_ address: UInt32, _ value: UInt32) throws { engine.writeRegister(address, value) }
-}
-
 /// The per-device pipeline. Every step is recorded in the registry before and after it runs;
 /// with `resume`, steps up to the device's last safe step are skipped.
 public struct Provisioner: Sendable {
@@ -106,15 +36,18 @@ public struct Provisioner: Sendable {
     }
 
     /// Mutable state of one run.
+    /// Mutable state of one run (one task owns it; the link is used from that task only).
     final class Run: @unchecked Sendable {
-        var device: Device
-        var mac: String
+        let link: any DeviceLink
+        let facts: LinkFacts
+        /// The eFuses as last read (refreshed after every step that may change them).
+        var efuses: EFuseArray
+        var mac: String { facts.mac }
         var identity: ClaimedIdentity?
         var nvsImage: [UInt8]?
         var nvsKeysImage: [UInt8]?
-        var boot: BootOutcome?
-        var virtualMs = 0
-        init(device: Device) { self.device = device; self.mac = device.description.mac }
+        var boot: FirstBootReport?
+        init(link: any DeviceLink, facts: LinkFacts) { self.link = link; self.facts = facts; efuses = facts.efuses }
     }
 
     public func provision(_ target: any ProvisioningTarget) async -> ProvisionResult {
@@ -122,14 +55,11 @@ public struct Provisioner: Sendable {
         var result = ProvisionResult(port: port, mac: nil, identity: nil, ok: false, failedStep: nil, reason: nil,
                                      diagnosis: nil, bootedPartition: nil, virtualMilliseconds: 0, resumedAfter: nil)
         let run: Run
-        // connect: not recorded (the MAC is not known yet); loading the state is the connection.
+        // connect: not recorded (the MAC is not known yet).
         do {
-            guard target is VirtualTarget else {
-                throw ProvisioningError(.connect, "only virtual devices (virtual:DIR) can be provisioned today",
-                                        hint: "serial and socket:// ports: write, first boot and log watching are not supported yet")
-            }
             emit(port, nil, .connect, .started)
-            run = Run(device: try target.load())
+            let link = try target.connect()
+            do { run = Run(link: link, facts: try link.identify()) } catch { link.close(); throw error }
             emit(port, run.mac, .connect, .ok)
         } catch {
             emit(port, nil, .connect, .failed, Self.message(error))
@@ -143,6 +73,7 @@ public struct Provisioner: Sendable {
             last = step
             result.resumedAfter = step.rawValue
             if step == .record {
+                run.link.close()
                 result.ok = true
                 result.identity = try? await registry.identity(pool: job.identityPool, mac: run.mac)?.id
                 emit(port, run.mac, .record, .skipped, "already provisioned")
@@ -167,7 +98,7 @@ public struct Provisioner: Sendable {
             emit(port, run.mac, step, .started)
             do {
                 let detail = try await registry.recordStep(mac: run.mac, step: step.rawValue) {
-                    try await self.perform(step, run, target)
+                    try await self.perform(step, run)
                 }
                 emit(port, run.mac, step, .ok, detail)
                 afterStep?(step, run.mac)
@@ -177,20 +108,23 @@ public struct Provisioner: Sendable {
                 result.failedStep = step.rawValue
                 result.reason = why
                 if step == .firstBoot, let boot = run.boot {
-                    result.diagnosis = BootDiagnosis.primaryCause(log: boot.consoleText)
+                    result.diagnosis = BootDiagnosis.primaryCause(log: boot.console)
                 }
                 let failure = "\(step.rawValue): \(why)" + (result.diagnosis.map { " — doctor: \($0)" } ?? "")
-                try? await registry.finish(mac: run.mac, status: .failed, efuseSummary: Self.efuseSummary(run.device.efuses),
+                if let fresh = try? run.link.readEFuses() { run.efuses = fresh }
+                run.link.close()
+                try? await registry.finish(mac: run.mac, status: .failed, efuseSummary: Self.efuseSummary(run.efuses),
                                            failure: SecretGuard.redactedFreeText(failure))
                 result.identity = run.identity?.id
-                result.virtualMilliseconds = run.virtualMs
+                result.virtualMilliseconds = run.link.virtualMilliseconds
                 return result
             }
         }
+        run.link.close()
         result.ok = true
         result.identity = run.identity?.id
         result.bootedPartition = run.boot?.bootedPartition
-        result.virtualMilliseconds = run.virtualMs
+        result.virtualMilliseconds = run.link.virtualMilliseconds
         emit(port, run.mac, .record, .done, run.identity.map { "identity \($0.id)" })
         return result
     }
@@ -205,7 +139,7 @@ public struct Provisioner: Sendable {
 
     // MARK: steps
 
-    func perform(_ step: ProvisionStep, _ run: Run, _ target: any ProvisioningTarget) async throws -> String? {
+    func perform(_ step: ProvisionStep, _ run: Run) async throws -> String? {
         switch step {
         case .connect: return nil
         case .identify: return try await identify(run)
@@ -217,34 +151,36 @@ public struct Provisioner: Sendable {
         case .preflight: return try preflight(run)
         case .write:
             try write(run)
-            try target.save(run.device)
+            run.efuses = try run.link.readEFuses()
             return job.mode == .host ? "ciphertext written, per-device key burned and protected" : "plaintext written"
         case .firstBoot:
             var config = BootConfig(sdkconfig: sdkconfig)
             config.rngSeed = rngSeed
-            var device = run.device
-            let outcome = BootSimulator(config: config).boot(device: &device)
-            run.boot = outcome
-            run.virtualMs += outcome.virtualMilliseconds
-            guard outcome.booted else {
-                throw ProvisioningError(.firstBoot, "the device did not boot its app: \(outcome.reason ?? outcome.result.rawValue)")
+            var report = try run.link.firstBoot(FirstBootRequest(readyLine: job.readyLine, timeout: job.bootTimeout, simulator: config))
+            if report.bootedPartition == nil, let offset = report.bootedOffset {
+                report.bootedPartition = job.partitions.first { Int($0.offset) == offset }?.name
             }
-            run.device = device
-            try target.save(device)
-            return "booted \(outcome.bootedPartition ?? "app") after \(outcome.resets) reset(s)"
-        case .verify: return try verify(run)
+            run.boot = report
+            guard report.booted else {
+                throw ProvisioningError(.firstBoot, "the device did not boot its app: \(report.reason ?? "unknown")")
+            }
+            run.efuses = try run.link.readEFuses()
+            return "booted \(report.bootedPartition ?? "app") after \(report.resets) reset(s)"
+        case .verify:
+            run.efuses = try run.link.readEFuses()
+            return try verify(run)
         case .finalEFuses:
             let note = try burnFinal(run)
-            try target.save(run.device)
+            run.efuses = try run.link.readEFuses()
             return note
         case .record:
-            try await registry.finish(mac: run.mac, status: .provisioned, efuseSummary: Self.efuseSummary(run.device.efuses), failure: nil)
+            try await registry.finish(mac: run.mac, status: .provisioned, efuseSummary: Self.efuseSummary(run.efuses), failure: nil)
             return "provisioned"
         }
     }
 
     func identify(_ run: Run) async throws -> String {
-        let d = run.device.description
+        let d = run.facts
         var facts = DeviceFacts(mac: run.mac, chip: d.chip, chipRevision: d.chipRevision,
                                 flashID: String(format: "0x%06x", d.flashID), flashSize: d.flashSize,
                                 station: job.station, manifestHash: job.manifestHash)
@@ -255,7 +191,7 @@ public struct Provisioner: Sendable {
             facts.keyDigests["secure_boot_v2"] = digest.map { String(format: "%02x", $0) }.joined()
         }
         try await registry.register(facts)
-        let e = run.device.efuses
+        let e = run.efuses
         return "\(d.chip) rev \(d.chipRevision), \(d.flashSize >> 20)MB flash 0x\(String(d.flashID, radix: 16)), "
             + "ABS_DONE_1=\(Self.int(e, "ABS_DONE_1")) FLASH_CRYPT_CNT=\(Self.int(e, "FLASH_CRYPT_CNT"))"
     }
@@ -281,7 +217,7 @@ public struct Provisioner: Sendable {
     }
 
     func preflight(_ run: Run) throws -> String {
-        let d = run.device.description
+        let d = run.facts
         if let min = job.minRevision, d.chipRevision < min {
             throw ProvisioningError(.preflight, "chip revision \(d.chipRevision) is below the manifest's minimum \(min)")
         }
@@ -291,7 +227,7 @@ public struct Provisioner: Sendable {
         for image in job.images where image.offset + image.bytes.count > d.flashSize {
             throw ProvisioningError(.preflight, "\(image.name) does not fit the flash")
         }
-        let e = run.device.efuses
+        let e = run.efuses
         if Self.int(e, "ABS_DONE_1") != 0 || Self.int(e, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 1 {
             throw ProvisioningError(.preflight, "the device is already secured (ABS_DONE_1 or FLASH_CRYPT_CNT set)",
                                     hint: "a secured device cannot be provisioned again")
@@ -333,18 +269,18 @@ public struct Provisioner: Sendable {
     }
 
     func write(_ run: Run) throws {
-        var writes = job.images.map { ($0.offset, $0.bytes) }
-        if let nvs = run.nvsImage, let p = job.partition(named: job.nvsPartition) { writes.append((Int(p.offset), nvs)) }
+        var writes = job.images.map { ($0.name, $0.offset, $0.bytes) }
+        if let nvs = run.nvsImage, let p = job.partition(named: job.nvsPartition) { writes.append((p.name, Int(p.offset), nvs)) }
         if let keys = run.nvsKeysImage {
             let name = job.nvsKeysPartition ?? job.partitions.first(where: { $0.type == 1 && $0.subtype == 4 })?.name
             guard let name, let p = job.partition(named: name) else {
                 throw ProvisioningError(.write, "NVS is encrypted but the partition table has no nvs_keys partition")
             }
-            writes.append((Int(p.offset), keys))
+            writes.append((p.name, Int(p.offset), keys))
         }
         var cipher: FlashCipher?
         if job.mode == .host {
-            let e = run.device.efuses
+            let e = run.efuses
             let cnt = Self.int(e, "FLASH_CRYPT_CNT")
             if cnt.nonzeroBitCount % 2 == 1 && e.isReadProtected(bit: 0) {
                 return // crashed after arming: the ciphertext was complete before the key was protected
@@ -359,16 +295,19 @@ public struct Provisioner: Sendable {
             cipher = try FlashCipher(chip: .esp32, key: key, flashCryptConfig: 0xF)
             key = [UInt8](repeating: 0, count: key.count)
         }
-        for (offset, bytes) in writes {
+        var regions: [(name: String, offset: Int, bytes: [UInt8])] = []
+        for (name, offset, bytes) in writes {
             var data = bytes
             if let cipher, encrypted(offset) {
                 while data.count % 32 != 0 { data.append(0xFF) }
                 data = try cipher.encrypt(data, at: offset)
             }
-            guard offset + data.count <= run.device.flash.size else { throw ProvisioningError(.write, "image at 0x\(String(offset, radix: 16)) does not fit") }
-            if let t = run.device.flash.eraseSectors(offset, data.count, timing: .w25q32jv) { run.virtualMs += Int(t * 1000) }
-            if let t = run.device.flash.program(offset, data, timing: .w25q32jv) { run.virtualMs += Int(t * 1000) }
+            guard offset + data.count <= run.facts.flashSize else {
+                throw ProvisioningError(.write, "\(name) at 0x\(String(offset, radix: 16)) does not fit the \(run.facts.flashSize >> 20)MB flash")
+            }
+            regions.append((name, offset, data))
         }
+        try run.link.write(regions)
         if job.mode == .host {
             // Arm: encryption on (odd count) and the key unreadable and unwritable from now on.
             try burn(run, [.field(name: "FLASH_CRYPT_CNT", value: job.release ? "127" : "1"),
@@ -377,15 +316,12 @@ public struct Provisioner: Sendable {
     }
 
     func burn(_ run: Run, _ requests: [EFuseBurnRequest]) throws {
-        let access = EngineAccess(run.device)
-        let client = EFuseClient(access: access)
-        let plan = try client.plan(requests)
-        _ = try client.execute(plan)
-        run.device.efuses = access.engine.device.efuses
+        try run.link.burn(requests)
+        run.efuses = try run.link.readEFuses()
     }
 
     func verify(_ run: Run) throws -> String {
-        let e = run.device.efuses
+        let e = run.efuses
         var problems: [String] = []
         if sdkconfig.secureBootV2 {
             if Self.int(e, "ABS_DONE_1") == 0 { problems.append("ABS_DONE_1 is not set") }
@@ -412,13 +348,13 @@ public struct Provisioner: Sendable {
                 throw ProvisioningError(.finalEFuses, "'\(name)' is not a one-word ESP32 eFuse field")
             }
             let all = f.width == 32 ? UInt64(UInt32.max) : (UInt64(1) << UInt64(f.width)) - 1
-            if run.device.efuses.integer(f, layout: layout) != all { requests.append(.field(name: f.name, value: String(all))) }
+            if run.efuses.integer(f, layout: layout) != all { requests.append(.field(name: f.name, value: String(all))) }
         }
         for name in job.finalWriteProtect {
             guard let f = layout.field(named: name.uppercased()), let bit = f.writeProtect else {
                 throw ProvisioningError(.finalEFuses, "'\(name)' has no write-protection bit")
             }
-            if !run.device.efuses.isWriteProtected(bit: bit) { requests.append(.writeProtect(f.name)) }
+            if !run.efuses.isWriteProtected(bit: bit) { requests.append(.writeProtect(f.name)) }
         }
         guard !requests.isEmpty else { return "nothing left to burn" }
         try burn(run, requests)
@@ -450,14 +386,4 @@ public struct Provisioner: Sendable {
         out["SECURE_BOOT_BLOCK2"] = e.blocks[2].contains { $0 != 0 } ? "digest burned" : "empty"
         return out
     }
-}
-
-/// A port the pipeline cannot drive yet (serial, socket://): fails at connect with a clear reason.
-public struct UnsupportedPortTarget: ProvisioningTarget {
-    public let port: String
-    public init(port: String) { self.port = port }
-    public func load() throws -> Device {
-        throw ProvisioningError(.connect, "port \(port) is not supported yet")
-    }
-    public func save(_ device: Device) throws {}
 }

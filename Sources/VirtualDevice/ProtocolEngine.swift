@@ -9,6 +9,13 @@ import Loader
 /// as hex text, no stub-only commands). After a RAM upload ending in MEM_END with an entry point
 /// it answers as esptool's flasher stub does ("OHAI", 2 status bytes, ERASE_FLASH/ERASE_REGION/
 /// READ_FLASH, 0x4000 blocks, raw MD5) without executing the uploaded code.
+/// What a firmware run printed and how long it took (see ``ProtocolEngine/firmware``).
+public struct FirmwareRun: Sendable {
+    public var console: [UInt8]
+    public var seconds: Double
+    public init(console: [UInt8], seconds: Double) { self.console = console; self.seconds = seconds }
+}
+
 public final class ProtocolEngine {
     public enum Mode: String, Sendable { case rom, stub, userCode }
 
@@ -29,6 +36,13 @@ public final class ProtocolEngine {
     /// ``VirtualEncryptionEngine/esp32``; set to nil and encrypted writes are refused rather than
     /// silently stored as plaintext.
     public var flashEncryption: (@Sendable (EFuseArray, Int, [UInt8]) -> [UInt8]?)?
+
+    /// What the chip runs when it leaves the loader for its firmware (ROM `FLASH_END` with the
+    /// run flag, `RUN_USER_CODE`): a first boot. Given the device it may change flash and eFuses
+    /// (a bootloader encrypting in place) and returns the console output and the virtual time it
+    /// took. nil: the chip runs silently (the default; `espforge device serve` installs the boot
+    /// simulator).
+    public var firmware: (@Sendable (inout Device) -> FirmwareRun)?
 
     private var decoder = SLIPDecoder()
     private var efuse: EFuseController
@@ -360,7 +374,7 @@ public final class ProtocolEngine {
             pumpRead()
         case .runUserCode:
             guard mode == .stub else { return unsupported(op) }
-            mode = .userCode
+            startFirmware()
         case .getSecurityInfo, .flashEncryptData:
             unsupported(op)
         }
@@ -492,7 +506,20 @@ public final class ProtocolEngine {
         flashOp = nil
         reply(op)
         // The ROM leaves download mode: it boots from flash (flag 1) or reboots (flag 0).
+        startFirmware()
+    }
+
+    /// Leaves the loader and runs ``firmware`` (its console output follows the last reply).
+    private func startFirmware() {
         mode = .userCode
+        guard let firmware else { return }
+        let run = firmware(&device)
+        efuse = EFuseController(layout: .esp32, array: device.efuses)
+        efusesDirty = true
+        advance(run.seconds)
+        output += run.console
+        connection.firmwareRuns += 1
+        connection.firmwareSeconds += run.seconds
     }
 
     private func resetToROMKeepingOutput() {

@@ -52,6 +52,10 @@ public struct DeviceCounters: Sendable, Equatable, Codable {
     public var wireSeconds = 0.0
     /// Of `virtualSeconds`, the part spent in flash erase/program/read.
     public var flashSeconds = 0.0
+    /// Times the chip left the loader and ran its firmware (first boots), and the part of
+    /// `virtualSeconds` they took.
+    public var firmwareRuns = 0
+    public var firmwareSeconds = 0.0
 
     public init() {}
 
@@ -68,6 +72,8 @@ public struct DeviceCounters: Sendable, Equatable, Codable {
         r.virtualSeconds += b.virtualSeconds
         r.wireSeconds += b.wireSeconds
         r.flashSeconds += b.flashSeconds
+        r.firmwareRuns += b.firmwareRuns
+        r.firmwareSeconds += b.firmwareSeconds
         return r
     }
 }

@@ -207,15 +207,19 @@ struct ProvisioningTests {
         try await registry.close()
     }
 
-    @Test("a serial port fails at connect with a clear reason")
-    func serialNotSupported() async throws {
+    @Test("a serial port that does not exist fails at connect, naming the port, and nothing is recorded")
+    func missingSerialPort() async throws {
         let dir = try TestEnvironment.temporaryDirectory("espforge-provision")
         defer { try? FileManager.default.removeItem(at: dir) }
         let registry = try await Backend.sqlite.open(dir)
         let job = ProvisioningJob(images: [], partitionTableOffset: 0x8000, partitions: [], mode: .none, release: false,
                                   manifestHash: "", secureBootDigest: nil, identityPool: "p", identities: [], flashSize: 4 << 20)
-        let r = await Provisioner(job: job, registry: registry, sdkconfig: .init()).provision(UnsupportedPortTarget(port: "/dev/ttyUSB0"))
-        #expect(!r.ok && r.failedStep == "connect" && r.reason?.contains("virtual") == true)
+        let port = dir.path + "/ttyUSB-missing"
+        let r = await Provisioner(job: job, registry: registry, sdkconfig: .init())
+            .provision(LoaderTarget(port: port, options: LoaderLinkOptions()))
+        #expect(!r.ok && r.failedStep == "connect" && r.mac == nil)
+        #expect(r.reason?.contains(port) == true, "\(r.reason ?? "")")
+        #expect(try await registry.devices().isEmpty)
         try await registry.close()
     }
 }

@@ -82,7 +82,10 @@ struct DeviceServe: ParsableCommand {
             With --listen the chosen port is printed on stdout as `listening on 127.0.0.1:PORT` \
             (port 0 picks a free one). With --pty the device path is printed as `pty /dev/pts/N`. \
             Each TCP connection finds the chip freshly reset into ROM download mode; state is written \
-            back to the folder as it changes. Stop with SIGTERM or Ctrl-C.
+            back to the folder as it changes. Stop with SIGTERM or Ctrl-C. When a client makes the \
+            chip leave its loader for its firmware (ROM FLASH_END with the run flag, as `espforge \
+            provision` does over socket://), the device boots: the boot simulator runs under \
+            the sdkconfig remembered in the folder and its console log is sent on the connection.
 
             --faults injects reproducible transport faults from --seed: drop=P, flip=P, stall=P:MS, \
             disconnect-after=N (bytes), reset-after=N (commands). --realtime sleeps for the virtual \
@@ -110,6 +113,8 @@ struct DeviceServe: ParsableCommand {
         let device = try store.load()
         let plan = try faults.map { try FaultPlan(spec: $0) }
         let engine = ProtocolEngine(device: device)
+        // Leaving the loader for the firmware boots the device (sdkconfig remembered in the folder).
+        engine.firmware = VirtualFirmware.hook(config: BootConfig(sdkconfig: try .remembered(inStateFolder: state)))
         let server = DeviceServer(store: store, engine: engine, faultPlan: plan, faultSeed: seed, realtime: realtime)
         DeviceServer.installSignalHandlers()
         if let listen {
@@ -248,7 +253,7 @@ struct DeviceInspect: ParsableCommand {
         let report = Report(chip: "ESP32-D0WD\(d.chipRevision >= 3 ? "-V3" : "")", revision: "v\(d.chipRevision).0",
                             mac: d.mac, flashSize: d.flashSize, flashID: NumberParsing.hex(d.flashID, width: 6),
                             flashMap: DeviceInspector.flashMap(device.flash), security: security,
-                            powerOn: device.powerOn(using: BootSimulator(config: BootConfig(sdkconfig: try rememberedConfig()))))
+                            powerOn: device.powerOn(using: BootSimulator(config: BootConfig(sdkconfig: try .remembered(inStateFolder: state)))))
         if json { return try Output.printJSON(report) }
         print("chip:      \(report.chip) (revision \(report.revision))")
         print("MAC:       \(report.mac)")
@@ -264,12 +269,4 @@ struct DeviceInspect: ParsableCommand {
         print("power-on:  \(report.powerOn.detail)")
     }
 
-    /// The sdkconfig `device boot --sdkconfig` remembered in the state folder.
-    func rememberedConfig() throws -> SimulatorSDKConfig {
-        let path = state + "/sdkconfig"
-        guard FileManager.default.fileExists(atPath: path) else { return SimulatorSDKConfig() }
-        do { return try SimulatorSDKConfig.parse(try FileIO.readText(path)) } catch {
-            throw FileContextError(file: path, underlying: error)
-        }
-    }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ESPCore
+import Flasher
 import Foundation
 import Manifest
 import NVS
@@ -7,6 +8,7 @@ import Partitions
 import Provisioning
 import Registry
 import SecureBoot
+import Transport
 
 struct ProvisionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,19 +25,37 @@ struct ProvisionCommand: AsyncParsableCommand {
             continues each device after its last safe step. A device whose first boot fails is \
             stopped before any final eFuse and recorded as failed with the doctor's diagnosis.
 
-            Today only virtual devices (`virtual:DIR`, see `espforge device create`) can be \
-            provisioned; serial and socket:// ports fail at connect.
+            Ports: `virtual:DIR` (a device folder from `espforge device create`, driven in this \
+            process, first boot by the boot simulator), a serial device (/dev/ttyUSB0: reset into \
+            the loader over DTR/RTS, written through the flasher stub at --baud; first boot by an EN \
+            pulse, then the console is watched at 115200 baud until the manifest's [first_boot] \
+            ready_line — by default ESP-IDF's app start line — a boot loop, a failure the doctor \
+            recognises, or the timeout) or socket://HOST:PORT (the same over TCP, e.g. `espforge \
+            device serve`; the first boot is started with the ROM's run-firmware command).
 
-            Example:
+            Examples:
               espforge provision --manifest espforge.toml --port virtual:dev1 --port virtual:dev2
+              espforge provision --manifest espforge.toml --port /dev/ttyUSB0 --port /dev/ttyUSB1 --baud 921600
             """
     )
 
     @Option(help: "The production manifest (espforge.toml).")
     var manifest: String = "espforge.toml"
 
-    @Option(name: .customLong("port"), help: "A device port, e.g. virtual:DIR (repeat for several devices).")
+    @Option(name: .customLong("port"), help: "A device port: virtual:DIR, /dev/ttyUSB0 or socket://HOST:PORT (repeat for several devices).")
     var ports: [String] = []
+
+    @Option(help: "Serial and socket ports: UART rate for writing (CHANGE_BAUDRATE after SYNC).")
+    var baud = 921_600
+
+    @Option(help: "Serial ports: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.")
+    var before = "default-reset"
+
+    @Option(help: "Flasher stub in esptool's JSON format (default: found in an installed esptool package).")
+    var stub: String?
+
+    @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.")
+    var noStub = false
 
     @Option(help: "Registry: a SQLite file, sqlite:PATH or postgres://… (default: the manifest's, else espforge-registry.sqlite).")
     var registry: String?
@@ -49,8 +69,21 @@ struct ProvisionCommand: AsyncParsableCommand {
     func run() async throws {
         guard !ports.isEmpty else { throw UsageError("no --port given", hint: "e.g. --port virtual:devices/dev1") }
         let loaded = try ProvisionSetup.load(manifestPath: manifest)
+        guard Set(ports).count == ports.count else { throw UsageError("the same --port is given twice") }
+        var link = LoaderLinkOptions()
+        if ports.contains(where: { !$0.hasPrefix("virtual:") }) {
+            guard let mode = ResetMode.parse(before) else {
+                throw UsageError("--before '\(before)' is not a reset mode", hint: "use default-reset, usb-reset or no-reset")
+            }
+            guard baud >= 300, baud <= 5_000_000 else {
+                throw UsageError("--baud \(baud) is out of range", hint: "the ESP32 UART runs from 300 to 5000000 baud")
+            }
+            link.session.baud = baud
+            link.session.before = mode
+            link.session.stub = noStub ? nil : try loadStub(path: stub, quiet: json)
+        }
         let code = try await ProvisionSetup.run(loaded, ports: ports, registryURL: registry ?? loaded.registryURL,
-                                                resume: resume, json: json)
+                                                resume: resume, json: json, link: link)
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -148,7 +181,7 @@ enum ProvisionSetup {
 
     /// Provisions every port in parallel; prints progress and the summary. Returns the exit code.
     static func run(_ loaded: Loaded, ports: [String], registryURL: String?, resume: Bool, json: Bool,
-                    realtime: Bool = false, rngSeed: UInt64? = nil) async throws -> Int32 {
+                    link: LoaderLinkOptions = LoaderLinkOptions(), realtime: Bool = false, rngSeed: UInt64? = nil) async throws -> Int32 {
         let registry = try await openRegistry(url: registryURL)
         var provisioner = Provisioner(job: loaded.job, registry: registry, sdkconfig: loaded.sdkconfig, resume: resume)
         provisioner.rngSeed = rngSeed
@@ -164,7 +197,7 @@ enum ProvisionSetup {
             for (i, port) in ports.enumerated() {
                 group.addTask {
                     let target: any ProvisioningTarget = port.hasPrefix("virtual:")
-                        ? VirtualTarget(directory: String(port.dropFirst(8))) : UnsupportedPortTarget(port: port)
+                        ? VirtualTarget(directory: String(port.dropFirst(8))) : LoaderTarget(port: port, options: link)
                     let result = await p.provision(target)
                     if realtime { try? await Task.sleep(nanoseconds: UInt64(max(0, result.virtualMilliseconds)) * 1_000_000) }
                     return (i, result)

@@ -40,15 +40,7 @@ struct ConnectionOptions: ParsableArguments {
         o.before = b
         o.after = a
         o.timeout = timeout
-        if needStub, !noStub {
-            if let stub {
-                o.stub = try StubImage.parse(json: try FileIO.read(stub), source: stub)
-            } else if let found = StubImage.locate() {
-                o.stub = try StubImage.parse(json: try FileIO.read(found), source: found)
-            } else if !json {
-                ErrorRenderer.warn("no flasher stub found (no esptool package); using the ROM loader. Pass --stub FILE or --no-stub.")
-            }
-        }
+        if needStub, !noStub { o.stub = try loadStub(path: stub, quiet: json) }
         return o
     }
 
@@ -67,6 +59,15 @@ struct ConnectionOptions: ParsableArguments {
         guard Set(ports).count == ports.count else { throw UsageError("the same --port is given twice") }
         return ports
     }
+}
+
+/// The flasher stub: the given esptool-format JSON file, else one found in an installed esptool
+/// package, else nil (the ROM loader; warned about unless `quiet`).
+func loadStub(path: String?, quiet: Bool) throws -> StubImage? {
+    if let path { return try StubImage.parse(json: try FileIO.read(path), source: path) }
+    if let found = StubImage.locate() { return try StubImage.parse(json: try FileIO.read(found), source: found) }
+    if !quiet { ErrorRenderer.warn("no flasher stub found (no esptool package); using the ROM loader. Pass --stub FILE or --no-stub.") }
+    return nil
 }
 
 /// Parses `ADDR FILE [ADDR FILE ...]` into regions (files read here, at the edge).

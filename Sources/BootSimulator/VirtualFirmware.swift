@@ -1,0 +1,28 @@
+import VirtualDevice
+
+/// The firmware a virtual device runs when it leaves its loader: this simulator's ROM and
+/// second-stage bootloader, then the first lines an ESP-IDF app prints while it starts.
+///
+/// Installed on a ``ProtocolEngine`` (``ProtocolEngine/firmware``) by `espforge device serve`, so
+/// a host that resets a served device into its firmware (esptool, `espforge provision` over
+/// socket://) sees the same console a serial monitor shows on a real board.
+public enum VirtualFirmware {
+    /// Console lines an ESP-IDF app prints as it starts (`cpu_start` hands over to the app,
+    /// `main_task` calls `app_main`); `provision` waits for one of them by default.
+    public static let appStartLines = ["cpu_start: Pro cpu start user code", "main_task: Calling app_main()"]
+
+    public static func hook(config: BootConfig) -> @Sendable (inout Device) -> FirmwareRun {
+        { device in
+            let outcome = BootSimulator(config: config).boot(device: &device)
+            var text = outcome.consoleText
+            var ms = outcome.log.last?.milliseconds ?? outcome.virtualMilliseconds
+            if outcome.booted {
+                for line in appStartLines {
+                    ms += 10
+                    text += "I (\(ms)) \(line)\n"
+                }
+            }
+            return FirmwareRun(console: Array(text.utf8), seconds: Double(outcome.virtualMilliseconds) / 1000)
+        }
+    }
+}

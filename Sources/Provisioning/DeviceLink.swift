@@ -1,0 +1,75 @@
+import BootSimulator
+import EFuse
+import ESPCore
+
+/// What the pipeline learns about a device when it connects.
+public struct LinkFacts: Sendable {
+    public var mac: String
+    public var chip: String
+    /// Major revision (3 = ESP32 v3.x).
+    public var chipRevision: Int
+    public var flashID: UInt32
+    public var flashSize: Int
+    /// The eFuses as the read registers show them (read-protected blocks read as zero).
+    public var efuses: EFuseArray
+    public init(mac: String, chip: String, chipRevision: Int, flashID: UInt32, flashSize: Int, efuses: EFuseArray) {
+        self.mac = mac; self.chip = chip; self.chipRevision = chipRevision
+        self.flashID = flashID; self.flashSize = flashSize; self.efuses = efuses
+    }
+}
+
+/// How to run and judge a first boot.
+public struct FirstBootRequest: Sendable {
+    /// A console line meaning the app is up (nil: ESP-IDF's app start lines).
+    public var readyLine: String?
+    /// Seconds to watch a real device's console.
+    public var timeout: Double
+    /// In-process virtual devices: the boot simulator's configuration.
+    public var simulator: BootConfig
+    public init(readyLine: String?, timeout: Double, simulator: BootConfig) {
+        self.readyLine = readyLine; self.timeout = timeout; self.simulator = simulator
+    }
+}
+
+/// What a first boot showed.
+public struct FirstBootReport: Sendable {
+    public var booted: Bool
+    /// Why not, in a sentence.
+    public var reason: String?
+    /// The console as a serial monitor shows it.
+    public var console: String
+    public var bootedPartition: String?
+    public var bootedOffset: Int?
+    public var resets: Int
+    public init(booted: Bool, reason: String?, console: String, bootedPartition: String? = nil, bootedOffset: Int? = nil, resets: Int) {
+        self.booted = booted; self.reason = reason; self.console = console
+        self.bootedPartition = bootedPartition; self.bootedOffset = bootedOffset; self.resets = resets
+    }
+}
+
+/// One connected device, as the pipeline drives it. Every operation is persistent when it
+/// returns (a real chip's flash and eFuses are; a virtual device folder is saved).
+///
+/// Implementations: ``InProcessLink`` (a `virtual:DIR` folder, run in this process with the boot
+/// simulator) and ``LoaderLink`` (serial ports and socket:// through the flasher's loader client,
+/// the first boot watched on the console).
+public protocol DeviceLink: AnyObject {
+    var port: String { get }
+    func identify() throws -> LinkFacts
+    func readEFuses() throws -> EFuseArray
+    func burn(_ requests: [EFuseBurnRequest]) throws
+    /// Writes (name, flash offset, bytes) regions exactly as given (ciphertext already encrypted).
+    func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws
+    /// Resets the chip into its firmware and watches the first boot; afterwards the link talks
+    /// to the loader again.
+    func firstBoot(_ request: FirstBootRequest) throws -> FirstBootReport
+    /// Device-side virtual time spent so far (virtual devices; 0 when unknown).
+    var virtualMilliseconds: Int { get }
+    func close()
+}
+
+/// Where a device is: opens its link.
+public protocol ProvisioningTarget: Sendable {
+    var port: String { get }
+    func connect() throws -> any DeviceLink
+}

@@ -1,0 +1,154 @@
+import BootSimulator
+import EFuse
+import ESPCore
+import Flasher
+import Foundation
+import Transport
+
+/// How ``LoaderLink`` talks to chips.
+public struct LoaderLinkOptions: Sendable {
+    public var session = SessionOptions()
+    /// Wait between reading console bytes.
+    public var pollInterval = 0.1
+    /// A console quiet for this long is given to the doctor (a halted boot prints nothing more).
+    public var quietSeconds = 3.0
+    public init() {}
+}
+
+/// A device on a serial port or socket:// (a served virtual device, a network serial bridge),
+/// through the flasher: the loader client for identity and eFuses, the flash session for writes
+/// (stub, compression, MD5 verification, reconnect and resume), and the console for the first
+/// boot: a hard reset over DTR/RTS on serial ports, the ROM's run-user-code command on links
+/// without modem lines; then the log is watched until the app's ready line, a boot loop, a
+/// failure the doctor names, or the timeout.
+public final class LoaderLink: DeviceLink {
+    public let port: String
+    let options: LoaderLinkOptions
+    private var session: FlashSession?
+    public var virtualMilliseconds: Int { 0 }
+
+    public init(port: String, options: LoaderLinkOptions) throws {
+        self.port = port
+        self.options = options
+        try reconnect()
+    }
+
+    private func reconnect() throws {
+        session?.finishWithoutReset()
+        var o = options.session
+        o.after = .noReset
+        let s = FlashSession(port: port, options: o)
+        try s.connect()
+        session = s
+    }
+
+    private func live() throws -> FlashSession {
+        if let session { return session }
+        try reconnect()
+        guard let session else { throw ProvisioningError(.connect, "no connection to \(port)") }
+        return session
+    }
+
+    public func identify() throws -> LinkFacts {
+        let s = try live()
+        let info = try s.chipInfo()
+        let efuses = try readEFuses()
+        return LinkFacts(mac: info.mac, chip: info.chip.lowercased().replacingOccurrences(of: "-", with: ""),
+                         chipRevision: info.majorRevision, flashID: s.flashID, flashSize: info.flashSize, efuses: efuses)
+    }
+
+    public func readEFuses() throws -> EFuseArray {
+        try live().withClient { try ChipProbe.readEFuses($0) }
+    }
+
+    public func burn(_ requests: [EFuseBurnRequest]) throws {
+        let s = try live()
+        guard let client = s.client else { throw ProvisioningError(.connect, "no connection to \(port)") }
+        let eFuses = EFuseClient(access: client)
+        let report = try eFuses.execute(try eFuses.plan(requests))
+        guard report.allStuck else {
+            throw ProvisioningError(.finalEFuses, "eFuses did not read back as burned: "
+                + report.changes.filter { !$0.stuck }.map(\.name).joined(separator: ", "))
+        }
+    }
+
+    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws {
+        let s = try live()
+        guard let facts = s.facts else { throw ProvisioningError(.write, "no connection to \(port)") }
+        // The flasher's safety rules see the regions exactly as they will be written (headers are
+        // never rewritten: no --flash-mode/--flash-freq/--flash-size).
+        let request = FlashRequest(regions: regions.map { FlashRegion(address: $0.offset, data: $0.bytes, name: $0.name) })
+        let plan = SafetyPlanner.plan(request, facts: facts)
+        if plan.refused {
+            let why = plan.findings.filter(\.blocks).map { "\($0.code): \($0.message)" }.joined(separator: "; ")
+            throw ProvisioningError(.write, "the flasher refused the write: \(why)")
+        }
+        _ = try s.write(plan)
+    }
+
+    public func firstBoot(_ request: FirstBootRequest) throws -> FirstBootReport {
+        // The ROM loader (no stub) leaves for the firmware with FLASH_END(run); on a serial port
+        // an EN pulse with IO0 released does the same on any board with the usual reset circuit.
+        session?.finishWithoutReset()
+        session = nil
+        let link = try PortOpener.open(port)
+        defer { link.close() }
+        // Loader reply frames still arriving before the console (links without modem lines).
+        var skippingFrames = false, inFrame = false
+        if link.kind == .serial {
+            try ResetSequence.hardReset(link)
+            try link.setBaud(115_200)
+        } else {
+            let rom = LoaderClient(port: link)
+            rom.timeout = options.session.timeout
+            try rom.sync()
+            try rom.runFirmware()
+            skippingFrames = true
+        }
+        var watch = BootWatch(readyLine: request.readyLine, defaultMarkers: VirtualFirmware.appStartLines)
+        let deadline = Date().addingTimeInterval(request.timeout)
+        var lastByte = Date()
+        while watch.verdict == .watching, Date() < deadline {
+            let bytes = try link.read(timeout: options.pollInterval)
+            if bytes.isEmpty {
+                if Date().timeIntervalSince(lastByte) >= options.quietSeconds { _ = watch.quiet() }
+                continue
+            }
+            lastByte = Date()
+            var console: [UInt8] = []
+            for (i, b) in bytes.enumerated() {
+                if skippingFrames {
+                    if b == 0xC0 { inFrame.toggle(); continue }
+                    if inFrame { continue }
+                    skippingFrames = false
+                }
+                console += bytes[i...]
+                break
+            }
+            if !console.isEmpty { watch.feed(console) }
+        }
+        let resets = watch.console.components(separatedBy: "\n").filter { $0.hasPrefix("rst:0x") }.count
+        switch watch.verdict {
+        case .ready:
+            return FirstBootReport(booted: true, reason: nil, console: watch.console, bootedOffset: watch.bootedOffset, resets: resets)
+        case .failed(let reason):
+            return FirstBootReport(booted: false, reason: reason, console: watch.console, resets: resets)
+        case .watching:
+            let heard = watch.console.isEmpty ? "nothing on the console" : "no ready line"
+            return FirstBootReport(booted: false, reason: "\(heard) within \(Int(request.timeout)) s", console: watch.console, resets: resets)
+        }
+    }
+
+    public func close() {
+        session?.finishWithoutReset()
+        session = nil
+    }
+}
+
+/// A serial port or socket:// address, provisioned through ``LoaderLink``.
+public struct LoaderTarget: ProvisioningTarget {
+    public let port: String
+    public let options: LoaderLinkOptions
+    public init(port: String, options: LoaderLinkOptions) { self.port = port; self.options = options }
+    public func connect() throws -> any DeviceLink { try LoaderLink(port: port, options: options) }
+}
