@@ -153,7 +153,7 @@ let package = Package(
         ]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
-            "ImageFormat", "TestSupport",
+            "ImageFormat", "Flasher", "TestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]
