@@ -254,6 +254,24 @@ struct ManifestLoadTests {
         #expect(try await p.record()?.facts.keyDigests["secure_boot_v2"] == hex(p.keyDigest))
     }
 
+    @Test("espforge init --build-dir, then provision with that manifest (plus [nvs])", fixtures)
+    func initThenProvision() async throws {
+        let p = try FakeIDFProject(signedBinaries: true)
+        defer { p.remove() }
+        let made = try Espforge.run(["init", "--build-dir", p.build.path, "-o", p.manifest])
+        #expect(made.status == 0, "\(made.err)")
+        let text = try String(contentsOfFile: p.manifest, encoding: .utf8)
+            + "\n[nvs]\nconfig = \"nvs-config.csv\"\nvalues = \"nvs-values.csv\"\nkeys_partition = \"nvs_key\"\n"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: p.manifest))
+        let r = try Espforge.run(["provision", "--manifest", p.manifest, "--registry", p.registry, "--port", "virtual:" + p.devices[0]])
+        #expect(r.status == 0, "\(text)\n\(r.out)\n\(r.err)")
+        #expect(try p.block2() == p.keyDigest)
+        let e = try DeviceStore(directory: p.devices[0]).load().efuses
+        #expect(int(e, "DISABLE_DL_ENCRYPT") == 1, "the final eFuses init derived from sdkconfig were burned")
+        let boot = try p.bootsAgain()
+        #expect(boot.booted, "\(boot.reason ?? "")\n\(boot.consoleText)")
+    }
+
     @Test("manifest vs the build's sdkconfig: a flash encryption or signing mismatch is refused naming both files", fixtures)
     func mismatchRefused() throws {
         let p = try FakeIDFProject(signedBinaries: true, flashEncryption: false)
