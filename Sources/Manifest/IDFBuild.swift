@@ -24,6 +24,8 @@ public struct IDFBuild: Sendable, Equatable {
     public var partitionsCSV: String?
     /// The project folder, relative to the build directory (".." unless project_description.json says otherwise).
     public var projectDir: String
+    /// The sdkconfig that was read, relative to the build directory (e.g. `../sdkconfig`).
+    public var sdkconfigFile: String = "sdkconfig"
     /// Things the reader noticed and the user should know.
     public var notes: [String]
 
@@ -70,15 +72,15 @@ public struct IDFBuild: Sendable, Equatable {
             projectDir = relativePath(from: bp, to: pp)
         }
         var sdk: [String: String] = [:]
-        var found = false
+        var sdkconfigFile: String?
         for candidate in [projectDir + "/sdkconfig", "sdkconfig"] {
             if let b = readFile(candidate) {
                 sdk = parseSdkconfig(String(decoding: b, as: UTF8.self))
-                found = true
+                sdkconfigFile = candidate
                 break
             }
         }
-        guard found else {
+        guard let sdkconfigFile else {
             throw IDFBuildError("no sdkconfig found beside the build directory", file: projectDir + "/sdkconfig",
                                 hint: "the flash size and security settings come from the project's sdkconfig")
         }
@@ -187,7 +189,8 @@ public struct IDFBuild: Sendable, Equatable {
                         signedBinaries: yes("CONFIG_SECURE_BOOT_BUILD_SIGNED_BINARIES"),
                         signingKey: sdk["CONFIG_SECURE_BOOT_SIGNING_KEY"].flatMap { $0.isEmpty ? nil : $0 },
                         flashEncryption: flashEnc, flashEncryptionRelease: yes("CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE"),
-                        nvsEncryption: yes("CONFIG_NVS_ENCRYPTION"), partitionsCSV: partitionsCSV, projectDir: projectDir, notes: notes)
+                        nvsEncryption: yes("CONFIG_NVS_ENCRYPTION"), partitionsCSV: partitionsCSV, projectDir: projectDir,
+                        sdkconfigFile: sdkconfigFile, notes: notes)
     }
 
     /// A manifest for this build. `buildDir` is how the manifest should name the build directory
@@ -223,14 +226,15 @@ public struct IDFBuild: Sendable, Equatable {
                         nvs: nil, efuse: .init(burn: burn, writeProtect: []), registry: .init(), firstBoot: .init())
     }
 
-    static func join(_ a: String, _ b: String) -> String {
+    /// `b` under folder `a`, with `x/..` and `.` removed where possible.
+    public static func join(_ a: String, _ b: String) -> String {
         if a.isEmpty || a == "." { return b }
         let joined = a.hasSuffix("/") ? a + b : a + "/" + b
         return normalize(joined)
     }
 
     /// Removes `x/..` and `.` components where it can (keeps leading `..`).
-    static func normalize(_ path: String) -> String {
+    public static func normalize(_ path: String) -> String {
         let absolute = path.hasPrefix("/")
         var parts: [Substring] = []
         for c in path.split(separator: "/") {

@@ -1,0 +1,229 @@
+import BootSimulator
+import ESPCore
+import Foundation
+import Manifest
+import NVS
+import Partitions
+import Provisioning
+import SecureBoot
+
+/// Turns a manifest and the files it names into a ``ProvisioningJob`` (used by `provision` and `demo`).
+///
+/// Images are the manifest's `[images.*]` entries; with `[build] dir` the ones it does not list
+/// come from the ESP-IDF build (flasher_args.json), and the simulator's security options come from
+/// the build's sdkconfig, which must agree with the manifest's `[signing]` and `[flash_encryption]`.
+/// Signing: a private key (espforge signs), external signature files (checked against the images
+/// and the public key before anything is written), or images that already carry their signature.
+extension ProvisionSetup {
+    static func load(manifestPath: String) throws -> Loaded {
+        let bytes = try FileIO.read(manifestPath)
+        var m: Manifest
+        do { m = try Manifest.parse(bytes) } catch { throw FileContextError(file: manifestPath, underlying: error) }
+        let dir = (manifestPath as NSString).deletingLastPathComponent
+        func path(_ p: String) -> String { IDFBuild.normalize(Manifest.resolve(p, relativeTo: dir)) }
+        guard m.chip.type == "esp32" else {
+            throw UsageError("chip \(m.chip.type) cannot be provisioned yet", hint: "only esp32 is supported")
+        }
+
+        // [build] dir: the ESP-IDF build fills in what the manifest does not list.
+        var buildSDK: SimulatorSDKConfig?
+        var build: IDFBuild?
+        if let buildDir = m.buildDir {
+            let b = try readBuild(path(buildDir))
+            let sdkconfigPath = IDFBuild.join(path(buildDir), b.sdkconfigFile)
+            try m.checkConsistency(with: b, manifestFile: manifestPath, sdkconfigFile: sdkconfigPath)
+            do { buildSDK = try SimulatorSDKConfig.parse(try FileIO.readText(sdkconfigPath)) } catch {
+                throw FileContextError(file: sdkconfigPath, underlying: error)
+            }
+            m = m.resolvingImages(from: b)
+            build = b
+        }
+        guard let bootRef = m.images.bootloader, let tableRef = m.images.partitionTable, let appRef = m.images.app else {
+            throw UsageError("the manifest must list [images.bootloader], [images.partition_table] and [images.app]",
+                             hint: "or name an ESP-IDF build with [build] dir = \"build\"")
+        }
+        let bootPath = path(bootRef.path), appPath = path(appRef.path), tablePath = path(tableRef.path)
+        var bootloader = try FileIO.read(bootPath)
+        var app = try FileIO.read(appPath)
+        let table = try FileIO.read(tablePath)
+
+        var digest: [UInt8]?
+        switch m.signing {
+        case .key(let keyPath)?:
+            let pem = try FileIO.readText(path(keyPath))
+            let material: KeyMaterial
+            do { material = try KeyMaterial.load(pem: pem) } catch { throw FileContextError(file: path(keyPath), underlying: error) }
+            guard case let .privateKey(key) = material else {
+                throw UsageError(Diagnostic("not a private key", file: path(keyPath),
+                                            hint: "give the RSA-3072 signing key (PEM), or use public_key + bootloader_signature + app_signature"))
+            }
+            bootloader = try ImageSigning.withKey(bootloader, file: bootPath, key: key, keyFile: path(keyPath))
+            app = try ImageSigning.withKey(app, file: appPath, key: key, keyFile: path(keyPath))
+            digest = try key.publicKey.keyDigest()
+        case .external(let pub, let bootSig, let appSig)?:
+            let pubPath = path(pub)
+            let key: VerifyingKey
+            do {
+                key = try KeyMaterial.load(pem: try FileIO.readText(pubPath)).verifyingKey
+                try SecureBootPolicy.esp32.check(key.scheme)
+            } catch let e as DiagnosticConvertible { throw FileContextError(file: pubPath, underlying: e) }
+            bootloader = try ImageSigning.external(bootloader, file: bootPath, signatureFile: path(bootSig), key: key, keyFile: pubPath)
+            app = try ImageSigning.external(app, file: appPath, signatureFile: path(appSig), key: key, keyFile: pubPath)
+            digest = try key.keyDigest()
+        case .presigned?:
+            digest = try ImageSigning.presignedDigest(bootloader: bootloader, bootloaderFile: bootPath, app: app, appFile: appPath)
+        case nil:
+            digest = nil
+        }
+
+        let parsed: PartitionTable.Parsed
+        do { parsed = try PartitionTable.parse(binary: table) } catch { throw FileContextError(file: tablePath, underlying: error) }
+        var images = [ProvisioningJob.Image(name: "bootloader", offset: bootRef.offset, bytes: bootloader),
+                      ProvisioningJob.Image(name: "partition_table", offset: tableRef.offset, bytes: table)]
+        if let ota = m.images.otadata { images.append(.init(name: "otadata", offset: ota.offset, bytes: try FileIO.read(path(ota.path)))) }
+        images.append(.init(name: "app", offset: appRef.offset, bytes: app))
+
+        var identities: [NVSDevice] = []
+        var pool = "default"
+        if let nvs = m.nvs {
+            let configText = try FileIO.readText(path(nvs.config))
+            let valuesText = try FileIO.readText(path(nvs.values))
+            let config: [NVSRow]
+            do { config = try NVSPerDevice.config(configText) } catch { throw FileContextError(file: path(nvs.config), underlying: error) }
+            do {
+                let expanded = try NVSPerDevice.devices(config: config, values: valuesText)
+                if let first = expanded.failures.first { throw first }
+                identities = expanded.devices
+            } catch { throw FileContextError(file: path(nvs.values), underlying: error) }
+            pool = (nvs.values as NSString).lastPathComponent
+        }
+        let mode: ProvisioningJob.EncryptionMode
+        switch m.flashEncryption.mode {
+        case .none: mode = .none
+        case .onChip: mode = .onChip
+        case .host: mode = .host
+        }
+        var sdk: SimulatorSDKConfig
+        if let buildSDK, let build {
+            // The bootloader was built with this sdkconfig (checked against the manifest above).
+            sdk = buildSDK
+            sdk.secureBootV2 = build.secureBootV2
+            sdk.flashEncryption = build.flashEncryption
+            sdk.releaseMode = build.flashEncryptionRelease
+        } else {
+            sdk = SimulatorSDKConfig()
+            sdk.secureBootV2 = m.signing != nil
+            sdk.flashEncryption = mode != .none
+            sdk.releaseMode = m.flashEncryption.release
+            sdk.uartAllowEncrypt = !m.flashEncryption.release
+        }
+        sdk.partitionTableOffset = tableRef.offset
+        var job = ProvisioningJob(
+            images: images, partitionTableOffset: tableRef.offset, partitions: parsed.table.entries, mode: mode,
+            release: m.flashEncryption.release, manifestHash: Manifest.hash(of: bytes), secureBootDigest: digest,
+            identityPool: pool, identities: identities, nvsPartition: m.nvs?.partition ?? "nvs",
+            nvsKeysPartition: m.nvs?.keysPartition, encryptNVS: m.nvs?.encrypt ?? false,
+            finalBurn: m.efuse.burn, finalWriteProtect: m.efuse.writeProtect,
+            minRevision: m.chip.minRevision ?? build?.minRevision,
+            flashSize: m.chip.flashSize, station: m.registry.station)
+        job.readyLine = m.firstBoot.readyLine
+        job.bootTimeout = Double(m.firstBoot.timeout)
+        var url = m.registry.url
+        if let u = url, !u.hasPrefix("postgres"), !u.hasPrefix("/") {
+            url = u.hasPrefix("sqlite:") ? "sqlite:" + path(String(u.dropFirst(7))) : path(u)
+        }
+        return Loaded(job: job, sdkconfig: sdk, registryURL: url)
+    }
+
+    /// Reads an ESP-IDF build directory (errors name the file inside it).
+    static func readBuild(_ buildDir: String) throws -> IDFBuild {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: buildDir, isDirectory: &isDir), isDir.boolValue else {
+            throw UsageError(Diagnostic("the manifest's [build] dir does not exist", file: buildDir,
+                                        hint: "run `idf.py build`, or fix [build] dir (relative to the manifest's folder)"))
+        }
+        do {
+            return try IDFBuild.read { relative in
+                FileManager.default.contents(atPath: IDFBuild.join(buildDir, relative)).map { [UInt8]($0) }
+            }
+        } catch {
+            var d = error.diagnostic
+            d.file = IDFBuild.join(buildDir, error.file)
+            throw UsageError(d)
+        }
+    }
+
+    /// Secure Boot V2 signing of one image for the job, with errors naming the files.
+    enum ImageSigning {
+        /// Signs `image` with `key`; an image that is already signed by this key is used as it is.
+        static func withKey(_ image: [UInt8], file: String, key: SigningKey, keyFile: String) throws -> [UInt8] {
+            if SignedImage.existingSignature(image) != nil {
+                do {
+                    try SecureBootVerifier.verify(image: image, key: key.publicKey, policy: .esp32)
+                    return image
+                } catch {
+                    let why = (error as? DiagnosticConvertible)?.diagnostic.message ?? "\(error)"
+                    throw UsageError(Diagnostic("already signed, but not validly with \(keyFile): \(why)", file: file,
+                                                hint: "give the unsigned image, or use [signing] presigned = true"))
+                }
+            }
+            do { return try SecureBootSigner.sign(image: image, keys: [key], append: false, policy: .esp32).image } catch {
+                throw FileContextError(file: file, underlying: error)
+            }
+        }
+
+        /// Attaches the signature made elsewhere to `image`; refuses one that does not verify
+        /// with the public key over this image.
+        static func external(_ image: [UInt8], file: String, signatureFile: String, key: VerifyingKey,
+                             keyFile: String) throws -> [UInt8] {
+            if SignedImage.existingSignature(image) != nil {
+                throw UsageError(Diagnostic("already carries a signature block; external signatures are made over the unsigned image",
+                                            file: file, hint: "list the unsigned image, or use [signing] presigned = true"))
+            }
+            let signature = try FileIO.read(signatureFile)
+            let signed: [UInt8]
+            do {
+                signed = try SecureBootSigner.signExternal(image: image, signatures: [(key: key, signature: signature)],
+                                                           append: false, policy: .esp32).image
+            } catch SecureBootError.externalSignatureInvalid {
+                let digest = SecureBootSigner.digestToSign(image: image, hash: key.scheme.contentHash).digest.bytes.hexString
+                throw UsageError(Diagnostic("this signature does not verify with \(keyFile) over \(file) (digest \(digest))",
+                                            file: signatureFile,
+                                            hint: "sign the digest printed by `espforge secure-boot digest-to-sign \(file)` with the key of \(keyFile)"))
+            } catch let e as SecureBootError {
+                if case .signatureFormat = e { throw FileContextError(file: signatureFile, underlying: e) }
+                throw FileContextError(file: file, underlying: e)
+            }
+            // The finished image, checked as the device will check it.
+            do { try SecureBootVerifier.verify(image: signed, key: key, policy: .esp32) } catch {
+                throw FileContextError(file: signatureFile, underlying: error)
+            }
+            return signed
+        }
+
+        /// The key digest of images that carry their own signatures: block 0 of the bootloader
+        /// (the one ESP32 honours), which must be valid and also sign the app.
+        static func presignedDigest(bootloader: [UInt8], bootloaderFile: String, app: [UInt8], appFile: String) throws -> [UInt8] {
+            func firstBlock(_ image: [UInt8], _ file: String) throws -> SignatureBlock {
+                guard let signed = SignedImage.existingSignature(image), let first = signed.sector.entries.first else {
+                    throw UsageError(Diagnostic("[signing] presigned = true, but this image carries no valid signature block",
+                                                file: file, hint: "sign it (`espforge secure-boot sign`) or use [signing] key = \"…\""))
+                }
+                return first.block
+            }
+            let block = try firstBlock(bootloader, bootloaderFile)
+            _ = try firstBlock(app, appFile)
+            guard let key = VerifyingKey(fields: block.key) else {
+                throw UsageError(Diagnostic("the signature block's public key cannot be read", file: bootloaderFile))
+            }
+            for (image, file) in [(bootloader, bootloaderFile), (app, appFile)] {
+                do { try SecureBootVerifier.verify(image: image, key: key, policy: .esp32) } catch {
+                    let why = (error as? DiagnosticConvertible)?.diagnostic.message ?? "\(error)"
+                    throw UsageError(Diagnostic("not validly signed with the bootloader's key (digest \(block.keyDigest.hexString.prefix(16))…): \(why)",
+                                                file: file, hint: "bootloader and app must be signed with the same key"))
+                }
+            }
+            return block.keyDigest
+        }
+    }
+}
