@@ -326,8 +326,14 @@ public final class FlashSession {
                         if attempt % 3 == 0 { try c.resync() } else { c.drainInput() }
                     case .timeout, .badResponse:
                         // We do not know whether the chip used it. Uncompressed blocks are idempotent
-                        // (same data to the same address); a compressed stream must start over.
-                        guard !compressed, attempt < 6 else { throw RegionRestart.restart(e) }
+                        // (same data to the same address). In a compressed stream a block may be sent
+                        // again only after a timeout: a request (16 KiB) is far more likely to have
+                        // been lost than its few-byte reply, and if the stub did use it the repeat
+                        // breaks the stream (inflate error → restart) or fails the region's MD5
+                        // check. A damaged reply means the stub used the block: start over.
+                        var timedOut = false
+                        if case .timeout = e { timedOut = true }
+                        guard !compressed || timedOut, attempt < 6 else { throw RegionRestart.restart(e) }
                         c.noteRetry()
                         if attempt % 3 == 0 { try c.resync() } else { c.drainInput() }
                     case .commandFailed: throw RegionRestart.restart(e)

@@ -24,6 +24,7 @@ struct ServedLine {
         options.session.baud = 921_600
         options.session.stub = try StubImage.locate().map { try StubImage.parse(json: Array(try Data(contentsOf: URL(fileURLWithPath: $0))), source: $0) }
         options.quietSeconds = 1
+        if faults != nil { options.session.timeout = 1 }   // recover from lost frames sooner
         for t in line.targets {
             // The served device boots with the sdkconfig remembered in its folder.
             try line.sdk.text.write(toFile: t.store.directory + "/sdkconfig", atomically: true, encoding: .utf8)
