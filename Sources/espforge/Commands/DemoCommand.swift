@@ -34,6 +34,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Flash encryption mode: host or on-chip.")
     var mode: String = "host"
 
+    @Option(name: .customLong("app-size"), help: "Size of the synthesized app's code, e.g. 96K or 1MB (it must fit the 1.6 MB ota_0 partition).")
+    var appSize: String = "96K"
+
     @Flag(help: "Hold each device's result until its virtual provisioning time (flash writes and first boot, time model) has passed in real time.")
     var realtime = false
 
@@ -43,6 +46,9 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         guard (1...64).contains(devices) else { throw UsageError("--devices must be 1…64") }
         guard mode == "host" || mode == "on-chip" else { throw UsageError("--mode must be host or on-chip") }
+        guard let codeSize = NumberParsing.size(appSize), codeSize >= 4096, codeSize <= 1_536 * 1024 else {
+            throw UsageError("--app-size '\(appSize)' is not a size from 4K to 1536K", hint: "e.g. --app-size 1MB")
+        }
         let fm = FileManager.default
         if fm.fileExists(atPath: dir), !((try? fm.contentsOfDirectory(atPath: dir))?.isEmpty ?? false) {
             guard fm.fileExists(atPath: dir + "/espforge.toml") else {
@@ -58,7 +64,7 @@ struct DemoCommand: AsyncParsableCommand {
         let key = try SigningKey.generate(.rsa3072)
         try FileIO.write(Array(key.pemRepresentation.utf8), to: dir + "/signing_key.pem", secret: true)
         let bootloader = try DemoFirmware.bootloader()
-        let app = try DemoFirmware.app()
+        let app = try DemoFirmware.app(codeSize: codeSize)
         let table = try PartitionTableBuild(csv: DemoFirmware.partitionCSV,
                                             options: PartitionTableOptions(tableOffset: 0x10000, chip: .esp32, flashSize: 4 << 20)).binary
         try FileIO.write(bootloader, to: dir + "/bootloader.bin")
@@ -166,7 +172,22 @@ enum DemoFirmware {
         return try ImageBuilder.elf2image(elf: elf, chip: .esp32, options: options())
     }
 
-    static func app() throws -> [UInt8] {
+    /// Code-like filler: 3-byte "instructions" from a vocabulary of 512, so it compresses about
+    /// as well as real Xtensa code (roughly to 60 %), unlike random bytes.
+    static func code(_ count: Int, seed: UInt64) -> [UInt8] {
+        let vocabulary = filler(3 * 512, seed: seed)
+        var s = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        var out: [UInt8] = []
+        out.reserveCapacity(count + 3)
+        while out.count < count {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17
+            let i = Int(s % 512) * 3
+            out += vocabulary[i..<(i + 3)]
+        }
+        return Array(out.prefix(count))
+    }
+
+    static func app(codeSize: Int = 96 * 1024) throws -> [UInt8] {
         var desc = [UInt8](repeating: 0, count: 256)
         func put(_ text: String, at offset: Int) { for (i, b) in text.utf8.enumerated() { desc[offset + i] = b } }
         for (i, b) in [0x32, 0x54, 0xCD, 0xAB].enumerated() { desc[i] = UInt8(b) }   // magic 0xABCD5432 LE
@@ -181,7 +202,7 @@ enum DemoFirmware {
             Section(name: ".flash.rodata", address: 0x3F40_0120, data: filler(24 * 1024, seed: 21), flags: 2),
             Section(name: ".dram0.data", address: 0x3FFB_0000, data: filler(4 * 1024, seed: 22), flags: 3),
             Section(name: ".iram0.text", address: 0x4008_0000, data: filler(12 * 1024, seed: 23), flags: 6),
-            Section(name: ".flash.text", address: 0x400D_0020, data: filler(96 * 1024, seed: 24), flags: 6),
+            Section(name: ".flash.text", address: 0x400D_0020, data: code(codeSize, seed: 24), flags: 6),
         ])
         var o = options()
         o.securePadV2 = true
