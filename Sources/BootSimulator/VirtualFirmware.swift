@@ -13,7 +13,11 @@ public enum VirtualFirmware {
 
     public static func hook(config: BootConfig) -> @Sendable (inout Device) -> FirmwareRun {
         { device in
+            // The simulator charges its time to the device's statistics (for `device boot`); here
+            // the protocol engine charges it, so the statistics are put back.
+            let stats = device.stats
             let outcome = BootSimulator(config: config).boot(device: &device)
+            device.stats = stats
             var text = outcome.consoleText
             var ms = outcome.log.last?.milliseconds ?? outcome.virtualMilliseconds
             if outcome.booted {
@@ -22,7 +26,8 @@ public enum VirtualFirmware {
                     text += "I (\(ms)) \(line)\n"
                 }
             }
-            return FirmwareRun(console: Array(text.utf8), seconds: Double(outcome.virtualMilliseconds) / 1000)
+            return FirmwareRun(console: Array(text.utf8), seconds: Double(outcome.virtualMilliseconds) / 1000,
+                               sectorErases: outcome.sectorErases, pagePrograms: outcome.pagePrograms)
         }
     }
 }

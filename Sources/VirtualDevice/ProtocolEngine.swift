@@ -12,8 +12,14 @@ import Loader
 /// What a firmware run printed and how long it took (see ``ProtocolEngine/firmware``).
 public struct FirmwareRun: Sendable {
     public var console: [UInt8]
+    /// Virtual time of the run (charged by the engine; the firmware must not also add it to
+    /// `device.stats`), and its flash work.
     public var seconds: Double
-    public init(console: [UInt8], seconds: Double) { self.console = console; self.seconds = seconds }
+    public var sectorErases: Int
+    public var pagePrograms: Int
+    public init(console: [UInt8], seconds: Double, sectorErases: Int = 0, pagePrograms: Int = 0) {
+        self.console = console; self.seconds = seconds; self.sectorErases = sectorErases; self.pagePrograms = pagePrograms
+    }
 }
 
 public final class ProtocolEngine {
@@ -520,6 +526,8 @@ public final class ProtocolEngine {
         output += run.console
         connection.firmwareRuns += 1
         connection.firmwareSeconds += run.seconds
+        connection.sectorErases += run.sectorErases
+        connection.pagePrograms += run.pagePrograms
     }
 
     private func resetToROMKeepingOutput() {
