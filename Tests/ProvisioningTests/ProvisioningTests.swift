@@ -76,14 +76,17 @@ struct Line {
         self.targets = targets
     }
 
-    func provision(_ registry: any DeviceRegistry, resume: Bool = false, preflightRules: Bool = true) async throws -> [ProvisionResult] {
-        var p = Provisioner(job: job, registry: registry, sdkconfig: sdk, resume: resume)
+    /// Provisions the line's devices (or `targets`, e.g. the same devices over socket://) in parallel.
+    func provision(_ registry: any DeviceRegistry, targets: [any ProvisioningTarget]? = nil, job: ProvisioningJob? = nil,
+                   resume: Bool = false, preflightRules: Bool = true) async throws -> [ProvisionResult] {
+        var p = Provisioner(job: job ?? self.job, registry: registry, sdkconfig: sdk, resume: resume)
         p.rngSeed = 7
         p.preflightRules = preflightRules
         try await p.loadPool()
         let provisioner = p
+        let all: [any ProvisioningTarget] = targets ?? self.targets
         return await withTaskGroup(of: ProvisionResult.self) { group in
-            for t in targets { group.addTask { await provisioner.provision(t) } }
+            for t in all { group.addTask { await provisioner.provision(t) } }
             var out: [ProvisionResult] = []
             for await r in group { out.append(r) }
             return out.sorted { $0.port < $1.port }

@@ -38,16 +38,7 @@ struct ServedLine {
     }
 
     func provision(_ registry: any DeviceRegistry, job: ProvisioningJob? = nil, preflightRules: Bool = true) async throws -> [ProvisionResult] {
-        var p = Provisioner(job: job ?? line.job, registry: registry, sdkconfig: line.sdk)
-        p.preflightRules = preflightRules
-        try await p.loadPool()
-        let provisioner = p
-        return await withTaskGroup(of: ProvisionResult.self) { group in
-            for t in targets { group.addTask { await provisioner.provision(t) } }
-            var out: [ProvisionResult] = []
-            for await r in group { out.append(r) }
-            return out
-        }
+        try await line.provision(registry, targets: targets, job: job, preflightRules: preflightRules)
     }
 
     /// Stops the servers (they save on SIGTERM) and loads the devices.

@@ -72,14 +72,9 @@ struct ProvisionCommand: AsyncParsableCommand {
         guard Set(ports).count == ports.count else { throw UsageError("the same --port is given twice") }
         var link = LoaderLinkOptions()
         if ports.contains(where: { !$0.hasPrefix("virtual:") }) {
-            guard let mode = ResetMode.parse(before) else {
-                throw UsageError("--before '\(before)' is not a reset mode", hint: "use default-reset, usb-reset or no-reset")
-            }
-            guard baud >= 300, baud <= 5_000_000 else {
-                throw UsageError("--baud \(baud) is out of range", hint: "the ESP32 UART runs from 300 to 5000000 baud")
-            }
+            try checkBaud(baud)
             link.session.baud = baud
-            link.session.before = mode
+            link.session.before = try parseResetMode(before)
             link.session.stub = noStub ? nil : try loadStub(path: stub, quiet: json)
         }
         let code = try await ProvisionSetup.run(loaded, ports: ports, registryURL: registry ?? loaded.registryURL,

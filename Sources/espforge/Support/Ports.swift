@@ -25,15 +25,11 @@ struct ConnectionOptions: ParsableArguments {
     var json = false
 
     func sessionOptions(needStub: Bool = true) throws -> SessionOptions {
-        guard let b = ResetMode.parse(before) else {
-            throw UsageError("--before '\(before)' is not a reset mode", hint: "use default-reset, usb-reset or no-reset")
-        }
+        let b = try parseResetMode(before)
         guard let a = AfterMode.parse(after) else {
             throw UsageError("--after '\(after)' is not known", hint: "use hard-reset or no-reset")
         }
-        guard baud >= 300, baud <= 5_000_000 else {
-            throw UsageError("--baud \(baud) is out of range", hint: "the ESP32 UART runs from 300 to 5000000 baud")
-        }
+        try checkBaud(baud)
         guard timeout > 0, timeout <= 600 else { throw UsageError("--timeout must be between 0 and 600 seconds") }
         var o = SessionOptions()
         o.baud = baud
@@ -58,6 +54,21 @@ struct ConnectionOptions: ParsableArguments {
         }
         guard Set(ports).count == ports.count else { throw UsageError("the same --port is given twice") }
         return ports
+    }
+}
+
+/// `--before`, checked.
+func parseResetMode(_ text: String) throws -> ResetMode {
+    guard let mode = ResetMode.parse(text) else {
+        throw UsageError("--before '\(text)' is not a reset mode", hint: "use default-reset, usb-reset or no-reset")
+    }
+    return mode
+}
+
+/// `--baud`, checked against what the ESP32 UART can do.
+func checkBaud(_ baud: Int) throws {
+    guard baud >= 300, baud <= 5_000_000 else {
+        throw UsageError("--baud \(baud) is out of range", hint: "the ESP32 UART runs from 300 to 5000000 baud")
     }
 }
 
