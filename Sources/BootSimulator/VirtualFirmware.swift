@@ -17,6 +17,7 @@ public enum VirtualFirmware {
             // the protocol engine charges it, so the statistics are put back.
             let stats = device.stats
             let outcome = BootSimulator(config: config).boot(device: &device)
+            let efusePrograms = device.stats.total.efusePrograms - stats.total.efusePrograms
             device.stats = stats
             var text = outcome.consoleText
             var ms = outcome.log.last?.milliseconds ?? outcome.virtualMilliseconds
@@ -27,7 +28,8 @@ public enum VirtualFirmware {
                 }
             }
             return FirmwareRun(console: Array(text.utf8), seconds: Double(outcome.virtualMilliseconds) / 1000,
-                               sectorErases: outcome.sectorErases, pagePrograms: outcome.pagePrograms)
+                               sectorErases: outcome.sectorErases, pagePrograms: outcome.pagePrograms,
+                               efusePrograms: efusePrograms)
         }
     }
 }

@@ -66,10 +66,7 @@ public final class LoaderLink: DeviceLink {
         guard let client = s.client else { throw ProvisioningError(.connect, "no connection to \(port)") }
         let eFuses = EFuseClient(access: client)
         let report = try eFuses.execute(try eFuses.plan(requests))
-        guard report.allStuck else {
-            throw ProvisioningError(.finalEFuses, "eFuses did not read back as burned: "
-                + report.changes.filter { !$0.stuck }.map(\.name).joined(separator: ", "))
-        }
+        guard report.allStuck else { throw LinkError.burnDidNotStick(report.changes.filter { !$0.stuck }.map(\.name)) }
     }
 
     public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws {
@@ -151,4 +148,18 @@ public struct LoaderTarget: ProvisioningTarget {
     public let options: LoaderLinkOptions
     public init(port: String, options: LoaderLinkOptions) { self.port = port; self.options = options }
     public func connect() throws -> any DeviceLink { try LoaderLink(port: port, options: options) }
+}
+
+/// Failures of a device link that are not the flasher's or the transport's own.
+public enum LinkError: Error, DiagnosticConvertible, Equatable, Sendable {
+    /// An eFuse burn was executed but read back without (all of) its bits.
+    case burnDidNotStick([String])
+
+    public var diagnostic: Diagnostic {
+        switch self {
+        case .burnDidNotStick(let names):
+            return Diagnostic("eFuses did not read back as burned: " + (names.isEmpty ? "protection bits" : names.joined(separator: ", ")),
+                              hint: "check the chip's supply voltage during burning; the device is left as it is and recorded as failed")
+        }
+    }
 }

@@ -17,8 +17,10 @@ public struct FirmwareRun: Sendable {
     public var seconds: Double
     public var sectorErases: Int
     public var pagePrograms: Int
-    public init(console: [UInt8], seconds: Double, sectorErases: Int = 0, pagePrograms: Int = 0) {
+    public var efusePrograms: Int
+    public init(console: [UInt8], seconds: Double, sectorErases: Int = 0, pagePrograms: Int = 0, efusePrograms: Int = 0) {
         self.console = console; self.seconds = seconds; self.sectorErases = sectorErases; self.pagePrograms = pagePrograms
+        self.efusePrograms = efusePrograms
     }
 }
 
@@ -528,6 +530,7 @@ public final class ProtocolEngine {
         connection.firmwareSeconds += run.seconds
         connection.sectorErases += run.sectorErases
         connection.pagePrograms += run.pagePrograms
+        connection.efusePrograms += run.efusePrograms
     }
 
     private func resetToROMKeepingOutput() {

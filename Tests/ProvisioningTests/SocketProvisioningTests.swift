@@ -69,6 +69,8 @@ struct SocketProvisioningTests {
             #expect(int(e, "JTAG_DISABLE") == 1 && int(e, "DISABLE_DL_DECRYPT") == 1)
             #expect(e.isReadProtected(bit: 0), "the flash encryption key is read-protected")
             #expect(device.stats.total.firmwareRuns == 1, "one first boot, started over the loader")
+            #expect(device.stats.total.firmwareSeconds > 0 && device.stats.total.firmwareSeconds < device.stats.total.virtualSeconds)
+            if mode == .onChip { #expect(device.stats.total.efusePrograms > 0, "the bootloader's burns are counted") }
             // In host mode the chip never encrypted anything itself: the bootloader found ciphertext.
             var copy = device
             let again = BootSimulator(config: BootConfig(sdkconfig: line.sdk)).boot(device: &copy)
