@@ -106,8 +106,12 @@ public final class LoaderLink: DeviceLink {
         let deadline = Date().addingTimeInterval(request.timeout)
         var lastByte = Date()
         while watch.verdict == .watching, Date() < deadline {
+            let asked = Date()
             let bytes = try link.read(timeout: options.pollInterval)
             if bytes.isEmpty {
+                // Some links answer at once (in-process devices): wait out the interval anyway.
+                let waited = Date().timeIntervalSince(asked)
+                if waited < options.pollInterval { usleep(useconds_t((options.pollInterval - waited) * 1_000_000)) }
                 if Date().timeIntervalSince(lastByte) >= options.quietSeconds { _ = watch.quiet() }
                 continue
             }

@@ -59,7 +59,7 @@ extension TransportError: DiagnosticConvertible {
 
 /// Opening ports by name.
 public enum PortOpener {
-    /// `socket://HOST:PORT`, `virtual:DIR[?faults=SPEC&seed=N]`, anything else is a serial device path.
+    /// `socket://HOST:PORT`, `virtual:DIR[?faults=SPEC&seed=N&lines=auto]`, anything else is a serial device path.
     public static func open(_ name: String, baud: Int = 115_200) throws -> ChipPort {
         if name.hasPrefix("socket://") {
             let rest = String(name.dropFirst("socket://".count))
@@ -73,12 +73,16 @@ public enum PortOpener {
             var rest = String(name.dropFirst("virtual:".count))
             var faults: String?
             var seed: UInt64 = 1
+            var resetLines = false
             if let q = rest.firstIndex(of: "?") {
                 for item in rest[rest.index(after: q)...].split(separator: "&") {
                     let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
                     guard kv.count == 2 else { throw TransportError.badPortName(name) }
                     switch kv[0] {
                     case "faults": faults = kv[1]
+                    case "lines":
+                        guard kv[1] == "auto" else { throw TransportError.badPortName(name) }
+                        resetLines = true
                     case "seed":
                         guard let s = UInt64(kv[1]) else { throw TransportError.badPortName(name) }
                         seed = s
@@ -88,7 +92,7 @@ public enum PortOpener {
                 rest = String(rest[..<q])
             }
             guard !rest.isEmpty else { throw TransportError.badPortName(name) }
-            return try VirtualPort(name: name, directory: rest, faults: faults, seed: seed)
+            return try VirtualPort(name: name, directory: rest, faults: faults, seed: seed, resetLines: resetLines)
         }
         guard !name.isEmpty, !name.contains("://") else { throw TransportError.badPortName(name) }
         return try SerialPort(path: name, baud: baud)

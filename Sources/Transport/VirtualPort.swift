@@ -6,9 +6,21 @@ import VirtualDevice
 /// nothing means the reply was lost (no waiting). State is written back to the folder on close,
 /// as `espforge device serve` does. Optional faults (`?faults=SPEC&seed=N`) are injected exactly
 /// as the server injects them.
+///
+/// `?lines=auto` wires the board's usual auto-reset circuit to the modem lines (DTR → IO0,
+/// RTS → EN, both active low) and makes the port a serial one: an EN pulse with IO0 low resets
+/// the chip into download mode (ROM banner), with IO0 high it boots from flash and runs the
+/// firmware ``VirtualPort/firmwareProvider`` gives for the folder (console output follows).
 public final class VirtualPort: ChipPort {
+    /// The firmware a `?lines=auto` port runs on a reset with IO0 high, per state folder (set by
+    /// the program: Transport does not know the boot simulator). nil: the chip prints nothing.
+    nonisolated(unsafe) public static var firmwareProvider: (@Sendable (String) -> (@Sendable (inout Device) -> FirmwareRun)?)?
+
     public let name: String
-    public let kind = PortKind.virtual
+    public let kind: PortKind
+    private let directory: String
+    private let lines: Bool
+    private var dtr = false, rts = false
     public let store: DeviceStore
     public let engine: ProtocolEngine
     private let faultPlan: FaultPlan?
@@ -17,10 +29,14 @@ public final class VirtualPort: ChipPort {
     private var pending: [UInt8] = []
     private var open = false
 
-    public init(name: String, directory: String, faults: String? = nil, seed: UInt64 = 1) throws {
+    public init(name: String, directory: String, faults: String? = nil, seed: UInt64 = 1, resetLines: Bool = false) throws {
         self.name = name
+        self.directory = directory
+        lines = resetLines
+        kind = resetLines ? .serial : .virtual
         store = DeviceStore(directory: directory)
         engine = ProtocolEngine(device: try store.load())
+        if resetLines { engine.firmware = Self.firmwareProvider?(directory) }
         faultPlan = try faults.map { try FaultPlan(spec: $0) }
         faultSeed = seed
         begin()
@@ -74,7 +90,21 @@ public final class VirtualPort: ChipPort {
     }
 
     public func setBaud(_ baud: Int) throws {}
-    public func setModemLines(dtr: Bool?, rts: Bool?) throws {}
+    public func setModemLines(dtr: Bool?, rts: Bool?) throws {
+        guard lines else { return }
+        let enWasLow = self.rts
+        if let dtr { self.dtr = dtr }
+        if let rts { self.rts = rts }
+        guard open, enWasLow, !self.rts else { return }
+        // EN rises: the chip comes out of reset and samples IO0.
+        if self.dtr {
+            engine.resetToROM()
+            pending += romBootBanner
+        } else {
+            pending += engine.resetIntoFirmware()
+            try? save()
+        }
+    }
     public func flushInput() { pending = [] }
 
     public func reopen() throws {

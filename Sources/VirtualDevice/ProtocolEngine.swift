@@ -517,6 +517,17 @@ public final class ProtocolEngine {
         startFirmware()
     }
 
+    /// A reset with IO0 high (EN pulse on the auto-reset circuit): the chip boots from flash and
+    /// runs ``firmware``; returns what it printed.
+    public func resetIntoFirmware() -> [UInt8] {
+        resetToROM()
+        output.removeAll()
+        startFirmware()
+        let out = output
+        output.removeAll()
+        return out
+    }
+
     /// Leaves the loader and runs ``firmware`` (its console output follows the last reply).
     private func startFirmware() {
         mode = .userCode

@@ -1,5 +1,7 @@
 import ArgumentParser
+import BootSimulator
 import ESPCore
+import Transport
 
 /// The root command. Each command group lives in `Commands/` in a file of its own.
 struct Espforge: AsyncParsableCommand {
@@ -36,6 +38,11 @@ struct Espforge: AsyncParsableCommand {
 @main
 enum Main {
     static func main() async {
+        // A `virtual:DIR?lines=auto` port boots its device on an EN pulse with IO0 high, like a
+        // board: with the boot simulator under the sdkconfig remembered in the folder.
+        VirtualPort.firmwareProvider = { dir in
+            VirtualFirmware.hook(config: BootConfig(sdkconfig: (try? SimulatorSDKConfig.remembered(inStateFolder: dir)) ?? SimulatorSDKConfig()))
+        }
         do {
             var command = try Espforge.parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

@@ -270,6 +270,31 @@ struct ProvisionCLITests {
         #expect(device.flash.read(0x1000, 4) == [0xFF, 0xFF, 0xFF, 0xFF], "nothing written")
     }
 
+    @Test("boards on serial lines (virtual ports with the DTR/RTS auto-reset circuit): reset into the loader, written through the stub, EN pulse boots, console watched",
+          arguments: ["lines=auto", "lines=auto&faults=drop=0.00002,flip=0.00002&seed=SEED"])
+    func serialLines(options: String) throws {
+        let seed = testSeed() % 100_000
+        let dir = try TestEnvironment.temporaryDirectory("espforge-serial")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("demo").path
+        var env = ProcessInfo.processInfo.environment
+        env["ESPFORGE_TEST_CRASH_AFTER"] = "identify"   // the line's files and blank devices, nothing provisioned
+        _ = try ProcessRunner.run(Espforge.path, ["demo", "--devices", "2", "--dir", out, "--mode", "on-chip"], environment: env)
+        let query = options.replacingOccurrences(of: "SEED", with: String(seed))
+        let r = try Espforge.run(["provision", "--manifest", out + "/espforge.toml"]
+                                 + (1...2).flatMap { ["--port", "virtual:\(out)/devices/dev\($0)?\(query)"] })
+        #expect(r.status == 0, "seed \(seed): \(r.out)\n\(r.err)")
+        #expect(r.out.contains("first-boot: ok — booted ota_0"), "\(r.out)")
+        for i in 1...2 {
+            let device = try DeviceStore(directory: out + "/devices/dev\(i)").load()
+            #expect(device.stats.total.firmwareRuns == 1, "booted once, by the EN pulse")
+            #expect(int(device.efuses, "ABS_DONE_1") == 1 && int(device.efuses, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 1)
+            if options.contains("faults") { #expect(device.stats.faults != FaultCounters(), "seed \(seed): faults were injected") }
+        }
+        let list = try Espforge.run(["registry", "list", "--registry", out + "/registry.sqlite", "--json"])
+        #expect(list.out.components(separatedBy: "\"provisioned\"").count - 1 == 2, "\(list.out)")
+    }
+
     @Test("a process killed after a step (exit 137) is completed by --resume without double claims", arguments: ["claim", "write", "first-boot", "verify"])
     func resumeAfterCrash(step: String) throws {
         let dir = try TestEnvironment.temporaryDirectory("espforge-resume")

@@ -79,7 +79,7 @@ func makeDevice(_ label: String = "transport") throws -> URL {
 }
 
 @Suite struct PortNameTests {
-    @Test(arguments: ["socket://", "socket://host", "socket://:80", "socket://h:99999", "virtual:", "virtual:d?bogus=1",
+    @Test(arguments: ["socket://", "socket://host", "socket://:80", "socket://h:99999", "virtual:", "virtual:d?bogus=1", "virtual:d?lines=manual",
                       "virtual:d?seed=x", "http://x", ""])
     func badNamesAreRejected(_ name: String) {
         #expect(throws: TransportError.self) { _ = try PortOpener.open(name) }
@@ -128,6 +128,34 @@ func makeDevice(_ label: String = "transport") throws -> URL {
         try port.reopen()
         try port.write([0xC0])
         port.close()
+    }
+
+    /// `?lines=auto`: the board's auto-reset circuit on DTR (IO0) and RTS (EN), both active low.
+    @Test func autoResetLinesEnterTheLoaderOrBootTheFirmware() throws {
+        let dir = try makeDevice()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        VirtualPort.firmwareProvider = { _ in { _ in FirmwareRun(console: Array("I (31) boot: hello from flash\r\n".utf8), seconds: 0.25) } }
+        defer { VirtualPort.firmwareProvider = nil }
+        let port = try PortOpener.open("virtual:\(dir.path)?lines=auto")
+        #expect(port.kind == .serial)
+        // The classic download-mode sequence: EN rises while IO0 is held low → ROM banner.
+        try ResetSequence.classic(port, attempt: 0, sleep: { _ in })
+        #expect(String(decoding: try port.read(timeout: 0), as: UTF8.self).contains("waiting for download"))
+        // Lines that do not release EN do nothing.
+        try port.setModemLines(dtr: true, rts: nil)
+        #expect(try port.read(timeout: 0).isEmpty)
+        // Hard reset: EN pulse with IO0 released → the chip boots from flash and prints.
+        try ResetSequence.hardReset(port, sleep: { _ in })
+        #expect(String(decoding: try port.read(timeout: 0), as: UTF8.self) == "I (31) boot: hello from flash\r\n")
+        port.close()
+        let stats = try DeviceStore(directory: dir.path).load().stats
+        #expect(stats.total.firmwareRuns == 1 && stats.total.firmwareSeconds == 0.25)
+        // Without ?lines=auto the lines are ignored (the port is not a serial one).
+        let plain = try PortOpener.open("virtual:\(dir.path)")
+        #expect(plain.kind == .virtual)
+        try ResetSequence.hardReset(plain, sleep: { _ in })
+        #expect(try plain.read(timeout: 0).isEmpty)
+        plain.close()
     }
 }
 

@@ -31,7 +31,9 @@ struct ProvisionCommand: AsyncParsableCommand {
             pulse, then the console is watched at 115200 baud until the manifest's [first_boot] \
             ready_line — by default ESP-IDF's app start line — a boot loop, a failure the doctor \
             recognises, or the timeout) or socket://HOST:PORT (the same over TCP, e.g. `espforge \
-            device serve`; the first boot is started with the ROM's run-firmware command).
+            device serve`; the first boot is started with the ROM's run-firmware command). \
+            `virtual:DIR?lines=auto[&faults=SPEC&seed=N]` is a virtual board on a serial line (DTR/RTS \
+            auto-reset circuit), provisioned through the same serial path.
 
             Examples:
               espforge provision --manifest espforge.toml --port virtual:dev1 --port virtual:dev2
@@ -71,7 +73,7 @@ struct ProvisionCommand: AsyncParsableCommand {
         let loaded = try ProvisionSetup.load(manifestPath: manifest)
         guard Set(ports).count == ports.count else { throw UsageError("the same --port is given twice") }
         var link = LoaderLinkOptions()
-        if ports.contains(where: { !$0.hasPrefix("virtual:") }) {
+        if ports.contains(where: { !$0.hasPrefix("virtual:") || $0.contains("?") }) {
             try checkBaud(baud)
             link.session.baud = baud
             link.session.before = try parseResetMode(before)
@@ -108,7 +110,9 @@ enum ProvisionSetup {
         let results = await withTaskGroup(of: (Int, ProvisionResult).self) { group in
             for (i, port) in ports.enumerated() {
                 group.addTask {
-                    let target: any ProvisioningTarget = port.hasPrefix("virtual:")
+                    // A plain virtual:DIR is driven in-process; with options (?faults=…, ?lines=auto)
+                    // it is a port like any other, through the flasher.
+                    let target: any ProvisioningTarget = port.hasPrefix("virtual:") && !port.contains("?")
                         ? VirtualTarget(directory: String(port.dropFirst(8))) : LoaderTarget(port: port, options: link)
                     let result = await p.provision(target)
                     if realtime { try? await Task.sleep(nanoseconds: UInt64(max(0, result.virtualMilliseconds)) * 1_000_000) }
