@@ -254,25 +254,31 @@ extension BootRun {
         }
     }
 
-    /// ESP-IDF v4.4: the ESP32-specific enable path.
-    func secureBootV2EnableV44(app: LoadedImage) -> Int {
+    /// What both IDF versions do first when enabling Secure Boot V2: open an eFuse batch, refuse
+    /// coding schemes, load and verify the bootloader image. No image: stopped (batch cancelled)
+    /// with the error `code`.
+    func secureBootEnableStart() -> (boot: LoadedImage?, code: Int) {
         batchBegin()
         let coding = raw("CODING_SCHEME")
         if coding != 0 && coding != 3 {
             E("secure_boot_v2", "No coding schemes are supported in secure boot v2.(Detected scheme: 0x\(String(coding, radix: 16)))")
             batchCancel()
-            return ESPErr.notSupported
+            return (nil, ESPErr.notSupported)
         }
-        let bootloaderPartSize = sdk.partitionTableOffset - 0x1000
-        let boot: LoadedImage
-        switch loadImage(at: 0x1000, partitionSize: bootloaderPartSize, mode: .verify) {
+        switch loadImage(at: 0x1000, partitionSize: sdk.partitionTableOffset - 0x1000, mode: .verify) {
         case .failure(let e):
             E("secure_boot_v2", "bootloader image appears invalid! error \(e.code)")
             batchCancel()
-            return e.code
+            return (nil, e.code)
         case .success(let b):
-            boot = b
+            return (b, 0)
         }
+    }
+
+    /// ESP-IDF v4.4: the ESP32-specific enable path.
+    func secureBootV2EnableV44(app: LoadedImage) -> Int {
+        let start = secureBootEnableStart()
+        guard let boot = start.boot else { return start.code }
         let bootSector = boot.signatureSectorOffset.flatMap { read($0, 4096) } ?? []
         var bootDigest: [UInt8]
         let blk2 = blockRaw(2)
@@ -332,22 +338,8 @@ extension BootRun {
     /// `esp_efuse_write_keys` when BLOCK2 is unused, matched against the app's, then the ESP32
     /// secure features.
     func secureBootV2EnableV5(app: LoadedImage) -> Int {
-        batchBegin()
-        let coding = raw("CODING_SCHEME")
-        if coding != 0 && coding != 3 {
-            E("secure_boot_v2", "No coding schemes are supported in secure boot v2.(Detected scheme: 0x\(String(coding, radix: 16)))")
-            batchCancel()
-            return ESPErr.notSupported
-        }
-        let boot: LoadedImage
-        switch loadImage(at: 0x1000, partitionSize: sdk.partitionTableOffset - 0x1000, mode: .verify) {
-        case .failure(let e):
-            E("secure_boot_v2", "bootloader image appears invalid! error \(e.code)")
-            batchCancel()
-            return e.code
-        case .success(let b):
-            boot = b
-        }
+        let start = secureBootEnableStart()
+        guard let boot = start.boot else { return start.code }
         let blk2 = blockRaw(2)
         // esp_efuse_key_block_unused: empty and neither read- nor write-protected.
         let hasDigest = !(blk2.allSatisfy { $0 == 0 } && !wrDis(8) && !rdDis(1))
