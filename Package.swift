@@ -39,7 +39,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        // AES block cipher for flash encryption: AES-NI (chosen at run time) + portable tables.
+        // AES block cipher for flash encryption and NVS: AES-NI (chosen at run time) + portable tables.
         .target(name: "CAES"),
         .target(name: "FlashEncryption", dependencies: [
             "ESPCore", "Partitions", "CAES", .product(name: "Crypto", package: "swift-crypto"),
@@ -48,7 +48,7 @@ let package = Package(
             "ESPCore", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "NVS", dependencies: [
-            "ESPCore", .product(name: "Crypto", package: "swift-crypto"),
+            "ESPCore", "CAES", .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
 
