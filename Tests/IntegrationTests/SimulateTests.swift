@@ -3,6 +3,7 @@ import Diagnostics
 import ESPCore
 import Foundation
 import Testing
+import VirtualDevice
 import TestSupport
 
 struct PreflightOutput: Decodable {
@@ -126,4 +127,36 @@ struct SimulateTests {
         #expect(e.burnedEFuses.isEmpty && e.encryptedRegions.isEmpty)
         #expect(try snapshot(state) == before)
     }
+
+    @Test("--port reads the chip through its loader: the same target and findings as --state, nothing written",
+          .enabled(if: TestEnvironment.fixturesOrCI, "needs ../shared/fixtures"))
+    func targetFromAPort() throws {
+        let ws = try Workspace("espforge-preflight-port")
+        let key = try Scenarios.keyA()
+        let app = try Scenarios.app(key: key)
+        let pairs = try ws.seedPlan(bootloader: try Scenarios.signedBootloader(size: "4MB", key: key), app: app)
+        let sdk = try ws.file("sdkconfig", text: Scenarios.seedSDKConfigText)
+        // A device after its first boot: Secure Boot digest and flash encryption key burned.
+        let state = try ws.device("dev")
+        try store(state, [(0x1000, try Scenarios.signedBootloader(size: "4MB", key: key)), (0x10000, try Scenarios.table()),
+                          (0x60000, app), (0x210000, app)])
+        #expect(try deviceBoot(state, sdkconfig: sdk).booted)
+        let flash = try DeviceStore(directory: state).load().flash.bytes
+        func target(_ args: [String]) throws -> [String: Any] {
+            let r = try Espforge.run(["preflight", "--json"] + args + pairs)
+            var obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout)) as? [String: Any], "\(r.err)")
+            var t = try #require(obj["target"] as? [String: Any])
+            t["source"] = nil
+            obj["target"] = t
+            return obj
+        }
+        let viaPort = try target(["--port", "virtual:" + state, "--before", "no-reset"])
+        let viaState = try target(["--state", state])
+        let a = try JSONSerialization.data(withJSONObject: viaPort, options: .sortedKeys)
+        let b = try JSONSerialization.data(withJSONObject: viaState, options: .sortedKeys)
+        #expect(a == b, "\(String(decoding: a, as: UTF8.self))\n\(String(decoding: b, as: UTF8.self))")
+        #expect((viaPort["passed"] as? Bool) == false, "plaintext onto an encrypted chip is found")
+        #expect(try DeviceStore(directory: state).load().flash.bytes == flash)
+    }
 }
+

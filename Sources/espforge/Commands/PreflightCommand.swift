@@ -16,7 +16,8 @@ struct PreflightCommand: ParsableCommand {
             optionally --efuse-summary FILE written by `espefuse summary --format json`). The flash \
             options are the ones the write will use (--write-flash-mode/--write-flash-freq/\
             --write-flash-size, default keep; with --build-dir the build's own flash settings). \
-            --port is not available yet.
+            --port reads a chip through its ROM loader (serial port, socket://, virtual:DIR): chip, \
+            revision, flash size from the flash id, and the eFuses; nothing is written.
 
             --simulate is a dry run of the first power-on: the plan is written into a copy of the \
             device (--state DIR, which is never changed; with flags only, a blank ESP32 of the given \
@@ -51,8 +52,10 @@ struct PreflightCommand: ParsableCommand {
     // Target.
     @Option(help: "Virtual device state folder to check against (chip, revision, flash size, eFuses).")
     var state: String?
-    @Option(help: "Serial port of a real chip (not available yet).")
+    @Option(help: "Port of the target chip to read (serial device, socket://HOST:PORT or virtual:DIR).")
     var port: String?
+    @Option(help: "With --port: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.")
+    var before = "default-reset"
     @Option(help: "Target chip: esp32, esp32s3, esp32c3.")
     var chip: String?
     @Option(name: .customLong("flash-size"), help: "Target flash size, e.g. 4MB.")
@@ -218,15 +221,14 @@ struct PreflightCommand: ParsableCommand {
         return o
     }
 
-    /// Where the target facts come from. A `--port` source (reading a real chip through the
-    /// flasher) slots in here as another case.
+    /// Where the target facts come from: a chip read through its loader, a virtual device folder,
+    /// or flags (flags and --efuse-summary override what was read).
     func resolveTarget(buildChip: String?) throws -> TargetFacts {
-        if port != nil {
-            throw UsageError("--port is not available yet: reading a real chip needs the flasher",
-                             hint: "use --state DIR (virtual device) or --chip/--flash-size/--chip-rev/--efuse-summary")
-        }
         var facts: TargetFacts
-        if let state {
+        if let port {
+            guard state == nil else { throw UsageError("give either --port or --state, not both") }
+            facts = try ChipTarget.read(port: port, before: try parseResetMode(before))
+        } else if let state {
             let device = try DeviceStore(directory: state).load()
             guard let spec = ChipSpec.named(device.description.chip) else {
                 throw UsageError("unknown chip '\(device.description.chip)' in \(state)/device.json")
