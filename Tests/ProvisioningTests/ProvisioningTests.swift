@@ -85,12 +85,7 @@ struct Line {
         try await p.loadPool()
         let provisioner = p
         let all: [any ProvisioningTarget] = targets ?? self.targets
-        return await withTaskGroup(of: ProvisionResult.self) { group in
-            for t in all { group.addTask { await provisioner.provision(t) } }
-            var out: [ProvisionResult] = []
-            for await r in group { out.append(r) }
-            return out.sorted { $0.port < $1.port }
-        }
+        return await provisioner.provision(all: all).sorted { $0.port < $1.port }
     }
 
     func cleanup() { try? FileManager.default.removeItem(at: dir) }

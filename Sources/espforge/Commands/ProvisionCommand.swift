@@ -106,22 +106,10 @@ enum ProvisionSetup {
             provisioner.afterStep = { step, _ in if step.rawValue == crash { exit(137) } }
         }
         try await provisioner.loadPool()
-        let p = provisioner
-        let results = await withTaskGroup(of: (Int, ProvisionResult).self) { group in
-            for (i, port) in ports.enumerated() {
-                group.addTask {
-                    // A plain virtual:DIR is driven in-process; with options (?faults=…, ?lines=auto)
-                    // it is a port like any other, through the flasher.
-                    let target: any ProvisioningTarget = port.hasPrefix("virtual:") && !port.contains("?")
-                        ? VirtualTarget(directory: String(port.dropFirst(8))) : LoaderTarget(port: port, options: link)
-                    let result = await p.provision(target)
-                    if realtime { try? await Task.sleep(nanoseconds: UInt64(max(0, result.virtualMilliseconds)) * 1_000_000) }
-                    return (i, result)
-                }
-            }
-            var out: [(Int, ProvisionResult)] = []
-            for await r in group { out.append(r) }
-            return out.sorted { $0.0 < $1.0 }.map(\.1)
+        // Every device runs on its own thread (a blocked port never holds up another).
+        let targets = ports.map { ProvisioningTargets.target(for: $0, link: link) }
+        let results = await provisioner.provision(all: targets) { result in
+            if realtime { try? await Task.sleep(nanoseconds: UInt64(max(0, result.virtualMilliseconds)) * 1_000_000) }
         }
         try? await registry.close()
         if json {
