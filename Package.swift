@@ -149,7 +149,7 @@ let package = Package(
         ]),
         // Preflight --simulate vs. esptool + device boot, doctor on simulated logs (through the CLI).
         .testTarget(name: "IntegrationTests", dependencies: [
-            "BootSimulator", "Diagnostics", "VirtualDevice", "ESPCore", "TestSupport",
+            "BootSimulator", "Diagnostics", "VirtualDevice", "ESPCore", "EFuse", "FlashEncryption", "TestSupport",
         ]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",

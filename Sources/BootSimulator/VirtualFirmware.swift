@@ -11,12 +11,24 @@ public enum VirtualFirmware {
     /// `main_task` calls `app_main`); `provision` waits for one of them by default.
     public static let appStartLines = ["cpu_start: Pro cpu start user code", "main_task: Calling app_main()"]
 
-    public static func hook(config: BootConfig) -> @Sendable (inout Device) -> FirmwareRun {
+    /// The firmware hook. With `config` nil (no sdkconfig known for the device) each boot runs
+    /// under the options ``BuildInference`` reads off the device's flash and eFuses at that
+    /// moment; `onInferred` gets the assumptions made.
+    public static func hook(config: BootConfig?,
+                            onInferred: (@Sendable ([String]) -> Void)? = nil) -> @Sendable (inout Device) -> FirmwareRun {
         { device in
             // The simulator charges its time to the device's statistics (for `device boot`); here
             // the protocol engine charges it, so the statistics are put back.
             let stats = device.stats
-            let outcome = BootSimulator(config: config).boot(device: &device)
+            var bootConfig: BootConfig
+            if let config {
+                bootConfig = config
+            } else {
+                let inferred = BuildInference.infer(device: device)
+                onInferred?(inferred.assumptions)
+                bootConfig = BootConfig(sdkconfig: inferred.sdkconfig)
+            }
+            let outcome = BootSimulator(config: bootConfig).boot(device: &device)
             let efusePrograms = device.stats.total.efusePrograms - stats.total.efusePrograms
             device.stats = stats
             var text = outcome.consoleText

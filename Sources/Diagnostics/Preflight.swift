@@ -57,6 +57,8 @@ public struct FirstBootPrediction: Sendable, Codable {
     public var flashEncryptionEnabled: Bool?
     /// How each plan entry was written to the copy (plaintext, encrypted, header rewritten).
     public var writes: [String]
+    /// With no sdkconfig: the bootloader options inferred from the plan, one sentence each.
+    public var assumptions: [String] = []
 
     public init(bootLogs: [String], bootedPartition: String?, burnedEFuses: [String], encryptedRegions: [String],
                 result: String? = nil, reason: String? = nil, errorCode: Int? = nil, secureBootEnabled: Bool? = nil,

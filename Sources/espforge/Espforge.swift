@@ -39,9 +39,10 @@ struct Espforge: AsyncParsableCommand {
 enum Main {
     static func main() async {
         // A `virtual:DIR?lines=auto` port boots its device on an EN pulse with IO0 high, like a
-        // board: with the boot simulator under the sdkconfig remembered in the folder.
+        // board: with the boot simulator under the sdkconfig remembered in the folder (else the
+        // options inferred from the device when it boots).
         VirtualPort.firmwareProvider = { dir in
-            VirtualFirmware.hook(config: BootConfig(sdkconfig: (try? SimulatorSDKConfig.remembered(inStateFolder: dir)) ?? SimulatorSDKConfig()))
+            VirtualFirmware.hook(config: ((try? SimulatorSDKConfig.remembered(inStateFolder: dir)) ?? nil).map { BootConfig(sdkconfig: $0) })
         }
         do {
             var command = try Espforge.parseAsRoot()

@@ -16,7 +16,9 @@ struct ServedLine {
     let servers: [DeviceServerProcess]
     let targets: [LoaderTarget]
 
-    init(_ line: Line, faults: String? = nil, seed: UInt64 = 1) throws {
+    /// `rememberSDKConfig` false: the folders have no sdkconfig (a plain `device create`), so the
+    /// served devices infer the bootloader's options from their flash when they boot.
+    init(_ line: Line, faults: String? = nil, seed: UInt64 = 1, rememberSDKConfig: Bool = true) throws {
         self.line = line
         var servers: [DeviceServerProcess] = []
         var targets: [LoaderTarget] = []
@@ -27,7 +29,9 @@ struct ServedLine {
         if faults != nil { options.session.timeout = 1 }   // recover from lost frames sooner
         for t in line.targets {
             // The served device boots with the sdkconfig remembered in its folder.
-            try line.sdk.text.write(toFile: t.store.directory + "/sdkconfig", atomically: true, encoding: .utf8)
+            if rememberSDKConfig {
+                try line.sdk.text.write(toFile: t.store.directory + "/sdkconfig", atomically: true, encoding: .utf8)
+            }
             let extra = faults.map { ["--faults", $0, "--seed", String(seed)] } ?? []
             let server = try DeviceServerProcess(state: t.store.directory, extra: extra)
             servers.append(server)
@@ -77,6 +81,24 @@ struct SocketProvisioningTests {
             #expect(again.booted && again.encryptedRegions.isEmpty, "\(again.reason ?? "")")
             let record = try #require(try await registry.device(mac: device.description.mac))
             #expect(record.status == .provisioned)
+        }
+        try await registry.close()
+    }
+
+    @Test("host mode over socket:// on devices with no remembered sdkconfig: the first boot infers the table offset",
+          fixtures)
+    func hostModeWithoutSDKConfig() async throws {
+        let line = try Line(count: 2, mode: .host)
+        defer { line.cleanup() }
+        let served = try ServedLine(line, rememberSDKConfig: false)
+        let registry = try await Backend.sqlite.open(line.dir)
+        let results = try await served.provision(registry)
+        for r in results {
+            #expect(r.ok, "\(r.port): \(r.failedStep ?? "") \(r.reason ?? "") \(r.diagnosis ?? "")")
+            #expect(r.bootedPartition == "ota_0")
+        }
+        for device in try served.stopAndLoad() {
+            #expect(int(device.efuses, "ABS_DONE_1") == 1, "the signed bootloader enabled Secure Boot V2")
         }
         try await registry.close()
     }

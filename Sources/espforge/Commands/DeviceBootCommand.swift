@@ -47,9 +47,14 @@ struct DeviceBoot: ParsableCommand {
         } else if FileManager.default.fileExists(atPath: remembered) {
             configText = try FileIO.readText(remembered)
         }
-        var config = BootConfig(sdkconfig: try configText.map { try parse($0, file: sdkconfig ?? remembered) } ?? SDKConfig())
-        if configText == nil {
-            FileHandle.standardError.write(Data("espforge: no sdkconfig given or remembered; booting without Secure Boot or flash encryption\n".utf8))
+        var config: BootConfig
+        if let configText {
+            config = BootConfig(sdkconfig: try parse(configText, file: sdkconfig ?? remembered))
+        } else {
+            // No sdkconfig: the options the flash and eFuses show (each assumption printed).
+            let inferred = BuildInference.infer(device: device)
+            SimulatorSDKConfig.printAssumptions(inferred.assumptions)
+            config = BootConfig(sdkconfig: inferred.sdkconfig)
         }
         if let strapping {
             guard let v = NumberParsing.integer(strapping), v >= 0, v <= 0xFF else {

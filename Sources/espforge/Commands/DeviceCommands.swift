@@ -114,7 +114,9 @@ struct DeviceServe: ParsableCommand {
         let plan = try faults.map { try FaultPlan(spec: $0) }
         let engine = ProtocolEngine(device: device)
         // Leaving the loader for the firmware boots the device (sdkconfig remembered in the folder).
-        engine.firmware = VirtualFirmware.hook(config: BootConfig(sdkconfig: try .remembered(inStateFolder: state)))
+        // With no sdkconfig remembered, each boot infers the options from the device as it is then.
+        engine.firmware = VirtualFirmware.hook(config: try SimulatorSDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },
+                                               onInferred: { SimulatorSDKConfig.printAssumptions($0) })
         let server = DeviceServer(store: store, engine: engine, faultPlan: plan, faultSeed: seed, realtime: realtime)
         DeviceServer.installSignalHandlers()
         if let listen {
@@ -253,7 +255,8 @@ struct DeviceInspect: ParsableCommand {
         let report = Report(chip: "ESP32-D0WD\(d.chipRevision >= 3 ? "-V3" : "")", revision: "v\(d.chipRevision).0",
                             mac: d.mac, flashSize: d.flashSize, flashID: NumberParsing.hex(d.flashID, width: 6),
                             flashMap: DeviceInspector.flashMap(device.flash), security: security,
-                            powerOn: device.powerOn(using: BootSimulator(config: BootConfig(sdkconfig: try .remembered(inStateFolder: state)))))
+                            powerOn: device.powerOn(using: BootSimulator(config: BootConfig(
+                                sdkconfig: try .rememberedOrInferred(inStateFolder: state, device: device, quiet: json)))))
         if json { return try Output.printJSON(report) }
         print("chip:      \(report.chip) (revision \(report.revision))")
         print("MAC:       \(report.mac)")

@@ -146,6 +146,10 @@ struct PreflightCommand: ParsableCommand {
     func printSimulation(_ s: FirstBootPrediction) {
         print("")
         print("simulated first power-on (a copy of the device; nothing was written to it):")
+        if !s.assumptions.isEmpty {
+            print("  no sdkconfig: the bootloader's options are inferred from the plan:")
+            for a in s.assumptions { print("    \(a)") }
+        }
         for w in s.writes { print("  wrote \(w)") }
         for (i, log) in s.bootLogs.enumerated() {
             print("--- power cycle \(i + 1)" + (i == 0 ? " (first power-on)" : " (reset by the bootloader)"))

@@ -21,17 +21,38 @@ struct FirstBootAdapter: FirstBootSimulating {
     func simulateFirstBoot(plan: FlashPlan, stateDirectory: String, sdkconfig: Diagnostics.SDKConfig?) throws -> FirstBootPrediction {
         var device = try DeviceStore(directory: stateDirectory).load()
         let writes = try Self.apply(plan, to: &device)
-        var sdk = try simulatorConfig(sdkconfig ?? plan.sdkconfig, stateDirectory: stateDirectory)
+        var assumptions: [String] = []
+        var sdk: SimulatorSDKConfig
+        if let known = try simulatorConfig(sdkconfig ?? plan.sdkconfig, stateDirectory: stateDirectory) {
+            sdk = known
+        } else {
+            // No sdkconfig: the facts the plan shows, read the way the static rules read them.
+            let inferred = BuildInference.infer(device: device, hints: Self.hints(plan))
+            sdk = inferred.sdkconfig
+            assumptions = inferred.assumptions
+        }
         // --partition-table-offset (or the sdkconfig's) is where this bootloader looks.
         if let offset = plan.partitionTableOffset { sdk.partitionTableOffset = offset }
         var config = BootConfig(sdkconfig: sdk)
         config.rngSeed = rngSeed
         let outcome = BootSimulator(config: config).boot(device: &device)
-        return Self.prediction(outcome, writes: writes)
+        var prediction = Self.prediction(outcome, writes: writes)
+        prediction.assumptions = assumptions
+        return prediction
     }
 
-    /// The bootloader's options: from the plan's sdkconfig, else the one remembered in the state folder.
-    func simulatorConfig(_ sdk: Diagnostics.SDKConfig?, stateDirectory: String) throws -> SimulatorSDKConfig {
+    /// What the plan says about its build: the table offset preflight's rules use (configured, or
+    /// where the plan writes a table) and whether it encrypts.
+    static func hints(_ plan: FlashPlan) -> BuildInference.Hints {
+        let context = PreflightContext(plan: plan, target: TargetFacts(chip: .esp32, source: "plan"))
+        let encrypts = plan.options.encryptAll || plan.entries.contains(where: \.encrypted)
+        return BuildInference.Hints(partitionTableOffset: context.tableOffsetKnown ? context.tableOffset : nil,
+                                    flashEncryption: encrypts ? true : nil)
+    }
+
+    /// The bootloader's options: from the plan's sdkconfig, else the one remembered in the state
+    /// folder; nil when there is neither (then they are inferred).
+    func simulatorConfig(_ sdk: Diagnostics.SDKConfig?, stateDirectory: String) throws -> SimulatorSDKConfig? {
         if let sdk {
             var text = ""
             for (k, v) in sdk.values.sorted(by: { $0.key < $1.key }) {
@@ -39,14 +60,7 @@ struct FirstBootAdapter: FirstBootSimulating {
             }
             return try SimulatorSDKConfig.parse(text)
         }
-        let remembered = stateDirectory + "/sdkconfig"
-        if FileManager.default.fileExists(atPath: remembered) {
-            do { return try SimulatorSDKConfig.parse(try FileIO.readText(remembered)) } catch {
-                throw FileContextError(file: remembered, underlying: error)
-            }
-        }
-        FileHandle.standardError.write(Data("espforge: no sdkconfig given or remembered; simulating a bootloader without Secure Boot or flash encryption\n".utf8))
-        return SimulatorSDKConfig()
+        return try SimulatorSDKConfig.remembered(inStateFolder: stateDirectory)
     }
 
     /// Writes every plan entry into `device` as the flasher would; returns one note per entry.
