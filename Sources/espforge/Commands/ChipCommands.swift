@@ -26,22 +26,43 @@ struct ChipInfoCommand: ParsableCommand {
             Security state: Secure Boot V2 key digest in BLOCK2, ABS_DONE_0/1, FLASH_CRYPT_CNT and \
             whether flash encryption is on (odd bit count), DISABLE_DL_ENCRYPT/DECRYPT/CACHE, \
             UART_DOWNLOAD_DIS, JTAG_DISABLE, coding scheme, and the fields WR_DIS/RD_DIS protect. \
-            Reads only; uses the ROM loader (no stub upload).
+            Reads only; uses the ROM loader (no stub upload). With several --port, every chip is \
+            read at once (one thread per port) and each is reported under its port; --json then \
+            prints one object per port. Exit status 1 when any port could not be read.
 
-            Example:
+            Examples:
               espforge chip info --port socket://127.0.0.1:5555 --before no-reset --json
+              espforge chip info --port /dev/ttyUSB0 --port /dev/ttyUSB1
             """
     )
 
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
-        let port = try connection.singlePort()
-        let session = FlashSession(port: port, options: try connection.sessionOptions(needStub: false))
-        defer { session.finish() }
-        try session.connect()
-        let info = try session.chipInfo()
-        if connection.json { return try Output.printJSON(info) }
+        let ports = try connection.allPorts()
+        let options = try connection.sessionOptions(needStub: false)
+        if ports.count == 1 {
+            let session = FlashSession(port: ports[0], options: options)
+            defer { session.finish() }
+            try session.connect()
+            let info = try session.chipInfo()
+            if connection.json { return try Output.printJSON(info) }
+            printInfo(info)
+            return
+        }
+        let results = DeviceRunner.chipInfo(ports: ports, options: options)
+        if connection.json {
+            for r in results { print(try Output.jsonLine(r)) }
+        } else {
+            for r in results {
+                print("== \(r.port)")
+                if let info = r.info { printInfo(info) } else { print("FAILED: \(r.error ?? "unknown error")") }
+            }
+        }
+        if results.contains(where: { $0.info == nil }) { throw ExitCode(1) }
+    }
+
+    func printInfo(_ info: ChipInfo) {
         let s = info.security
         print("Chip:         \(info.description) (revision \(info.revision))")
         print("Features:     \(info.features.joined(separator: ", "))")
