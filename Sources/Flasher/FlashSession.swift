@@ -100,11 +100,21 @@ public final class FlashSession {
 
     /// Connects; link-level failures (noise, a chip reset, a lost link) reconnect and try again.
     public func connect() throws {
-        do { try connectOnce() } catch {
-            guard Self.isLinkFailure(error) else { throw error }
-            try reconnect(after: error)
+        stubFailure = nil
+        do {
+            do { try connectOnce() } catch {
+                guard Self.isLinkFailure(error) else { throw error }
+                try reconnect(after: error)
+            }
+        } catch {
+            // A stub that was uploaded but did not work: say so (not "the link").
+            if let stubFailure { throw stubFailure }
+            throw error
         }
     }
+
+    /// Set when the stub was being started or had just started and the connection failed.
+    private var stubFailure: FlasherError?
 
     func connectOnce() throws {
         var opened = false
@@ -135,12 +145,21 @@ public final class FlashSession {
         if options.baud != c.baud, !c.isStub { try c.changeBaud(options.baud) }
         // On a reconnect the facts are known: do not read them again (fewer commands on a bad link).
         let efuses = try facts?.efuses ?? ChipProbe.readEFuses(c)
-        if let stub = options.stub, !c.isStub {
-            try c.runStub(stub)
-            emit("stub", detail: "running \(URL(fileURLWithPath: stub.source).lastPathComponent)")
+        let startingStub = options.stub != nil && !c.isStub
+        do {
+            if let stub = options.stub, !c.isStub {
+                try c.runStub(stub)
+                emit("stub", detail: "running \(URL(fileURLWithPath: stub.source).lastPathComponent)")
+            }
+            if options.baud != c.baud { try c.changeBaud(options.baud) }
+            try c.spiAttach()
+        } catch {
+            if startingStub, let stub = options.stub {
+                stubFailure = .stubFailed(stub: URL(fileURLWithPath: stub.source).lastPathComponent, why: describe(error))
+            }
+            throw error
         }
-        if options.baud != c.baud { try c.changeBaud(options.baud) }
-        try c.spiAttach()
+        stubFailure = nil
         if facts == nil { flashID = try c.flashID() }
         let code = Int((flashID >> 16) & 0xFF)
         let size = (0x12...0x1C).contains(code) ? 1 << code : 4 << 20

@@ -30,8 +30,11 @@ struct FlashWrite: ParsableCommand {
             FP003 flash-params-invalid, RG001 region-overlap, RG002 region-past-end, RG003 \
             region-unaligned, RG004 region-empty, FE001 plaintext-on-encrypted-chip, FE002 \
             encrypt-download-disabled, FE003 encrypt-without-flash-encryption, SB001 \
-            bootloader-key-mismatch, SB002 bootloader-unsigned, BL001 bootloader-offset, BL002 \
-            image-chip-mismatch. --force overrides only FP002, FE003, BL001, BL002 and SB001/SB002 \
+            bootloader-key-mismatch, SB002 bootloader-unsigned, SB004 bootloader-signature-damaged (bad \
+            block CRC), SB005 bootloader-signature-invalid (image digest or RSA-PSS signature does not \
+            match: tampered, or header rewritten after signing — the check preflight's PF003 runs), BL001 \
+            bootloader-offset, BL002 image-chip-mismatch. --force overrides only FP002, FE003, BL001, \
+            BL002 and SB001/SB002/SB004/SB005 \
             while Secure Boot is not yet enabled — the rules whose override cannot brick the chip.
 
             Data is sent compressed only through the flasher stub. Through the ROM loader (--no-stub, \
