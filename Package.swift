@@ -153,7 +153,7 @@ let package = Package(
         ]),
         // The golden QEMU recordings of the real ROM/bootloader (../shared/golden/qemu-esp32) replayed.
         .testTarget(name: "GoldenReplayTests", dependencies: [
-            "BootSimulator", "VirtualDevice", "EFuse", "ESPCore", "Flasher", "Transport", "TestSupport",
+            "BootSimulator", "VirtualDevice", "EFuse", "ESPCore", "Flasher", "Transport", "Provisioning", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ProvisioningTests", dependencies: [
