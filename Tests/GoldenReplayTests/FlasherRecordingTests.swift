@@ -93,6 +93,15 @@ struct FlasherRecordingTests {
         let esptoolCompressed = try Self.recordedSHA("flash_etc.bin")
         let got = GoldenCorpus.sha256(try Self.flash(b))
         #expect(got == esptoolCompressed)
+
+        // efn: the partition table alone, compressed, in a new session on the cleanly written set.
+        let c = try Self.blankDevice("golden-rom-defl-pt")
+        defer { try? FileManager.default.removeItem(at: c) }
+        try DeviceStore(directory: c.path).saveWholeFlash(NORFlash(contents: clean))
+        try Self.compressedThroughROM(c, [try Self.files()[1]])
+        let ptOnly = try Self.recordedSHA("flash_efn.bin")
+        let gotPT = GoldenCorpus.sha256(try Self.flash(c))
+        #expect(gotPT == ptOnly)
     }
 
     @Test("espforge's flasher through the ROM writes the A-flasher set exactly as esptool --no-stub did")

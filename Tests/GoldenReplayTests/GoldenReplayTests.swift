@@ -94,6 +94,20 @@ struct GoldenReplayTests {
         return (Device(description: description, flash: NORFlash(contents: image), efuses: efuses), readme)
     }
 
+    @Test("Espressif's bootloader fixtures are recognised as ESP-IDF bootloaders (not RAM images)",
+          .enabled(if: TestEnvironment.fixturesOrCI, "Espressif fixtures not found"))
+    func fixturesAreIDFBootloaders() throws {
+        for path in ["images/bootloader_esp32.bin", "images/bootloader_esp32_v5_2.bin", "secure/bootloader_unsigned_v2.bin",
+                     "secure/bootloader.bin", "chips/ESP32/bootloader.bin"] {
+            let image = GoldenCorpus.flashImage([(0x1000, try TestEnvironment.fixtureBytes(path))])
+            var device = Device(description: DeviceDescription(mac: "00:00:00:00:00:00"), flash: NORFlash(contents: image),
+                                efuses: EFuseArray(layout: .esp32))
+            let outcome = BootSimulator(config: BootConfig()).boot(device: &device)
+            #expect(outcome.result != .ramImageStarted, "\(path)")
+            #expect(outcome.log.contains { $0.text.contains("2nd stage bootloader") }, "\(path)")
+        }
+    }
+
     @Test("console, outcome, eFuses and flash equal the real chip's", arguments: scenarios.map(\.name))
     func replay(_ name: String) throws {
         let s = try #require(Self.scenarios.first { $0.name == name })
