@@ -29,18 +29,12 @@ public struct ChipSpec: Sendable, Hashable {
     /// Flash encryption key file lengths (bytes) the chip's eFuses can hold: ESP32 32 (AES-256)
     /// or 24 (3/4 coding scheme); XTS chips 32 (XTS-AES-128) and, where supported, 64 (XTS-AES-256).
     public let flashEncryptionKeyLengths: [Int]
-    /// Whether the ROM serial loader's compressed write (FLASH_DEFL_* without a stub) writes
-    /// exactly the region. False unless recorded on the real ROM: the ESP32 ECO3 ROM writes stale
-    /// bytes past the end of every compressed region (up to the next 32 KiB of the stream,
-    /// `../shared/golden/qemu-esp32/A-flasher`), so the flasher compresses only through a stub
-    /// on chips where this is false.
-    public let romCompressedWriteSafe: Bool
 
     public init(name: String, displayName: String, imageChipID: UInt16, bootloaderOffset: Int,
                 flashSizes: [NamedCode], flashFrequencies: [NamedCode], flashModes: [NamedCode],
                 memoryMap: [MemoryRegion], flashMappedRanges: [MemoryRegion], mmuPageSize: Int,
                 flashEncryption: FlashEncryptionScheme, romChipMagic: [UInt32],
-                flashEncryptionKeyLengths: [Int]? = nil, romCompressedWriteSafe: Bool = false) {
+                flashEncryptionKeyLengths: [Int]? = nil) {
         self.name = name
         self.displayName = displayName
         self.imageChipID = imageChipID
@@ -55,7 +49,6 @@ public struct ChipSpec: Sendable, Hashable {
         self.romChipMagic = romChipMagic
         self.flashEncryptionKeyLengths = flashEncryptionKeyLengths
             ?? (flashEncryption == .esp32Tweak ? [32, 24] : [32, 64])
-        self.romCompressedWriteSafe = romCompressedWriteSafe
     }
 
     /// Every chip espforge knows, in the order `--chip` help lists them.

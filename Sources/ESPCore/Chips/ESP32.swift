@@ -32,9 +32,6 @@ extension ChipSpec {
         flashMappedRanges: [MemoryRegion(0x400D_0000, 0x4040_0000, "IROM"), MemoryRegion(0x3F40_0000, 0x3F80_0000, "DROM")],
         mmuPageSize: 0x10000,
         flashEncryption: .esp32Tweak,
-        romChipMagic: [0x00F0_1D83],
-        // Recorded on the ECO3 ROM (golden/qemu-esp32/A-flasher): a compressed ROM write of a
-        // 3 KiB partition table changed 29,696 bytes of the partitions behind it.
-        romCompressedWriteSafe: false
+        romChipMagic: [0x00F0_1D83]
     )
 }
