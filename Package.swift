@@ -151,6 +151,11 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: [
             "BootSimulator", "Diagnostics", "VirtualDevice", "ESPCore", "EFuse", "FlashEncryption", "TestSupport",
         ]),
+        // The golden QEMU recordings of the real ROM/bootloader (../shared/golden/qemu-esp32) replayed.
+        .testTarget(name: "GoldenReplayTests", dependencies: [
+            "BootSimulator", "VirtualDevice", "EFuse", "ESPCore", "Flasher", "Transport", "Provisioning", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
             "ImageFormat", "Flasher", "TestSupport",

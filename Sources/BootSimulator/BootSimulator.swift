@@ -12,8 +12,15 @@ public struct BootConfig: Sendable {
     public var sdkconfig: SDKConfig
     /// Flash and eFuse timing (virtual time).
     public var timing: TimeModel = .w25q32jv
-    /// GPIO strapping value the ROM prints as `boot:0x..` (0x13 = SPI boot with the usual pull-ups).
-    public var strapping: UInt8 = 0x13
+    /// GPIO strapping value the ROM prints as `boot:0x..`. Any value with GPIO0 high boots from
+    /// SPI flash (`SPI_FAST_FLASH_BOOT`); only the printed number differs. The default is
+    /// ``devKitStrapping`` (0x13, what ESP32 DevKitC-style boards print); Espressif's QEMU and the
+    /// golden recordings use ``qemuStrapping`` (0x12), so replays pass that explicitly.
+    public var strapping: UInt8 = BootConfig.devKitStrapping
+    /// `boot:0x13`: the default (typical development board booting from flash).
+    public static let devKitStrapping: UInt8 = 0x13
+    /// `boot:0x12`: Espressif's QEMU esp32 machine booting from flash (the golden recordings).
+    public static let qemuStrapping: UInt8 = 0x12
     /// ESP-IDF version of the bootloader (wording and behaviour follow it, see ``IDFVersion``);
     /// default: the flashed bootloader's descriptor, else the sdkconfig header, else v4.4.
     public var idfVersion: String?
@@ -269,12 +276,18 @@ final class BootRun {
         var result = BootOutcome.Result.noBootableApp
         var reason: String?
         var booted: (String, Int)?
+        var ramEntry: Int?
         var resetReason = "rst:0x1 (POWERON_RESET)"
         while powerCycles < max(1, config.maxPowerCycles) {
             powerCycles += 1
             clock = 0
             do {
-                try romStage(resetReason: resetReason)
+                if case .ramImage(let entry) = try romStage(resetReason: resetReason) {
+                    result = .ramImageStarted
+                    ramEntry = Int(entry)
+                    reason = "the ROM started a RAM image at 0x\(hex8(entry)) (not an ESP-IDF bootloader)"
+                    break
+                }
                 switch try bootloaderStage() {
                 case .started(let name, let offset):
                     result = .appStarted
@@ -307,7 +320,8 @@ final class BootRun {
                            encryptedRegions: encrypted, sectorErases: sectorErases, pagePrograms: pagePrograms,
                            secureBootEnabled: secureBootEnabled, flashEncryptionEnabled: flashEncryptionEnabled,
                            virtualMilliseconds: Int(totalSeconds * 1000), log: log,
-                           idfVersion: idfVersion?.label, idfVersionSource: idfVersion?.source)
+                           idfVersion: idfVersion?.label, idfVersionSource: idfVersion?.source,
+                           ramImageEntry: ramEntry)
     }
 
     func burnedFields() -> [BurnedField] {

@@ -33,13 +33,17 @@ public struct BootOutcome: Sendable, Equatable, Codable {
         case noBootableApp = "no-bootable-app"
         /// The bootloader stopped for another reason (partition table, eFuse programming).
         case bootloaderHalted = "bootloader-halted"
+        /// The image at 0x1000 is not an ESP-IDF bootloader (no descriptor, no bootloader banner
+        /// text): the ROM loaded it into RAM and jumped to its entry point, so it runs (e.g.
+        /// esptool's `ram_helloworld`). Nothing further is simulated.
+        case ramImageStarted = "ram-image-started"
     }
 
     public var result: Result
     /// Partition the app was started from (name, offset).
     public var bootedPartition: String?
     public var bootedOffset: Int?
-    /// Why nothing booted, in a sentence (nil when an app started).
+    /// Why nothing booted, in a sentence (nil when an app started; for a RAM image, what the ROM started).
     public var reason: String?
     /// The last ESP-IDF error code reported (e.g. 8194 = ESP_ERR_IMAGE_INVALID), if any.
     public var errorCode: Int?
@@ -59,8 +63,13 @@ public struct BootOutcome: Sendable, Equatable, Codable {
     /// and where it came from (nil when the ROM stopped before the bootloader ran).
     public var idfVersion: String? = nil
     public var idfVersionSource: IDFVersionSource? = nil
+    /// Entry point of the RAM image the ROM started (``Result/ramImageStarted``), else nil.
+    public var ramImageEntry: Int? = nil
 
+    /// An ESP-IDF app was started.
     public var booted: Bool { result == .appStarted }
+    /// Something runs after the boot: an app, or a RAM image the ROM started.
+    public var running: Bool { result == .appStarted || result == .ramImageStarted }
 
     /// The console text as a serial monitor shows it (ESP-IDF lines with their level and timestamp).
     public var consoleText: String { log.map(\.text).joined(separator: "\n") + "\n" }

@@ -180,7 +180,7 @@ public enum DoctorRules {
 
     static let romSecureBootCheckFail = DoctorRule(
         id: "DR004", name: "rom-secure-boot-check-fail", priority: 92,
-        required: [[.contains("secure boot check fail")]],
+        required: [[.contains("secure boot check fail"), .contains("secure boot verification failed")]],
         supporting: [.contains("rst:")],
         cause: "Secure Boot is enabled and the ROM rejects the bootloader on flash",
         explanation: "With ABS_DONE_1 burned the ROM verifies the bootloader's signature block 0 against the key digest in BLK2 on every reset. It fails when the bootloader was re-flashed unsigned, signed with another key, or its header was rewritten after signing (esptool --flash-size/--flash-mode/--flash-freq other than keep).",

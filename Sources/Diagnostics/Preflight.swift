@@ -235,7 +235,7 @@ public enum Preflight {
                 out.append(Finding(code: "PF005", severity: .error, rule: "efuse-key-digest",
                     message: "the \(e.kind.rawValue) at \(hex(e.entry.address)) is signed with a key whose digest is not the one burned in BLK2",
                     evidence: ["BLK2 = \(ef.block2.hexString)"] + keys.enumerated().map { "block \($0.offset) key digest = \($0.element.hexString)" },
-                    explanation: "the ROM (for the bootloader) and the bootloader (for apps) only accept signatures made with the key whose SHA-256 digest is in BLK2: \"secure boot check fail\" or error 8194.",
+                    explanation: "the ROM (for the bootloader) and the bootloader (for apps) only accept signatures made with the key whose SHA-256 digest is in BLK2: \"Sig block 0 signed with untrusted key\" and \"secure boot verification failed\" from the ECO3 ROM, or error 8194.",
                     fix: "sign with the key matching BLK2 (espforge secure-boot digest --key KEY.pem must print the BLK2 value)",
                     file: e.entry.name, address: e.entry.address))
             }
@@ -559,7 +559,7 @@ public enum Preflight {
             out.append(Finding(code: "PF017", severity: .error, rule: "unsigned-under-secure-boot",
                 message: "the \(e.kind.rawValue) at \(hex(e.entry.address)) has no Secure Boot V2 signature, but \(why)",
                 evidence: ["no signature sector at \(hex(e.image?.signatureSectorOffset ?? 0)) in \(e.entry.name)"],
-                explanation: "unsigned images are rejected (\"secure boot check fail\" from the ROM for the bootloader, error 8194 for apps).",
+                explanation: "unsigned images are rejected (\"No signature block magic byte found at signature sector\" and \"secure boot verification failed\" from the ECO3 ROM for the bootloader, error 8194 for apps).",
                 fix: "sign it: espforge secure-boot sign --key KEY.pem \(e.entry.name) -o signed.bin",
                 file: e.entry.name, address: e.entry.address))
         }

@@ -13,6 +13,9 @@ public struct SessionOptions: Sendable {
     public var after = AfterMode.hardReset
     /// The flasher stub to run, or nil for the ROM loader.
     public var stub: StubImage?
+    /// Compress where it is safe: always through a stub; through the ROM loader only on chips whose
+    /// ROM compressed write is known to write exactly the region (``ChipSpec/romCompressedWriteSafe``;
+    /// never on ESP32, whose ROM writes stale bytes past every compressed region).
     public var compress = true
     public var skipUnchanged = false
     public var encrypt = false
@@ -97,11 +100,21 @@ public final class FlashSession {
 
     /// Connects; link-level failures (noise, a chip reset, a lost link) reconnect and try again.
     public func connect() throws {
-        do { try connectOnce() } catch {
-            guard Self.isLinkFailure(error) else { throw error }
-            try reconnect(after: error)
+        stubFailure = nil
+        do {
+            do { try connectOnce() } catch {
+                guard Self.isLinkFailure(error) else { throw error }
+                try reconnect(after: error)
+            }
+        } catch {
+            // A stub that was uploaded but did not work: say so (not "the link").
+            if let stubFailure { throw stubFailure }
+            throw error
         }
     }
+
+    /// Set when the stub was being started or had just started and the connection failed.
+    private var stubFailure: FlasherError?
 
     func connectOnce() throws {
         var opened = false
@@ -132,12 +145,21 @@ public final class FlashSession {
         if options.baud != c.baud, !c.isStub { try c.changeBaud(options.baud) }
         // On a reconnect the facts are known: do not read them again (fewer commands on a bad link).
         let efuses = try facts?.efuses ?? ChipProbe.readEFuses(c)
-        if let stub = options.stub, !c.isStub {
-            try c.runStub(stub)
-            emit("stub", detail: "running \(URL(fileURLWithPath: stub.source).lastPathComponent)")
+        let startingStub = options.stub != nil && !c.isStub
+        do {
+            if let stub = options.stub, !c.isStub {
+                try c.runStub(stub)
+                emit("stub", detail: "running \(URL(fileURLWithPath: stub.source).lastPathComponent)")
+            }
+            if options.baud != c.baud { try c.changeBaud(options.baud) }
+            try c.spiAttach()
+        } catch {
+            if startingStub, let stub = options.stub {
+                stubFailure = .stubFailed(stub: URL(fileURLWithPath: stub.source).lastPathComponent, why: describe(error))
+            }
+            throw error
         }
-        if options.baud != c.baud { try c.changeBaud(options.baud) }
-        try c.spiAttach()
+        stubFailure = nil
         if facts == nil { flashID = try c.flashID() }
         let code = Int((flashID >> 16) & 0xFF)
         let size = (0x12...0x1C).contains(code) ? 1 << code : 4 << 20
@@ -216,6 +238,8 @@ public final class FlashSession {
         for region in plan.regions {
             var data = region.data
             if data.count % 4 != 0 { data += [UInt8](repeating: 0xFF, count: 4 - data.count % 4) }
+            let requested = data
+            data = try withReconnect { try keepSectorTail(address: region.address, data: data) }
             let chunk = max(0x10000, options.verifyChunk / 0x10000 * 0x10000)
             // One compressed stream per region (best compression). After a failure, the pieces
             // already on flash are found by MD5 and the stream restarts at the first one that differs.
@@ -241,9 +265,9 @@ public final class FlashSession {
                 return try writeRegion(FlashRegion(address: region.address + start, data: Array(data[start...]), name: region.name))
             }
             reconnectsWithoutProgress = 0
-            let r = RegionResult(address: region.address, size: data.count, name: region.name,
+            let r = RegionResult(address: region.address, size: requested.count, name: region.name,
                                  outcome: start == 0 && last.outcome == .unchanged ? .unchanged : .written,
-                                 md5: Array(Insecure.MD5.hash(data: data)).hexString,
+                                 md5: Array(Insecure.MD5.hash(data: requested)).hexString,
                                  compressed: last.compressed, payloadBytes: last.payloadBytes)
             results.append(r)
             emit(r.outcome == .unchanged ? "unchanged" : "written", address: r.address, size: r.size, detail: "md5 \(r.md5)")
@@ -262,7 +286,7 @@ public final class FlashSession {
         }
         var payload = data
         var compressed = false
-        if options.compress, !options.encrypt, let z = Deflate.compress(data), z.count < data.count {
+        if mayCompress(c), let z = Deflate.compress(data), z.count < data.count {
             payload = z
             compressed = true
         }
@@ -293,6 +317,30 @@ public final class FlashSession {
     }
 
     enum RegionRestart: Error { case restart(Error) }
+
+    /// A write erases whole 4 KiB sectors, so the bytes after a region's end in its last sector
+    /// would be lost: when they hold anything but 0xFF they are read and written back with the
+    /// region (never for `--encrypt`, where the chip would encrypt the ciphertext again).
+    func keepSectorTail(address: Int, data: [UInt8]) throws -> [UInt8] {
+        let end = address + data.count
+        let sectorEnd = (end + LoaderSectorSize - 1) & ~(LoaderSectorSize - 1)
+        guard !options.encrypt, sectorEnd > end, let facts, sectorEnd <= facts.flashSize else { return data }
+        let c = try requireClient()
+        let n = sectorEnd - end
+        let blank = Array(Insecure.MD5.hash(data: [UInt8](repeating: 0xFF, count: n)))
+        guard try c.flashMD5(address: end, size: n) != blank else { return data }
+        let tail = try c.readFlash(address: end, size: n)
+        emit("keep", address: end, size: n, detail: "\(n) bytes after the region in its last sector are not erased: written back")
+        return data + tail
+    }
+
+    /// Whether a region may go compressed on this connection: asked for, not an encrypted write,
+    /// and a loader whose compressed write stays inside the region (the stub, or a ROM recorded
+    /// as safe in the chip table).
+    func mayCompress(_ c: LoaderClient) -> Bool {
+        guard options.compress, !options.encrypt else { return false }
+        return c.isStub || (facts?.spec.romCompressedWriteSafe ?? false)
+    }
 
     func sendRegion(_ c: LoaderClient, region: FlashRegion, data: [UInt8], payload: [UInt8], compressed: Bool) throws {
         let block = c.isStub ? LoaderProtocol.stubWriteBlock : LoaderProtocol.romWriteBlock

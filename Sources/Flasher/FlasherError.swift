@@ -19,6 +19,8 @@ public enum FlasherError: Error, Equatable, Sendable {
     case stubInvalid(String, String)
     /// The stub did not greet with OHAI.
     case stubNotStarted
+    /// Uploading or starting the stub, or its first commands, failed (`stub` = its file name).
+    case stubFailed(stub: String, why: String)
     /// After all retries the flash MD5 still differs.
     case verifyFailed(address: Int, length: Int, expected: String, actual: String)
     case romUnsupported(String)
@@ -53,6 +55,9 @@ extension FlasherError: DiagnosticConvertible {
             return Diagnostic("not a flasher stub: \(why)", file: file, hint: "use esptool's targets/stub_flasher/*/esp32.json")
         case .stubNotStarted:
             return Diagnostic("the flasher stub did not start (no OHAI greeting)", hint: "retry with --no-stub")
+        case let .stubFailed(stub, why):
+            return Diagnostic("the flasher stub did not start: \(why); try --no-stub",
+                              hint: "the stub \(stub) was uploaded but does not work with this chip or link; --no-stub talks to the ROM loader (slower; uncompressed on ESP32)")
         case let .verifyFailed(a, l, e, x):
             return Diagnostic("MD5 of 0x\(String(l, radix: 16)) bytes at 0x\(String(a, radix: 16)) is \(x), expected \(e)",
                               hint: "the data did not arrive intact; nothing is reported as written")

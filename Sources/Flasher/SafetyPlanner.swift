@@ -76,7 +76,10 @@ public struct FlashPlan: Sendable {
 /// - `RG001 region-overlap`, `RG002 region-past-end`, `RG003 region-unaligned`, `RG004 region-empty`.
 /// - `FE001 plaintext-on-encrypted-chip`, `FE002 encrypt-download-disabled`,
 ///   `FE003 encrypt-without-flash-encryption`, `FE004 assumed-ciphertext` (info).
-/// - `SB001 bootloader-key-mismatch`, `SB002 bootloader-unsigned`, `SB003 secure-boot-digest-unreadable`.
+/// - `SB001 bootloader-key-mismatch`, `SB002 bootloader-unsigned`, `SB003 secure-boot-digest-unreadable`,
+///   `SB004 bootloader-signature-damaged` (block CRC wrong: not "unsigned"), `SB005 bootloader-signature-invalid`
+///   (signed with the burned key, but the image digest or RSA-PSS signature does not match — the
+///   same check as preflight's PF003, ``SecureBootVerifier/inspect(image:sectorOffset:)``).
 /// - `BL001 bootloader-offset`, `BL002 image-chip-mismatch`.
 public enum SafetyPlanner {
     public static func plan(_ request: FlashRequest, facts: ChipFacts) -> FlashPlan {
@@ -229,8 +232,19 @@ public enum SafetyPlanner {
             return
         }
         let signed = image.hasSignatureSector && image.signatureSectorOffset < r.data.count
-        let sector = signed ? SignatureSector.parse(file: r.data, offset: image.signatureSectorOffset) : nil
-        let honoured = (sector?.validBlocks ?? []).prefix(facts.spec.name == "esp32" ? 1 : 3)
+        // The same check preflight's PF003 runs: every block parsed and checked against the content.
+        let inspection = signed ? SecureBootVerifier.inspect(image: r.data, sectorOffset: image.signatureSectorOffset) : nil
+        let sector = inspection?.sector
+        let honouredCount = facts.spec.name == "esp32" ? 1 : 3
+        let honoured = (sector?.validBlocks ?? []).prefix(honouredCount)
+        if honoured.isEmpty, let damaged = inspection?.checks.first, !damaged.block.crcValid {
+            add("SB004", .error, r.address,
+                "\(r.name) at \(hex(r.address)) has a damaged Secure Boot V2 signature block \(damaged.index) (CRC32 stored 0x\(String(damaged.block.storedCRC, radix: 16)), computed 0x\(String(damaged.block.computedCRC, radix: 16)))",
+                enabled ? "the ROM ignores a block whose CRC does not match, so the bootloader counts as unsigned: the chip would not boot"
+                    : "a block with a wrong CRC is ignored; once Secure Boot is enabled this bootloader will not boot",
+                "sign the bootloader again (`espforge secure-boot sign --key KEY.pem`) and flash exactly that file", !enabled)
+            return
+        }
         if honoured.isEmpty {
             add("SB002", .error, r.address,
                 "\(r.name) at \(hex(r.address)) has no Secure Boot V2 signature, but the chip has a key digest burned in BLOCK2\(enabled ? " and Secure Boot enabled (ABS_DONE_1)" : "")",
@@ -244,7 +258,25 @@ public enum SafetyPlanner {
                 "\(r.name) at \(hex(r.address)) is signed with a key whose digest (\(found)) is not the one burned in BLOCK2 (\(burned.hexString.prefix(16))…)",
                 enabled ? "the ROM verifies the bootloader against the BLOCK2 digest: the chip would not boot" : "once Secure Boot is enabled this bootloader will not boot",
                 "sign the bootloader with the key whose digest is burned (`espforge secure-boot digest --key PUB.pem` shows a key's digest)", !enabled)
+            return
         }
+        // A block with the trusted key must also sign this content (the ROM checks the image
+        // digest and the RSA-PSS signature, not only the key): a tampered image or a header
+        // rewritten after signing is refused here, before anything is written.
+        let trusted = (inspection?.checks ?? []).prefix(honouredCount).filter { $0.block.crcValid && $0.block.keyDigest == burned }
+        guard !trusted.contains(where: { $0.digestMatches && $0.signatureValid == true }), let check = trusted.first else { return }
+        var problems: [String] = []
+        if !check.digestMatches {
+            problems.append("block \(check.index) image digest \(check.block.imageDigest.hexString.prefix(16))… ≠ SHA-256 of the content \(check.contentDigest.bytes.hexString.prefix(16))… (changed after signing: tampered, or the header rewritten)")
+        } else if check.signatureValid != true {
+            problems.append("block \(check.index) signature does not verify with its key")
+        }
+        add("SB005", .error, r.address,
+            "\(r.name) at \(hex(r.address)) is signed with the burned key, but the signature does not match the image: \(problems.joined(separator: "; "))",
+            enabled ? "with ABS_DONE_1 the ROM verifies the whole bootloader before loading it (\"Sig block 0 invalid: Image digest does not match\", \"secure boot verification failed\"): the chip would not boot"
+                : "once Secure Boot is enabled the ROM rejects this bootloader",
+            "flash the bootloader exactly as signed (--flash-mode/--flash-freq/--flash-size keep), or sign the final image again; `espforge preflight` (PF003) shows the same check",
+            !enabled)
     }
 
     /// Plaintext we can recognise: a valid ESP image or a partition table.

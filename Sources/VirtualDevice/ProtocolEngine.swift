@@ -64,6 +64,9 @@ public final class ProtocolEngine {
     private var readOp: ReadOperation?
     private var output: [UInt8] = []
     private var connected = false
+    /// The ROM loader's 32 KiB decompression window for FLASH_DEFL_* (zeroed by a reset, kept
+    /// between regions). See ``ROMDeflateWindow``.
+    private var romWindow = ROMDeflateWindow()
 
     struct FlashOperation {
         var compressed: Bool
@@ -184,6 +187,7 @@ public final class ProtocolEngine {
         decoder = SLIPDecoder()
         efuse.reload()
         spi = SPIFlashEngine()
+        romWindow = ROMDeflateWindow()
         // The ROM assumes a 2 MB chip until SPI_SET_PARAMS says otherwise.
         flashParamsSize = min(2 << 20, device.description.flashSize)
     }
@@ -469,6 +473,15 @@ public final class ProtocolEngine {
             if mode == .stub, f.written + toWrite.count > f.total {
                 flashOp = f
                 return reply(op, error: .stubTooMuchData)
+            }
+            if mode == .rom {
+                romWindow.append(toWrite, at: f.written)
+                if inflater.finished, !f.encrypted {
+                    // Recorded ROM behaviour: the last window is written out whole, so the stale
+                    // bytes behind the end of the stream land on flash after the region.
+                    let stale = romWindow.staleTail(streamLength: f.written + toWrite.count)
+                    toWrite += stale.prefix(max(0, device.flash.size - at - toWrite.count))
+                }
             }
             f.written += toWrite.count
         } else {

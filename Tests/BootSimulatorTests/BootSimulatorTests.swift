@@ -158,7 +158,11 @@ struct BootSimulatorTests {
         Scenario.write(&device, 0x1000, try Scenario.signedBootloader(key: Scenario.keyB))
         let outcome = BootSimulator(config: config).boot(device: &device)
         #expect(outcome.result == .romHalted)
-        #expect(outcome.log.map(\.text).contains("secure boot check fail"))
+        // Recorded ECO3 ROM wording: verified before loading, so no load: lines.
+        let lines = outcome.log.map(\.text)
+        #expect(Array(lines.suffix(4)) == ["mode:2, clock div:2", "secure boot v2 enabled",
+                                            "Sig block 0 signed with untrusted key", "secure boot verification failed"])
+        #expect(!lines.contains { $0.hasPrefix("load:") })
     }
 
     @Test("plaintext bootloader written to an encrypted chip: ROM prints invalid header", fixtures)

@@ -44,9 +44,10 @@ private func expectOnFlash(_ dir: URL, _ regions: [FlashRegion], seed: UInt64) t
         let plan = SafetyPlanner.plan(FlashRequest(regions: regions), facts: try #require(session.facts))
         let results = try session.write(plan)
         #expect(results.map(\.outcome) == [.written, .written, .written])
-        // Compression is used when it shrinks, skipped when it does not (random data).
+        // Compression is used when it shrinks, skipped when it does not (random data), and
+        // never through the ESP32 ROM loader (its compressed write corrupts what follows).
         #expect(results[0].compressed == false)
-        #expect(results[1].compressed == compress)
+        #expect(results[1].compressed == (compress && stubMode))
         let back = try session.read(address: 0x30000, size: 70_000)
         #expect(Array(back[0..<70_000]) == Array(regions[1].data[0..<70_000]))
         #expect(try session.verify(regions).allSatisfy { $0.outcome == .verified })

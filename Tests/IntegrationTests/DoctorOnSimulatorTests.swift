@@ -98,7 +98,9 @@ struct DoctorOnSimulatorTests {
         // Then a bootloader signed with key B is flashed: the ROM rejects it.
         try store(state, [(0x1000, try Scenarios.signedBootloader(key: try Scenarios.keyB()))])
         let (outcome, d) = try diagnose(ws, state, sdkconfig: nil)
-        #expect(outcome.result == .romHalted && outcome.log.contains { $0.text == "secure boot check fail" })
+        // The ECO3 ROM's recorded wording (golden/qemu-esp32/B3-sbv2-rom-untrusted).
+        #expect(outcome.result == .romHalted && outcome.log.contains { $0.text == "secure boot verification failed" })
+        #expect(outcome.log.contains { $0.text == "Sig block 0 signed with untrusted key" })
         #expect(d.rule == "DR004", "\(d)")
         #expect(d.cause == "Secure Boot is enabled and the ROM rejects the bootloader on flash")
     }

@@ -164,8 +164,12 @@ enum DemoFirmware {
     }
 
     static func bootloader() throws -> [UInt8] {
+        // Like every ESP-IDF bootloader, its read-only data holds the banner's format text (the
+        // simulator, like espforge's ROM model, runs the bootloader model only for such images).
+        let banner = Array("ESP-IDF %s 2nd stage bootloader\0".utf8)
+        let rodata = banner + filler(2048 - banner.count, seed: 11)
         let elf = elf32(entry: 0x4007_8000, sections: [
-            Section(name: ".dram0.rodata", address: 0x3FFF_0000, data: filler(2048, seed: 11), flags: 3),
+            Section(name: ".dram0.rodata", address: 0x3FFF_0000, data: rodata, flags: 3),
             Section(name: ".iram_loader.text", address: 0x4007_8000, data: filler(8192, seed: 12), flags: 6),
             Section(name: ".iram.text", address: 0x4007_C000, data: filler(4096, seed: 13), flags: 6),
         ])

@@ -19,7 +19,11 @@ struct DeviceBoot: ParsableCommand {
             --json prints the structured outcome (booted app or why none, eFuses burned, regions encrypted).
 
             The sdkconfig given with --sdkconfig is remembered as DIR/sdkconfig for later boots. \
-            Exit status: 0 when an app was started, 2 when none was.
+            Whatever sits at 0x1000 is only run as an ESP-IDF bootloader when it is one (its \
+            descriptor or banner text); any other image is reported as a RAM image the ROM started. \
+            --strapping defaults to 0x13 (a development board booting from flash); Espressif's QEMU \
+            prints 0x12 (use it to compare with QEMU logs). \
+            Exit status: 0 when an app (or a RAM image) was started, 2 when none was.
 
             Example:
               espforge device boot --state dev1 --sdkconfig build/sdkconfig
@@ -29,7 +33,7 @@ struct DeviceBoot: ParsableCommand {
 
     @Option(help: "State folder of the device.") var state: String
     @Option(help: "The project's sdkconfig (remembered in the state folder).") var sdkconfig: String?
-    @Option(help: "Strapping value the ROM prints as boot:0x.. (default 0x13).") var strapping: String?
+    @Option(help: "Strapping value the ROM prints as boot:0x.. (default 0x13, a board booting from flash; QEMU prints 0x12).") var strapping: String?
     @Option(name: .customLong("rng-seed"), help: "Seed for the simulated hardware RNG (reproducible keys; tests only).")
     var rngSeed: UInt64?
     @Flag(help: "Print the outcome as JSON (includes the log).") var json = false
@@ -83,7 +87,7 @@ struct DeviceBoot: ParsableCommand {
             }
             print("--- virtual time \(outcome.virtualMilliseconds) ms, \(outcome.resets) power cycle(s)")
         }
-        if !outcome.booted { throw ExitCode(2) }
+        if !outcome.running { throw ExitCode(2) }
     }
 
     func parse(_ text: String, file: String) throws -> SDKConfig {
@@ -94,6 +98,8 @@ struct DeviceBoot: ParsableCommand {
         switch o.result {
         case .appStarted:
             return "app started from \(o.bootedPartition ?? "?") at \(NumberParsing.hex(o.bootedOffset ?? 0))"
+        case .ramImageStarted:
+            return o.reason ?? "the ROM started a RAM image (not an ESP-IDF bootloader)"
         default:
             return "no app started (\(o.result.rawValue)): \(o.reason ?? "")" + (o.errorCode.map { ", last error \($0)" } ?? "")
         }

@@ -17,8 +17,10 @@ struct EFuseCommand: ParsableCommand {
             and reports what stuck; status 3 means some bits did not stick. Status 1 is a refused \
             request or another error.
 
-            Ports: virtual:DIR (a virtual device folder, in-process). Serial ports and \
-            socket://HOST:PORT come with the flasher.
+            Ports: a serial device (/dev/ttyUSB0), socket://HOST:PORT (e.g. a QEMU or remote \
+            serial bridge; no reset lines, so use --before no-reset with the chip already in \
+            download mode) or virtual:DIR (a virtual device folder, in-process). --before picks \
+            the reset into the ROM loader as for `chip` and `flash`.
 
             Example:
               espforge efuse summary --port virtual:dev1
@@ -31,13 +33,15 @@ struct EFuseCommand: ParsableCommand {
 }
 
 struct EFusePortOptions: ParsableArguments {
-    @Option(help: "The chip: virtual:DIR (serial and socket:// come with the flasher).")
+    @Option(help: "The chip: serial device, socket://HOST:PORT or virtual:DIR.")
     var port: String
     @Option(help: "Baud rate for serial ports (ignored for virtual:).")
     var baud: Int?
+    @Option(help: "Before connecting: default-reset (DTR/RTS), usb-reset (USB-Serial-JTAG) or no-reset (ignored for virtual:).")
+    var before = "default-reset"
 
     func client() throws -> EFuseClient {
-        EFuseClient(access: try openRegisterAccess(port: port, baud: baud))
+        EFuseClient(access: try openRegisterAccess(port: port, baud: baud, before: try parseResetMode(before)))
     }
 }
 

@@ -24,15 +24,24 @@ struct FlashCommand: ParsableCommand {
 struct FlashWrite: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "write",
-        abstract: "Write files to flash (compressed, MD5-verified, with safety rules).",
+        abstract: "Write files to flash (compressed through the stub, MD5-verified, with safety rules).",
         discussion: """
             Safety findings have stable codes: FP001 flash-params-signed, FP002 flash-params-hashed, \
             FP003 flash-params-invalid, RG001 region-overlap, RG002 region-past-end, RG003 \
             region-unaligned, RG004 region-empty, FE001 plaintext-on-encrypted-chip, FE002 \
             encrypt-download-disabled, FE003 encrypt-without-flash-encryption, SB001 \
-            bootloader-key-mismatch, SB002 bootloader-unsigned, BL001 bootloader-offset, BL002 \
-            image-chip-mismatch. --force overrides only FP002, FE003, BL001, BL002 and SB001/SB002 \
+            bootloader-key-mismatch, SB002 bootloader-unsigned, SB004 bootloader-signature-damaged (bad \
+            block CRC), SB005 bootloader-signature-invalid (image digest or RSA-PSS signature does not \
+            match: tampered, or header rewritten after signing — the check preflight's PF003 runs), BL001 \
+            bootloader-offset, BL002 image-chip-mismatch. --force overrides only FP002, FE003, BL001, \
+            BL002 and SB001/SB002/SB004/SB005 \
             while Secure Boot is not yet enabled — the rules whose override cannot brick the chip.
+
+            Data is sent compressed only through the flasher stub. Through the ROM loader (--no-stub, \
+            or no stub found) ESP32 writes go uncompressed: the ESP32 ROM's compressed write also \
+            writes stale bytes after the end of every region (up to the next 32 KiB), which would \
+            overwrite the partitions behind it. Bytes after a region's end in its last 4 KiB sector \
+            (erased by the write) are read first and written back when they hold data.
 
             With several --port options every device gets the same plan concurrently; one progress \
             line per device and a summary table (or, with --json, one JSON event per line).
@@ -44,7 +53,7 @@ struct FlashWrite: ParsableCommand {
     )
 
     @OptionGroup var connection: ConnectionOptions
-    @Flag(name: .customLong("no-compress"), help: "Send data uncompressed.") var noCompress = false
+    @Flag(name: .customLong("no-compress"), help: "Send data uncompressed (the default through the ESP32 ROM loader, whose compressed write corrupts the bytes after each region).") var noCompress = false
     @Flag(name: .customLong("skip-unchanged"), help: "Skip regions whose flash MD5 already matches.") var skipUnchanged = false
     @Flag(help: "Let the chip encrypt the data (flash encryption on, download-mode encryption allowed).") var encrypt = false
     @Flag(help: "Override the findings that cannot brick the chip.") var force = false

@@ -1,6 +1,7 @@
 import EFuse
 import ESPCore
 import Flasher
+import Transport
 import VirtualDevice
 
 /// Turns a `--port` value into register access to a chip.
@@ -8,7 +9,7 @@ import VirtualDevice
 /// `virtual:DIR` drives a virtual device state folder in-process (no server) and saves every eFuse
 /// program cycle at once; serial ports and `socket://HOST:PORT` go through the flasher's loader
 /// connection (ROM loader, no stub), whose client implements `RegisterAccess`.
-func openRegisterAccess(port: String, baud: Int?) throws -> any RegisterAccess {
+func openRegisterAccess(port: String, baud: Int?, before: ResetMode = .defaultReset) throws -> any RegisterAccess {
     if port.hasPrefix("virtual:") {
         let dir = String(port.dropFirst("virtual:".count))
         guard !dir.isEmpty else {
@@ -16,7 +17,7 @@ func openRegisterAccess(port: String, baud: Int?) throws -> any RegisterAccess {
         }
         return try VirtualRegisterAccess(directory: dir)
     }
-    return try LoaderConnection.open(port: port, baud: baud ?? 115_200)
+    return try LoaderConnection.open(port: port, baud: baud ?? 115_200, before: before)
 }
 
 /// A virtual device folder opened in-process: register reads and writes go straight to the

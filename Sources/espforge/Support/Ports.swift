@@ -131,7 +131,7 @@ final class ProgressPrinter: @unchecked Sendable {
         case "finding":
             ErrorRenderer.writeStderr("\(e.device): \(e.detail ?? "")\n")
             return
-        case "connected", "stub", "reconnect", "retry":
+        case "connected", "stub", "reconnect", "retry", "keep":
             lines[e.device] = "\(e.event): \(e.detail ?? "")"
         case "written", "unchanged", "verified", "mismatch", "erased":
             lines[e.device] = "\(where_) \(e.event) (\(e.size ?? 0) bytes\(e.detail.map { ", " + $0 } ?? ""))"
