@@ -80,6 +80,7 @@ public struct Provisioner: Sendable {
             result.ok = true
             result.state = .skipped
             result.identity = identity
+            if resume { result.resumedAfter = try? await registry.lastSafeStep(mac: run.mac)?.step }
             emit(port, run.mac, .identify, .skipped, "already provisioned as \(identity)")
             return result
         case .refused(let why):
