@@ -1,5 +1,6 @@
 import BootSimulator
 import EFuse
+import NVS
 import Foundation
 import Registry
 import Testing
@@ -160,5 +161,27 @@ struct ProvisionLineCLITests {
             #expect(try p.block2(i) == p.keyDigest)
         }
         try await registry.close()
+    }
+}
+
+@Suite("Identity pool rows: one reader")
+struct IdentityPoolFileTests {
+    @Test("the values CSV and the devices expanded from it give the same ids, order, sources and digests")
+    func bothPathsAgree() throws {
+        let config = "key,type,encoding,value\ndevice,namespace,,\nserial_no,data,string,\nwifi,data,string,dflt\nmodel,data,string,test\n"
+        let values = "id,serial_no,wifi\nA1,S1,pw1\nA2,S2,\nA3,S3,pw3\n"
+        let fromFile = try IdentityPoolFile.rows(valuesCSV: values, file: "/line/values.csv")
+        let devices = try NVSPerDevice.devices(config: try NVSPerDevice.config(config), values: values).devices
+        let fromDevices = IdentityPoolFile.rows(devices: devices, source: "values.csv")
+        #expect(fromFile == fromDevices)
+        #expect(fromFile.map(\.id) == ["A1", "A2", "A3"] && fromFile.map(\.ordinal) == [2, 3, 4])
+        #expect(fromFile[1].source == "values.csv line 3")
+        // A changed value changes the digest; the values themselves are nowhere in the rows.
+        let changed = try IdentityPoolFile.rows(valuesCSV: "id,serial_no,wifi\nA1,S1,pw9\n", file: "values.csv")
+        #expect(changed[0].digest != fromFile[0].digest && changed[0].id == "A1")
+        let dump = String(decoding: try JSONEncoder().encode(fromFile), as: UTF8.self)
+        #expect(!dump.contains("pw1") && !dump.contains("S1"))
+        #expect(throws: IdentityPoolError.self) { try IdentityPoolFile.rows(valuesCSV: "id,x\nA,1\nA,2\n", file: "v.csv") }
+        #expect(throws: IdentityPoolError.self) { try IdentityPoolFile.rows(valuesCSV: "id,x\n,1\n", file: "v.csv") }
     }
 }
