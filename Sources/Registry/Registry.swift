@@ -366,12 +366,14 @@ extension RegistryRow {
     }
 }
 
-/// The device list query (same SQL on both backends): devices with their first claimed identity.
+/// The device list query (same SQL on both backends): devices with their first claimed identity;
+/// a device whose claim step was skipped (no per-device values) is identified by its MAC.
 enum SQL {
     static let deviceColumns = """
         d.mac, d.chip, d.chip_revision, d.flash_id, d.flash_size, d.station, d.manifest_hash, d.image_hashes, \
         d.key_digests, d.key_ids, d.status, d.efuse_summary, d.failure, d.created_at, d.updated_at, \
         (SELECT i.pool FROM identities i WHERE i.claimed_by = d.mac ORDER BY i.claimed_at, i.pool LIMIT 1) AS identity_pool, \
-        (SELECT i.identity FROM identities i WHERE i.claimed_by = d.mac ORDER BY i.claimed_at, i.pool LIMIT 1) AS identity
+        COALESCE((SELECT i.identity FROM identities i WHERE i.claimed_by = d.mac ORDER BY i.claimed_at, i.pool LIMIT 1), \
+                 (SELECT d.mac FROM steps s WHERE s.mac = d.mac AND s.step = 'claim' AND s.outcome = 'skipped' LIMIT 1)) AS identity
         """
 }

@@ -153,7 +153,7 @@ struct ProvisionLineCLITests {
             let mac = try DeviceStore(directory: p.devices[i]).load().description.mac
             #expect(r.out.contains("  \(mac)  \(mac)  ok"), "the identity is the MAC: \(r.out)")
             let record = try #require(try await registry.device(mac: mac))
-            #expect(record.status == .provisioned)
+            #expect(record.status == .provisioned && record.identity == mac && record.identityPool == nil)
             let steps = try await registry.steps(mac: mac)
             #expect(steps.first { $0.step == "claim" }?.outcome == .skipped)
             #expect(steps.first { $0.step == "build-nvs" }?.outcome == .skipped)

@@ -163,7 +163,7 @@ struct RegistryShow: AsyncParsableCommand {
             ("MAC", report.mac), ("Status", report.status), ("Chip", report.chip + (report.chipRevision.map { " rev \($0)" } ?? "")),
             ("Flash", [report.flashID.map { "id \($0)" }, report.flashSize.map { "\($0 >> 20) MB" }].compactMap { $0 }.joined(separator: ", ").ifEmpty("-")),
             ("Station", report.station ?? "-"), ("Manifest", report.manifestHash ?? "-"),
-            ("Identity", report.identity.map { "\($0) (pool \(report.identityPool ?? "?"))" } ?? "-"),
+            ("Identity", report.identity.map { "\($0) " + (report.identityPool.map { "(pool \($0))" } ?? "(its MAC: no per-device values)") } ?? "-"),
             ("Created", report.createdAt), ("Updated", report.updatedAt),
         ]
         if let f = report.failure { lines.append(("Failure", f)) }
