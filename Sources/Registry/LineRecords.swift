@@ -75,6 +75,23 @@ enum PoolLoad {
 
     static func place(_ source: String?, _ ordinal: Int) -> String { source ?? "row \(ordinal)" }
 
+    /// A row already in the pool, as far as loading is concerned.
+    struct Stored { var digest: String?; var source: String?; var loadedAt: String? }
+
+    /// Splits a load against what the pool holds: rows to insert (in load order) and rows whose
+    /// stored digest is missing (loaded before digests existed) and is now filled in. Throws on
+    /// the first changed row.
+    static func plan(pool: String, _ rows: [IdentityRow], existing: [String: Stored]) throws -> (insert: [IdentityRow], adopt: [IdentityRow]) {
+        var insert: [IdentityRow] = [], adopt: [IdentityRow] = []
+        for r in rows {
+            guard let old = existing[r.id] else { insert.append(r); continue }
+            if try compare(pool: pool, row: r, existingDigest: old.digest, existingSource: old.source, loadedAt: old.loadedAt) == .adoptDigest {
+                adopt.append(r)
+            }
+        }
+        return (insert, adopt)
+    }
+
     /// What to do with a row whose id is already in the pool.
     enum Existing { case keep, adoptDigest }
     static func compare(pool: String, row: IdentityRow, existingDigest: String?, existingSource: String?,

@@ -172,32 +172,41 @@ public final class PostgresRegistry: DeviceRegistry {
         return try await transaction { conn in
             // Loads of one pool take turns (stations starting together); claims are not blocked.
             _ = try await conn.query("SELECT pg_advisory_xact_lock(7334552, hashtext(\(pool)))", logger: logger).collect()
-            let top = try await conn.query("SELECT MAX(ordinal)::BIGINT AS m FROM identities WHERE pool = \(pool)", logger: logger).collect().first
-            var next = try top.flatMap { try PostgresRowReader($0).int("m") } ?? 0
-            var added = 0
-            for r in rows {
-                if let old = try await conn.query("""
-                    SELECT row_digest, source, loaded_at FROM identities WHERE pool = \(pool) AND identity = \(r.id)
-                    """, logger: logger).collect().first {
-                    let o = PostgresRowReader(old)
-                    switch try PoolLoad.compare(pool: pool, row: r, existingDigest: try o.string("row_digest"),
-                                                existingSource: try o.string("source"), loadedAt: try o.string("loaded_at")) {
-                    case .keep: break
-                    case .adoptDigest:
-                        _ = try await conn.query("""
-                            UPDATE identities SET row_digest = \(r.digest), source = COALESCE(source, \(r.source)),
-                                loaded_at = COALESCE(loaded_at, \(now)) WHERE pool = \(pool) AND identity = \(r.id)
-                            """, logger: logger).collect()
-                    }
-                    continue
-                }
-                next += 1
-                _ = try await conn.query("""
-                    INSERT INTO identities (pool, identity, ordinal, row_digest, source, loaded_at)
-                    VALUES (\(pool), \(r.id), \(next), \(r.digest), \(r.source), \(now))
-                    """, logger: logger).collect()
-                added += 1
+            var existing: [String: PoolLoad.Stored] = [:]
+            var next = 0
+            for row in try await conn.query("""
+                SELECT identity, ordinal, row_digest, source, loaded_at FROM identities WHERE pool = \(pool)
+                """, logger: logger).collect() {
+                let o = PostgresRowReader(row)
+                existing[try o.requiredString("identity")] = PoolLoad.Stored(digest: try o.string("row_digest"), source: try o.string("source"),
+                                                                             loadedAt: try o.string("loaded_at"))
+                next = max(next, try o.int("ordinal") ?? 0)
             }
+            let plan = try PoolLoad.plan(pool: pool, rows, existing: existing)
+            for r in plan.adopt {
+                _ = try await conn.query("""
+                    UPDATE identities SET row_digest = \(r.digest), source = COALESCE(source, \(r.source)),
+                        loaded_at = COALESCE(loaded_at, \(now)) WHERE pool = \(pool) AND identity = \(r.id)
+                    """, logger: logger).collect()
+            }
+            // New rows in batches (one round trip per 500 rows), positions after the existing ones.
+            var start = plan.insert.startIndex
+            while start < plan.insert.endIndex {
+                let batch = plan.insert[start..<min(start + 500, plan.insert.endIndex)]
+                var binds = PostgresBindings()
+                var tuples: [String] = []
+                for r in batch {
+                    next += 1
+                    let n = binds.count
+                    tuples.append("($\(n + 1), $\(n + 2), $\(n + 3), $\(n + 4), $\(n + 5), $\(n + 6))")
+                    binds.append(pool); binds.append(r.id); binds.append(next)
+                    binds.append(r.digest); binds.append(r.source); binds.append(now)
+                }
+                let sql = "INSERT INTO identities (pool, identity, ordinal, row_digest, source, loaded_at) VALUES " + tuples.joined(separator: ", ")
+                _ = try await conn.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
+                start = batch.endIndex
+            }
+            let added = plan.insert.count
             return added
         }
     }

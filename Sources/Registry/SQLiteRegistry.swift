@@ -111,28 +111,27 @@ public final class SQLiteRegistry: DeviceRegistry {
         let now = Timestamp.now()
         // One IMMEDIATE transaction: loads and claims of other processes wait; a conflict rolls back all.
         return try await write { db in
-            var next = try Int.fetchOne(db, sql: "SELECT MAX(ordinal) FROM identities WHERE pool = ?", arguments: [pool]) ?? 0
-            var added = 0
-            for r in rows {
-                if let old = try Row.fetchOne(db, sql: "SELECT row_digest, source, loaded_at FROM identities WHERE pool = ? AND identity = ?",
-                                              arguments: [pool, r.id]) {
-                    switch try PoolLoad.compare(pool: pool, row: r, existingDigest: old["row_digest"], existingSource: old["source"],
-                                                loadedAt: old["loaded_at"]) {
-                    case .keep: break
-                    case .adoptDigest:
-                        try db.execute(sql: """
-                            UPDATE identities SET row_digest = ?, source = COALESCE(source, ?), loaded_at = COALESCE(loaded_at, ?)
-                            WHERE pool = ? AND identity = ?
-                            """, arguments: [r.digest, r.source, now, pool, r.id])
-                    }
-                    continue
-                }
+            var existing: [String: PoolLoad.Stored] = [:]
+            var next = 0
+            for row in try Row.fetchAll(db, sql: "SELECT identity, ordinal, row_digest, source, loaded_at FROM identities WHERE pool = ?",
+                                        arguments: [pool]) {
+                existing[row["identity"]] = PoolLoad.Stored(digest: row["row_digest"], source: row["source"], loadedAt: row["loaded_at"])
+                next = max(next, row["ordinal"])
+            }
+            let plan = try PoolLoad.plan(pool: pool, rows, existing: existing)
+            for r in plan.adopt {
+                try db.execute(sql: """
+                    UPDATE identities SET row_digest = ?, source = COALESCE(source, ?), loaded_at = COALESCE(loaded_at, ?)
+                    WHERE pool = ? AND identity = ?
+                    """, arguments: [r.digest, r.source, now, pool, r.id])
+            }
+            for r in plan.insert {
                 next += 1
                 try db.execute(sql: """
                     INSERT INTO identities (pool, identity, ordinal, row_digest, source, loaded_at) VALUES (?, ?, ?, ?, ?, ?)
                     """, arguments: [pool, r.id, next, r.digest, r.source, now])
-                added += 1
             }
+            let added = plan.insert.count
             return added
         }
     }
