@@ -2,6 +2,7 @@ import ESPCore
 import Foundation
 import NVS
 import Partitions
+import Registry
 
 /// Everything the per-device pipeline needs, prepared once for a whole line (pure data: the CLI
 /// reads the manifest and its files and builds this).
@@ -36,6 +37,9 @@ public struct ProvisioningJob: Sendable {
     /// Per-device NVS: the identity pool's name and each identity's NVS CSV rows (already expanded).
     public var identityPool: String
     public var identities: [NVSDevice]
+    /// The pool's rows as read from the values CSV by ``IdentityPoolFile`` (nil: derived from
+    /// `identities`). A job with neither has no per-device values: no claim, the identity is the MAC.
+    public var identityRows: [IdentityRow]? = nil
     public var nvsPartition: String
     public var nvsKeysPartition: String?
     public var encryptNVS: Bool
@@ -64,6 +68,9 @@ public struct ProvisioningJob: Sendable {
     }
 
     public func partition(named name: String) -> PartitionEntry? { partitions.first { $0.name == name } }
+
+    /// Whether devices claim an identity from a pool (the manifest has `[nvs] values`).
+    public var claimsIdentities: Bool { identityRows != nil || !identities.isEmpty }
 }
 
 /// The pipeline's steps, in order. `--resume` continues after the last one recorded `ok`.
@@ -117,4 +124,8 @@ public struct ProvisionResult: Sendable, Codable, Equatable {
     public var bootedPartition: String?
     public var virtualMilliseconds: Int
     public var resumedAfter: String?
+    /// `provisioned`, `skipped` (already provisioned: left alone, counts as a pass) or `failed`.
+    public var state: State = .failed
+
+    public enum State: String, Sendable, Codable { case provisioned, skipped, failed }
 }

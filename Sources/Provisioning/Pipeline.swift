@@ -29,10 +29,13 @@ public struct Provisioner: Sendable {
         self.job = job; self.registry = registry; self.sdkconfig = sdkconfig; self.resume = resume
     }
 
-    /// Loads the identity pool (idempotent; every station may call it).
-    public func loadPool() async throws {
-        let rows = job.identities.enumerated().map { IdentityRow(id: $0.element.id, ordinal: $0.offset) }
-        try await registry.loadIdentities(pool: job.identityPool, rows)
+    /// Loads the identity pool (idempotent; every station may call it). Returns how many
+    /// identities were added; 0 without per-device values.
+    @discardableResult
+    public func loadPool() async throws -> Int {
+        guard job.claimsIdentities else { return 0 }
+        let rows = job.identityRows ?? IdentityPoolFile.rows(devices: job.identities, source: job.identityPool)
+        return try await registry.loadIdentities(pool: job.identityPool, rows)
     }
 
     /// Mutable state of one run.
@@ -68,6 +71,25 @@ public struct Provisioner: Sendable {
             return result
         }
         result.mac = run.mac
+        // A board seen before: provisioned and matching → left alone; secured but unknown or
+        // under another manifest/key → refused. Nothing is recorded on the device's record.
+        switch await admit(run) {
+        case .proceed: break
+        case .alreadyProvisioned(let identity):
+            run.link.close()
+            result.ok = true
+            result.state = .skipped
+            result.identity = identity
+            if resume { result.resumedAfter = try? await registry.lastSafeStep(mac: run.mac)?.step }
+            emit(port, run.mac, .identify, .skipped, "already provisioned as \(identity)")
+            return result
+        case .refused(let why):
+            run.link.close()
+            emit(port, run.mac, .identify, .failed, why)
+            result.failedStep = ProvisionStep.identify.rawValue
+            result.reason = why
+            return result
+        }
         var last: ProvisionStep?
         if resume, let safe = try? await registry.lastSafeStep(mac: run.mac), let step = ProvisionStep(rawValue: safe.step) {
             last = step
@@ -75,6 +97,7 @@ public struct Provisioner: Sendable {
             if step == .record {
                 run.link.close()
                 result.ok = true
+                result.state = .skipped
                 result.identity = try? await registry.identity(pool: job.identityPool, mac: run.mac)?.id
                 emit(port, run.mac, .record, .skipped, "already provisioned")
                 return result
@@ -93,6 +116,15 @@ public struct Provisioner: Sendable {
             }
             if !changesDevice, let last, last >= .write, step == .buildNVS || step == .preflight {
                 emit(port, run.mac, step, .skipped, "done before (resume)")
+                continue
+            }
+            if !job.claimsIdentities, step == .claim || step == .buildNVS {
+                // No per-device values: nothing to claim or build; the identity is the MAC.
+                let why = "no [nvs] values in the manifest; identity = MAC \(run.mac)"
+                if let id = try? await registry.beginStep(mac: run.mac, step: step.rawValue, detail: nil) {
+                    try? await registry.finishStep(id, outcome: .skipped, detail: why)
+                }
+                emit(port, run.mac, step, .skipped, why)
                 continue
             }
             emit(port, run.mac, step, .started)
@@ -122,10 +154,11 @@ public struct Provisioner: Sendable {
         }
         run.link.close()
         result.ok = true
-        result.identity = run.identity?.id
+        result.state = .provisioned
+        result.identity = run.identity?.id ?? (job.claimsIdentities ? nil : run.mac)
         result.bootedPartition = run.boot?.bootedPartition
         result.virtualMilliseconds = run.link.virtualMilliseconds
-        emit(port, run.mac, .record, .done, run.identity.map { "identity \($0.id)" })
+        emit(port, run.mac, .record, .done, result.identity.map { "identity \($0)" })
         return result
     }
 

@@ -15,6 +15,18 @@ public final class PostgresRegistry: DeviceRegistry {
     }
 
     public static func connect(_ location: RegistryLocation) async throws -> PostgresRegistry {
+        try await connect(location, schema: nil, migrateThrough: nil)
+    }
+
+    /// Migrations in order (name, statements).
+    static let migrations: [(String, [String])] = [
+        ("v1", Schema.v1(autoIncrement: "BIGSERIAL PRIMARY KEY")),
+        ("v2-pools-events", Schema.v2(autoIncrement: "BIGSERIAL PRIMARY KEY")),
+    ]
+
+    /// `schema`: work in that PostgreSQL schema (created if missing; tests use a fresh one to
+    /// build an old registry); `migrateThrough`: stop after that migration.
+    static func connect(_ location: RegistryLocation, schema: String?, migrateThrough: String?) async throws -> PostgresRegistry {
         guard case .postgres(let host, let port, let user, let password, let database) = location else {
             throw RegistryError.badURL(location.description, hint: "not a postgres:// URL")
         }
@@ -30,7 +42,14 @@ public final class PostgresRegistry: DeviceRegistry {
         }
         let registry = PostgresRegistry(connection: connection, logger: logger)
         do {
-            try await registry.migrate()
+            if let schema {
+                guard !schema.isEmpty, schema.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }) else {
+                    throw RegistryError.invalidValue(field: "schema", why: "lowercase letters, digits and _ only")
+                }
+                _ = try await registry.rows(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(schema)"))
+                _ = try await registry.rows(PostgresQuery(unsafeSQL: "SET search_path TO \(schema)"))
+            }
+            try await registry.migrate(through: migrateThrough)
         } catch {
             try? await connection.close()
             throw error
@@ -93,14 +112,16 @@ public final class PostgresRegistry: DeviceRegistry {
 
     /// Schema migrations: a version table, applied under an advisory lock so stations starting
     /// together do not race.
-    func migrate() async throws {
+    func migrate(through last: String? = nil) async throws {
         try await transaction { conn in
             _ = try await conn.query("SELECT pg_advisory_xact_lock(7334551)", logger: self.logger).collect()
             _ = try await conn.query("CREATE TABLE IF NOT EXISTS espforge_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
                                      logger: self.logger).collect()
             let applied = try await conn.query("SELECT version FROM espforge_migrations", logger: self.logger).collect()
                 .compactMap { try? PostgresRowReader($0).string("version") }
-            for (version, statements) in [("v1", Schema.v1(autoIncrement: "BIGSERIAL PRIMARY KEY"))] where !applied.contains(version) {
+            var wanted = Self.migrations
+            if let last, let i = wanted.firstIndex(where: { $0.0 == last }) { wanted = Array(wanted[...i]) }
+            for (version, statements) in wanted where !applied.contains(version) {
                 for s in statements {
                     _ = try await conn.query(PostgresQuery(unsafeSQL: s), logger: self.logger).collect()
                 }
@@ -109,6 +130,11 @@ public final class PostgresRegistry: DeviceRegistry {
                                          logger: self.logger).collect()
             }
         }
+    }
+
+    /// Test hook: runs raw SQL (to build registries in an old schema).
+    func execute(raw sql: String) async throws {
+        _ = try await rows(PostgresQuery(unsafeSQL: sql))
     }
 
     public func appliedMigrations() async throws -> [String] {
@@ -121,7 +147,7 @@ public final class PostgresRegistry: DeviceRegistry {
         try SecretGuard.check(f)
         let now = Timestamp.now()
         let images = JSONText.encode(f.imageHashes), digests = JSONText.encode(f.keyDigests), ids = JSONText.encode(f.keyIDs)
-        _ = try await rows("""
+        let changed = try await rows("""
             INSERT INTO devices (mac, chip, chip_revision, flash_id, flash_size, station, manifest_hash, image_hashes,
                                  key_digests, key_ids, status, created_at, updated_at)
             VALUES (\(f.mac), \(f.chip), \(f.chipRevision), \(f.flashID), \(f.flashSize), \(f.station), \(f.manifestHash),
@@ -130,21 +156,57 @@ public final class PostgresRegistry: DeviceRegistry {
                 flash_id = excluded.flash_id, flash_size = excluded.flash_size, station = excluded.station,
                 manifest_hash = excluded.manifest_hash, image_hashes = excluded.image_hashes,
                 key_digests = excluded.key_digests, key_ids = excluded.key_ids, updated_at = excluded.updated_at
+            WHERE devices.status NOT IN \(unescaped: FinalStatus.sqlList)
+            RETURNING mac
             """)
+        if changed.isEmpty {
+            let status = try await rows("SELECT status FROM devices WHERE mac = \(f.mac)").first.flatMap { try PostgresRowReader($0).string("status") }
+            throw RegistryError.recordLocked(mac: f.mac, status: status ?? "?")
+        }
     }
 
     public func loadIdentities(pool: String, _ rows: [IdentityRow]) async throws -> Int {
-        try SecretGuard.checkLabel(pool, field: "pool", maxLength: 128)
-        for r in rows { try SecretGuard.checkIdentity(r.id) }
+        let rows = try PoolLoad.validated(pool: pool, rows)
         let logger = self.logger
+        let now = Timestamp.now()
         return try await transaction { conn in
-            var added = 0
-            for r in rows {
-                added += try await conn.query("""
-                    INSERT INTO identities (pool, ordinal, identity) VALUES (\(pool), \(r.ordinal), \(r.id))
-                    ON CONFLICT DO NOTHING RETURNING ordinal
-                    """, logger: logger).collect().count
+            // Loads of one pool take turns (stations starting together); claims are not blocked.
+            _ = try await conn.query("SELECT pg_advisory_xact_lock(7334552, hashtext(\(pool)))", logger: logger).collect()
+            var existing: [String: PoolLoad.Stored] = [:]
+            var next = 0
+            for row in try await conn.query("""
+                SELECT identity, ordinal, row_digest, source, loaded_at FROM identities WHERE pool = \(pool)
+                """, logger: logger).collect() {
+                let o = PostgresRowReader(row)
+                existing[try o.requiredString("identity")] = PoolLoad.Stored(digest: try o.string("row_digest"), source: try o.string("source"),
+                                                                             loadedAt: try o.string("loaded_at"))
+                next = max(next, try o.int("ordinal") ?? 0)
             }
+            let plan = try PoolLoad.plan(pool: pool, rows, existing: existing)
+            for r in plan.adopt {
+                _ = try await conn.query("""
+                    UPDATE identities SET row_digest = \(r.digest), source = COALESCE(source, \(r.source)),
+                        loaded_at = COALESCE(loaded_at, \(now)) WHERE pool = \(pool) AND identity = \(r.id)
+                    """, logger: logger).collect()
+            }
+            // New rows in batches (one round trip per 500 rows), positions after the existing ones.
+            var start = plan.insert.startIndex
+            while start < plan.insert.endIndex {
+                let batch = plan.insert[start..<min(start + 500, plan.insert.endIndex)]
+                var binds = PostgresBindings()
+                var tuples: [String] = []
+                for r in batch {
+                    next += 1
+                    let n = binds.count
+                    tuples.append("($\(n + 1), $\(n + 2), $\(n + 3), $\(n + 4), $\(n + 5), $\(n + 6))")
+                    binds.append(pool); binds.append(r.id); binds.append(next)
+                    binds.append(r.digest); binds.append(r.source); binds.append(now)
+                }
+                let sql = "INSERT INTO identities (pool, identity, ordinal, row_digest, source, loaded_at) VALUES " + tuples.joined(separator: ", ")
+                _ = try await conn.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
+                start = batch.endIndex
+            }
+            let added = plan.insert.count
             return added
         }
     }
@@ -262,9 +324,53 @@ public final class PostgresRegistry: DeviceRegistry {
         let summary = efuseSummary.map(JSONText.encode)
         let changed = try await rows("""
             UPDATE devices SET status = \(status.rawValue), efuse_summary = COALESCE(\(summary), efuse_summary),
-                failure = \(failure), updated_at = \(now) WHERE mac = \(mac) RETURNING mac
+                failure = \(failure), updated_at = \(now) WHERE mac = \(mac) AND status NOT IN \(unescaped: FinalStatus.sqlList) RETURNING mac
             """).count
-        guard changed == 1 else { throw RegistryError.unknownDevice(mac) }
+        if changed == 1 { return }
+        guard let row = try await rows("SELECT status FROM devices WHERE mac = \(mac)").first,
+              let current = try PostgresRowReader(row).string("status") else {
+            throw RegistryError.unknownDevice(mac)
+        }
+        throw RegistryError.recordLocked(mac: mac, status: current)
+    }
+
+    public func recordEvent(mac: String?, kind: String, station: String?, detail: String?) async throws {
+        let mac = try PoolLoad.checkEvent(mac: mac, kind: kind, station: station, detail: detail)
+        let now = Timestamp.now()
+        _ = try await rows("INSERT INTO events (at, mac, kind, station, detail) VALUES (\(now), \(mac), \(kind), \(station), \(detail))")
+    }
+
+    public func events(mac: String?) async throws -> [RegistryEvent] {
+        let mac = try mac.map { try Normalize.mac($0) }
+        let found: [PostgresRow]
+        if let mac { found = try await rows("SELECT * FROM events WHERE mac = \(mac) ORDER BY id") } else {
+            found = try await rows("SELECT * FROM events ORDER BY id")
+        }
+        return try found.map { try PostgresRowReader($0).event() }
+    }
+
+    public func markRMA(mac: String, reason: String, station: String?) async throws -> DeviceRecord {
+        let mac = try Normalize.mac(mac)
+        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty else { throw RegistryError.invalidValue(field: "reason", why: "an RMA needs a reason") }
+        _ = try PoolLoad.checkEvent(mac: mac, kind: "rma", station: station, detail: reason)
+        let now = Timestamp.now()
+        let logger = self.logger
+        return try await transaction { conn in
+            guard let before = try await conn.query("SELECT status FROM devices WHERE mac = \(mac) FOR UPDATE", logger: logger).collect().first,
+                  let status = try PostgresRowReader(before).string("status") else {
+                throw RegistryError.unknownDevice(mac)
+            }
+            let detail = "\(reason) (was \(status))"
+            _ = try await conn.query("UPDATE devices SET status = 'rma', updated_at = \(now) WHERE mac = \(mac)", logger: logger).collect()
+            _ = try await conn.query("INSERT INTO events (at, mac, kind, station, detail) VALUES (\(now), \(mac), 'rma', \(station), \(detail))",
+                                     logger: logger).collect()
+            guard let row = try await conn.query("SELECT \(unescaped: SQL.deviceColumns) FROM devices d WHERE d.mac = \(mac)",
+                                                 logger: logger).collect().first else {
+                throw RegistryError.unknownDevice(mac)
+            }
+            return try PostgresRowReader(row).deviceRecord()
+        }
     }
 
     public func device(mac: String) async throws -> DeviceRecord? {

@@ -10,7 +10,10 @@ import Foundation
 public protocol DeviceRegistry: Sendable {
     /// Creates or updates the device's facts (identify step). Keeps status, steps and identity.
     func register(_ facts: DeviceFacts) async throws
-    /// Adds identities to a pool (idempotent: rows already present are kept). Returns how many were new.
+    /// Adds identities to a pool, keyed by their id: every id not yet in the pool is added (after
+    /// the pool's existing rows, in the order of `rows`); an id already present is kept as it is,
+    /// unless its row digest differs (``RegistryError/identityConflict(pool:id:row:earlier:)``,
+    /// nothing is added then). Atomic. Returns how many were new.
     @discardableResult
     func loadIdentities(pool: String, _ rows: [IdentityRow]) async throws -> Int
     /// Claims the next free identity of `pool` for `mac`, atomically across processes and stations.
@@ -28,9 +31,20 @@ public protocol DeviceRegistry: Sendable {
     /// The most recent step that finished `ok` (where `--resume` continues after), if any.
     func lastSafeStep(mac: String) async throws -> StepRecord?
     /// Final state: provisioned (with the eFuse summary read back) or failed (with the reason).
+    /// A record that is `provisioned` or `rma` is final: this throws ``RegistryError/recordLocked(mac:status:)``.
     func finish(mac: String, status: DeviceStatus, efuseSummary: [String: String]?, failure: String?) async throws
     func device(mac: String) async throws -> DeviceRecord?
     func devices() async throws -> [DeviceRecord]
+    /// Appends to the line's event log (refused devices, re-plugged boards, operator actions).
+    /// Never changes a device record.
+    func recordEvent(mac: String?, kind: String, station: String?, detail: String?) async throws
+    /// Events, oldest first (all, or those of one MAC).
+    func events(mac: String?) async throws -> [RegistryEvent]
+    /// The operator's explicit command to take a device out of `provisioned` (returned, RMA):
+    /// status becomes `rma` and an `rma` event with the reason and the previous status is recorded.
+    /// The only way a record's status leaves `provisioned`.
+    @discardableResult
+    func markRMA(mac: String, reason: String, station: String?) async throws -> DeviceRecord
     func close() async throws
 }
 
@@ -76,13 +90,32 @@ public struct DeviceFacts: Sendable, Equatable, Codable {
     }
 }
 
-/// One identity of a pool: a row of the per-device values CSV (its id, e.g. a serial number).
-/// Only the id and the CSV line are stored, not the row's values (they may be secret).
+/// One identity of a pool: a row of the per-device values CSV, keyed by its id (e.g. a serial
+/// number). Only the id, a digest of the row and where it came from are stored, never the row's
+/// values (they may be secret).
 public struct IdentityRow: Sendable, Equatable, Codable {
     public var id: String
-    /// Position in the pool (claims go in this order), e.g. the CSV line.
+    /// Order of the row in what is being loaded (e.g. its CSV line). The pool's claim order is
+    /// assigned by the registry: new rows go after the rows already in the pool, in this order.
     public var ordinal: Int
-    public init(id: String, ordinal: Int) { self.id = id; self.ordinal = ordinal }
+    /// SHA-256 (hex) of the row's values, to tell a changed row on reload (nil: not compared).
+    public var digest: String?
+    /// Where the row came from, for messages (e.g. `values.csv line 5`).
+    public var source: String?
+    public init(id: String, ordinal: Int, digest: String? = nil, source: String? = nil) {
+        self.id = id; self.ordinal = ordinal; self.digest = digest; self.source = source
+    }
+}
+
+/// An entry of the registry's event log.
+public struct RegistryEvent: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var at: String
+    public var mac: String?
+    /// e.g. `refused`, `already-provisioned`, `rma`.
+    public var kind: String
+    public var station: String?
+    public var detail: String?
 }
 
 public struct ClaimedIdentity: Sendable, Equatable, Codable {
@@ -97,12 +130,16 @@ public struct ClaimedIdentity: Sendable, Equatable, Codable {
 
 public enum StepOutcome: String, Sendable, Codable, CaseIterable {
     case running, ok, failed
+    /// The step did not apply to this device (e.g. claim without per-device values).
+    case skipped
 }
 
 public enum DeviceStatus: String, Sendable, Codable, CaseIterable {
     case inProgress = "in_progress"
     case provisioned
     case failed
+    /// Taken out of the line by the operator (`espforge registry mark MAC --rma "reason"`).
+    case rma
 }
 
 public struct StepRecord: Sendable, Equatable, Codable {
@@ -137,6 +174,11 @@ public enum RegistryError: Error, DiagnosticConvertible, Equatable {
     case unknownStep(Int64)
     case database(String)
     case invalidValue(field: String, why: String)
+    /// A reloaded row whose id is in the pool with other values (both places named).
+    case identityConflict(pool: String, id: String, row: String, earlier: String)
+    case duplicateIdentity(pool: String, id: String, first: String, second: String)
+    /// A `provisioned` or `rma` record cannot be changed by provisioning.
+    case recordLocked(mac: String, status: String)
 
     public var diagnostic: Diagnostic {
         switch self {
@@ -151,6 +193,16 @@ public enum RegistryError: Error, DiagnosticConvertible, Equatable {
         case .unknownStep(let id): return Diagnostic("no step #\(id) in the registry")
         case .database(let m): return Diagnostic("registry database error: \(m)")
         case .invalidValue(let f, let why): return Diagnostic("invalid `\(f)`: \(why)")
+        case .identityConflict(let p, let id, let row, let earlier):
+            return Diagnostic("identity `\(id)` of pool `\(p)`: \(row) has other values than the row loaded before (\(earlier)); nothing was loaded",
+                              hint: "an identity's values cannot change once loaded: restore the row, or give the changed device a new id")
+        case .duplicateIdentity(let p, let id, let first, let second):
+            return Diagnostic("identity `\(id)` appears twice in what is loaded into pool `\(p)` (\(first) and \(second))",
+                              hint: "each id (first column) must be unique")
+        case .recordLocked(let m, let status):
+            return Diagnostic("device \(m) is \(status) in the registry; its record is final",
+                              hint: status == "rma" ? "the device was taken out of the line (RMA)"
+                                  : "only `espforge registry mark \(m) --rma \"reason\"` takes a device out of provisioned")
         }
     }
 }
@@ -314,12 +366,14 @@ extension RegistryRow {
     }
 }
 
-/// The device list query (same SQL on both backends): devices with their first claimed identity.
+/// The device list query (same SQL on both backends): devices with their first claimed identity;
+/// a device whose claim step was skipped (no per-device values) is identified by its MAC.
 enum SQL {
     static let deviceColumns = """
         d.mac, d.chip, d.chip_revision, d.flash_id, d.flash_size, d.station, d.manifest_hash, d.image_hashes, \
         d.key_digests, d.key_ids, d.status, d.efuse_summary, d.failure, d.created_at, d.updated_at, \
         (SELECT i.pool FROM identities i WHERE i.claimed_by = d.mac ORDER BY i.claimed_at, i.pool LIMIT 1) AS identity_pool, \
-        (SELECT i.identity FROM identities i WHERE i.claimed_by = d.mac ORDER BY i.claimed_at, i.pool LIMIT 1) AS identity
+        COALESCE((SELECT i.identity FROM identities i WHERE i.claimed_by = d.mac ORDER BY i.claimed_at, i.pool LIMIT 1), \
+                 (SELECT d.mac FROM steps s WHERE s.mac = d.mac AND s.step = 'claim' AND s.outcome = 'skipped' LIMIT 1)) AS identity
         """
 }

@@ -7,7 +7,12 @@ public final class SQLiteRegistry: DeviceRegistry {
     let db: DatabaseQueue
     public let path: String
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, migrateThrough: nil)
+    }
+
+    /// `migrateThrough`: stop after that migration (tests build old registries with it).
+    init(path: String, migrateThrough: String?) throws {
         self.path = path
         var config = Configuration()
         config.busyMode = .timeout(30)
@@ -16,7 +21,11 @@ public final class SQLiteRegistry: DeviceRegistry {
             db = try DatabaseQueue(path: path, configuration: config)
             // Two processes opening a new file at once may race on the migration record:
             // the loser finds the schema in place on its second look.
-            do { try Self.migrator.migrate(db) } catch { try Self.migrator.migrate(db) }
+            if let last = migrateThrough {
+                try Self.migrator.migrate(db, upTo: last)
+            } else {
+                do { try Self.migrator.migrate(db) } catch { try Self.migrator.migrate(db) }
+            }
         } catch let e as DatabaseError {
             throw RegistryError.database("\(path): \(e.message ?? e.description)")
         }
@@ -29,7 +38,17 @@ public final class SQLiteRegistry: DeviceRegistry {
                 try db.execute(sql: statement)
             }
         }
+        m.registerMigration("v2-pools-events") { db in
+            for statement in Schema.v2(autoIncrement: "INTEGER PRIMARY KEY AUTOINCREMENT") {
+                try db.execute(sql: statement)
+            }
+        }
         return m
+    }
+
+    /// Test hook: runs raw SQL (to build registries in an old schema).
+    func execute(raw sql: String) async throws {
+        try await db.write { try $0.execute(sql: sql) }
     }
 
     /// Versions of the schema applied to this file.
@@ -76,22 +95,43 @@ public final class SQLiteRegistry: DeviceRegistry {
                     flash_id = excluded.flash_id, flash_size = excluded.flash_size, station = excluded.station,
                     manifest_hash = excluded.manifest_hash, image_hashes = excluded.image_hashes,
                     key_digests = excluded.key_digests, key_ids = excluded.key_ids, updated_at = excluded.updated_at
+                WHERE devices.status NOT IN \(FinalStatus.sqlList)
                 """, arguments: [fixed.mac, fixed.chip, fixed.chipRevision, fixed.flashID, fixed.flashSize, fixed.station,
                                  fixed.manifestHash, JSONText.encode(fixed.imageHashes), JSONText.encode(fixed.keyDigests),
                                  JSONText.encode(fixed.keyIDs), now, now])
+            if db.changesCount == 0 {
+                let status = try String.fetchOne(db, sql: "SELECT status FROM devices WHERE mac = ?", arguments: [fixed.mac]) ?? "?"
+                throw RegistryError.recordLocked(mac: fixed.mac, status: status)
+            }
         }
     }
 
     public func loadIdentities(pool: String, _ rows: [IdentityRow]) async throws -> Int {
-        try SecretGuard.checkLabel(pool, field: "pool", maxLength: 128)
-        for r in rows { try SecretGuard.checkIdentity(r.id) }
+        let rows = try PoolLoad.validated(pool: pool, rows)
+        let now = Timestamp.now()
+        // One IMMEDIATE transaction: loads and claims of other processes wait; a conflict rolls back all.
         return try await write { db in
-            var added = 0
-            for r in rows {
-                try db.execute(sql: "INSERT INTO identities (pool, ordinal, identity) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                               arguments: [pool, r.ordinal, r.id])
-                added += db.changesCount
+            var existing: [String: PoolLoad.Stored] = [:]
+            var next = 0
+            for row in try Row.fetchAll(db, sql: "SELECT identity, ordinal, row_digest, source, loaded_at FROM identities WHERE pool = ?",
+                                        arguments: [pool]) {
+                existing[row["identity"]] = PoolLoad.Stored(digest: row["row_digest"], source: row["source"], loadedAt: row["loaded_at"])
+                next = max(next, row["ordinal"])
             }
+            let plan = try PoolLoad.plan(pool: pool, rows, existing: existing)
+            for r in plan.adopt {
+                try db.execute(sql: """
+                    UPDATE identities SET row_digest = ?, source = COALESCE(source, ?), loaded_at = COALESCE(loaded_at, ?)
+                    WHERE pool = ? AND identity = ?
+                    """, arguments: [r.digest, r.source, now, pool, r.id])
+            }
+            for r in plan.insert {
+                next += 1
+                try db.execute(sql: """
+                    INSERT INTO identities (pool, identity, ordinal, row_digest, source, loaded_at) VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [pool, r.id, next, r.digest, r.source, now])
+            }
+            let added = plan.insert.count
             return added
         }
     }
@@ -182,13 +222,55 @@ public final class SQLiteRegistry: DeviceRegistry {
         if let failure { try SecretGuard.checkFreeText(failure, field: "failure") }
         let now = Timestamp.now()
         let summary = efuseSummary.map(JSONText.encode)
-        let changed: Int = try await write { db in
+        try await write { db in
             try db.execute(sql: """
-                UPDATE devices SET status = ?, efuse_summary = COALESCE(?, efuse_summary), failure = ?, updated_at = ? WHERE mac = ?
+                UPDATE devices SET status = ?, efuse_summary = COALESCE(?, efuse_summary), failure = ?, updated_at = ?
+                WHERE mac = ? AND status NOT IN \(FinalStatus.sqlList)
                 """, arguments: [status.rawValue, summary, failure, now, mac])
-            return db.changesCount
+            if db.changesCount == 1 { return }
+            guard let current = try String.fetchOne(db, sql: "SELECT status FROM devices WHERE mac = ?", arguments: [mac]) else {
+                throw RegistryError.unknownDevice(mac)
+            }
+            throw RegistryError.recordLocked(mac: mac, status: current)
         }
-        guard changed == 1 else { throw RegistryError.unknownDevice(mac) }
+    }
+
+    public func recordEvent(mac: String?, kind: String, station: String?, detail: String?) async throws {
+        let mac = try PoolLoad.checkEvent(mac: mac, kind: kind, station: station, detail: detail)
+        let now = Timestamp.now()
+        try await write { db in
+            try db.execute(sql: "INSERT INTO events (at, mac, kind, station, detail) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [now, mac, kind, station, detail])
+        }
+    }
+
+    public func events(mac: String?) async throws -> [RegistryEvent] {
+        let mac = try mac.map { try Normalize.mac($0) }
+        return try await read { db in
+            let rows = mac == nil ? try Row.fetchAll(db, sql: "SELECT * FROM events ORDER BY id")
+                : try Row.fetchAll(db, sql: "SELECT * FROM events WHERE mac = ? ORDER BY id", arguments: [mac])
+            return try rows.map { try SQLiteRow($0).event() }
+        }
+    }
+
+    public func markRMA(mac: String, reason: String, station: String?) async throws -> DeviceRecord {
+        let mac = try Normalize.mac(mac)
+        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty else { throw RegistryError.invalidValue(field: "reason", why: "an RMA needs a reason") }
+        _ = try PoolLoad.checkEvent(mac: mac, kind: "rma", station: station, detail: reason)
+        let now = Timestamp.now()
+        return try await write { db in
+            guard let before = try String.fetchOne(db, sql: "SELECT status FROM devices WHERE mac = ?", arguments: [mac]) else {
+                throw RegistryError.unknownDevice(mac)
+            }
+            try db.execute(sql: "UPDATE devices SET status = 'rma', updated_at = ? WHERE mac = ?", arguments: [now, mac])
+            try db.execute(sql: "INSERT INTO events (at, mac, kind, station, detail) VALUES (?, ?, 'rma', ?, ?)",
+                           arguments: [now, mac, station, "\(reason) (was \(before))"])
+            guard let row = try Row.fetchOne(db, sql: "SELECT \(SQL.deviceColumns) FROM devices d WHERE d.mac = ?", arguments: [mac]) else {
+                throw RegistryError.unknownDevice(mac)
+            }
+            return try SQLiteRow(row).deviceRecord()
+        }
     }
 
     public func device(mac: String) async throws -> DeviceRecord? {

@@ -12,9 +12,10 @@ struct InitCommand: ParsableCommand {
             sdkconfig (chip, flash size — flasher_args.json says `keep` under Secure Boot V2 — flash \
             mode and frequency, minimum chip revision, Secure Boot V2, flash encryption and its \
             UART download settings, the custom partition CSV) and writes an annotated manifest. \
-            Paths in the manifest are relative to the manifest's folder. Review it before use: add \
-            [nvs] for per-device values, choose the flash encryption mode (on-chip as built, or \
-            host) and the registry.
+            Paths in the manifest are relative to the manifest's folder. It provisions as written \
+            (without [nvs] there is nothing to claim and each device's identity is its MAC). Review \
+            it before use: add [nvs] for per-device values, choose the flash encryption mode \
+            (on-chip as built, or host) and the registry.
 
             Example:
               espforge init --build-dir build -o espforge.toml

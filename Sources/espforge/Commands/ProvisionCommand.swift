@@ -21,7 +21,11 @@ struct ProvisionCommand: AsyncParsableCommand {
             preflight → write (flash encryption `host`: a per-device key is burned and ciphertext \
             written; `on-chip`: plaintext, the bootloader encrypts on first boot) → first boot → \
             verify (Secure Boot digest, ABS_DONE_1, FLASH_CRYPT_CNT, key protection) → the manifest's \
-            final eFuses → record. Every step is recorded before and after it runs; --resume \
+            final eFuses → record. Without [nvs] values there is nothing to claim: claim and \
+            build-nvs are recorded as skipped and the device's identity is its MAC. A board whose \
+            record says provisioned and whose chip matches it is left alone ("already provisioned \
+            as …", a pass); a secured board the registry does not know, or knows under another \
+            manifest or key, is refused and logged as an event. Every step is recorded before and after it runs; --resume \
             continues each device after its last safe step. A device whose first boot fails is \
             stopped before any final eFuse and recorded as failed with the doctor's diagnosis.
 
@@ -105,7 +109,16 @@ enum ProvisionSetup {
             // Test-only: simulate a killed process right after a step was recorded ok.
             provisioner.afterStep = { step, _ in if step.rawValue == crash { exit(137) } }
         }
-        try await provisioner.loadPool()
+        let added = try await provisioner.loadPool()
+        if loaded.job.claimsIdentities {
+            let pool = loaded.job.identityPool
+            let status = try await registry.poolStatus(pool: pool)
+            if json {
+                printer.line(try Output.jsonLine(PoolLoaded(pool: pool, added: added, total: status.total, claimed: status.claimed)))
+            } else {
+                printer.line("pool \(pool): \(added) identities added from the values CSV (\(status.total) in the pool, \(status.claimed) claimed)")
+            }
+        }
         // Every device runs on its own thread (a blocked port never holds up another).
         let targets = ports.map { ProvisioningTargets.target(for: $0, link: link) }
         let results = await provisioner.provision(all: targets) { result in
@@ -130,18 +143,28 @@ enum ProvisionSetup {
         return 0
     }
 
+    struct PoolLoaded: Codable { var pool: String; var added: Int; var total: Int; var claimed: Int }
+
     static func summaryTable(_ results: [ProvisionResult]) -> String {
         var rows = [["PORT", "MAC", "IDENTITY", "RESULT", "DETAIL"]]
         for r in results {
-            let detail = r.ok ? "booted \(r.bootedPartition ?? (r.resumedAfter == "record" ? "(earlier run)" : "-"))"
+            let detail = r.state == .skipped ? "already provisioned as \(r.identity ?? r.mac ?? "?"): left alone"
+                : r.ok ? "booted \(r.bootedPartition ?? "-")"
                 : "\(r.failedStep ?? "?"): \(r.reason ?? "")" + (r.diagnosis.map { " [doctor: \($0)]" } ?? "")
-            rows.append([r.port, r.mac ?? "-", r.identity ?? "-", r.ok ? "ok" : "FAILED", detail])
+            rows.append([r.port, r.mac ?? "-", r.identity ?? "-", r.state == .skipped ? "skipped" : r.ok ? "ok" : "FAILED", detail])
         }
         var widths = [Int](repeating: 0, count: 4)
         for row in rows { for i in 0..<4 { widths[i] = max(widths[i], row[i].count) } }
         return rows.map { row in
             (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ") + "  " + row[4]
-        }.joined(separator: "\n")
+        }.joined(separator: "\n") + "\n" + counts(results)
+    }
+
+    /// `N provisioned, M already provisioned (left alone), K failed`: skipped boards count as passes.
+    static func counts(_ results: [ProvisionResult]) -> String {
+        let done = results.filter { $0.ok && $0.state != .skipped }.count
+        let skipped = results.filter { $0.state == .skipped }.count
+        return "\(done + skipped) passed: \(done) provisioned, \(skipped) already provisioned (left alone); \(results.count - done - skipped) failed"
     }
 }
 

@@ -2,12 +2,13 @@ import ArgumentParser
 import ESPCore
 import Foundation
 import NVS
+import Provisioning
 import Registry
 
 struct RegistryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry",
-        abstract: "List, show and export the device registry of a production line.",
+        abstract: "List, show and export the device registry of a production line; identity pools; RMA.",
         discussion: """
             The registry records every provisioned device: MAC, chip revision, flash id, station, \
             manifest hash, image SHA-256s, key digests and key ids (never keys), the identity it \
@@ -19,8 +20,11 @@ struct RegistryCommand: AsyncParsableCommand {
               espforge registry list
               espforge registry show 24:0a:c4:12:34:56
               espforge registry export --csv -o devices.csv
+              espforge registry mark 24:0a:c4:12:34:56 --rma "returned: no Wi-Fi"
+              espforge registry events
             """,
-        subcommands: [RegistryList.self, RegistryShow.self, RegistryExport.self, RegistryPool.self, RegistryClaim.self]
+        subcommands: [RegistryList.self, RegistryShow.self, RegistryExport.self, RegistryPool.self, RegistryMark.self,
+                      RegistryEvents.self, RegistryClaim.self]
     )
 }
 
@@ -63,6 +67,7 @@ struct DeviceReport: Codable {
     var updatedAt: String
     var lastSafeStep: String?
     var steps: [StepRecord]?
+    var events: [RegistryEvent]?
 
     init(_ r: DeviceRecord, steps: [StepRecord]?, lastSafe: StepRecord?) {
         mac = r.mac; status = r.status.rawValue; chip = r.facts.chip; chipRevision = r.facts.chipRevision
@@ -91,7 +96,7 @@ struct RegistryList: AsyncParsableCommand {
         commandName: "list",
         abstract: "List the devices in the registry, one line each.",
         discussion: """
-            Columns: MAC, status (in_progress, provisioned, failed), claimed identity, station, the \
+            Columns: MAC, status (in_progress, provisioned, failed, rma), claimed identity, station, the \
             last step that finished ok (where --resume would continue) and the last update (UTC).
 
             Example:
@@ -100,7 +105,7 @@ struct RegistryList: AsyncParsableCommand {
     )
 
     @OptionGroup var options: RegistryOptions
-    @Option(help: "Only devices with this status: in_progress, provisioned, failed.")
+    @Option(help: "Only devices with this status: in_progress, provisioned, failed, rma.")
     var status: String?
     @Flag(help: "Print JSON.")
     var json = false
@@ -109,7 +114,7 @@ struct RegistryList: AsyncParsableCommand {
         var wanted: DeviceStatus?
         if let status {
             guard let s = DeviceStatus(rawValue: status) else {
-                throw UsageError("unknown status '\(status)'", hint: "use in_progress, provisioned or failed")
+                throw UsageError("unknown status '\(status)'", hint: "use in_progress, provisioned, failed or rma")
             }
             wanted = s
         }
@@ -149,14 +154,16 @@ struct RegistryShow: AsyncParsableCommand {
         let mac = self.mac
         let report: DeviceReport = try await withRegistry(try await options.open()) { reg in
             guard let d = try await reg.device(mac: mac) else { throw RegistryError.unknownDevice(mac) }
-            return DeviceReport(d, steps: try await reg.steps(mac: d.mac), lastSafe: try await reg.lastSafeStep(mac: d.mac))
+            var r = DeviceReport(d, steps: try await reg.steps(mac: d.mac), lastSafe: try await reg.lastSafeStep(mac: d.mac))
+            r.events = try await reg.events(mac: d.mac)
+            return r
         }
         if json { try Output.printJSON(report); return }
         var lines: [(String, String)] = [
             ("MAC", report.mac), ("Status", report.status), ("Chip", report.chip + (report.chipRevision.map { " rev \($0)" } ?? "")),
             ("Flash", [report.flashID.map { "id \($0)" }, report.flashSize.map { "\($0 >> 20) MB" }].compactMap { $0 }.joined(separator: ", ").ifEmpty("-")),
             ("Station", report.station ?? "-"), ("Manifest", report.manifestHash ?? "-"),
-            ("Identity", report.identity.map { "\($0) (pool \(report.identityPool ?? "?"))" } ?? "-"),
+            ("Identity", report.identity.map { "\($0) " + (report.identityPool.map { "(pool \($0))" } ?? "(its MAC: no per-device values)") } ?? "-"),
             ("Created", report.createdAt), ("Updated", report.updatedAt),
         ]
         if let f = report.failure { lines.append(("Failure", f)) }
@@ -168,9 +175,15 @@ struct RegistryShow: AsyncParsableCommand {
             for k in map.keys.sorted() { print("  \(k) = \(map[k] ?? "")") }
         }
         print("Steps:")
-        if (report.steps ?? []).isEmpty { print("  (none recorded)"); return }
-        let rows = (report.steps ?? []).map { [String($0.id), $0.step, $0.outcome.rawValue, $0.startedAt, $0.finishedAt ?? "-", $0.detail ?? ""] }
-        print(TextTable.render(header: ["#", "STEP", "OUTCOME", "STARTED", "FINISHED", "DETAIL"], rows: rows, indent: "  "))
+        if (report.steps ?? []).isEmpty { print("  (none recorded)") } else {
+            let rows = (report.steps ?? []).map { [String($0.id), $0.step, $0.outcome.rawValue, $0.startedAt, $0.finishedAt ?? "-", $0.detail ?? ""] }
+            print(TextTable.render(header: ["#", "STEP", "OUTCOME", "STARTED", "FINISHED", "DETAIL"], rows: rows, indent: "  "))
+        }
+        if let events = report.events, !events.isEmpty {
+            print("Events:")
+            print(TextTable.render(header: ["AT", "KIND", "STATION", "DETAIL"],
+                                   rows: events.map { [$0.at, $0.kind, $0.station ?? "-", $0.detail ?? ""] }, indent: "  "))
+        }
     }
 }
 
@@ -244,9 +257,12 @@ struct RegistryPool: AsyncParsableCommand {
         abstract: "Load an identity pool from a per-device values CSV, and show how much of it is claimed.",
         discussion: """
             The pool's identities are the first column of the values CSV (after its header line), \
-            in file order; only these ids and their line numbers are stored, never the other \
-            values. Loading is idempotent: rows already in the pool are kept, new rows are added. \
-            Provisioning claims from the pool one identity per device.
+            keyed by their value. Only the ids, where each came from (file and line) and a SHA-256 \
+            digest of each row are stored, never the other values. Reloading adds every id not yet \
+            in the pool, wherever it stands in the file, after the rows already there (claims go \
+            in pool order); an id that comes back with other values is an error naming both \
+            places, and nothing is loaded. `provision` loads its manifest's values CSV the same way. \
+            See docs/registry.md.
 
             Example:
               espforge registry pool line1 --load device_values.csv --registry postgres://line:pw@10.0.0.5:5432/espforge
@@ -261,25 +277,7 @@ struct RegistryPool: AsyncParsableCommand {
     struct Status: Codable { var pool: String; var added: Int; var total: Int; var claimed: Int }
 
     static func identities(fromValuesCSV text: String, file: String) throws -> [IdentityRow] {
-        var records = CSVReader.records(text)
-        guard !records.isEmpty else {
-            throw UsageError(Diagnostic("the values CSV is empty", file: file, hint: "the first line is a header: id,KEY1,KEY2,…"))
-        }
-        records.removeFirst()
-        var seen: [String: Int] = [:]
-        var rows: [IdentityRow] = []
-        for r in records {
-            let id = (r.fields.first?.text ?? "").trimmingCharacters(in: .whitespaces)
-            guard !id.isEmpty else {
-                throw UsageError(Diagnostic("empty device id", line: r.line, column: 1, file: file, hint: "the first column names the device (e.g. a serial number)"))
-            }
-            if let first = seen[id] {
-                throw UsageError(Diagnostic("device id `\(id)` appears twice (first on line \(first))", line: r.line, column: 1, file: file))
-            }
-            seen[id] = r.line
-            rows.append(IdentityRow(id: id, ordinal: r.line))
-        }
-        return rows
+        try IdentityPoolFile.rows(valuesCSV: text, file: file)
     }
 
     func run() async throws {
@@ -294,6 +292,63 @@ struct RegistryPool: AsyncParsableCommand {
         if json { try Output.printJSON(status); return }
         if load != nil { print("pool \(pool): \(status.added) identities added") }
         print("pool \(pool): \(status.total) identities, \(status.claimed) claimed, \(status.total - status.claimed) free")
+    }
+}
+
+struct RegistryMark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mark",
+        abstract: "Take a device out of the line (RMA): the only way a record leaves `provisioned`.",
+        discussion: """
+            Sets the device's status to `rma` and records an `rma` event with the time, the reason, \
+            the station and the previous status. Provisioning never changes an `rma` or \
+            `provisioned` record; a board marked RMA that is plugged in again is refused. The \
+            identity it claimed stays with it (pools never lose a row).
+
+            Example:
+              espforge registry mark 24:0a:c4:12:34:56 --rma "customer return: no Wi-Fi" --station repair-1
+            """
+    )
+
+    @OptionGroup var options: RegistryOptions
+    @Argument(help: "MAC address of the device.") var mac: String
+    @Option(help: "Mark as returned (RMA), with this reason.") var rma: String?
+    @Option(help: "Who or where marks it (recorded with the event).") var station: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        guard let reason = rma else { throw UsageError("say what to mark", hint: "espforge registry mark MAC --rma \"reason\"") }
+        let (mac, station) = (self.mac, self.station)
+        let (record, event): (DeviceRecord, RegistryEvent?) = try await withRegistry(try await options.open()) { reg in
+            let r = try await reg.markRMA(mac: mac, reason: reason, station: station)
+            return (r, try await reg.events(mac: r.mac).last)
+        }
+        if json { try Output.printJSON(event); return }
+        print("\(record.mac): status rma (\(event?.detail ?? reason)), recorded at \(event?.at ?? record.updatedAt)")
+    }
+}
+
+struct RegistryEvents: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events",
+        abstract: "The line's event log: refused boards, boards plugged in again, RMA marks.",
+        discussion: """
+            Example:
+              espforge registry events --mac 24:0a:c4:12:34:56
+            """
+    )
+
+    @OptionGroup var options: RegistryOptions
+    @Option(help: "Only the events of this MAC.") var mac: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let mac = self.mac
+        let events = try await withRegistry(try await options.open()) { reg in try await reg.events(mac: mac) }
+        if json { try Output.printJSON(events); return }
+        print(TextTable.render(header: ["AT", "MAC", "KIND", "STATION", "DETAIL"],
+                               rows: events.map { [$0.at, $0.mac ?? "-", $0.kind, $0.station ?? "-", $0.detail ?? ""] }))
+        print("\(events.count) event(s)")
     }
 }
 
@@ -317,6 +372,7 @@ struct RegistryClaim: AsyncParsableCommand {
     @Option(help: "Identity pool.") var pool: String
     @Option(help: "First MAC; the next ones count up from it.") var mac: String
     @Option(help: "How many devices (consecutive MACs).") var count: Int = 1
+    @Option(help: "Load this values CSV into the pool first.") var load: String?
 
     func run() async throws {
         guard count >= 1, count <= 100_000 else { throw ValidationError("--count must be 1…100000") }
@@ -324,9 +380,15 @@ struct RegistryClaim: AsyncParsableCommand {
         guard hex.count == 12, let base = UInt64(hex, radix: 16) else {
             throw UsageError("'\(mac)' is not a MAC address", hint: "write it as aa:bb:cc:dd:ee:ff")
         }
+        var rows: [IdentityRow]?
+        if let load { rows = try IdentityPoolFile.rows(valuesCSV: try FileIO.readText(load), file: load) }
         let registry = try await options.open(create: true)
-        let (pool, count) = (self.pool, self.count)
+        let (pool, count, loadRows) = (self.pool, self.count, rows)
         try await withRegistry(registry) { reg in
+            if let loadRows {
+                let added = try await reg.loadIdentities(pool: pool, loadRows)
+                FileHandle.standardError.write(Data("pool \(pool): \(added) identities added\n".utf8))
+            }
             for i in 0..<UInt64(count) {
                 let m = String((base &+ i) & 0xFFFF_FFFF_FFFF, radix: 16)
                 let padded = String(repeating: "0", count: 12 - m.count) + m

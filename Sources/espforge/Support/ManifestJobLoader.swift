@@ -5,6 +5,7 @@ import Manifest
 import NVS
 import Partitions
 import Provisioning
+import Registry
 import SecureBoot
 
 /// Turns a manifest and the files it names into a ``ProvisioningJob`` (used by `provision` and `demo`).
@@ -84,6 +85,7 @@ extension ProvisionSetup {
         images.append(.init(name: "app", offset: appRef.offset, bytes: app))
 
         var identities: [NVSDevice] = []
+        var identityRows: [IdentityRow]?
         var pool = "default"
         if let nvs = m.nvs {
             let configText = try FileIO.readText(path(nvs.config))
@@ -96,6 +98,8 @@ extension ProvisionSetup {
                 identities = expanded.devices
             } catch { throw FileContextError(file: path(nvs.values), underlying: error) }
             pool = (nvs.values as NSString).lastPathComponent
+            // The pool's rows, read as `registry pool --load` reads them (one loader).
+            identityRows = try IdentityPoolFile.rows(valuesCSV: valuesText, file: path(nvs.values))
         }
         let mode: ProvisioningJob.EncryptionMode
         switch m.flashEncryption.mode {
@@ -126,6 +130,7 @@ extension ProvisionSetup {
             finalBurn: m.efuse.burn, finalWriteProtect: m.efuse.writeProtect,
             minRevision: m.chip.minRevision ?? build?.minRevision,
             flashSize: m.chip.flashSize, station: m.registry.station)
+        job.identityRows = identityRows
         job.readyLine = m.firstBoot.readyLine
         job.bootTimeout = Double(m.firstBoot.timeout)
         var url = m.registry.url
