@@ -38,20 +38,21 @@ struct PortThreadsTests {
         #expect(stalled.isEmpty, "ports that never met the others: \(stalled)")
     }
 
-    @Test("code after an await stays on the port's own thread")
+    @Test("code after an await stays on the port's own thread; every port has its own")
     func staysOnPortThread() async {
-        let names = await PortThreads.map(["a", "b"]) { _, _ -> [String] in
-            let before = threadName()
+        let ports = (0..<8).map { "port\($0)" }
+        let ids = await PortThreads.map(ports) { _, _ -> [String] in
+            let before = threadID()
             await Task.yield()
             try? await Task.sleep(nanoseconds: 1_000_000)
-            return [before, threadName()]
+            return [before, threadID()]
         }
-        #expect(names == [["p:a", "p:a"], ["p:b", "p:b"]])
+        #expect(ids.allSatisfy { $0[0] == $0[1] }, "\(ids)")
+        #expect(Set(ids.map { $0[0] }).count == ports.count, "one thread per port: \(ids)")
         #expect(PortThreadExecutor.threadName(for: "socket://127.0.0.1:40001") == "p:7.0.0.1:40001")
     }
 }
 
-/// The current thread's name (a synchronous helper: `Thread.current` is not for async contexts).
-func threadName() -> String {
-    Thread.current.name ?? ""
-}
+/// The current OS thread (a synchronous helper: thread APIs are not for async contexts).
+/// (Foundation's `Thread.current.name` is not a reliable identity on Linux; pthread_self is.)
+func threadID() -> String { "\(pthread_self())" }
