@@ -68,3 +68,61 @@ public struct UsageError: Error, DiagnosticConvertible {
     }
     public init(_ diagnostic: Diagnostic) { self.diagnostic = diagnostic }
 }
+
+extension Diagnostic {
+    /// The longest run of non-space characters shown as is; longer runs (a whole bad input
+    /// quoted in a message) are cut to an excerpt.
+    public static let maxRunLength = 64
+    /// The longest message, hint or file name shown; the middle of longer text is left out.
+    public static let maxTextLength = 480
+
+    /// `text` safe for a terminal: control characters (C0, DEL, C1 — escape sequences, NULs,
+    /// carriage returns) written as `\xNN`/`\n`/`\t`/`\r`/`\u{…}`, runs of more than
+    /// ``maxRunLength`` non-space characters cut to an excerpt, and at most ``maxTextLength``
+    /// characters in all.
+    public static func terminalSafe(_ text: String) -> String {
+        var escaped = ""
+        var run = 0          // non-space characters in the current run
+        var cut = 0          // characters left out of the current run
+        func flushCut() {
+            if cut > 0 { escaped += "…(\(cut) more)"; cut = 0 }
+        }
+        for scalar in text.unicodeScalars {
+            if scalar == " " {
+                flushCut()
+                run = 0
+                escaped.unicodeScalars.append(scalar)
+                continue
+            }
+            run += 1
+            if run > maxRunLength { cut += 1; continue }
+            switch scalar.value {
+            case 0x0A: escaped += "\\n"
+            case 0x09: escaped += "\\t"
+            case 0x0D: escaped += "\\r"
+            case 0x00..<0x20, 0x7F:
+                let hex = String(scalar.value, radix: 16)
+                escaped += "\\x" + (hex.count == 1 ? "0" : "") + hex
+            case 0x80..<0xA0, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069:
+                // C1 controls and bidirectional overrides (they reorder what the terminal shows).
+                escaped += "\\u{" + String(scalar.value, radix: 16) + "}"
+            default:
+                escaped.unicodeScalars.append(scalar)
+            }
+        }
+        flushCut()
+        guard escaped.count > maxTextLength else { return escaped }
+        let head = escaped.prefix(maxTextLength * 3 / 4)
+        let tail = escaped.suffix(maxTextLength / 5)
+        return head + " …(\(escaped.count - head.count - tail.count) characters left out)… " + tail
+    }
+
+    /// This diagnostic with every text field made ``terminalSafe(_:)`` (what the renderer prints).
+    public var terminalSafe: Diagnostic {
+        var d = self
+        d.message = Self.terminalSafe(message)
+        d.file = file.map(Self.terminalSafe)
+        d.hint = hint.map(Self.terminalSafe)
+        return d
+    }
+}

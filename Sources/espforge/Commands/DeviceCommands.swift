@@ -48,7 +48,7 @@ struct DeviceCreate: ParsableCommand {
     @Option(help: "The project's sdkconfig, remembered for `device boot`.") var sdkconfig: String?
 
     func run() throws {
-        let sdkconfigText = try sdkconfig.map { try FileIO.readText($0) }
+        let sdkconfigText = try sdkconfig.map { try FileIO.readText($0, limit: .configText) }
         guard let size = NumberParsing.size(flashSize) else {
             throw UsageError("'\(flashSize)' is not a size", hint: "e.g. --flash-size 4MB")
         }

@@ -284,7 +284,7 @@ struct RegistryPool: AsyncParsableCommand {
 
     func run() async throws {
         var rows: [IdentityRow] = []
-        if let load { rows = try Self.identities(fromValuesCSV: try FileIO.readText(load), file: load) }
+        if let load { rows = try Self.identities(fromValuesCSV: try FileIO.readText(load, limit: .identityCSV), file: load) }
         let (pool, loadRows) = (self.pool, rows)
         let status: Status = try await withRegistry(try await options.open(create: load != nil)) { reg in
             let added = loadRows.isEmpty ? 0 : try await reg.loadIdentities(pool: pool, loadRows)

@@ -41,7 +41,7 @@ struct FirstBootAdapter: FirstBootSimulating {
         }
         let remembered = stateDirectory + "/sdkconfig"
         if FileManager.default.fileExists(atPath: remembered) {
-            do { return try SimulatorSDKConfig.parse(try FileIO.readText(remembered)) } catch {
+            do { return try SimulatorSDKConfig.parse(try FileIO.readText(remembered, limit: .configText)) } catch {
                 throw FileContextError(file: remembered, underlying: error)
             }
         }
