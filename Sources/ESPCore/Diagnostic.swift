@@ -81,21 +81,41 @@ extension Diagnostic {
     /// ``maxRunLength`` non-space characters cut to an excerpt, and at most ``maxTextLength``
     /// characters in all.
     public static func terminalSafe(_ text: String) -> String {
-        var escaped = ""
-        var run = 0          // non-space characters in the current run
-        var cut = 0          // characters left out of the current run
-        func flushCut() {
-            if cut > 0 { escaped += "…(\(cut) more)"; cut = 0 }
-        }
-        for scalar in text.unicodeScalars {
-            if scalar == " " {
-                flushCut()
-                run = 0
-                escaped.unicodeScalars.append(scalar)
-                continue
+        let scalars = text.unicodeScalars
+        var out = ""
+        var shown = 0            // characters appended to `out`, roughly
+        var left = 0             // scalars not shown because the text was too long
+        var start = scalars.startIndex
+        while start <= scalars.endIndex {
+            let end = scalars[start...].firstIndex(of: " ") ?? scalars.endIndex
+            if shown > maxTextLength {
+                left += scalars.distance(from: start, to: end) + (end < scalars.endIndex ? 1 : 0)
+            } else {
+                let run = Substring(scalars[start..<end])
+                let length = scalars.distance(from: start, to: end)
+                let piece: String
+                if length <= maxRunLength {
+                    piece = escapeControls(run)
+                } else {
+                    // Keep the start and the last few characters (often a closing quote).
+                    let head = Substring(run.unicodeScalars.prefix(maxRunLength - 16))
+                    let tail = Substring(run.unicodeScalars.suffix(8))
+                    piece = escapeControls(head) + "…(\(length - maxRunLength + 8) more)…" + escapeControls(tail)
+                }
+                out += piece
+                shown += piece.unicodeScalars.count
+                if end < scalars.endIndex { out += " "; shown += 1 }
             }
-            run += 1
-            if run > maxRunLength { cut += 1; continue }
+            guard end < scalars.endIndex else { break }
+            start = scalars.index(after: end)
+        }
+        if left > 0 { out += "…(\(left) more characters left out)" }
+        return out
+    }
+
+    static func escapeControls(_ text: Substring) -> String {
+        var escaped = ""
+        for scalar in text.unicodeScalars {
             switch scalar.value {
             case 0x0A: escaped += "\\n"
             case 0x09: escaped += "\\t"
@@ -110,11 +130,7 @@ extension Diagnostic {
                 escaped.unicodeScalars.append(scalar)
             }
         }
-        flushCut()
-        guard escaped.count > maxTextLength else { return escaped }
-        let head = escaped.prefix(maxTextLength * 3 / 4)
-        let tail = escaped.suffix(maxTextLength / 5)
-        return head + " …(\(escaped.count - head.count - tail.count) characters left out)… " + tail
+        return escaped
     }
 
     /// This diagnostic with every text field made ``terminalSafe(_:)`` (what the renderer prints).

@@ -255,8 +255,8 @@ struct TOMLParser {
             let at = position
             parts.append((try simpleKey(), at))
             if depth + parts.count > TOML.maxDepth {
-                throw TOMLError("key nests deeper than \(TOML.maxDepth) levels", at: at,
-                                hint: "a manifest needs only a few levels of dotted keys")
+                throw TOMLError("nesting is deeper than \(TOML.maxDepth) levels (tables, dotted keys, arrays and inline tables together)",
+                                at: at, hint: "a manifest needs only a few levels; look for unbalanced [ or { and long dotted keys")
             }
             skipSpaces()
             if peek == UInt8(ascii: ".") { index += 1; continue }
