@@ -201,27 +201,25 @@ public enum BoundedFile {
     /// Reads to the end of `fd` in chunks, refusing more than `limit` bytes in total.
     private static func appendStream(fd: Int32, name: String, limit: InputLimit, kind: FileKind,
                                      into bytes: inout [UInt8]) throws(FileAccessError) {
-        let chunk = 1 << 16
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let room = limit.maxBytes + 1 - bytes.count
             guard room > 0 else { throw FileAccessError(path: name, reason: .streamTooLong(kind: kind, limit: limit)) }
-            let want = min(chunk, room)
-            let before = bytes.count
-            var failure: Int32 = 0
+            let want = min(chunk.count, room)
             var got = 0
-            bytes.append(contentsOf: repeatElement(0, count: want))
-            bytes.withUnsafeMutableBytes { raw in
+            var failure: Int32 = 0
+            chunk.withUnsafeMutableBytes { raw in
+                guard let base = raw.baseAddress else { return }
                 while true {
-                    guard let base = raw.baseAddress else { return }
-                    let r = posixRead(fd, base + before, want)
+                    let r = posixRead(fd, base, want)
                     if r < 0 && errno == EINTR { continue }
                     if r < 0 { failure = errno } else { got = r }
                     return
                 }
             }
-            bytes.removeLast(want - got)
             if failure != 0 { throw FileAccessError(path: name, reason: .cannotRead(errnoText(failure))) }
             if got == 0 { return }
+            bytes.append(contentsOf: chunk[0..<got])
             if bytes.count > limit.maxBytes {
                 throw kind == .regular
                     ? FileAccessError(path: name, reason: .tooLarge(size: bytes.count, limit: limit))
