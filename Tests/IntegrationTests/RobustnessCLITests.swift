@@ -116,4 +116,39 @@ struct RobustnessCLITests {
         #expect(stat(dir + "/fe.key", &info) == 0 && info.st_mode & 0o777 == 0o600)
         #expect(info.st_size == 32)
     }
+
+    @Test func demoReplacesOnlyItsOwnFilesAndRecoversFromAKilledSetup() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fm = FileManager.default
+        // A folder with someone's files and no demo record: refused, untouched.
+        let foreign = dir + "/foreign"
+        try fm.createDirectory(atPath: foreign, withIntermediateDirectories: true)
+        try "mine".write(toFile: foreign + "/notes.txt", atomically: true, encoding: .utf8)
+        let refused = try Espforge.run(["demo", "--devices", "1", "--dir", foreign, "--json"])
+        #expect(refused.status == 1)
+        #expect(refused.err.contains("holds files an earlier demo did not write"), "\(refused.err)")
+        #expect(try fm.contentsOfDirectory(atPath: foreign) == ["notes.txt"])
+
+        // A demo, then unrelated files next to it, then a rerun: the unrelated files stay.
+        let demo = dir + "/demo"
+        #expect(try Espforge.run(["demo", "--devices", "2", "--dir", demo, "--json"]).status == 0)
+        try "keep".write(toFile: demo + "/notes.txt", atomically: true, encoding: .utf8)
+        try "keep".write(toFile: demo + "/devices/readme.txt", atomically: true, encoding: .utf8)
+        let again = try Espforge.run(["demo", "--devices", "1", "--dir", demo, "--json"])
+        #expect(again.status == 0, "\(again.err)")
+        #expect(fm.fileExists(atPath: demo + "/notes.txt") && fm.fileExists(atPath: demo + "/devices/readme.txt"))
+        #expect(!fm.fileExists(atPath: demo + "/devices/dev2"), "the earlier demo's second device stayed")
+        #expect(fm.fileExists(atPath: demo + "/devices/dev1/device.json"))
+
+        // Setup killed after the record and a few files (no manifest yet): a rerun starts over.
+        let killed = dir + "/killed"
+        try fm.createDirectory(atPath: killed + "/devices/dev1", withIntermediateDirectories: true)
+        try "signing_key.pem\nbootloader.bin\ndevices/dev1/\n".write(toFile: killed + "/.espforge-demo-files", atomically: true, encoding: .utf8)
+        try "partial".write(toFile: killed + "/bootloader.bin", atomically: true, encoding: .utf8)
+        try "partial".write(toFile: killed + "/devices/dev1/flash.bin", atomically: true, encoding: .utf8)
+        let rerun = try Espforge.run(["demo", "--devices", "1", "--dir", killed, "--json"])
+        #expect(rerun.status == 0, "\(rerun.err)")
+        #expect(fm.fileExists(atPath: killed + "/espforge.toml"))
+    }
 }
