@@ -171,8 +171,12 @@ public final class DeviceServer {
             let ready = poll(&pfds, nfds_t(pfds.count), 250)
             if ready == 0 { try save(final: false); continue }
             if ready < 0 { if errno == EINTR { continue }; return }
-            if let listenFD, pfds.count > 1, pfds[1].revents & Int16(POLLIN) != 0 { refuseBusy(listenFD) }
-            guard pfds[0].revents != 0 else { continue }
+            // The current client first: a host that closes and reconnects at once has its
+            // close (EOF) and its new connection ready together; only a client that is still
+            // there makes a newcomer busy.
+            let clientReady = pfds[0].revents != 0
+            if let listenFD, !clientReady, pfds.count > 1, pfds[1].revents & Int16(POLLIN) != 0 { refuseBusy(listenFD) }
+            guard clientReady else { continue }
             let n = buffer.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
