@@ -68,3 +68,77 @@ public struct UsageError: Error, DiagnosticConvertible {
     }
     public init(_ diagnostic: Diagnostic) { self.diagnostic = diagnostic }
 }
+
+extension Diagnostic {
+    /// The longest run of non-space characters shown as is; longer runs (a whole bad input
+    /// quoted in a message) are cut to an excerpt.
+    public static let maxRunLength = 64
+    /// The longest message, hint or file name shown; the middle of longer text is left out.
+    public static let maxTextLength = 480
+
+    /// `text` safe for a terminal: control characters (C0, DEL, C1 — escape sequences, NULs,
+    /// carriage returns) written as `\xNN`/`\n`/`\t`/`\r`/`\u{…}`, runs of more than
+    /// ``maxRunLength`` non-space characters cut to an excerpt, and at most ``maxTextLength``
+    /// characters in all.
+    public static func terminalSafe(_ text: String) -> String {
+        let scalars = text.unicodeScalars
+        var out = ""
+        var shown = 0            // characters appended to `out`, roughly
+        var left = 0             // scalars not shown because the text was too long
+        var start = scalars.startIndex
+        while start <= scalars.endIndex {
+            let end = scalars[start...].firstIndex(of: " ") ?? scalars.endIndex
+            if shown > maxTextLength {
+                left += scalars.distance(from: start, to: end) + (end < scalars.endIndex ? 1 : 0)
+            } else {
+                let run = Substring(scalars[start..<end])
+                let length = scalars.distance(from: start, to: end)
+                let piece: String
+                if length <= maxRunLength {
+                    piece = escapeControls(run)
+                } else {
+                    // Keep the start and the last few characters (often a closing quote).
+                    let head = Substring(run.unicodeScalars.prefix(maxRunLength - 16))
+                    let tail = Substring(run.unicodeScalars.suffix(8))
+                    piece = escapeControls(head) + "…(\(length - maxRunLength + 8) more)…" + escapeControls(tail)
+                }
+                out += piece
+                shown += piece.unicodeScalars.count
+                if end < scalars.endIndex { out += " "; shown += 1 }
+            }
+            guard end < scalars.endIndex else { break }
+            start = scalars.index(after: end)
+        }
+        if left > 0 { out += "…(\(left) more characters left out)" }
+        return out
+    }
+
+    static func escapeControls(_ text: Substring) -> String {
+        var escaped = ""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x0A: escaped += "\\n"
+            case 0x09: escaped += "\\t"
+            case 0x0D: escaped += "\\r"
+            case 0x00..<0x20, 0x7F:
+                let hex = String(scalar.value, radix: 16)
+                escaped += "\\x" + (hex.count == 1 ? "0" : "") + hex
+            case 0x80..<0xA0, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069:
+                // C1 controls and bidirectional overrides (they reorder what the terminal shows).
+                escaped += "\\u{" + String(scalar.value, radix: 16) + "}"
+            default:
+                escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped
+    }
+
+    /// This diagnostic with every text field made ``terminalSafe(_:)`` (what the renderer prints).
+    public var terminalSafe: Diagnostic {
+        var d = self
+        d.message = Self.terminalSafe(message)
+        d.file = file.map(Self.terminalSafe)
+        d.hint = hint.map(Self.terminalSafe)
+        return d
+    }
+}

@@ -1,3 +1,4 @@
+import ESPCore
 import Foundation
 
 /// A flasher stub in esptool's JSON format: base64 `text` loaded at `text_start`, optional
@@ -87,7 +88,8 @@ public struct StubImage: Sendable, Equatable {
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         do { try p.run() } catch { return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
+        // Bounded raw read (FileHandle's read-to-end traps on EINTR and has no limit).
+        let data = (try? BoundedFile.read(fd: out.fileHandleForReading.fileDescriptor, name: "python3 output", limit: .configText)) ?? []
         p.waitUntilExit()
         guard p.terminationStatus == 0 else { return nil }
         let s = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -75,6 +75,11 @@ public struct TOMLError: Error, DiagnosticConvertible, Equatable {
 }
 
 public enum TOML {
+    /// Deepest nesting accepted: table and dotted-key levels plus arrays and inline tables. A
+    /// manifest needs four or five; the limit keeps the recursive parser (and the values it
+    /// builds) far from the stack's end on hostile input such as 20,000 `[`.
+    public static let maxDepth = 32
+
     /// Parses TOML text (bytes must be UTF-8).
     public static func parse(_ bytes: [UInt8]) throws(TOMLError) -> TOMLTable {
         guard String(validating: bytes, as: UTF8.self) != nil else {
@@ -108,6 +113,8 @@ public enum TOML {
 struct TOMLParser {
     let bytes: [UInt8]
     var index = 0
+    /// Tables, dotted-key parts, arrays and inline tables enclosing the current position.
+    var depth = 0
     /// Offsets where each line starts, for line/column lookups in O(log n).
     let lineStarts: [Int]
 
@@ -220,14 +227,19 @@ struct TOMLParser {
                 continue
             }
             // key = value
+            depth = current.count
             let path = try keyPath()
+            depth = 0
             skipSpaces()
             guard peek == UInt8(ascii: "=") else {
                 throw error("expected `=` after the key, found \(Self.describe(peek))", hint: "write `key = value`")
             }
             index += 1
             skipSpaces()
+            depth = 0
+            try enterNesting(levels: current.count + path.count)
             let node = try value()
+            depth = 0
             try endOfLine()
             try Self.assign(&root, tablePath: current, keyPath: path, node: node)
         }
@@ -242,6 +254,10 @@ struct TOMLParser {
             skipSpaces()
             let at = position
             parts.append((try simpleKey(), at))
+            if depth + parts.count > TOML.maxDepth {
+                throw TOMLError("nesting is deeper than \(TOML.maxDepth) levels (tables, dotted keys, arrays and inline tables together)",
+                                at: at, hint: "a manifest needs only a few levels; look for unbalanced [ or { and long dotted keys")
+            }
             skipSpaces()
             if peek == UInt8(ascii: ".") { index += 1; continue }
             return parts
@@ -283,8 +299,12 @@ struct TOMLParser {
             }
             return TOMLNode(.string(try literalString()), at: at)
         case UInt8(ascii: "["):
+            try enterNesting()
+            defer { depth -= 1 }
             return TOMLNode(.array(try array()), at: at)
         case UInt8(ascii: "{"):
+            try enterNesting()
+            defer { depth -= 1 }
             return TOMLNode(.table(try inlineTable()), at: at)
         case UInt8(ascii: "t"), UInt8(ascii: "f"):
             if matches("true") { index += 4; return TOMLNode(.boolean(true), at: at) }
@@ -296,6 +316,15 @@ struct TOMLParser {
             throw error("expected a value, found \(Self.describe(c))",
                         hint: "values are \"strings\", integers, true/false, [arrays] or { inline tables }")
         }
+    }
+
+    /// One level deeper, or the nesting error (at the bracket that went too deep).
+    mutating func enterNesting(levels: Int = 1) throws(TOMLError) {
+        guard depth + levels <= TOML.maxDepth else {
+            throw error("nesting is deeper than \(TOML.maxDepth) levels (tables, dotted keys, arrays and inline tables together)",
+                        hint: "a manifest needs only a few levels; look for unbalanced [ or {")
+        }
+        depth += levels
     }
 
     func matches(_ word: String) -> Bool {
@@ -440,7 +469,9 @@ struct TOMLParser {
             guard peek == UInt8(ascii: "=") else { throw error("expected `=` after the key, found \(Self.describe(peek))") }
             index += 1
             skipSpaces()
+            try enterNesting(levels: path.count)
             let node = try value()
+            depth -= path.count
             try Self.assign(&table, tablePath: [], keyPath: path, node: node)
             skipSpaces()
             if peek == UInt8(ascii: ",") { index += 1; continue }

@@ -90,6 +90,8 @@ public struct Provisioner: Sendable {
             result.reason = why
             return result
         }
+        // Steps a killed run left `running` are closed as `interrupted` (issue 15).
+        _ = try? await registry.markInterruptedSteps(mac: run.mac)
         var last: ProvisionStep?
         if resume, let safe = try? await registry.lastSafeStep(mac: run.mac), let step = ProvisionStep(rawValue: safe.step) {
             last = step
@@ -408,6 +410,17 @@ public struct Provisioner: Sendable {
     }
 
     /// The security-relevant eFuses as recorded in the registry (no key material).
+    /// BLOCK1 (the flash-encryption key) as a state. A read-protected block reads back as zeros
+    /// from a real chip, so zeros under RD_DIS are judged by what a key burn leaves behind:
+    /// FLASH_CRYPT_CNT set or BLOCK1 write-disabled (WR_DIS bit 7) means burned.
+    public static func keyBlockState(_ e: EFuseArray) -> String {
+        let readProtected = e.isReadProtected(bit: 0)
+        if e.blocks[1].contains(where: { $0 != 0 }) { return readProtected ? "burned, read-protected" : "burned, readable" }
+        guard readProtected else { return "empty" }
+        if int(e, "FLASH_CRYPT_CNT") != 0 || e.isWriteProtected(bit: 7) { return "burned, read-protected" }
+        return "read-protected, contents unknown"
+    }
+
     public static func efuseSummary(_ e: EFuseArray) -> [String: String] {
         var out: [String: String] = [:]
         for name in ["ABS_DONE_1", "FLASH_CRYPT_CNT", "FLASH_CRYPT_CONFIG", "JTAG_DISABLE", "DISABLE_DL_ENCRYPT",
@@ -415,7 +428,7 @@ public struct Provisioner: Sendable {
             out[name] = String(int(e, name))
         }
         // Named so the registry's secret guard sees states, not blocks (never their contents).
-        out["FLASH_ENCRYPTION_BLOCK1"] = e.blocks[1].contains { $0 != 0 } ? (e.isReadProtected(bit: 0) ? "burned, read-protected" : "burned, readable") : "empty"
+        out["FLASH_ENCRYPTION_BLOCK1"] = keyBlockState(e)
         out["SECURE_BOOT_BLOCK2"] = e.blocks[2].contains { $0 != 0 } ? "digest burned" : "empty"
         return out
     }

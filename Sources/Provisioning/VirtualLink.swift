@@ -23,6 +23,7 @@ public struct VirtualTarget: ProvisioningTarget {
     var pendingEFuses: String { store.efusePath + ".pending" }
 
     public func load() throws -> Device {
+        store.removeLeftovers()
         try recover()
         return try store.load()
     }
@@ -52,8 +53,9 @@ public struct VirtualTarget: ProvisioningTarget {
     }
 
     static func write(_ bytes: [UInt8], to path: String) throws {
-        do { try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw DeviceError.io(path, "cannot write: \(error.localizedDescription)")
+        // Same helper and mode as the store (the pending eFuses hold the key).
+        do { try AtomicFile.write(bytes, to: path, mode: DeviceStore.stateMode) } catch {
+            throw DeviceError.io(path, error.diagnostic.message)
         }
     }
 }

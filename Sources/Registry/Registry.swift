@@ -65,6 +65,22 @@ extension DeviceRegistry {
     }
 }
 
+extension DeviceRegistry {
+    /// Marks the steps of `mac` still `running` — their process was killed — as `interrupted`,
+    /// with the time this was found. Called when a run (a `--resume` or a fresh start) picks the
+    /// device up: only one process works on a connected device. Returns how many were marked.
+    @discardableResult
+    public func markInterruptedSteps(mac: String) async throws -> Int {
+        var marked = 0
+        for step in try await steps(mac: mac) where step.outcome == .running {
+            try await finishStep(step.id, outcome: .interrupted,
+                                 detail: "interrupted: the process ended while this step was running")
+            marked += 1
+        }
+        return marked
+    }
+}
+
 /// What identify and preflight learned about a device and what it is about to receive.
 public struct DeviceFacts: Sendable, Equatable, Codable {
     public var mac: String
@@ -129,7 +145,9 @@ public struct ClaimedIdentity: Sendable, Equatable, Codable {
 }
 
 public enum StepOutcome: String, Sendable, Codable, CaseIterable {
-    case running, ok, failed
+    /// `interrupted`: the step was `running` when its process ended (found by the next run,
+    /// see ``DeviceRegistry/markInterruptedSteps(mac:)``); its finish time is when that was found.
+    case running, ok, failed, interrupted
     /// The step did not apply to this device (e.g. claim without per-device values).
     case skipped
 }

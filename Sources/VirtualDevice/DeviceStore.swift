@@ -38,12 +38,13 @@ public struct DeviceStore: Sendable {
 
     public func load() throws -> Device {
         guard exists else { throw DeviceError.stateMissing(directory) }
+        removeLeftovers()
         let descBytes = try readFile(descriptionPath)
         let desc: DeviceDescription
         do { desc = try JSONDecoder().decode(DeviceDescription.self, from: Data(descBytes)) } catch {
             throw DeviceError.stateDamaged(descriptionPath, "not a device description (\(error))")
         }
-        let flash = try readFile(flashPath)
+        let flash = try readFile(flashPath, limit: .flashContents)
         guard flash.count == desc.flashSize else {
             throw DeviceError.stateDamaged(flashPath, "has \(flash.count) bytes, device.json says \(desc.flashSize)")
         }
@@ -62,7 +63,7 @@ public struct DeviceStore: Sendable {
     /// Writes the given flash sectors in place.
     public func saveFlashSectors(_ flash: NORFlash, sectors: [Int]) throws {
         guard !sectors.isEmpty else { return }
-        let fd = open(flashPath, O_WRONLY)
+        let fd = open(flashPath, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw DeviceError.io(flashPath, "cannot open for writing: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try flash.bytes.withUnsafeBytes { raw in
@@ -91,31 +92,39 @@ public struct DeviceStore: Sendable {
         return String(decoding: try e.encode(v), as: UTF8.self) + "\n"
     }
 
-    private func readFile(_ path: String) throws -> [UInt8] {
-        guard let d = FileManager.default.contents(atPath: path) else {
-            throw DeviceError.stateDamaged(path, "file is missing or unreadable")
+    private func readFile(_ path: String, limit: InputLimit = .deviceState) throws -> [UInt8] {
+        do { return try BoundedFile.read(path, limit: limit) } catch {
+            throw DeviceError.stateDamaged(path, error.reason == .missing ? "file is missing" : error.diagnostic.message)
         }
-        return [UInt8](d)
     }
 
-    /// Atomic replace: temporary file + rename.
+    /// Atomic replace through ``AtomicFile``, mode 0600 (efuse.bin holds keys; the flash holds
+    /// firmware and, in plaintext mode, secrets).
     private func writeFile(_ path: String, _ bytes: [UInt8]) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw DeviceError.io(path, "cannot create: \(String(cString: strerror(errno)))") }
-        var ok = true
-        bytes.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count, let base = raw.baseAddress {
-                let n = write(fd, base + done, raw.count - done)
-                if n <= 0 { ok = false; break }
-                done += n
+        do { try AtomicFile.write(bytes, to: path, mode: Self.stateMode) } catch {
+            throw DeviceError.io(path, error.diagnostic.message)
+        }
+    }
+
+    /// Mode of every state file.
+    public static let stateMode: mode_t = 0o600
+
+    /// Removes what a killed writer left in the folder (``AtomicFile`` temporaries whose process
+    /// is gone, Foundation's `.dat.nosync*` copies from older versions) and makes the state files
+    /// 0600. Called when a device folder is opened. Returns the names removed.
+    @discardableResult
+    public func removeLeftovers() -> [String] {
+        var removed: [String] = []
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where AtomicFile.isLeftover(name) || name.hasPrefix(".dat.nosync") {
+            if unlink(directory + "/" + name) == 0 { removed.append(name) }
+        }
+        for path in [descriptionPath, flashPath, efusePath, statsPath] {
+            var info = stat()
+            if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_mode & 0o077 != 0 {
+                _ = chmod(path, Self.stateMode)
             }
         }
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw DeviceError.io(path, "cannot write: \(String(cString: strerror(errno)))")
-        }
+        return removed.sorted()
     }
 }

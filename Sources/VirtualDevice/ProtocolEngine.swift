@@ -251,7 +251,13 @@ public final class ProtocolEngine {
             return
         }
         guard let packet = try? CommandPacket.decode(frame) else {
-            note("ignored malformed frame of \(frame.count) bytes")
+            // Answered as the ROM / stub answer it (see MalformedFrame), not silently dropped.
+            note("malformed frame of \(frame.count) bytes")
+            if let answer = MalformedFrame.answer(to: frame, stub: mode == .stub) {
+                connection.commands += 1
+                advance(timing.commandTurnaround)
+                reply(answer.opcode, error: answer.error)
+            }
             return
         }
         connection.commands += 1

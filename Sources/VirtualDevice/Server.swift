@@ -7,9 +7,21 @@ import Glibc
 nonisolated(unsafe) private var stopRequested: sig_atomic_t = 0
 
 /// Serves one virtual device over a loopback TCP socket (for esptool's `socket://` ports) or a
-/// pseudo-terminal. One client at a time; every new TCP connection finds the chip freshly reset
-/// into ROM download mode. State is written back after every burst of traffic.
+/// pseudo-terminal. One client at a time, like a serial port; every new TCP connection finds the
+/// chip freshly reset into ROM download mode. State is written back after every burst of traffic.
+///
+/// A TCP client that sends nothing for ``idleTimeout`` seconds is disconnected, so a stuck client
+/// cannot hold the device forever. A second client connecting while one is served gets
+/// ``busyMessage`` (one line of text) and is closed.
 public final class DeviceServer {
+    /// The line a second TCP client gets before it is closed.
+    public static let busyMessage = "espforge: busy: this virtual device is serving another client (one at a time, like a serial port); try again later\n"
+    /// Seconds without a byte from the TCP client before it is disconnected (nil: never).
+    public var idleTimeout: Double? = 30
+    /// Clients turned away as busy, and clients disconnected for idling (this run).
+    public private(set) var busyRefusals = 0
+    public private(set) var idleDisconnects = 0
+
     public let store: DeviceStore
     public let engine: ProtocolEngine
     public let faultPlan: FaultPlan?
@@ -80,7 +92,7 @@ public final class DeviceServer {
             var yes: Int32 = 1
             setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &yes, socklen_t(MemoryLayout<Int32>.size))
             try serveConnection(readFD: client, writeFD: client,
-                                deadline: maxSeconds.map { started.addingTimeInterval($0) })
+                                deadline: maxSeconds.map { started.addingTimeInterval($0) }, listenFD: listenFD)
             close(client)
         }
         try save(final: true)
@@ -126,8 +138,19 @@ public final class DeviceServer {
         }
     }
 
-    /// One client session: bytes in → engine → bytes out, until EOF, a fault disconnect or stop.
-    func serveConnection(readFD: Int32, writeFD: Int32, deadline: Date? = nil) throws {
+    /// Accepts a pending connection on `listenFD` and turns it away with ``busyMessage``.
+    private func refuseBusy(_ listenFD: Int32) {
+        let other = accept(listenFD, nil, nil)
+        guard other >= 0 else { return }
+        _ = writeAll(other, Array(Self.busyMessage.utf8))
+        shutdown(other, Int32(SHUT_WR))
+        close(other)
+        busyRefusals += 1
+    }
+
+    /// One client session: bytes in → engine → bytes out, until EOF, a fault disconnect, the idle
+    /// timeout (TCP: `listenFD` given) or stop. Meanwhile other clients on `listenFD` are told busy.
+    func serveConnection(readFD: Int32, writeFD: Int32, deadline: Date? = nil, listenFD: Int32? = nil) throws {
         engine.beginConnection()
         var injector = faultPlan.map { FaultInjector(plan: $0, seed: faultSeed &+ UInt64(engine.device.stats.connections)) }
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -136,15 +159,28 @@ public final class DeviceServer {
             if let injector { engine.recordFaults(injector.counters, spec: faultPlan?.spec, seed: faultSeed) }
             try? save(final: true)
         }
+        var lastInput = Date()   // last traffic on this connection
         while stopRequested == 0 {
             if let deadline, Date() > deadline { return }
-            var pfd = pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, 250)
+            if listenFD != nil, let idleTimeout, idleTimeout > 0, Date().timeIntervalSince(lastInput) > idleTimeout {
+                idleDisconnects += 1
+                return
+            }
+            var pfds = [pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)]
+            if let listenFD { pfds.append(pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)) }
+            let ready = poll(&pfds, nfds_t(pfds.count), 250)
             if ready == 0 { try save(final: false); continue }
             if ready < 0 { if errno == EINTR { continue }; return }
+            // The current client first: a host that closes and reconnects at once has its
+            // close (EOF) and its new connection ready together; only a client that is still
+            // there makes a newcomer busy.
+            let clientReady = pfds[0].revents != 0
+            if let listenFD, !clientReady, pfds.count > 1, pfds[1].revents & Int16(POLLIN) != 0 { refuseBusy(listenFD) }
+            guard clientReady else { continue }
             let n = buffer.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
+            lastInput = Date()
             var input = Array(buffer[0..<n])
             if var inj = injector {
                 let r = inj.corrupt(input)
@@ -174,6 +210,7 @@ public final class DeviceServer {
                 if dt > 0 { usleep(useconds_t(min(dt, 30) * 1_000_000)) }
             }
             if !out.isEmpty, !writeAll(writeFD, out) { return }
+            lastInput = Date()   // idle counts from the last traffic either way
             try save(final: false)
         }
     }

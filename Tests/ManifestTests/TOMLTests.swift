@@ -160,3 +160,40 @@ struct TOMLTests {
         }
     }
 }
+
+@Suite("TOML nesting limit (issue 15: stack overflow on 20,000 `[`)")
+struct TOMLNestingTests {
+    func nestingError(_ text: String) -> TOMLError? {
+        do { _ = try TOML.parse(text); return nil } catch { return error }
+    }
+
+    @Test func twentyThousandBracketsGiveAPositionedError() {
+        let e = nestingError("title = 1\nx = " + String(repeating: "[", count: 20_000))
+        #expect(e?.message.contains("nesting is deeper than 32 levels") == true, "\(String(describing: e))")
+        // `x` is level 1; the bracket that would be level 33 is the 32nd, at column 4 + 32.
+        #expect(e?.position == TOMLPosition(line: 2, column: 4 + TOML.maxDepth))
+    }
+
+    @Test func twentyThousandInlineTablesGiveAPositionedError() {
+        let e = nestingError("x = " + String(repeating: "{a=", count: 20_000))
+        #expect(e?.message.contains("nesting is deeper than 32 levels") == true, "\(String(describing: e))")
+        #expect(e?.position.line == 1)
+    }
+
+    @Test func longDottedKeysAndHeadersAreLimitedToo() {
+        let key = Array(repeating: "a", count: 20_000).joined(separator: ".")
+        #expect(nestingError(key + " = 1")?.message.contains("deeper than 32") == true)
+        #expect(nestingError("[" + key + "]")?.message.contains("deeper than 32") == true)
+        #expect(nestingError("[t]\nv = { " + key + " = 1 }")?.message.contains("deeper than 32") == true)
+    }
+
+    @Test func nestingUpToTheLimitParses() throws {
+        let depth = TOML.maxDepth
+        let ok = try TOML.parse("x = " + String(repeating: "[", count: depth - 1) + String(repeating: "]", count: depth - 1))
+        #expect(ok["x"] != nil)
+        // Table path (2) + dotted key (2) + arrays count together.
+        func nested(_ n: Int) -> String { "[a.b]\nc.d = " + String(repeating: "[", count: n) + String(repeating: "]", count: n) }
+        #expect(nestingError(nested(depth - 4)) == nil)
+        #expect(nestingError(nested(depth - 3))?.message.contains("deeper than 32") == true)
+    }
+}

@@ -28,7 +28,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "How many virtual devices.")
     var devices: Int = 4
 
-    @Option(help: "Folder for the devices, key, images, manifest and registry (replaced if it holds an earlier demo).")
+    @Option(help: "Folder for the devices, key, images, manifest and registry (an earlier demo's files in it are replaced; other files stay).")
     var dir: String = "demo-out"
 
     @Option(help: "Flash encryption mode: host or on-chip.")
@@ -49,14 +49,8 @@ struct DemoCommand: AsyncParsableCommand {
         guard let codeSize = NumberParsing.size(appSize), codeSize >= 4096, codeSize <= 1_536 * 1024 else {
             throw UsageError("--app-size '\(appSize)' is not a size from 4K to 1536K", hint: "e.g. --app-size 1MB")
         }
-        let fm = FileManager.default
-        if fm.fileExists(atPath: dir), !((try? fm.contentsOfDirectory(atPath: dir))?.isEmpty ?? false) {
-            guard fm.fileExists(atPath: dir + "/espforge.toml") else {
-                throw UsageError(Diagnostic("exists and is not an earlier demo", file: dir, hint: "choose another --dir"))
-            }
-            try fm.removeItem(atPath: dir)
-        }
-        try fm.createDirectory(atPath: dir + "/devices", withIntermediateDirectories: true)
+        // Only what a demo wrote is replaced (see DemoFolder); unrelated files stay.
+        try DemoFolder(dir: dir).prepare(devices: devices)
         // Same channel as the provisioning progress lines (unbuffered), so the order holds.
         let say: (String) -> Void = { text in if !json { FileHandle.standardOutput.write(Data((text + "\n").utf8)) } }
 

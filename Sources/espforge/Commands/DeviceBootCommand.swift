@@ -44,12 +44,12 @@ struct DeviceBoot: ParsableCommand {
         let remembered = state + "/sdkconfig"
         var configText: String?
         if let sdkconfig {
-            let text = try FileIO.readText(sdkconfig)
+            let text = try FileIO.readText(sdkconfig, limit: .configText)
             _ = try parse(text, file: sdkconfig)
             try FileIO.write(text, to: remembered)
             configText = text
         } else if FileManager.default.fileExists(atPath: remembered) {
-            configText = try FileIO.readText(remembered)
+            configText = try FileIO.readText(remembered, limit: .configText)
         }
         var config: BootConfig
         if let configText {

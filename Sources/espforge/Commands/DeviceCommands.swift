@@ -48,7 +48,7 @@ struct DeviceCreate: ParsableCommand {
     @Option(help: "The project's sdkconfig, remembered for `device boot`.") var sdkconfig: String?
 
     func run() throws {
-        let sdkconfigText = try sdkconfig.map { try FileIO.readText($0) }
+        let sdkconfigText = try sdkconfig.map { try FileIO.readText($0, limit: .configText) }
         guard let size = NumberParsing.size(flashSize) else {
             throw UsageError("'\(flashSize)' is not a size", hint: "e.g. --flash-size 4MB")
         }
@@ -91,6 +91,8 @@ struct DeviceServe: ParsableCommand {
             disconnect-after=N (bytes), reset-after=N (commands). --realtime sleeps for the virtual \
             time so progress bars move at the speed of a real chip.
 
+            One client at a time, like a serial port: a second TCP client gets one line,             `espforge: busy: …`, and is closed. A TCP client that sends nothing for --idle-timeout             seconds (default 30; 0 = never) is disconnected so a stuck client cannot hold the device.
+
             Example:
               espforge device serve --state dev1 --listen 127.0.0.1:0
             """
@@ -104,6 +106,8 @@ struct DeviceServe: ParsableCommand {
     @Flag(help: "Sleep for virtual time (slow, for demos).") var realtime = false
     @Option(name: .customLong("max-seconds"), help: "Stop after this many seconds of wall time (safety net for scripts).")
     var maxSeconds: Double?
+    @Option(name: .customLong("idle-timeout"), help: "Disconnect a TCP client that sends nothing for this many seconds (0: never).")
+    var idleTimeout: Double = 30
 
     func run() throws {
         guard (listen != nil) != pty else {
@@ -118,6 +122,8 @@ struct DeviceServe: ParsableCommand {
         engine.firmware = VirtualFirmware.hook(config: try SimulatorSDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },
                                                onInferred: { SimulatorSDKConfig.printAssumptions($0) })
         let server = DeviceServer(store: store, engine: engine, faultPlan: plan, faultSeed: seed, realtime: realtime)
+        guard idleTimeout >= 0 else { throw UsageError("--idle-timeout must be 0 (never) or a number of seconds") }
+        server.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
         DeviceServer.installSignalHandlers()
         if let listen {
             let parts = listen.split(separator: ":", omittingEmptySubsequences: false)

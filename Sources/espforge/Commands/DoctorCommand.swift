@@ -40,15 +40,15 @@ struct DoctorCommand: ParsableCommand {
     func run() throws {
         let bytes: [UInt8]
         if log == "-" {
-            bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+            bytes = try FileIO.read("-", limit: .bootLog)
         } else {
-            bytes = try FileIO.read(log)
+            bytes = try FileIO.read(log, limit: .bootLog)
         }
         var files: [PlanEntry] = []
         var chipName = chip
         if let buildDir {
             let contents = try BuildDirectory.load(buildDir) { path in
-                FileManager.default.contents(atPath: path).map { [UInt8]($0) }
+                try FileIO.readIfPresent(path, limit: .flashContents)
             }
             files = contents.plan.entries
             if chipName == nil { chipName = contents.chip }
@@ -62,7 +62,7 @@ struct DoctorCommand: ParsableCommand {
                 throw UsageError("'\(pairs[i])' is not a flash address", hint: "write it as 0x1000 or 4096")
             }
             files.removeAll { $0.address == addr }
-            files.append(PlanEntry(address: addr, name: pairs[i + 1], bytes: try FileIO.read(pairs[i + 1])))
+            files.append(PlanEntry(address: addr, name: pairs[i + 1], bytes: try FileIO.read(pairs[i + 1], limit: .flashContents)))
             i += 2
         }
         guard let spec = ChipSpec.named(chipName ?? "esp32") else {

@@ -230,7 +230,7 @@ struct EFuseBurnKey: ParsableCommand {
         default:
             throw UsageError("unknown key purpose '\(purpose)'", hint: "use flash_encryption (BLOCK1)")
         }
-        let key = try FileIO.read(keyFile)
+        let key = try FileIO.read(keyFile, limit: .key)
         do {
             try EFuseCLI.run([.flashEncryptionKey(key, protect: !noProtectKey)], options: options, yes: yes)
         } catch let e as EFusePlanError {

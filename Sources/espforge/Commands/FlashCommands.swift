@@ -98,7 +98,7 @@ func report(_ outcomes: [DeviceOutcome], json: Bool) throws {
                   + "  \(String(o.retries).leftPad(7))  \(String(o.reconnects).leftPad(10))  \(String(format: "%7.2f", o.seconds))")
         }
         for o in outcomes where !o.ok {
-            ErrorRenderer.writeStderr("error: \(o.device): \(o.error ?? "failed")\n")
+            ErrorRenderer.writeStderr("error: " + Diagnostic.terminalSafe("\(o.device): \(o.error ?? "failed")") + "\n")
         }
     }
     if outcomes.contains(where: { !$0.ok }) { throw ExitCode(1) }

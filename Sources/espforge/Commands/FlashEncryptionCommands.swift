@@ -126,7 +126,7 @@ struct FlashCipherOptions: ParsableArguments {
         try refuseOverwrite(of: key, role: "the key file")
         try refuseOverwrite(of: input, role: "the input file")
 
-        let keyBytes = try FileIO.read(key)
+        let keyBytes = try FileIO.read(key, limit: .key)
         let cipher: FlashCipher
         do {
             cipher = try FlashCipher(chip: chipSpec, key: keyBytes, flashCryptConfig: conf)
@@ -162,44 +162,20 @@ struct FlashCipherOptions: ParsableArguments {
     }
 
     /// Writes `count` bytes, produced `chunkSize` at a time by `produce(offset, buffer)`, to `path`
-    /// atomically (temporary file + rename, like FileIO.write, which needs the whole content in one
-    /// array). On any error the temporary file is removed and `path` is untouched.
+    /// through ``AtomicFile`` (streaming: the whole content is never held in memory). On any
+    /// error `path` is untouched.
     static func writeStreaming(to path: String, count: Int, chunkSize: Int = 1 << 18,
                                produce: (Int, UnsafeMutableRawBufferPointer) throws -> Void) throws {
-        let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else {
-            throw UsageError(Diagnostic("cannot create file: \(String(cString: strerror(errno)))", file: path,
-                                        hint: "check that the folder exists and is writable"))
-        }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(chunkSize, max(count, 1)), alignment: 64)
         defer { buffer.deallocate() }
-        var failure: String?
-        do {
+        try AtomicFile.write(to: path) { sink in
             var offset = 0
-            while offset < count, failure == nil {
+            while offset < count {
                 let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(buffer.count, count - offset)])
                 try produce(offset, chunk)
-                guard let base = chunk.baseAddress else { break }
-                var written = 0
-                while written < chunk.count {
-                    let n = write(fd, base + written, chunk.count - written)
-                    if n <= 0 { failure = String(cString: strerror(errno)); break }
-                    written += n
-                }
+                try sink.write(UnsafeRawBufferPointer(chunk))
                 offset += chunk.count
             }
-        } catch {
-            close(fd)
-            unlink(tmp)
-            throw error
-        }
-        if close(fd) != 0, failure == nil { failure = String(cString: strerror(errno)) }
-        if failure == nil, rename(tmp, path) != 0 { failure = String(cString: strerror(errno)) }
-        if let failure {
-            unlink(tmp)
-            throw UsageError(Diagnostic("cannot write file: \(failure)", file: path))
         }
     }
 
@@ -332,7 +308,7 @@ struct FlashEncryptionBench: ParsableCommand {
 }
 
 /// An input file read chunk by chunk (regular files), or held in memory (anything else, e.g. a
-/// pipe). Missing or unreadable files get FileIO.read's diagnostics.
+/// pipe); either way no larger than the largest flash. Errors come from ``BoundedFile``.
 final class InputFile {
     let path: String
     let size: Int
@@ -341,37 +317,28 @@ final class InputFile {
 
     init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        let fd = path == "-" ? dup(0) : open(path, O_RDONLY | O_CLOEXEC)
         var info = stat()
         guard fd >= 0, fstat(fd, &info) == 0 else {
             if fd >= 0 { _ = close(fd) }
-            bytes = try FileIO.read(path) // says what is wrong (missing, not readable …)
+            bytes = try FileIO.read(path, limit: .flashContents) // says what is wrong (missing, not readable …)
             size = bytes.count
             return
         }
+        let limit = InputLimit.flashContents
         switch info.st_mode & S_IFMT {
         case S_IFREG:
+            guard Int(info.st_size) <= limit.maxBytes else {
+                _ = close(fd)
+                throw FileAccessError(path: path, reason: .tooLarge(size: Int(info.st_size), limit: limit))
+            }
             self.fd = fd
             size = Int(info.st_size)
-        case S_IFDIR:
-            _ = close(fd)
-            throw UsageError(Diagnostic("is a directory, not a file", file: path))
         default:
-            // A pipe or device: read it to the end.
+            // A pipe or device: read it (bounded) to the end; directories get their error there.
             defer { _ = close(fd) }
-            var all: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                guard n >= 0 else {
-                    throw UsageError(Diagnostic("cannot read: \(String(cString: strerror(errno)))", file: path))
-                }
-                if n == 0 { break }
-                all += buffer[0..<n]
-            }
-            bytes = all
-            size = all.count
+            bytes = try BoundedFile.read(fd: fd, name: path, limit: limit)
+            size = bytes.count
         }
     }
 

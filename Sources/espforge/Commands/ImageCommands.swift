@@ -45,7 +45,7 @@ struct ImageInfo: ParsableCommand {
     var json = false
 
     func run() throws {
-        let bytes = try FileIO.read(file)
+        let bytes = try FileIO.read(file, limit: .flashContents)
         let image: ESPImage
         do { image = try ESPImage(bytes) } catch { throw FileContextError(file: file, underlying: error) }
         let sb = image.hasSignatureSector ? secureBootReport(file: bytes, sectorOffset: image.signatureSectorOffset) : nil
@@ -320,7 +320,7 @@ struct ImageElf2Image: ParsableCommand {
             }
             o.padToSize = v
         }
-        let bytes = try FileIO.read(elf)
+        let bytes = try FileIO.read(elf, limit: .elf)
         let image: [UInt8]
         do { image = try ImageBuilder.elf2image(elf: bytes, chip: spec, options: o) } catch {
             throw FileContextError(file: elf, underlying: error)
@@ -367,7 +367,7 @@ struct ImageRetargetCommand: ParsableCommand {
     var output: String
 
     func run() throws {
-        let bytes = try FileIO.read(input)
+        let bytes = try FileIO.read(input, limit: .flashContents)
         let out: [UInt8]
         do {
             out = try ImageRetarget.retarget(bytes, parameters: FlashParameters(mode: flashMode?.lowercased(),

@@ -44,7 +44,7 @@ struct InitCommand: ParsableCommand {
         let build: IDFBuild
         do {
             build = try IDFBuild.read { relative in
-                fm.contents(atPath: base.appendingPathComponent(relative).path).map { [UInt8]($0) }
+                try? FileIO.readIfPresent(base.appendingPathComponent(relative).path, limit: .flashContents)
             }
         } catch {
             var d = error.diagnostic

@@ -132,7 +132,7 @@ struct OtadataShow: ParsableCommand {
     var json = false
 
     func run() throws {
-        let bytes = try FileIO.read(file)
+        let bytes = try FileIO.read(file, limit: .otadata)
         let parsed: Otadata.Parsed
         do { parsed = try Otadata.parse(bytes) } catch { throw FileContextError(file: file, underlying: error) }
         var apps = otaApps ?? 2

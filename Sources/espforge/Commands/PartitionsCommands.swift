@@ -48,7 +48,7 @@ struct PartitionLayoutOptions: ParsableArguments {
         }
         var options = PartitionTableOptions(tableOffset: tableOffset, chip: chipSpec, flashSize: flash, md5: md5,
                                             secureBootV1: secureV1, environment: ProcessInfo.processInfo.environment)
-        if let bootloader { options.bootloaderSize = try FileIO.read(bootloader).count }
+        if let bootloader { options.bootloaderSize = try FileIO.read(bootloader, limit: .flashContents).count }
         return options
     }
 }
@@ -84,7 +84,7 @@ struct PartitionsBuild: ParsableCommand {
 
     func run() throws {
         let options = try layout.options(md5: !noMD5)
-        let text = try FileIO.readText(csv)
+        let text = try FileIO.readText(csv, limit: .partitionTable)
         let build: PartitionTableBuild
         do {
             build = try PartitionTableBuild(csv: text, options: options)
@@ -106,13 +106,15 @@ struct LoadedTable {
     var warnings: [PartitionWarning]
 
     static func load(_ path: String, options: PartitionTableOptions, at base: Int? = nil) throws -> LoadedTable {
-        var bytes = try FileIO.read(path)
         if let base {
-            // A table inside a flash dump: one sector from `base`; error offsets are file offsets.
-            guard base >= 0, base < bytes.count else {
-                throw UsageError(Diagnostic("--at \(NumberParsing.hex(base)) is past the end of the file (\(bytes.count) bytes)", file: path))
+            // A table inside a flash dump: one sector from `base` (only that sector is read);
+            // error offsets are file offsets.
+            guard base >= 0 else { throw UsageError(Diagnostic("--at must not be negative", file: path)) }
+            let (sector, fileSize) = try BoundedFile.read(path, offset: base, count: PartitionTable.sectorSize, limit: .flashContents)
+            guard base < fileSize else {
+                throw UsageError(Diagnostic("--at \(NumberParsing.hex(base)) is past the end of the file (\(fileSize) bytes)", file: path))
             }
-            bytes = Array(bytes[base..<min(bytes.count, base + PartitionTable.sectorSize)])
+            let bytes = sector
             do {
                 let parsed = try PartitionTable.parse(binary: bytes)
                 return LoadedTable(table: parsed.table, isBinary: true, md5: parsed.md5, warnings: parsed.warnings)
@@ -123,6 +125,7 @@ struct LoadedTable {
                 throw UsageError(d)
             }
         }
+        let bytes = try FileIO.read(path, limit: .partitionTable)
         do {
             if bytes.count >= 2, (bytes[0] == 0xAA && bytes[1] == 0x50) || (bytes[0] == 0xEB && bytes[1] == 0xEB)
                 || bytes.allSatisfy({ $0 == 0xFF }) {

@@ -183,13 +183,13 @@ struct PreflightCommand: ParsableCommand {
         var chipName: String?
         if let buildDir {
             let contents = try BuildDirectory.load(buildDir, sdkconfigOverride: sdkconfig) { path in
-                FileManager.default.contents(atPath: path).map { [UInt8]($0) }
+                try FileIO.readIfPresent(path, limit: .flashContents)
             }
             plan = contents.plan
             entries = plan.entries
             chipName = contents.chip
         } else if let sdkconfig {
-            plan.sdkconfig = SDKConfig(text: try FileIO.readText(sdkconfig))
+            plan.sdkconfig = SDKConfig(text: try FileIO.readText(sdkconfig, limit: .configText))
             plan.partitionTableOffset = plan.sdkconfig?.partitionTableOffset
         }
         guard pairs.count % 2 == 0 else {
@@ -201,7 +201,7 @@ struct PreflightCommand: ParsableCommand {
                 throw UsageError("'\(pairs[i])' is not a flash address", hint: "write it as 0x1000 or 4096")
             }
             entries.removeAll { $0.address == addr }
-            entries.append(PlanEntry(address: addr, name: pairs[i + 1], bytes: try FileIO.read(pairs[i + 1]), encrypted: encrypt))
+            entries.append(PlanEntry(address: addr, name: pairs[i + 1], bytes: try FileIO.read(pairs[i + 1], limit: .flashContents), encrypted: encrypt))
             i += 2
         }
         guard !entries.isEmpty else {
@@ -257,7 +257,7 @@ struct PreflightCommand: ParsableCommand {
             facts.chipRevision = r
         }
         if let efuseSummary {
-            let bytes = try FileIO.read(efuseSummary)
+            let bytes = try FileIO.read(efuseSummary, limit: .efuseJSON)
             guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
                 throw UsageError(Diagnostic("not a JSON object", file: efuseSummary, hint: "write it with `espefuse summary --format json --file FILE`"))
             }

@@ -136,7 +136,7 @@ enum ProvisionSetup {
             for f in failed {
                 var why = "\(f.port)\(f.mac.map { " (\($0))" } ?? ""): \(f.failedStep ?? "?"): \(f.reason ?? "failed")"
                 if let d = f.diagnosis { why += " — doctor: \(d)" }
-                FileHandle.standardError.write(Data("espforge: device failed: \(why)\n".utf8))
+                ErrorRenderer.writeStderr("espforge: device failed: " + Diagnostic.terminalSafe(why) + "\n")
             }
             return 1
         }

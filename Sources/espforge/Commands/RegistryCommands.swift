@@ -282,7 +282,7 @@ struct RegistryPool: AsyncParsableCommand {
 
     func run() async throws {
         var rows: [IdentityRow] = []
-        if let load { rows = try Self.identities(fromValuesCSV: try FileIO.readText(load), file: load) }
+        if let load { rows = try Self.identities(fromValuesCSV: try FileIO.readText(load, limit: .identityCSV), file: load) }
         let (pool, loadRows) = (self.pool, rows)
         let status: Status = try await withRegistry(try await options.open(create: load != nil)) { reg in
             let added = loadRows.isEmpty ? 0 : try await reg.loadIdentities(pool: pool, loadRows)
@@ -381,7 +381,7 @@ struct RegistryClaim: AsyncParsableCommand {
             throw UsageError("'\(mac)' is not a MAC address", hint: "write it as aa:bb:cc:dd:ee:ff")
         }
         var rows: [IdentityRow]?
-        if let load { rows = try IdentityPoolFile.rows(valuesCSV: try FileIO.readText(load), file: load) }
+        if let load { rows = try IdentityPoolFile.rows(valuesCSV: try FileIO.readText(load, limit: .identityCSV), file: load) }
         let registry = try await options.open(create: true)
         let (pool, count, loadRows) = (self.pool, self.count, rows)
         try await withRegistry(registry) { reg in

@@ -41,7 +41,7 @@ enum SecureBootCLI {
 
     /// Reads a PEM key file; errors name the file. Never prints key material.
     static func loadKey(_ path: String) throws -> KeyMaterial {
-        let bytes = try FileIO.read(path)
+        let bytes = try FileIO.read(path, limit: .key)
         do {
             return try KeyMaterial.load(pem: String(decoding: bytes, as: UTF8.self))
         } catch {
@@ -168,7 +168,7 @@ struct SecureBootSign: ParsableCommand {
 
     func run() throws {
         let policy = try SecureBootCLI.policy(chip)
-        let image = try FileIO.read(input)
+        let image = try FileIO.read(input, limit: .flashContents)
         let result: SigningResult
         if !key.isEmpty {
             var keys: [SigningKey] = []
@@ -187,7 +187,7 @@ struct SecureBootSign: ParsableCommand {
             for (p, s) in zip(pubKey, signature) {
                 let k = try SecureBootCLI.loadKey(p).verifyingKey
                 do { try policy.check(k.scheme) } catch { throw FileContextError(file: p, underlying: error) }
-                pairs.append((k, try FileIO.read(s)))
+                pairs.append((k, try FileIO.read(s, limit: .key)))
             }
             result = try SecureBootCLI.inFile(input) {
                 try SecureBootSigner.signExternal(image: image, signatures: pairs, append: append, policy: policy)
@@ -243,7 +243,7 @@ struct SecureBootDigestToSign: ParsableCommand {
         guard let h = ContentHash(rawValue: hash.lowercased()) else {
             throw UsageError("unknown --hash \"\(hash)\"", hint: "use sha256 or sha384")
         }
-        let image = try FileIO.read(input)
+        let image = try FileIO.read(input, limit: .flashContents)
         let r = SecureBootSigner.digestToSign(image: image, hash: h)
         if r.signed {
             ErrorRenderer.warn("\(input) is already signed: this is the digest of the content before its signature sector (for sign --append)")
@@ -285,7 +285,7 @@ struct SecureBootVerify: ParsableCommand {
     func run() throws {
         let policy = try SecureBootCLI.policy(chip)
         let k = try SecureBootCLI.loadKey(key).verifyingKey
-        let bytes = try FileIO.read(image)
+        let bytes = try FileIO.read(image, limit: .flashContents)
         let index = try SecureBootCLI.inFile(image) {
             try SecureBootVerifier.verify(image: bytes, key: k, policy: policy)
         }
@@ -325,7 +325,7 @@ struct SecureBootInfo: ParsableCommand {
     var json = false
 
     func run() throws {
-        let bytes = try FileIO.read(image)
+        let bytes = try FileIO.read(image, limit: .flashContents)
         let offset = try SecureBootCLI.inFile(image) { try SignedImage.sectorOffset(of: bytes) }
         let report = secureBootReport(file: bytes, sectorOffset: offset)
         var problems: [String] = []

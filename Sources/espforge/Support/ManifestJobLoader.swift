@@ -17,7 +17,7 @@ import SecureBoot
 /// and the public key before anything is written), or images that already carry their signature.
 extension ProvisionSetup {
     static func load(manifestPath: String) throws -> Loaded {
-        let bytes = try FileIO.read(manifestPath)
+        let bytes = try FileIO.read(manifestPath, limit: .configText)
         var m: Manifest
         do { m = try Manifest.parse(bytes) } catch { throw FileContextError(file: manifestPath, underlying: error) }
         let dir = (manifestPath as NSString).deletingLastPathComponent
@@ -33,7 +33,7 @@ extension ProvisionSetup {
             let b = try readBuild(path(buildDir))
             let sdkconfigPath = IDFBuild.join(path(buildDir), b.sdkconfigFile)
             try m.checkConsistency(with: b, manifestFile: manifestPath, sdkconfigFile: sdkconfigPath)
-            do { buildSDK = try SimulatorSDKConfig.parse(try FileIO.readText(sdkconfigPath)) } catch {
+            do { buildSDK = try SimulatorSDKConfig.parse(try FileIO.readText(sdkconfigPath, limit: .configText)) } catch {
                 throw FileContextError(file: sdkconfigPath, underlying: error)
             }
             m = m.resolvingImages(from: b)
@@ -44,14 +44,14 @@ extension ProvisionSetup {
                              hint: "or name an ESP-IDF build with [build] dir = \"build\"")
         }
         let bootPath = path(bootRef.path), appPath = path(appRef.path), tablePath = path(tableRef.path)
-        var bootloader = try FileIO.read(bootPath)
-        var app = try FileIO.read(appPath)
-        let table = try FileIO.read(tablePath)
+        var bootloader = try FileIO.read(bootPath, limit: .flashContents)
+        var app = try FileIO.read(appPath, limit: .flashContents)
+        let table = try FileIO.read(tablePath, limit: .partitionTable)
 
         var digest: [UInt8]?
         switch m.signing {
         case .key(let keyPath)?:
-            let pem = try FileIO.readText(path(keyPath))
+            let pem = try FileIO.readText(path(keyPath), limit: .key)
             let material: KeyMaterial
             do { material = try KeyMaterial.load(pem: pem) } catch { throw FileContextError(file: path(keyPath), underlying: error) }
             guard case let .privateKey(key) = material else {
@@ -65,7 +65,7 @@ extension ProvisionSetup {
             let pubPath = path(pub)
             let key: VerifyingKey
             do {
-                key = try KeyMaterial.load(pem: try FileIO.readText(pubPath)).verifyingKey
+                key = try KeyMaterial.load(pem: try FileIO.readText(pubPath, limit: .key)).verifyingKey
                 try SecureBootPolicy.esp32.check(key.scheme)
             } catch let e as DiagnosticConvertible { throw FileContextError(file: pubPath, underlying: e) }
             bootloader = try ImageSigning.external(bootloader, file: bootPath, signatureFile: path(bootSig), key: key, keyFile: pubPath)
@@ -81,15 +81,15 @@ extension ProvisionSetup {
         do { parsed = try PartitionTable.parse(binary: table) } catch { throw FileContextError(file: tablePath, underlying: error) }
         var images = [ProvisioningJob.Image(name: "bootloader", offset: bootRef.offset, bytes: bootloader),
                       ProvisioningJob.Image(name: "partition_table", offset: tableRef.offset, bytes: table)]
-        if let ota = m.images.otadata { images.append(.init(name: "otadata", offset: ota.offset, bytes: try FileIO.read(path(ota.path)))) }
+        if let ota = m.images.otadata { images.append(.init(name: "otadata", offset: ota.offset, bytes: try FileIO.read(path(ota.path), limit: .otadata))) }
         images.append(.init(name: "app", offset: appRef.offset, bytes: app))
 
         var identities: [NVSDevice] = []
         var identityRows: [IdentityRow]?
         var pool = "default"
         if let nvs = m.nvs {
-            let configText = try FileIO.readText(path(nvs.config))
-            let valuesText = try FileIO.readText(path(nvs.values))
+            let configText = try FileIO.readText(path(nvs.config), limit: .nvsCSV)
+            let valuesText = try FileIO.readText(path(nvs.values), limit: .nvsCSV)
             let config: [NVSRow]
             do { config = try NVSPerDevice.config(configText) } catch { throw FileContextError(file: path(nvs.config), underlying: error) }
             do {
@@ -149,7 +149,7 @@ extension ProvisionSetup {
         }
         do {
             return try IDFBuild.read { relative in
-                FileManager.default.contents(atPath: IDFBuild.join(buildDir, relative)).map { [UInt8]($0) }
+                try? FileIO.readIfPresent(IDFBuild.join(buildDir, relative), limit: .flashContents)
             }
         } catch {
             var d = error.diagnostic
@@ -185,7 +185,7 @@ extension ProvisionSetup {
                 throw UsageError(Diagnostic("already carries a signature block; external signatures are made over the unsigned image",
                                             file: file, hint: "list the unsigned image, or use [signing] presigned = true"))
             }
-            let signature = try FileIO.read(signatureFile)
+            let signature = try FileIO.read(signatureFile, limit: .key)
             let signed: [UInt8]
             do {
                 signed = try SecureBootSigner.signExternal(image: image, signatures: [(key: key, signature: signature)],

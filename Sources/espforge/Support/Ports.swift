@@ -75,8 +75,8 @@ func checkBaud(_ baud: Int) throws {
 /// The flasher stub: the given esptool-format JSON file, else one found in an installed esptool
 /// package, else nil (the ROM loader; warned about unless `quiet`).
 func loadStub(path: String?, quiet: Bool) throws -> StubImage? {
-    if let path { return try StubImage.parse(json: try FileIO.read(path), source: path) }
-    if let found = StubImage.locate() { return try StubImage.parse(json: try FileIO.read(found), source: found) }
+    if let path { return try StubImage.parse(json: try FileIO.read(path, limit: .stubJSON), source: path) }
+    if let found = StubImage.locate() { return try StubImage.parse(json: try FileIO.read(found, limit: .stubJSON), source: found) }
     if !quiet { ErrorRenderer.warn("no flasher stub found (no esptool package); using the ROM loader. Pass --stub FILE or --no-stub.") }
     return nil
 }
@@ -91,7 +91,7 @@ func readRegions(_ args: [String]) throws -> [FlashRegion] {
         guard let a = NumberParsing.integer(args[i]), a >= 0, a < 1 << 30 else {
             throw UsageError("'\(args[i])' is not a flash address", hint: "e.g. 0x10000")
         }
-        out.append(FlashRegion(address: a, data: try FileIO.read(args[i + 1]), name: args[i + 1]))
+        out.append(FlashRegion(address: a, data: try FileIO.read(args[i + 1], limit: .flashContents), name: args[i + 1]))
     }
     return out
 }
@@ -129,7 +129,7 @@ final class ProgressPrinter: @unchecked Sendable {
             if tty { redraw() }
             return
         case "finding":
-            ErrorRenderer.writeStderr("\(e.device): \(e.detail ?? "")\n")
+            ErrorRenderer.writeStderr(Diagnostic.terminalSafe("\(e.device): \(e.detail ?? "")") + "\n")
             return
         case "connected", "stub", "reconnect", "retry", "keep":
             lines[e.device] = "\(e.event): \(e.detail ?? "")"

@@ -15,7 +15,7 @@ extension SimulatorSDKConfig {
     static func remembered(inStateFolder state: String) throws -> SimulatorSDKConfig? {
         let path = state + "/sdkconfig"
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        do { return try SimulatorSDKConfig.parse(try FileIO.readText(path)) } catch {
+        do { return try SimulatorSDKConfig.parse(try FileIO.readText(path, limit: .configText)) } catch {
             throw FileContextError(file: path, underlying: error)
         }
     }
