@@ -218,10 +218,7 @@ final class BootRun {
         let key = blockRaw(1)
         let conf = Int(raw("FLASH_CRYPT_CONFIG"))
         if let c = cipherCache, c.key == key, c.config == conf { return c.cipher }
-        var bytes: [UInt8] = []
-        for w in key { bytes.appendLE(w) }
-        // BLOCK1 holds the key file reversed.
-        guard let c = try? FlashCipher(chip: .esp32, key: Array(bytes.reversed()), flashCryptConfig: conf) else { return nil }
+        guard let c = ESP32FlashKey.cipher(device.efuses, blankIsNone: false) else { return nil }
         cipherCache = (key, conf, c)
         return c
     }

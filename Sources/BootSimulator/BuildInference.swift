@@ -138,12 +138,6 @@ public enum BuildInference {
     /// holds a key (the cells; the chip uses them even when software cannot read them).
     static func decryptingCipher(_ efuses: EFuseArray) -> FlashCipher? {
         guard flashCryptCount(efuses).nonzeroBitCount % 2 == 1 else { return nil }
-        let words = efuses.blocks[1]
-        guard words.contains(where: { $0 != 0 }) else { return nil }
-        var bytes: [UInt8] = []
-        for w in words { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: w >> (8 * UInt32(i)))) } }
-        let layout = EFuseLayout.esp32
-        let config = layout.field(named: "FLASH_CRYPT_CONFIG").map { Int(efuses.integer($0, layout: layout)) } ?? 0xF
-        return try? FlashCipher(chip: .esp32, key: Array(bytes.reversed()), flashCryptConfig: config)
+        return ESP32FlashKey.cipher(efuses)
     }
 }

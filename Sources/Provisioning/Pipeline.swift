@@ -403,11 +403,7 @@ public struct Provisioner: Sendable {
         return e.integer(f, layout: .esp32)
     }
 
-    static func keyBytes(_ e: EFuseArray) -> [UInt8] {
-        var bytes: [UInt8] = []
-        for w in e.blocks[1] { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: w >> (8 * UInt32(i)))) } }
-        return bytes.reversed()
-    }
+    static func keyBytes(_ e: EFuseArray) -> [UInt8] { ESP32FlashKey.key(e) ?? [] }
 
     /// The security-relevant eFuses as recorded in the registry (no key material).
     /// BLOCK1 (the flash-encryption key) as a state. A read-protected block reads back as zeros

@@ -15,12 +15,42 @@ public enum VirtualEncryptionEngine {
             return efuses.value(of: f, layout: layout, raw: true).prefix(8).loadLE(UInt64.self)
         }
         guard raw("DISABLE_DL_ENCRYPT") == 0, efuses.blocks.count > 1 else { return nil }
-        var key: [UInt8] = []
-        for word in efuses.blocks[1] { key.appendLE(word) }
         guard address % 16 == 0, plaintext.count % 16 == 0,
-              let cipher = try? FlashCipher(chip: .esp32, key: Array(key.reversed()),
-                                            flashCryptConfig: Int(raw("FLASH_CRYPT_CONFIG")))
+              let cipher = ESP32FlashKey.cipher(efuses, blankIsNone: false)
         else { return nil }
         return try? cipher.encrypt(plaintext, at: address)
+    }
+}
+
+/// The ESP32 flash-encryption key as the chip's engine sees it: BLOCK1's cells hold the key file
+/// byte-reversed (as espefuse burns it); read protection hides them from software, not from the
+/// engine. The one place that turns BLOCK1 into a key or a cipher.
+public enum ESP32FlashKey {
+    /// BLOCK1 in key-file byte order; nil when BLOCK1 is blank (no key burned).
+    public static func key(_ efuses: EFuseArray) -> [UInt8]? {
+        guard efuses.blocks.count > 1, efuses.blocks[1].contains(where: { $0 != 0 }) else { return nil }
+        return cells(efuses)
+    }
+
+    /// FLASH_CRYPT_CONFIG (the key tweak) from the cells.
+    public static func cryptConfig(_ efuses: EFuseArray) -> Int {
+        let layout = EFuseLayout.esp32
+        guard let f = layout.field(named: "FLASH_CRYPT_CONFIG") else { return 0xF }
+        return Int(efuses.value(of: f, layout: layout, raw: true).prefix(8).loadLE(UInt64.self))
+    }
+
+    /// The engine's cipher (key from BLOCK1, tweak from FLASH_CRYPT_CONFIG). `blankIsNone`: nil
+    /// for a blank BLOCK1; false: a blank block is the all-zero key, as the engine would use it.
+    public static func cipher(_ efuses: EFuseArray, blankIsNone: Bool = true) -> FlashCipher? {
+        guard efuses.blocks.count > 1 else { return nil }
+        let bytes = blankIsNone ? key(efuses) : cells(efuses)
+        guard let bytes else { return nil }
+        return try? FlashCipher(chip: .esp32, key: bytes, flashCryptConfig: cryptConfig(efuses))
+    }
+
+    static func cells(_ efuses: EFuseArray) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for word in efuses.blocks[1] { bytes.appendLE(word) }
+        return bytes.reversed()
     }
 }

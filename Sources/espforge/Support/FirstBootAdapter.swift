@@ -108,20 +108,8 @@ struct FirstBootAdapter: FirstBootSimulating {
         return body + bytes[image.imageEnd...]
     }
 
-    /// The flash-encryption engine of a virtual ESP32: the key in BLOCK1's cells (stored
-    /// reversed) and the tweak from FLASH_CRYPT_CONFIG. Nil when BLOCK1 is empty.
-    static func cipher(_ efuses: EFuseArray) -> FlashCipher? {
-        let words = efuses.blocks[1]
-        guard words.contains(where: { $0 != 0 }) else { return nil }
-        var bytes: [UInt8] = []
-        for w in words { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: w >> (8 * UInt32(i)))) } }
-        let layout = EFuseLayout.esp32
-        var conf = 0xF
-        if let f = layout.field(named: "FLASH_CRYPT_CONFIG") {
-            conf = Int(efuses.value(of: f, layout: layout, raw: true).first ?? 0xF)
-        }
-        return try? FlashCipher(chip: .esp32, key: Array(bytes.reversed()), flashCryptConfig: conf)
-    }
+    /// The flash-encryption engine of a virtual ESP32; nil when BLOCK1 is empty.
+    static func cipher(_ efuses: EFuseArray) -> FlashCipher? { ESP32FlashKey.cipher(efuses) }
 
     static func prediction(_ o: BootOutcome, writes: [String]) -> FirstBootPrediction {
         // One log per power cycle: each starts with the ROM banner (`ets <date>`).
