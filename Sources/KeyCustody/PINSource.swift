@@ -7,6 +7,9 @@ public struct PINSource: Sendable {
     public static let environmentVariable = "ESPFORGE_PKCS11_PIN"
 
     public var file: String?
+    /// A PIN read from a configuration file that was checked like a PIN file (espsecure's
+    /// `credentials` in a 0600 `--hsm-config`).
+    var configured: [UInt8]?
     public var environment: [String: String]
     /// Asks a person (the CLI passes a no-echo terminal prompt; nil when there is no terminal).
     public var prompt: (@Sendable (_ token: String) -> [UInt8]?)?
@@ -21,6 +24,7 @@ public struct PINSource: Sendable {
 
     /// The PIN for `token`, or nil when no source has one.
     public func pin(for token: String) throws(KeyCustodyError) -> [UInt8]? {
+        if let configured { return configured }
         if let file { return try Self.readPINFile(file) }
         if let v = environment[Self.environmentVariable], !v.isEmpty { return Array(v.utf8) }
         return prompt?(token)

@@ -74,14 +74,28 @@ public struct TokenInfo: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// A loaded PKCS#11 module (dlopen + C_GetFunctionList + C_Initialize). Unloaded (C_Finalize,
-/// dlclose) when the last reference goes.
+/// A loaded PKCS#11 module (dlopen + C_GetFunctionList + C_Initialize).
+///
+/// A module is a process-wide resource (dlopen hands out one copy; C_Finalize would end it for
+/// every user), so each path is loaded once and kept for the life of the process: use
+/// ``load(path:)``.
 public final class PKCS11Module: @unchecked Sendable {
     let handle: OpaquePointer
     public let path: String
-    let lock = NSLock()
 
-    public init(path: String) throws(KeyCustodyError) {
+    nonisolated(unsafe) private static var loaded: [String: PKCS11Module] = [:]
+    private static let cacheLock = NSLock()
+
+    /// The module at `path`, loaded and initialised on first use.
+    public static func load(path: String) throws(KeyCustodyError) -> PKCS11Module {
+        cacheLock.lock(); defer { cacheLock.unlock() }
+        if let m = loaded[path] { return m }
+        let m = try PKCS11Module(path: path)
+        loaded[path] = m
+        return m
+    }
+
+    private init(path: String) throws(KeyCustodyError) {
         var error = [CChar](repeating: 0, count: 512)
         guard let h = ef_p11_load(path, &error, error.count) else {
             let reason = String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -95,8 +109,6 @@ public final class PKCS11Module: @unchecked Sendable {
             throw .moduleNotLoadable(path: path, reason: "C_Initialize failed: \(PKCS11Codes.name(rv))")
         }
     }
-
-    deinit { ef_p11_unload(handle) }
 
     func check(_ rv: ef_ck_ulong, _ function: String) throws(KeyCustodyError) {
         let code = UInt(rv)

@@ -56,7 +56,7 @@ public enum TokenKeys {
         if let t = uri.type, t != .privateKey {
             throw KeyCustodyError.badURI(why: "signing needs type=private (or no type), not type=\(t.rawValue)")
         }
-        let module = try PKCS11Module(path: modulePath)
+        let module = try PKCS11Module.load(path: modulePath)
         let token = try module.token(matching: uri)
         let session = try PKCS11Session(module: module, token: token)
         try session.login { () throws -> [UInt8]? in try pin.pin(for: token.label) }
@@ -76,7 +76,7 @@ public enum TokenKeys {
     /// The public key `uri` names (a public key object, or the public half of a private key
     /// object). Logs in only if the object is not visible without it and a PIN source has a PIN.
     public static func verifyingKey(uri: PKCS11URI, modulePath: String, pin: PINSource) throws -> VerifyingKey {
-        let module = try PKCS11Module(path: modulePath)
+        let module = try PKCS11Module.load(path: modulePath)
         let token = try module.token(matching: uri)
         let session = try PKCS11Session(module: module, token: token)
         func lookup() throws -> VerifyingKey? {
@@ -176,8 +176,21 @@ public enum TokenKeys {
     /// Generates a key pair on the token under the URI's label and id (private key sensitive,
     /// never extractable, allowed to sign). Returns its public key.
     public static func generate(_ scheme: SignatureScheme, uri: PKCS11URI, modulePath: String, pin: PINSource) throws -> VerifyingKey {
+        let pubHandle: UInt, session: PKCS11Session
+        switch scheme {
+        case .rsa3072: (session, pubHandle) = try generateOnToken(uri: uri, modulePath: modulePath, pin: pin, rsaBits: 3072, ecParams: nil)
+        case .ecdsa256: (session, pubHandle) = try generateOnToken(uri: uri, modulePath: modulePath, pin: pin, rsaBits: nil, ecParams: p256OID)
+        case .ecdsa384: (session, pubHandle) = try generateOnToken(uri: uri, modulePath: modulePath, pin: pin, rsaBits: nil, ecParams: p384OID)
+        case .ecdsa192: throw SecureBootError.unsupportedKeyType("ECDSA P-192 key generation is not supported")
+        }
+        return try publicKeyFromObject(session: session, handle: pubHandle, uri: uri)
+    }
+
+    /// Any RSA size or EC curve (the tests make keys of the wrong kind with it).
+    static func generateOnToken(uri: PKCS11URI, modulePath: String, pin: PINSource, rsaBits: UInt?,
+                                ecParams: [UInt8]?) throws -> (PKCS11Session, UInt) {
         guard let label = uri.object else { throw KeyCustodyError.badURI(why: "keygen needs object=LABEL") }
-        let module = try PKCS11Module(path: modulePath)
+        let module = try PKCS11Module.load(path: modulePath)
         let token = try module.token(matching: uri)
         let session = try PKCS11Session(module: module, token: token, readWrite: true)
         try session.login { () throws -> [UInt8]? in try pin.pin(for: token.label) }
@@ -190,15 +203,14 @@ public enum TokenKeys {
         let priv = common + [(CK.aPrivate, t), (CK.aSensitive, t), (CK.aExtractable, f), (CK.aSign, t)]
         var pub = common + [(CK.aVerify, t)]
         let mechanism: UInt
-        switch scheme {
-        case .rsa3072:
+        if let rsaBits {
             mechanism = CK.mRSAKeyPairGen
-            pub += [(CK.aModulusBits, PKCS11Session.ulongBytes(3072)), (CK.aPublicExponent, [0x01, 0x00, 0x01])]
-        case .ecdsa256: mechanism = CK.mECKeyPairGen; pub.append((CK.aECParams, p256OID))
-        case .ecdsa384: mechanism = CK.mECKeyPairGen; pub.append((CK.aECParams, p384OID))
-        case .ecdsa192: throw SecureBootError.unsupportedKeyType("ECDSA P-192 key generation is not supported")
+            pub += [(CK.aModulusBits, PKCS11Session.ulongBytes(rsaBits)), (CK.aPublicExponent, [0x01, 0x00, 0x01])]
+        } else {
+            mechanism = CK.mECKeyPairGen
+            pub.append((CK.aECParams, ecParams ?? p256OID))
         }
         let (pubHandle, _) = try session.generateKeyPair(mechanism: mechanism, publicTemplate: pub, privateTemplate: priv)
-        return try publicKeyFromObject(session: session, handle: pubHandle, uri: uri)
+        return (session, pubHandle)
     }
 }
