@@ -231,3 +231,17 @@ extension Array where Element == UInt8 {
     /// Hex of a fingerprint (lowercase).
     var fingerprintHex: String { hexString }
 }
+
+/// Seals per-device secrets for escrow (the provisioning pipeline's view of an escrow key).
+public protocol KeySealer: Sendable {
+    /// The scheme name recorded with each blob.
+    var schemeName: String { get }
+    /// Hex SHA-256 fingerprint of the escrow public key.
+    var recipientFingerprint: String { get }
+    func seal(_ secret: [UInt8], context: EscrowContext) throws -> [UInt8]
+}
+
+extension EscrowRecipient: KeySealer {
+    public var schemeName: String { scheme.name }
+    public var recipientFingerprint: String { fingerprint.hexString }
+}

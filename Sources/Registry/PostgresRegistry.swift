@@ -100,7 +100,8 @@ public final class PostgresRegistry: DeviceRegistry {
                                      logger: self.logger).collect()
             let applied = try await conn.query("SELECT version FROM espforge_migrations", logger: self.logger).collect()
                 .compactMap { try? PostgresRowReader($0).string("version") }
-            for (version, statements) in [("v1", Schema.v1(autoIncrement: "BIGSERIAL PRIMARY KEY"))] where !applied.contains(version) {
+            for (version, statements) in [("v1", Schema.v1(autoIncrement: "BIGSERIAL PRIMARY KEY")),
+                                         (EscrowSchema.version, EscrowSchema.statements(autoIncrement: "BIGSERIAL PRIMARY KEY"))] where !applied.contains(version) {
                 for s in statements {
                     _ = try await conn.query(PostgresQuery(unsafeSQL: s), logger: self.logger).collect()
                 }
