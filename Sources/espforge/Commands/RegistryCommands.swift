@@ -20,7 +20,8 @@ struct RegistryCommand: AsyncParsableCommand {
               espforge registry show 24:0a:c4:12:34:56
               espforge registry export --csv -o devices.csv
             """,
-        subcommands: [RegistryList.self, RegistryShow.self, RegistryExport.self, RegistryPool.self, RegistryClaim.self]
+        subcommands: [RegistryList.self, RegistryShow.self, RegistryExport.self, RegistryPool.self, RegistryClaim.self,
+                      RegistryUnseal.self, RegistryEscrowKeygen.self]
     )
 }
 
@@ -63,6 +64,8 @@ struct DeviceReport: Codable {
     var updatedAt: String
     var lastSafeStep: String?
     var steps: [StepRecord]?
+    /// Escrowed keys, sealed (JSON export only).
+    var escrow: [EscrowReport]?
 
     init(_ r: DeviceRecord, steps: [StepRecord]?, lastSafe: StepRecord?) {
         mac = r.mac; status = r.status.rawValue; chip = r.facts.chip; chipRevision = r.facts.chipRevision
@@ -204,8 +207,10 @@ struct RegistryExport: AsyncParsableCommand {
         let reports: [DeviceReport] = try await withRegistry(try await options.open()) { reg in
             var out: [DeviceReport] = []
             for d in try await reg.devices() {
-                out.append(DeviceReport(d, steps: withSteps ? try await reg.steps(mac: d.mac) : nil,
-                                        lastSafe: try await reg.lastSafeStep(mac: d.mac)))
+                var report = DeviceReport(d, steps: withSteps ? try await reg.steps(mac: d.mac) : nil,
+                                          lastSafe: try await reg.lastSafeStep(mac: d.mac))
+                if withSteps { report.escrow = try await EscrowReport.of(reg, mac: d.mac) }
+                out.append(report)
             }
             return out
         }
