@@ -167,7 +167,7 @@ let package = Package(
         ]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
-            "ImageFormat", "Flasher", "TestSupport",
+            "ImageFormat", "Flasher", "TestSupport", "KeyCustody", "FlashEncryption",
         ]),
     ],
     swiftLanguageModes: [.v6]
