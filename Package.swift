@@ -161,7 +161,7 @@ let package = Package(
             "BootSimulator", "Diagnostics", "VirtualDevice", "ESPCore", "TestSupport",
         ]),
         .testTarget(name: "KeyCustodyTests", dependencies: [
-            "KeyCustody", "SecureBoot", "Registry", "TestSupport",
+            "KeyCustody", "SecureBoot", "Registry", "VirtualDevice", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
