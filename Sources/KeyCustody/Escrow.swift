@@ -227,11 +227,6 @@ public struct EscrowPrivateKey: Sendable {
     }
 }
 
-extension Array where Element == UInt8 {
-    /// Hex of a fingerprint (lowercase).
-    var fingerprintHex: String { hexString }
-}
-
 /// Seals per-device secrets for escrow (the provisioning pipeline's view of an escrow key).
 public protocol KeySealer: Sendable {
     /// The scheme name recorded with each blob.
