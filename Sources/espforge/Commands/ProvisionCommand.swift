@@ -76,6 +76,10 @@ struct ProvisionCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard !ports.isEmpty else { throw UsageError("no --port given", hint: "e.g. --port virtual:devices/dev1") }
+        if pkcs11.hsmConfig != nil {
+            throw UsageError("--hsm-config is for the secure-boot commands",
+                             hint: "in the manifest write [signing] key = \"pkcs11:slot-id=SLOT;object=LABEL;type=private\" and pkcs11_module")
+        }
         let loaded = try ProvisionSetup.load(manifestPath: manifest, pkcs11: pkcs11, escrowKey: escrowKey)
         guard Set(ports).count == ports.count else { throw UsageError("the same --port is given twice") }
         var link = LoaderLinkOptions()

@@ -21,7 +21,7 @@ struct RegistryCommand: AsyncParsableCommand {
               espforge registry export --csv -o devices.csv
             """,
         subcommands: [RegistryList.self, RegistryShow.self, RegistryExport.self, RegistryPool.self, RegistryClaim.self,
-                      RegistryUnseal.self, RegistryEscrowKeygen.self]
+                      RegistryUnseal.self, RegistryEscrowKeygen.self, RegistryEscrowBench.self]
     )
 }
 

@@ -114,3 +114,44 @@ struct EscrowReport: Codable {
         return records.isEmpty ? nil : records.map(EscrowReport.init)
     }
 }
+
+/// Hidden: the cost of escrow per device, for scripts/bench-custody (seal two keys — a 32-byte
+/// flash key and 64 bytes of NVS keys — and store both blobs in the given registry).
+struct RegistryEscrowBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "escrow-bench", abstract: "Measure sealing and storing escrow blobs (benchmarks).", shouldDisplay: false)
+
+    @OptionGroup var options: RegistryOptions
+    @Option(name: .customLong("escrow-key"), help: "Escrow public key PEM.") var escrowKey: String
+    @Option(help: "Simulated devices.") var count = 200
+
+    func run() async throws {
+        guard (1...100_000).contains(count) else { throw ValidationError("--count must be 1…100000") }
+        let recipient: EscrowRecipient
+        do { recipient = try EscrowRecipient.load(pem: try FileIO.readText(escrowKey)) } catch let e as KeyCustodyError {
+            throw FileContextError(file: escrowKey, underlying: e)
+        }
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+        var records: [SealedKeyRecord] = []
+        let t0 = now()
+        for i in 0..<count {
+            let mac = String(format: "02:00:00:%02x:%02x:%02x", (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF)
+            for (kind, size) in [("flash_encryption_key", 32), ("nvs_keys", 64)] {
+                let secret = (0..<size).map { _ in UInt8.random(in: 0...255) }
+                let blob = try recipient.seal(secret, context: EscrowContext(mac: mac, identity: "BENCH-\(i)", kind: kind))
+                records.append(SealedKeyRecord(mac: mac, kind: kind, identity: "BENCH-\(i)", scheme: recipient.schemeName,
+                                               recipient: recipient.recipientFingerprint, sealed: blob))
+            }
+        }
+        let t1 = now()
+        let batch = records
+        try await withRegistry(try await options.open(create: true)) { reg in
+            guard let store = reg as? any EscrowStore else { throw UsageError("this registry has no escrow table") }
+            for r in batch { try await store.storeSealedKey(r) }
+        }
+        let t2 = now()
+        let sealMs = Double(t1 - t0) / 1e6 / Double(count), storeMs = Double(t2 - t1) / 1e6 / Double(count)
+        print(String(format: "%@ escrow, %d devices: sealing %.3f ms per device, storing %.3f ms per device (2 blobs each)",
+                     recipient.schemeName, count, sealMs, storeMs))
+    }
+}

@@ -99,6 +99,9 @@ struct SecureBootKeygen: ParsableCommand {
         guard let scheme = SignatureScheme(rawValue: scheme.lowercased()), scheme != .ecdsa192 else {
             throw UsageError("unknown --scheme \"\(scheme)\"", hint: "use rsa3072, ecdsa256 or ecdsa384")
         }
+        if pkcs11.hsmConfig != nil {
+            throw UsageError("--hsm-config is not used by keygen", hint: "name the new key with -o 'pkcs11:slot-id=SLOT;object=LABEL'")
+        }
         if TokenCLI.isToken(output) {
             // On the token: the private key is generated there and never leaves it.
             let uri = try PKCS11URI.parse(output)
