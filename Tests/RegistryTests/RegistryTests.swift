@@ -344,8 +344,8 @@ struct RegistryContractTests {
         try await first.close()
         let second = try await openRegistry(url: url)
         #expect(try await second.device(mac: s.mac(1)) != nil)
-        if let sq = second as? SQLiteRegistry { #expect(try sq.appliedMigrations() == ["v1", "escrow-v1"]) }
-        if let pg = second as? PostgresRegistry { #expect(try await pg.appliedMigrations() == ["v1", "escrow-v1"]) }
+        if let sq = second as? SQLiteRegistry { #expect(try sq.appliedMigrations().sorted() == ["escrow-v1", "v1"]) }
+        if let pg = second as? PostgresRegistry { #expect(try await pg.appliedMigrations().sorted() == ["escrow-v1", "v1"]) }
         try await second.close()
     }
 }
