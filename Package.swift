@@ -11,7 +11,7 @@ let package = Package(
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry", "Transport", "Flasher", "Provisioning",
+            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody",
         ]),
     ],
     dependencies: [
@@ -96,11 +96,20 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // PKCS#11 (Cryptoki) through dlopen, with espforge's own declarations of the standard types.
+        .target(name: "CPKCS11", linkerSettings: [.linkedLibrary("dl")]),
+        // Key custody: Secure Boot keys on PKCS#11 tokens, escrow of per-device keys (HPKE / RSA-OAEP).
+        .target(name: "KeyCustody", dependencies: [
+            "ESPCore", "SecureBoot", "CPKCS11",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
+
         // The production line: the per-device pipeline over a registry and device links (in-process
         // virtual devices, or any port through the flasher).
         .target(name: "Provisioning", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS", "EFuse",
-            "VirtualDevice", "BootSimulator", "Diagnostics", "Registry", "Transport", "Flasher",
+            "VirtualDevice", "BootSimulator", "Diagnostics", "Registry", "Transport", "Flasher", "KeyCustody",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
@@ -108,7 +117,7 @@ let package = Package(
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry", "Transport", "Flasher", "Provisioning",
+            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -156,9 +165,14 @@ let package = Package(
             "BootSimulator", "VirtualDevice", "EFuse", "ESPCore", "Flasher", "Transport", "Provisioning", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        .testTarget(name: "KeyCustodyTests", dependencies: [
+            "KeyCustody", "SecureBoot", "Registry", "VirtualDevice", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
-            "ImageFormat", "Flasher", "TestSupport",
+            "ImageFormat", "Flasher", "TestSupport", "KeyCustody", "FlashEncryption",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -21,6 +21,10 @@ public struct Manifest: Sendable, Equatable {
     public var efuse: EFusePlan
     public var registry: RegistrySettings
     public var firstBoot: FirstBoot
+    /// Key custody: the PKCS#11 module and PIN file for a `[signing] key = "pkcs11:…"`.
+    public var pkcs11: PKCS11Settings = PKCS11Settings()
+    /// `[escrow] public_key`: per-device secrets are sealed to this key (path as written).
+    public var escrowPublicKey: String?
 
     public init(version: Int = Manifest.currentVersion, chip: ChipSettings, buildDir: String? = nil,
                 images: Images = Images(), partitionsCSV: String? = nil, signing: Signing? = nil,
@@ -75,6 +79,14 @@ public struct Manifest: Sendable, Equatable {
         case external(publicKey: String, bootloaderSignature: String, appSignature: String)
         /// The images already carry their signature blocks (ESP-IDF signed them).
         case presigned
+    }
+
+    public struct PKCS11Settings: Sendable, Equatable {
+        /// `[signing] pkcs11_module`: the PKCS#11 library to load.
+        public var module: String?
+        /// `[signing] pkcs11_pin_file`: a PIN file (mode 0600).
+        public var pinFile: String?
+        public init(module: String? = nil, pinFile: String? = nil) { self.module = module; self.pinFile = pinFile }
     }
 
     public enum FlashEncryptionMode: String, Sendable, Equatable, CaseIterable {

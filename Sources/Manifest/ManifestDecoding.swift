@@ -196,6 +196,7 @@ extension Manifest {
 
         // [signing]
         var signing: Signing?
+        var pkcs11 = PKCS11Settings()
         if let (st, stAt) = try r.table("signing") {
             var s = st
             let key = try s.string("key")
@@ -203,7 +204,18 @@ extension Manifest {
             let bsig = try s.string("bootloader_signature")
             let asig = try s.string("app_signature")
             let presigned = try s.bool("presigned") ?? false
+            let module = try s.string("pkcs11_module")
+            let pinFile = try s.string("pkcs11_pin_file")
             try s.finish()
+            if let extra = module ?? pinFile, !(key.map { $0.0.lowercased().hasPrefix("pkcs11:") } ?? false) {
+                throw ManifestError("pkcs11_module and pkcs11_pin_file apply only to a key = \"pkcs11:…\" URI", at: extra.1,
+                                    hint: "write key = \"pkcs11:token=…;object=…;type=private\", or remove them")
+            }
+            if let key, key.0.lowercased().hasPrefix("pkcs11:"), key.0.lowercased().contains("pin-value=") {
+                throw ManifestError("the signing key URI carries pin-value; a PIN never goes into the manifest", at: key.1,
+                                    hint: "set $ESPFORGE_PKCS11_PIN or pkcs11_pin_file = \"pin.txt\" (mode 0600)")
+            }
+            pkcs11 = PKCS11Settings(module: module?.0, pinFile: pinFile?.0)
             let externalParts = [pub, bsig, asig].compactMap { $0 }
             let ways = (key != nil ? 1 : 0) + (externalParts.isEmpty ? 0 : 1) + (presigned ? 1 : 0)
             guard ways == 1 else {
@@ -294,9 +306,20 @@ extension Manifest {
             try b.finish()
         }
 
+        // [escrow]
+        var escrowKey: String?
+        if let (et, _) = try r.table("escrow") {
+            var e = et
+            escrowKey = try e.required(try e.string("public_key"), "public_key").0
+            try e.finish()
+        }
+
         try r.finish()
-        return Manifest(version: version.0, chip: chip, buildDir: buildDir, images: images, partitionsCSV: partitionsCSV,
-                        signing: signing, flashEncryption: fe, nvs: nvs, efuse: plan, registry: registry, firstBoot: firstBoot)
+        var manifest = Manifest(version: version.0, chip: chip, buildDir: buildDir, images: images, partitionsCSV: partitionsCSV,
+                                signing: signing, flashEncryption: fe, nvs: nvs, efuse: plan, registry: registry, firstBoot: firstBoot)
+        manifest.pkcs11 = pkcs11
+        manifest.escrowPublicKey = escrowKey
+        return manifest
     }
 
     static func flashSizeValue(_ c: inout TableReader) throws(ManifestError) -> Int {

@@ -36,13 +36,22 @@ extension Manifest {
             out.append("# Secure Boot V2: exactly one of key / external signatures / presigned.")
             out.append("[signing]")
             switch signing {
-            case .key(let path): out.append("key = \(quote(path))")
+            case .key(let path):
+                out.append("key = \(quote(path))")
+                if let m = pkcs11.module { out.append("pkcs11_module = \(quote(m))") }
+                if let f = pkcs11.pinFile { out.append("pkcs11_pin_file = \(quote(f))   # mode 0600") }
             case .presigned: out.append("presigned = true          # the images already carry their signature blocks")
             case .external(let pub, let b, let a):
                 out.append("public_key = \(quote(pub))")
                 out.append("bootloader_signature = \(quote(b))")
                 out.append("app_signature = \(quote(a))")
             }
+        }
+        if let escrowPublicKey {
+            out.append("")
+            out.append("# Per-device keys are sealed to this public key before use (the private half stays offline).")
+            out.append("[escrow]")
+            out.append("public_key = \(quote(escrowPublicKey))")
         }
         out.append("")
         out.append("[flash_encryption]")

@@ -1,5 +1,6 @@
 import ESPCore
 import Foundation
+import KeyCustody
 import NVS
 import Partitions
 import Registry
@@ -53,6 +54,10 @@ public struct ProvisioningJob: Sendable {
     public var readyLine: String? = nil
     /// Real devices: seconds to watch the console for the first boot.
     public var bootTimeout: Double = 30
+    /// Where the Secure Boot key lives, recorded with each device (a PKCS#11 URI without PIN).
+    public var secureBootKeyID: String? = nil
+    /// Escrow: every per-device secret is sealed to this key and stored before it is used.
+    public var escrow: (any KeySealer)? = nil
 
     public init(images: [Image], partitionTableOffset: Int, partitions: [PartitionEntry], mode: EncryptionMode,
                 release: Bool, manifestHash: String, secureBootDigest: [UInt8]?, identityPool: String,

@@ -49,6 +49,8 @@ public struct Provisioner: Sendable {
         var identity: ClaimedIdentity?
         var nvsImage: [UInt8]?
         var nvsKeysImage: [UInt8]?
+        /// Host mode: the fresh flash-encryption key (escrowed if asked) until write burns it.
+        var flashKey: [UInt8]?
         var boot: FirstBootReport?
         init(link: any DeviceLink, facts: LinkFacts) { self.link = link; self.facts = facts; efuses = facts.efuses }
     }
@@ -182,9 +184,14 @@ public struct Provisioner: Sendable {
             let claimed = try await registry.claimIdentity(pool: job.identityPool, mac: run.mac)
             run.identity = claimed
             return "\(claimed.id)" + (claimed.newlyClaimed ? "" : " (already held)")
-        case .buildNVS: return try buildNVS(run)
+        case .buildNVS:
+            let detail = try buildNVS(run)
+            guard let keys = run.nvsKeysImage, job.escrow != nil else { return detail }
+            try await escrow(Array(keys.prefix(64)), kind: EscrowKind.nvsKeys, run, step: .buildNVS)
+            return detail + "; keys sealed to the escrow key"
         case .preflight: return try preflight(run)
         case .write:
+            try await prepareFlashKey(run)
             try write(run)
             run.efuses = try run.link.readEFuses()
             return job.mode == .host ? "ciphertext written, per-device key burned and protected" : "plaintext written"
@@ -225,6 +232,8 @@ public struct Provisioner: Sendable {
         if let digest = job.secureBootDigest {
             facts.keyDigests["secure_boot_v2"] = digest.map { String(format: "%02x", $0) }.joined()
         }
+        if let id = job.secureBootKeyID { facts.keyIDs["secure_boot_v2"] = id }
+        if let escrow = job.escrow { facts.keyDigests["escrow_recipient"] = escrow.recipientFingerprint }
         try await registry.register(facts)
         let e = run.efuses
         return "\(d.chip) rev \(d.chipRevision), \(d.flashSize >> 20)MB flash 0x\(String(d.flashID, radix: 16)), "
@@ -324,7 +333,8 @@ public struct Provisioner: Sendable {
             if e.blocks[1].contains(where: { $0 != 0 }) {
                 key = Self.keyBytes(e) // burned by an interrupted run, still readable
             } else {
-                key = (0..<32).map { _ in UInt8.random(in: 0...255) }
+                key = run.flashKey ?? (0..<32).map { _ in UInt8.random(in: 0...255) }
+                run.flashKey = nil
                 try burn(run, [.flashEncryptionKey(key, protect: false), .field(name: "FLASH_CRYPT_CONFIG", value: "15")])
             }
             cipher = try FlashCipher(chip: .esp32, key: key, flashCryptConfig: 0xF)

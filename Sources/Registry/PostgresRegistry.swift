@@ -22,6 +22,7 @@ public final class PostgresRegistry: DeviceRegistry {
     static let migrations: [(String, [String])] = [
         ("v1", Schema.v1(autoIncrement: "BIGSERIAL PRIMARY KEY")),
         ("v2-pools-events", Schema.v2(autoIncrement: "BIGSERIAL PRIMARY KEY")),
+        (EscrowSchema.version, EscrowSchema.statements(autoIncrement: "BIGSERIAL PRIMARY KEY")),
     ]
 
     /// `schema`: work in that PostgreSQL schema (created if missing; tests use a fresh one to

@@ -43,6 +43,9 @@ public final class SQLiteRegistry: DeviceRegistry {
                 try db.execute(sql: statement)
             }
         }
+        m.registerMigration(EscrowSchema.version) { db in
+            for statement in EscrowSchema.statements(autoIncrement: "INTEGER PRIMARY KEY AUTOINCREMENT") { try db.execute(sql: statement) }
+        }
         return m
     }
 

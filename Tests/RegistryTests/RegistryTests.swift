@@ -344,8 +344,8 @@ struct RegistryContractTests {
         try await first.close()
         let second = try await openRegistry(url: url)
         #expect(try await second.device(mac: s.mac(1)) != nil)
-        if let sq = second as? SQLiteRegistry { #expect(try sq.appliedMigrations().starts(with: ["v1", "v2-pools-events"])) }
-        if let pg = second as? PostgresRegistry { #expect(try await pg.appliedMigrations().starts(with: ["v1", "v2-pools-events"])) }
+        if let sq = second as? SQLiteRegistry { #expect(try sq.appliedMigrations() == ["v1", "v2-pools-events", "escrow-v1"]) }
+        if let pg = second as? PostgresRegistry { #expect(try await pg.appliedMigrations().sorted() == ["escrow-v1", "v1", "v2-pools-events"]) }
         try await second.close()
     }
 }

@@ -72,9 +72,19 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Flag(help: "One JSON event per line instead of progress lines and a table.")
     var json = false
 
+    @Option(name: .customLong("escrow-key"),
+            help: "Escrow public key PEM (X25519 or RSA): seal every per-device key to it before use (overrides [escrow] public_key).")
+    var escrowKey: String?
+
+    @OptionGroup var pkcs11: PKCS11Options
+
     func run() async throws {
         guard !ports.isEmpty else { throw UsageError("no --port given", hint: "e.g. --port virtual:devices/dev1") }
-        let loaded = try ProvisionSetup.load(manifestPath: manifest)
+        if pkcs11.hsmConfig != nil {
+            throw UsageError("--hsm-config is for the secure-boot commands",
+                             hint: "in the manifest write [signing] key = \"pkcs11:slot-id=SLOT;object=LABEL;type=private\" and pkcs11_module")
+        }
+        let loaded = try ProvisionSetup.load(manifestPath: manifest, pkcs11: pkcs11, escrowKey: escrowKey)
         guard Set(ports).count == ports.count else { throw UsageError("the same --port is given twice") }
         var link = LoaderLinkOptions()
         if ports.contains(where: { !$0.hasPrefix("virtual:") || $0.contains("?") }) {

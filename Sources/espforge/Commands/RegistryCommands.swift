@@ -24,7 +24,7 @@ struct RegistryCommand: AsyncParsableCommand {
               espforge registry events
             """,
         subcommands: [RegistryList.self, RegistryShow.self, RegistryExport.self, RegistryPool.self, RegistryMark.self,
-                      RegistryEvents.self, RegistryClaim.self]
+                      RegistryEvents.self, RegistryClaim.self, RegistryUnseal.self, RegistryEscrowKeygen.self, RegistryEscrowBench.self]
     )
 }
 
@@ -68,6 +68,8 @@ struct DeviceReport: Codable {
     var lastSafeStep: String?
     var steps: [StepRecord]?
     var events: [RegistryEvent]?
+    /// Escrowed keys, sealed (JSON export only).
+    var escrow: [EscrowReport]?
 
     init(_ r: DeviceRecord, steps: [StepRecord]?, lastSafe: StepRecord?) {
         mac = r.mac; status = r.status.rawValue; chip = r.facts.chip; chipRevision = r.facts.chipRevision
@@ -217,8 +219,10 @@ struct RegistryExport: AsyncParsableCommand {
         let reports: [DeviceReport] = try await withRegistry(try await options.open()) { reg in
             var out: [DeviceReport] = []
             for d in try await reg.devices() {
-                out.append(DeviceReport(d, steps: withSteps ? try await reg.steps(mac: d.mac) : nil,
-                                        lastSafe: try await reg.lastSafeStep(mac: d.mac)))
+                var report = DeviceReport(d, steps: withSteps ? try await reg.steps(mac: d.mac) : nil,
+                                          lastSafe: try await reg.lastSafeStep(mac: d.mac))
+                if withSteps { report.escrow = try await EscrowReport.of(reg, mac: d.mac) }
+                out.append(report)
             }
             return out
         }

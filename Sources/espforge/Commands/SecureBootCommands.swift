@@ -1,6 +1,7 @@
 import ArgumentParser
 import ESPCore
 import Foundation
+import KeyCustody
 import SecureBoot
 
 struct SecureBootCommand: ParsableCommand {
@@ -20,6 +21,12 @@ struct SecureBootCommand: ParsableCommand {
               espforge secure-boot sign --key signing_key.pem bootloader.bin -o signed.bin
               espforge secure-boot verify --key signing_key.pem signed.bin
               espforge secure-boot digest --key signing_key.pem -o key_digest.bin
+
+            Keys on a PKCS#11 token (HSM) are named by RFC 7512 URIs; the PIN comes from \
+            $ESPFORGE_PKCS11_PIN, --pkcs11-pin-file (mode 0600) or a prompt, never the command line:
+              espforge secure-boot sign --pkcs11-module /usr/lib/softhsm/libsofthsm2.so \\
+                --key 'pkcs11:token=line;object=sbv2-2026;type=private' bootloader.bin -o signed.bin
+              espforge secure-boot sign --hsm-config hsm.ini bootloader.bin -o signed.bin
             """,
         subcommands: [
             SecureBootKeygen.self, SecureBootSign.self, SecureBootDigestToSign.self, SecureBootVerify.self,
@@ -77,7 +84,7 @@ struct SecureBootKeygen: ParsableCommand {
     @Option(name: .long, help: "rsa3072 (ESP32, S3, C3), ecdsa256 or ecdsa384 (not for ESP32).")
     var scheme: String = "rsa3072"
 
-    @Option(name: [.short, .customLong("output")], help: "Private key file to write.")
+    @Option(name: [.short, .customLong("output")], help: "Private key file to write, or a pkcs11: URI to generate the key on a token.")
     var output: String
 
     @Option(name: .customLong("pub-out"), help: "Also write the public key PEM here.")
@@ -86,9 +93,26 @@ struct SecureBootKeygen: ParsableCommand {
     @Flag(help: "Overwrite an existing key file.")
     var force = false
 
+    @OptionGroup var pkcs11: PKCS11Options
+
     func run() throws {
         guard let scheme = SignatureScheme(rawValue: scheme.lowercased()), scheme != .ecdsa192 else {
             throw UsageError("unknown --scheme \"\(scheme)\"", hint: "use rsa3072, ecdsa256 or ecdsa384")
+        }
+        if pkcs11.hsmConfig != nil {
+            throw UsageError("--hsm-config is not used by keygen", hint: "name the new key with -o 'pkcs11:slot-id=SLOT;object=LABEL'")
+        }
+        if TokenCLI.isToken(output) {
+            // On the token: the private key is generated there and never leaves it.
+            let uri = try PKCS11URI.parse(output)
+            let module = try PKCS11ModuleChoice.resolve(commandLine: pkcs11.module, manifest: nil, uri: uri)
+            let pub = try TokenKeys.generate(scheme, uri: uri, modulePath: module,
+                                             pin: TokenCLI.pinSource(file: pkcs11.pinFile, uriPinSource: uri.pinSource))
+            if let pubOut { try FileIO.write(pub.pemRepresentation, to: pubOut) }
+            print("generated \(scheme.displayName) key \(uri) on the token (not extractable)")
+            if let pubOut { print("wrote public key to \(pubOut)") }
+            print("public key digest (eFuse): \(try pub.keyDigest().hexString)")
+            return
         }
         if !force, FileManager.default.fileExists(atPath: output) {
             throw UsageError(Diagnostic("key file already exists; not overwriting it", file: output,
@@ -133,8 +157,10 @@ struct SecureBootSign: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: "Private key PEM (repeat for several blocks).")
+    @Option(name: .long, help: "Private key PEM or PKCS#11 URI pkcs11:token=…;object=… (repeat for several blocks).")
     var key: [String] = []
+
+    @OptionGroup var pkcs11: PKCS11Options
 
     @Option(name: .customLong("pub-key"), help: "Public key PEM of an external signature (repeat; pairs with --signature).")
     var pubKey: [String] = []
@@ -155,8 +181,11 @@ struct SecureBootSign: ParsableCommand {
     var output: String
 
     func validate() throws {
-        if key.isEmpty && pubKey.isEmpty {
-            throw ValidationError("give --key KEY.pem, or --pub-key PUB.pem with --signature SIG.bin")
+        if key.isEmpty && pubKey.isEmpty && pkcs11.hsmConfig == nil {
+            throw ValidationError("give --key KEY.pem (or pkcs11:…), --hsm-config FILE, or --pub-key PUB.pem with --signature SIG.bin")
+        }
+        if pkcs11.hsmConfig != nil && (!key.isEmpty || !pubKey.isEmpty) {
+            throw ValidationError("--hsm-config names the key itself; do not combine it with --key or --pub-key")
         }
         if !key.isEmpty && (!pubKey.isEmpty || !signature.isEmpty) {
             throw ValidationError("--key cannot be combined with --pub-key/--signature")
@@ -170,17 +199,16 @@ struct SecureBootSign: ParsableCommand {
         let policy = try SecureBootCLI.policy(chip)
         let image = try FileIO.read(input, limit: .flashContents)
         let result: SigningResult
-        if !key.isEmpty {
-            var keys: [SigningKey] = []
+        if !key.isEmpty || pkcs11.hsmConfig != nil {
+            var keys: [any ImageSigningKey] = []
+            if let config = pkcs11.hsmConfig { keys.append(try TokenCLI.signer(hsmConfig: config, pkcs11)) }
             for path in key {
-                guard case .privateKey(let k) = try SecureBootCLI.loadKey(path) else {
-                    throw FileContextError(file: path, underlying: SecureBootError.needPrivateKey)
-                }
-                do { try policy.check(k.scheme) } catch { throw FileContextError(file: path, underlying: error) }
+                let k = try TokenCLI.signer(path, pkcs11)
+                do { try policy.check(k.publicKey.scheme) } catch { throw FileContextError(file: path, underlying: error) }
                 keys.append(k)
             }
             result = try SecureBootCLI.inFile(input) {
-                try SecureBootSigner.sign(image: image, keys: keys, append: append, policy: policy)
+                try SecureBootSigner.sign(image: image, signers: keys, append: append, policy: policy)
             }
         } else {
             var pairs: [(key: VerifyingKey, signature: [UInt8])] = []
@@ -273,8 +301,10 @@ struct SecureBootVerify: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: "Private or public key PEM.")
-    var key: String
+    @Option(name: .long, help: "Private or public key PEM, or a PKCS#11 URI (the public key on the token).")
+    var key: String?
+
+    @OptionGroup var pkcs11: PKCS11Options
 
     @Option(name: .long, help: "Chip rules: esp32 (default), esp32s3, esp32c3, generic.")
     var chip: String = "esp32"
@@ -284,7 +314,7 @@ struct SecureBootVerify: ParsableCommand {
 
     func run() throws {
         let policy = try SecureBootCLI.policy(chip)
-        let k = try SecureBootCLI.loadKey(key).verifyingKey
+        let k = try TokenCLI.verifyingKey(key, pkcs11)
         let bytes = try FileIO.read(image, limit: .flashContents)
         let index = try SecureBootCLI.inFile(image) {
             try SecureBootVerifier.verify(image: bytes, key: k, policy: policy)
@@ -368,15 +398,17 @@ struct SecureBootDigest: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: "Private or public key PEM.")
-    var key: String
+    @Option(name: .long, help: "Private or public key PEM, or a PKCS#11 URI (the public key on the token).")
+    var key: String?
+
+    @OptionGroup var pkcs11: PKCS11Options
 
     @Option(name: [.short, .customLong("output")], help: "Digest file to write (32 bytes).")
     var output: String
 
     func run() throws {
-        let k = try SecureBootCLI.loadKey(key).verifyingKey
-        let digest = try SecureBootCLI.inFile(key) { try k.keyDigest() }
+        let k = try TokenCLI.verifyingKey(key, pkcs11)
+        let digest = try SecureBootCLI.inFile(key ?? pkcs11.hsmConfig ?? "key") { try k.keyDigest() }
         try FileIO.write(digest, to: output)
         print(digest.hexString)
     }

@@ -6,6 +6,7 @@ import NVS
 import Partitions
 import Provisioning
 import Registry
+import KeyCustody
 import SecureBoot
 
 /// Turns a manifest and the files it names into a ``ProvisioningJob`` (used by `provision` and `demo`).
@@ -16,7 +17,7 @@ import SecureBoot
 /// Signing: a private key (espforge signs), external signature files (checked against the images
 /// and the public key before anything is written), or images that already carry their signature.
 extension ProvisionSetup {
-    static func load(manifestPath: String) throws -> Loaded {
+    static func load(manifestPath: String, pkcs11: PKCS11Options? = nil, escrowKey: String? = nil) throws -> Loaded {
         let bytes = try FileIO.read(manifestPath, limit: .configText)
         var m: Manifest
         do { m = try Manifest.parse(bytes) } catch { throw FileContextError(file: manifestPath, underlying: error) }
@@ -49,7 +50,22 @@ extension ProvisionSetup {
         let table = try FileIO.read(tablePath, limit: .partitionTable)
 
         var digest: [UInt8]?
+        var keyID: String?
         switch m.signing {
+        case .key(let uriText)? where TokenCLI.isToken(uriText):
+            // A key on a PKCS#11 token: both images are signed here, once per run, not per device.
+            let options = pkcs11 ?? PKCS11Options()
+            let key: any ImageSigningKey
+            do {
+                key = try TokenCLI.signer(uriText, options, manifestModule: m.pkcs11.module.map(path),
+                                          manifestPINFile: m.pkcs11.pinFile.map(path))
+                try SecureBootPolicy.esp32.check(key.publicKey.scheme)
+            } catch let e as DiagnosticConvertible { throw FileContextError(file: manifestPath, underlying: e) }
+            let uri = (try? PKCS11URI.parse(uriText))?.description ?? "pkcs11"
+            bootloader = try ImageSigning.withKey(bootloader, file: bootPath, key: key, keyFile: uri)
+            app = try ImageSigning.withKey(app, file: appPath, key: key, keyFile: uri)
+            digest = try key.publicKey.keyDigest()
+            keyID = uri
         case .key(let keyPath)?:
             let pem = try FileIO.readText(path(keyPath), limit: .key)
             let material: KeyMaterial
@@ -131,6 +147,12 @@ extension ProvisionSetup {
             minRevision: m.chip.minRevision ?? build?.minRevision,
             flashSize: m.chip.flashSize, station: m.registry.station)
         job.identityRows = identityRows
+        job.secureBootKeyID = keyID
+        if let escrowPath = escrowKey ?? m.escrowPublicKey.map(path) {
+            do { job.escrow = try EscrowRecipient.load(pem: try FileIO.readText(escrowPath, limit: .key)) } catch let e as KeyCustodyError {
+                throw FileContextError(file: escrowPath, underlying: e)
+            }
+        }
         job.readyLine = m.firstBoot.readyLine
         job.bootTimeout = Double(m.firstBoot.timeout)
         var url = m.registry.url
@@ -161,7 +183,7 @@ extension ProvisionSetup {
     /// Secure Boot V2 signing of one image for the job, with errors naming the files.
     enum ImageSigning {
         /// Signs `image` with `key`; an image that is already signed by this key is used as it is.
-        static func withKey(_ image: [UInt8], file: String, key: SigningKey, keyFile: String) throws -> [UInt8] {
+        static func withKey(_ image: [UInt8], file: String, key: any ImageSigningKey, keyFile: String) throws -> [UInt8] {
             if SignedImage.existingSignature(image) != nil {
                 do {
                     try SecureBootVerifier.verify(image: image, key: key.publicKey, policy: .esp32)
@@ -172,7 +194,7 @@ extension ProvisionSetup {
                                                 hint: "give the unsigned image, or use [signing] presigned = true"))
                 }
             }
-            do { return try SecureBootSigner.sign(image: image, keys: [key], append: false, policy: .esp32).image } catch {
+            do { return try SecureBootSigner.sign(image: image, signers: [key], append: false, policy: .esp32).image } catch {
                 throw FileContextError(file: file, underlying: error)
             }
         }
