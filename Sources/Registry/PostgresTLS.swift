@@ -60,6 +60,22 @@ enum PostgresTLSSetup {
         return certificates
     }
 
+    /// The short reasons in a NIOSSL/BoringSSL error (`CERTIFICATE_VERIFY_FAILED`), without the
+    /// library's source paths; the whole description when it names none.
+    static func reason(_ error: any Error) -> String {
+        let text = "\(error)"
+        var reasons: [String] = []
+        var rest = text[...]
+        while let r = rest.range(of: "OPENSSL_internal:") {
+            let name = rest[r.upperBound...].prefix { $0.isUppercase || $0.isNumber || $0 == "_" }
+            if !name.isEmpty, !reasons.contains(String(name)) { reasons.append(String(name)) }
+            rest = rest[r.upperBound...]
+        }
+        if reasons.isEmpty { return text.count > 200 ? String(text.prefix(200)) + "…" : text }
+        let kind = text.prefix { $0.isLetter }
+        return (kind.isEmpty ? "" : kind + ": ") + reasons.joined(separator: ", ")
+    }
+
     /// A connection failure as a registry error; TLS failures get their own message and hint.
     static func connectError(_ error: any Error, location: RegistryLocation, describe: (any Error) -> String) -> RegistryError {
         guard case .postgres(let host, let port, _, _, _, let mode) = location else {
@@ -72,7 +88,7 @@ enum PostgresTLSSetup {
         }
         let underlying = psql?.underlying ?? error
         if let ssl = underlying as? NIOSSLError {
-            let detail = "\(ssl)"
+            let detail = reason(ssl)
             if case .verifyFull(let ca) = mode, detail.contains("CERTIFICATE_VERIFY_FAILED") || detail.contains("unableToValidateCertificate") {
                 return .tls("the certificate of \(host):\(port) did not verify against \(ca.map { "`\($0)`" } ?? "the system trust store") (\(detail))",
                             hint: "sslrootcert must be the CA that signed the server's certificate, and the certificate must name `\(host)` (DNS or IP subject alternative name)")
@@ -81,7 +97,7 @@ enum PostgresTLSSetup {
                         hint: "check that the server speaks TLS 1.2 or later and that sslmode/sslrootcert in the registry URL are right")
         }
         if underlying is BoringSSLError {
-            return .tls("TLS with \(host):\(port) failed (\(underlying))", hint: "check sslmode/sslrootcert in the registry URL")
+            return .tls("TLS with \(host):\(port) failed (\(reason(underlying)))", hint: "check sslmode/sslrootcert in the registry URL")
         }
         return .database("cannot connect to \(location): \(describe(error))")
     }

@@ -109,6 +109,10 @@ struct PostgresTLSURLTests {
         } catch {
             #expect(!error.diagnostic.message.contains("s3cretpw"), "\(error.diagnostic.message)")
         }
+        // Other schemes too, on the command line.
+        let r = try Espforge.run(["registry", "list", "--registry", "mysql://line:s3cretpw@db.example/espforge"])
+        #expect(r.status == 1 && r.err.contains("unsupported registry URL") && r.err.contains("***"), "\(r.err)")
+        #expect(!r.err.contains("s3cretpw") && !r.out.contains("s3cretpw"))
     }
 
     @Test func missingOrBadCAFilesAreClearErrors() async throws {
