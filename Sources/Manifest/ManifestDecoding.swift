@@ -283,7 +283,11 @@ extension Manifest {
             if let u = try g.string("url") {
                 let lower = u.0.lowercased()
                 if lower.contains("://") && !(lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://")) {
-                    throw ManifestError("unsupported registry URL `\(u.0)`", at: u.1,
+                    // Whatever precedes the last `@` may hold a password: not shown.
+                    let shown = u.0.lastIndex(of: "@").map { at in
+                        (u.0.range(of: "://").map { String(u.0[..<$0.upperBound]) } ?? "") + "***" + String(u.0[at...])
+                    } ?? u.0
+                    throw ManifestError("unsupported registry URL `\(shown)`", at: u.1,
                                         hint: "use a file path, sqlite:PATH or postgres://user:pass@host:5432/db")
                 }
                 registry.url = u.0

@@ -28,18 +28,19 @@ public final class PostgresRegistry: DeviceRegistry {
     /// `schema`: work in that PostgreSQL schema (created if missing; tests use a fresh one to
     /// build an old registry); `migrateThrough`: stop after that migration.
     static func connect(_ location: RegistryLocation, schema: String?, migrateThrough: String?) async throws -> PostgresRegistry {
-        guard case .postgres(let host, let port, let user, let password, let database) = location else {
+        guard case .postgres(let host, let port, let user, let password, let database, let tlsMode) = location else {
             throw RegistryError.badURL(location.description, hint: "not a postgres:// URL")
         }
         var logger = Logger(label: "espforge.registry")
         logger.logLevel = .critical
+        let tls = try PostgresTLSSetup.configuration(for: tlsMode)
         let config = PostgresConnection.Configuration(host: host, port: port, username: user, password: password,
-                                                      database: database, tls: .disable)
+                                                      database: database, tls: tls)
         let connection: PostgresConnection
         do {
             connection = try await PostgresConnection.connect(configuration: config, id: 1, logger: logger)
         } catch {
-            throw RegistryError.database("cannot connect to \(location): \(Self.describe(error))")
+            throw PostgresTLSSetup.connectError(error, location: location, describe: Self.describe)
         }
         let registry = PostgresRegistry(connection: connection, logger: logger)
         do {
@@ -131,6 +132,12 @@ public final class PostgresRegistry: DeviceRegistry {
                                          logger: self.logger).collect()
             }
         }
+    }
+
+    /// Whether the server sees this connection as encrypted (pg_stat_ssl).
+    func connectionIsEncrypted() async throws -> Bool {
+        let rows = try await rows("SELECT ssl::text AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        return try rows.first.flatMap { try PostgresRowReader($0).string("ssl") } == "true"
     }
 
     /// Test hook: runs raw SQL (to build registries in an old schema).

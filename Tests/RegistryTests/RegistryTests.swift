@@ -465,7 +465,7 @@ struct RegistryLocationTests {
         #expect(try RegistryLocation.parse("postgresql://u@db") == .postgres(host: "db", port: 5432, user: "u", password: nil, database: "u"))
         #expect(throws: RegistryError.self) { try RegistryLocation.parse("mysql://u@h/db") }
         #expect(throws: RegistryError.self) { try RegistryLocation.parse("postgres://h/db") }
-        #expect(throws: RegistryError.self) { try RegistryLocation.parse("postgres://u:p@h/db?sslmode=require") }
+        #expect(throws: RegistryError.self) { try RegistryLocation.parse("postgres://u:p@h/db?sslmode=allow") }
         #expect(throws: RegistryError.self) { try RegistryLocation.parse("sqlite:") }
     }
 

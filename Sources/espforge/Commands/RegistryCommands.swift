@@ -14,7 +14,10 @@ struct RegistryCommand: AsyncParsableCommand {
             manifest hash, image SHA-256s, key digests and key ids (never keys), the identity it \
             claimed, each provisioning step with timestamps and outcome, and the eFuse summary read \
             back at the end. It is an SQLite file by default (./espforge-registry.sqlite) or a \
-            PostgreSQL database shared by several stations (--registry postgres://user:pass@host:5432/db).
+            PostgreSQL database shared by several stations (--registry postgres://user:pass@host:5432/db). \
+            Over a network use TLS: append ?sslmode=verify-full&sslrootcert=/path/ca.pem (the server's \
+            certificate must chain to that CA and name the host), or ?sslmode=require to encrypt \
+            without checking the certificate. Without sslmode the connection is plain.
 
             Example:
               espforge registry list
