@@ -30,14 +30,21 @@ public struct EFuseBurnReport: Sendable, Equatable {
     public var decodeErrors: Bool
     /// The chip as read after the final reload.
     public var after: EFuseSnapshot
+    /// Bits that read back as 1 although neither the chip had them before nor the plan asked for
+    /// them, per block (empty when none): a burn that went wrong (e.g. a corrupted register write).
+    public var strayBits: [Int: Int] = [:]
 
-    public var allStuck: Bool { changes.allSatisfy(\.stuck) && protections.allSatisfy(\.stuck) && !decodeErrors }
+    public var allStuck: Bool {
+        changes.allSatisfy(\.stuck) && protections.allSatisfy(\.stuck) && !decodeErrors && strayBits.isEmpty
+    }
 }
 
 public enum EFuseClientError: Error, Equatable, Sendable {
     case chipChanged
     case controllerBusy
     case unsupportedCrystal(Int)
+    /// The program registers did not read back as loaded (the link corrupts register writes).
+    case programRegistersCorrupted(block: Int)
 }
 
 extension EFuseClientError: DiagnosticConvertible {
@@ -51,6 +58,9 @@ extension EFuseClientError: DiagnosticConvertible {
                               hint: "check the connection and retry; the chip may have been reset")
         case .unsupportedCrystal(let hz):
             return Diagnostic("crystal frequency \(hz) Hz has no eFuse timing settings", hint: "the ESP32 uses 26 MHz or 40 MHz crystals")
+        case .programRegistersCorrupted(let block):
+            return Diagnostic("the eFuse program registers for BLOCK\(block) did not read back as written (3 tries); that cycle was not burned",
+                              hint: "the link corrupts data (check the cable, lower --baud); run the command again — what is already burned stays")
         }
     }
 }
@@ -93,12 +103,9 @@ public struct EFuseClient {
         var decodeErrors = false
         for (block, words) in plan.cycles {
             for _ in 0..<3 {
-                for b in 0..<layout.blockCount {
-                    let data = b == block ? words : [UInt32](repeating: 0, count: layout.blockWordCounts[b])
-                    for (w, v) in data.enumerated() {
-                        try access.writeRegister(base + layout.writeRegisterOffsets[b] + UInt32(4 * w), v)
-                    }
-                }
+                // Register writes carry no checksum: a bit flipped on the way would be burned for
+                // ever, so the program registers are read back and must hold exactly the plan.
+                try loadProgramRegisters(block: block, words: words)
                 try update(EFuseController.dacConfOffset, mask: 0xFF, value: dac)
                 try update(EFuseController.clkOffset, mask: 0x00FF, value: sel0)
                 try update(EFuseController.clkOffset, mask: 0xFF00, value: sel1 << 8)
@@ -127,8 +134,47 @@ public struct EFuseClient {
             EFuseProtectionResult(kind: p.kind, bit: p.bit,
                                   stuck: p.kind == .write ? after.isWriteProtected(bit: p.bit) : after.isReadProtected(bit: p.bit))
         }
-        return EFuseBurnReport(changes: results, protections: prot, programCycles: cycles,
-                               decodeErrors: decodeErrors || after.decodeStatus != 0, after: after)
+        // Anything set that was neither there before nor planned: right after each block's
+        // cycle (before read protection hides it) and, for the other blocks, in the final read.
+        var planned = plan.before.blocks
+        for (block, words) in plan.cycles {
+            for (w, v) in words.enumerated() where w < planned[block].count { planned[block][w] |= v }
+        }
+        var stray: [Int: Int] = [:]
+        let burnedBlocks = Set(plan.cycles.map(\.0))
+        for b in 0..<min(planned.count, after.blocks.count) {
+            let seen = burnedBlocks.contains(b) ? observed[b] : after.blocks[b]
+            let extra = zip(seen, planned[b]).reduce(0) { $0 + ($1.0 & ~$1.1).nonzeroBitCount }
+            if extra > 0 { stray[b] = extra }
+        }
+        var report = EFuseBurnReport(changes: results, protections: prot, programCycles: cycles,
+                                     decodeErrors: decodeErrors || after.decodeStatus != 0, after: after)
+        report.strayBits = stray
+        return report
+    }
+
+    /// Loads the program registers (`words` for `block`, zeros for every other block) and reads
+    /// them back; tries three times before giving up without burning.
+    func loadProgramRegisters(block: Int, words: [UInt32]) throws {
+        for _ in 0..<3 {
+            var good = true
+            for b in 0..<layout.blockCount {
+                let data = b == block ? words : [UInt32](repeating: 0, count: layout.blockWordCounts[b])
+                for (w, v) in data.enumerated() {
+                    try access.writeRegister(base + layout.writeRegisterOffsets[b] + UInt32(4 * w), v)
+                }
+            }
+            check: for b in 0..<layout.blockCount {
+                let data = b == block ? words : [UInt32](repeating: 0, count: layout.blockWordCounts[b])
+                for (w, v) in data.enumerated()
+                where try access.readRegister(base + layout.writeRegisterOffsets[b] + UInt32(4 * w)) != v {
+                    good = false
+                    break check
+                }
+            }
+            if good { return }
+        }
+        throw EFuseClientError.programRegistersCorrupted(block: block)
     }
 
     /// CLK_SEL0, CLK_SEL1, DAC_CLK_DIV for the APB (= crystal) frequency.

@@ -66,7 +66,10 @@ public final class LoaderLink: DeviceLink {
         guard let client = s.client else { throw ProvisioningError(.connect, "no connection to \(port)") }
         let eFuses = EFuseClient(access: client)
         let report = try eFuses.execute(try eFuses.plan(requests))
-        guard report.allStuck else { throw LinkError.burnDidNotStick(report.changes.filter { !$0.stuck }.map(\.name)) }
+        guard report.allStuck else {
+            let stray = report.strayBits.sorted { $0.key < $1.key }.map { "BLOCK\($0.key): \($0.value) unplanned bit(s)" }
+            throw LinkError.burnDidNotStick(report.changes.filter { !$0.stuck }.map(\.name) + stray)
+        }
     }
 
     public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws {

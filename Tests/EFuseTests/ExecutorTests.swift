@@ -10,6 +10,12 @@ final class EngineAccess: RegisterAccess {
     var log: [(write: Bool, address: UInt32, value: UInt32)] = []
     /// Program-register bits that never stick (a weak fuse), per absolute address.
     var weakBits: [UInt32: UInt32] = [:]
+    /// Bits flipped on the way in the next write to an address (a noisy link; register writes
+    /// carry no checksum); `flipEveryTime` keeps flipping.
+    var flipNext: [UInt32: UInt32] = [:]
+    var flipEveryTime = false
+    /// Written into a program register right before each program command (a stray bit).
+    var strayBeforeProgram: (address: UInt32, value: UInt32)?
 
     init(mac: String = "24:0a:c4:12:34:56", revision: Int = 3) throws {
         let d = try Device.create(DeviceDescription(chipRevision: revision, mac: mac, flashSize: 4 << 20, flashID: 0x16_40EF))
@@ -25,7 +31,17 @@ final class EngineAccess: RegisterAccess {
 
     func writeRegister(_ address: UInt32, _ value: UInt32) throws {
         log.append((true, address, value))
-        engine.writeRegister(address, value & ~(weakBits[address] ?? 0))
+        var v = value
+        if let flip = flipNext[address] {
+            v ^= flip
+            if !flipEveryTime { flipNext[address] = nil }
+        }
+        if address == 0x3FF5_A000 + EFuseController.cmdOffset, value == 2 {
+            if let stray = strayBeforeProgram { engine.writeRegister(stray.address, stray.value) }
+            // Weak fuses: the registers hold the bits, the program cycle does not blow them.
+            for (register, mask) in weakBits { engine.writeRegister(register, engine.readRegister(register) & ~mask) }
+        }
+        engine.writeRegister(address, v)
     }
 }
 
@@ -149,5 +165,51 @@ final class EngineAccess: RegisterAccess {
         // Truncated snapshots (missing words) read as zero.
         let s = EFuseSummary(snapshot: EFuseSnapshot(blocks: [[0xFFFF_FFFF]], apbCtrlDate: 0))
         #expect(s.security.writeProtectedBits.count == 16 && s.field("BLOCK1")?.hex == String(repeating: "0", count: 64))
+    }
+}
+
+@Suite("eFuse burns over a link that corrupts register writes")
+struct CorruptedRegisterWriteTests {
+    let layout = EFuseLayout.esp32
+    let base: UInt32 = 0x3FF5_A000
+
+    @Test("a bit flipped while loading the key is caught before the burn; the right key is burned")
+    func flippedKeyWordIsReloaded() throws {
+        let key = (0..<32).map { UInt8($0 &* 7 &+ 1) }
+        let access = try EngineAccess()
+        // BLOCK1 word 3's program register gets one bit flipped on its first write.
+        access.flipNext[base + layout.writeRegisterOffsets[1] + 12] = 1 << 9
+        let client = EFuseClient(access: access)
+        let report = try client.execute(try client.plan([.flashEncryptionKey(key, protect: false)]))
+        #expect(report.allStuck && report.strayBits.isEmpty)
+        let reversed = Array(key.reversed())
+        #expect(access.engine.device.efuses.blocks[1] == (0..<8).map { reversed[(4 * $0)..<(4 * $0 + 4)].loadLE(UInt32.self) },
+                "the key as planned, not the flipped one")
+    }
+
+    @Test("a link that keeps corrupting the program registers burns nothing")
+    func persistentCorruptionBurnsNothing() throws {
+        let access = try EngineAccess()
+        access.flipNext[base + layout.writeRegisterOffsets[0] + 4 * 6] = 1 << 3
+        access.flipEveryTime = true
+        let client = EFuseClient(access: access)
+        let before = access.engine.device.efuses
+        #expect(throws: EFuseClientError.programRegistersCorrupted(block: 0)) {
+            try client.execute(try client.plan([.field(name: "JTAG_DISABLE", value: "1")]))
+        }
+        #expect(access.engine.device.efuses == before, "no program cycle ran")
+    }
+
+    @Test("bits burned beyond the plan are reported, not taken as success")
+    func strayBitsAreReported() throws {
+        let access = try EngineAccess()
+        // Something sets a BLOCK3 program bit between the verified load and the program command.
+        access.strayBeforeProgram = (base + layout.writeRegisterOffsets[3], 1 << 4)
+        let client = EFuseClient(access: access)
+        let report = try client.execute(try client.plan([.field(name: "JTAG_DISABLE", value: "1")]))
+        let planned = report.changes.allSatisfy { $0.stuck }
+        #expect(planned)
+        #expect(report.strayBits == [3: 1])
+        #expect(!report.allStuck)
     }
 }

@@ -175,8 +175,8 @@ struct LineRecordsTests {
         try await old.close()
 
         let reg = try await open(through: nil)
-        if let sq = reg as? SQLiteRegistry { #expect(try sq.appliedMigrations() == ["v1", "v2-pools-events"]) }
-        if let pg = reg as? PostgresRegistry { #expect(try await pg.appliedMigrations() == ["v1", "v2-pools-events"]) }
+        if let sq = reg as? SQLiteRegistry { #expect(try sq.appliedMigrations() == ["v1", "v2-pools-events", "escrow-v1"]) }
+        if let pg = reg as? PostgresRegistry { #expect(try await pg.appliedMigrations().sorted() == ["escrow-v1", "v1", "v2-pools-events"]) }
         let status = try await reg.poolStatus(pool: p)
         #expect(status.total == 3 && status.claimed == 1)
         #expect(try await reg.device(mac: s.mac(1))?.identity == "X0")

@@ -76,6 +76,9 @@ enum EFuseCLI {
             print("  \(p.stuck ? "OK  " : "FAIL") \(p.kind == .write ? "WR_DIS" : "RD_DIS") bit \(p.bit)")
         }
         if report.decodeErrors { print("  FAIL EFUSE_DEC_STATUS reports coding errors") }
+        for (block, n) in report.strayBits.sorted(by: { $0.key < $1.key }) {
+            print("  FAIL BLOCK\(block): \(n) bit\(n == 1 ? "" : "s") read back as 1 that neither the chip had nor the plan asked for")
+        }
         guard report.allStuck else {
             ErrorRenderer.writeStderr("error: not everything stuck; see the read-back above\n")
             throw ExitCode(EFuseExit.notStuck)
