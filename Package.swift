@@ -56,9 +56,10 @@ let package = Package(
         .target(name: "EFuse", dependencies: ["ESPCore"]),
         // Serial loader wire format: SLIP codec and command/response packets (direction-neutral).
         .target(name: "Loader", dependencies: ["ESPCore"]),
-        // The virtual ESP32: NOR flash, register map, ROM/stub protocol engine, time model, server.
+        // The virtual ESP32: NOR flash, register map, ROM/stub protocol engine, time model, server,
+        // and its in-process port (virtual:DIR, a Transport ChipPort).
         .target(name: "VirtualDevice", dependencies: [
-            "ESPCore", "EFuse", "Loader", "CZlib", "FlashEncryption",
+            "ESPCore", "EFuse", "Loader", "CZlib", "FlashEncryption", "Transport",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
@@ -88,8 +89,8 @@ let package = Package(
 
         // Serial-port ioctls Swift cannot express (termios2 custom baud, modem lines, pty pairs).
         .target(name: "CSerial"),
-        // Links to a chip's loader: serial (termios), socket://, in-process virtual:DIR; reset sequences.
-        .target(name: "Transport", dependencies: ["ESPCore", "VirtualDevice", "CSerial"]),
+        // Links to a chip's loader: serial (termios), socket://, virtual:DIR through an injected opener; reset sequences.
+        .target(name: "Transport", dependencies: ["ESPCore", "CSerial"]),
         // Host-side loader client, flash session (retry/resume), safety planner, multi-device runner.
         .target(name: "Flasher", dependencies: [
             "ESPCore", "Loader", "Transport", "EFuse", "ImageFormat", "SecureBoot", "CZlib",
@@ -149,7 +150,7 @@ let package = Package(
             "Diagnostics", "ImageFormat", "SecureBoot", "Partitions", "EFuse", "ESPCore", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .testTarget(name: "ManifestTests", dependencies: ["Manifest", "TestSupport"]),
+        .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Diagnostics", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "CSerial", "VirtualDevice", "Loader", "TestSupport"]),
         .testTarget(name: "FlasherTests", dependencies: [

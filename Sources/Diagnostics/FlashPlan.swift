@@ -102,17 +102,7 @@ public struct SDKConfig: Sendable, Equatable {
 
     /// Parses `build/config/sdkconfig.json` (keys without the `CONFIG_` prefix).
     public init(json: [String: Any]) {
-        var v: [String: String] = [:]
-        for (key, value) in json {
-            let k = key.hasPrefix("CONFIG_") ? key : "CONFIG_" + key
-            switch value {
-            case let b as Bool: v[k] = b ? "y" : "n"
-            case let i as Int: v[k] = String(i)
-            case let s as String: v[k] = s
-            default: continue
-            }
-        }
-        values = v
+        values = SDKConfigLookup.values(json: json)
     }
 
     public subscript(_ key: String) -> String? { values[key] }
@@ -139,8 +129,8 @@ public struct SDKConfig: Sendable, Equatable {
 }
 
 /// Reads an ESP-IDF build directory: `flasher_args.json` says which file goes where and with
-/// which flash options; `sdkconfig` (in the build folder's `config/`, the folder itself or its
-/// parent) says which security features are configured. File access is injected so the parsing
+/// which flash options; `sdkconfig` (found by `SDKConfigLookup`, the order every build-folder
+/// reader shares) says which security features are configured. File access is injected so the parsing
 /// stays testable.
 public enum BuildDirectory {
     public struct Contents: Sendable {
@@ -197,21 +187,23 @@ public enum BuildDirectory {
 
         var sdk: SDKConfig?
         var sdkPath: String?
-        let candidates = sdkconfigOverride.map { [$0] } ?? [dir + "/config/sdkconfig", dir + "/sdkconfig", dir + "/../sdkconfig"]
-        for c in candidates {
-            if let b = try read(c) {
-                sdk = SDKConfig(text: String(decoding: b, as: UTF8.self))
-                sdkPath = c
-                break
+        if let override = sdkconfigOverride {
+            guard let b = try read(override) else {
+                throw PreflightInputError.missing("cannot read sdkconfig \(override)", hint: "check the path")
             }
-        }
-        if sdk == nil, sdkconfigOverride == nil, let b = try read(dir + "/config/sdkconfig.json"),
-           let o = try? JSONSerialization.jsonObject(with: Data(b)) as? [String: Any] {
-            sdk = SDKConfig(json: o)
-            sdkPath = dir + "/config/sdkconfig.json"
-        }
-        if sdkconfigOverride != nil, sdk == nil {
-            throw PreflightInputError.missing("cannot read sdkconfig \(sdkconfigOverride ?? "")", hint: "check the path")
+            sdk = SDKConfig(text: String(decoding: b, as: UTF8.self))
+            sdkPath = override
+        } else if let found = try SDKConfigLookup.find(read: { try read(dir + "/" + $0) }) {
+            // One lookup for every reader of a build folder (see SDKConfigLookup for the order).
+            sdkPath = dir + "/" + found.path
+            switch found.format {
+            case .text: sdk = SDKConfig(text: String(decoding: found.bytes, as: UTF8.self))
+            case .json:
+                guard let o = (try? JSONSerialization.jsonObject(with: Data(found.bytes))) as? [String: Any] else {
+                    throw PreflightInputError.malformed("\(sdkPath ?? found.path) is not a JSON object")
+                }
+                sdk = SDKConfig(json: o)
+            }
         }
         let plan = FlashPlan(entries: entries, options: options, partitionTableOffset: sdk?.partitionTableOffset, sdkconfig: sdk)
         return Contents(plan: plan, chip: chip ?? sdk?.target, sdkconfigPath: sdkPath)

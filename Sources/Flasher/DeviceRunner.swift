@@ -111,8 +111,10 @@ final class ResultBox: @unchecked Sendable {
 /// Register access over any port, for the eFuse client: connect (ROM loader, no stub) and hand
 /// out the loader client, which implements `RegisterAccess`. Close with `close()`.
 public enum LoaderConnection {
-    public static func open(port: String, baud: Int = 115_200, before: ResetMode = .defaultReset) throws -> LoaderClient {
+    public static func open(port: String, baud: Int = 115_200, before: ResetMode = .defaultReset,
+                            ports: PortOpener = PortOpener()) throws -> LoaderClient {
         var o = SessionOptions()
+        o.ports = ports
         o.baud = baud
         o.before = before
         o.after = .noReset

@@ -26,6 +26,9 @@ public struct SessionOptions: Sendable {
     /// After a lost link, a region's flash is checked by MD5 in pieces of this size (a multiple of
     /// 64 KiB) and the write resumes at the first piece that differs, not at the region's start.
     public var verifyChunk = 256 * 1024
+    /// Opens the port by name: serial and socket:// built in; `virtual:DIR` only with an opener
+    /// that has virtual-device support (`VirtualPorts.opener(firmware:)` in VirtualDevice).
+    public var ports = PortOpener()
     public init() {}
 }
 
@@ -119,7 +122,7 @@ public final class FlashSession {
     func connectOnce() throws {
         var opened = false
         if port == nil {
-            port = try PortOpener.open(portName)
+            port = try options.ports.open(portName)
             opened = true
         }
         guard let port else { throw FlasherError.gaveUp(port: portName, why: "no port") }
@@ -179,7 +182,7 @@ public final class FlashSession {
         var last: Error = error
         for _ in 0..<3 {
             do {
-                if let port { try port.reopen() } else { port = try PortOpener.open(portName) }
+                if let port { try port.reopen() } else { port = try options.ports.open(portName) }
                 client = nil
                 try connectOnce()
                 return

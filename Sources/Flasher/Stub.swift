@@ -45,54 +45,8 @@ public struct StubImage: Sendable, Equatable {
                          entry: try number("entry"), source: source)
     }
 
-    /// Finds `esp32.json` inside an installed esptool package: `$ESPFORGE_ESPTOOL_STUBS`, the
-    /// oracle venv (`$ESPFORGE_ORACLE/../lib/python*/site-packages`), then `python3 -c 'import esptool'`.
-    /// Subfolder "2" (current stub) before "1" (legacy), as esptool searches.
+    /// The path of a stub found by ``StubLocator`` (nil when none is installed); see there for the order.
     public static func locate(chip: String = "esp32") -> String? {
-        var stubDirs: [String] = []
-        let env = ProcessInfo.processInfo.environment
-        if let d = env["ESPFORGE_ESPTOOL_STUBS"], !d.isEmpty { stubDirs.append(d) }
-        var venvBins: [String] = []
-        if let o = env["ESPFORGE_ORACLE"], !o.isEmpty { venvBins.append(o) }
-        venvBins.append("/tmp/oracle-venv/bin")
-        for bin in venvBins {
-            let lib = URL(fileURLWithPath: bin).deletingLastPathComponent().appendingPathComponent("lib").path
-            if let pys = try? FileManager.default.contentsOfDirectory(atPath: lib) {
-                for py in pys.sorted() where py.hasPrefix("python") {
-                    stubDirs.append("\(lib)/\(py)/site-packages/esptool/targets/stub_flasher")
-                }
-            }
-        }
-        if let found = search(stubDirs, chip: chip) { return found }
-        if let pkg = pythonEsptoolLocation() {
-            return search([pkg + "/targets/stub_flasher"], chip: chip)
-        }
-        return nil
-    }
-
-    private static func search(_ dirs: [String], chip: String) -> String? {
-        for d in dirs {
-            for sub in ["2", "1", ""] {
-                let p = sub.isEmpty ? "\(d)/\(chip).json" : "\(d)/\(sub)/\(chip).json"
-                if FileManager.default.isReadableFile(atPath: p) { return p }
-            }
-        }
-        return nil
-    }
-
-    private static func pythonEsptoolLocation() -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", "import esptool, os; print(os.path.dirname(esptool.__file__))"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        do { try p.run() } catch { return nil }
-        // Bounded raw read (FileHandle's read-to-end traps on EINTR and has no limit).
-        let data = (try? BoundedFile.read(fd: out.fileHandleForReading.fileDescriptor, name: "python3 output", limit: .configText)) ?? []
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { return nil }
-        let s = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return s.isEmpty ? nil : s
+        StubLocator.search(chip: chip).found?.path
     }
 }

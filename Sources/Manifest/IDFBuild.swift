@@ -65,25 +65,22 @@ public struct IDFBuild: Sendable, Equatable {
         }
         var notes: [String] = []
 
-        var projectDir = ".."
-        if let pd = readFile("project_description.json"),
-           let obj = (try? JSONSerialization.jsonObject(with: Data(pd))) as? [String: Any],
-           let pp = obj["project_path"] as? String, let bp = obj["build_dir"] as? String {
-            projectDir = relativePath(from: bp, to: pp)
-        }
+        let projectDir = SDKConfigLookup.projectFolder(projectDescription: readFile("project_description.json"))
+        // One lookup for every reader of a build folder (see SDKConfigLookup for the order).
         var sdk: [String: String] = [:]
-        var sdkconfigFile: String?
-        for candidate in [projectDir + "/sdkconfig", "sdkconfig"] {
-            if let b = readFile(candidate) {
-                sdk = parseSdkconfig(String(decoding: b, as: UTF8.self))
-                sdkconfigFile = candidate
-                break
-            }
-        }
-        guard let sdkconfigFile else {
+        guard let found = SDKConfigLookup.find(read: readFile) else {
             throw IDFBuildError("no sdkconfig found beside the build directory", file: projectDir + "/sdkconfig",
                                 hint: "the flash size and security settings come from the project's sdkconfig")
         }
+        switch found.format {
+        case .text: sdk = parseSdkconfig(String(decoding: found.bytes, as: UTF8.self))
+        case .json:
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(found.bytes))) as? [String: Any] else {
+                throw IDFBuildError("\(found.path) is not a JSON object", file: found.path)
+            }
+            sdk = SDKConfigLookup.values(json: o)
+        }
+        let sdkconfigFile = found.path
         func yes(_ k: String) -> Bool { sdk[k] == "y" }
 
         let settings = args["flash_settings"] as? [String: Any] ?? [:]
@@ -234,29 +231,10 @@ public struct IDFBuild: Sendable, Equatable {
     }
 
     /// Removes `x/..` and `.` components where it can (keeps leading `..`).
-    public static func normalize(_ path: String) -> String {
-        let absolute = path.hasPrefix("/")
-        var parts: [Substring] = []
-        for c in path.split(separator: "/") {
-            if c == "." || c.isEmpty { continue }
-            if c == "..", let last = parts.last, last != ".." { parts.removeLast(); continue }
-            if c == "..", absolute, parts.isEmpty { continue }
-            parts.append(c)
-        }
-        let s = parts.joined(separator: "/")
-        return absolute ? "/" + s : (s.isEmpty ? "." : s)
-    }
+    public static func normalize(_ path: String) -> String { SDKConfigLookup.normalize(path) }
 
     /// Relative path from folder `from` to `to` (both absolute, or both relative to the same place).
-    public static func relativePath(from: String, to: String) -> String {
-        let f = normalize(from).split(separator: "/"), t = normalize(to).split(separator: "/")
-        var i = 0
-        while i < f.count, i < t.count, f[i] == t[i] { i += 1 }
-        let ups = Array(repeating: "..", count: f.count - i)
-        let rest = t[i...].map(String.init)
-        let all = ups + rest
-        return all.isEmpty ? "." : all.joined(separator: "/")
-    }
+    public static func relativePath(from: String, to: String) -> String { SDKConfigLookup.relativePath(from: from, to: to) }
 }
 
 public struct IDFBuildError: Error, DiagnosticConvertible, Equatable {

@@ -4,6 +4,7 @@ import ESPCore
 import Flasher
 import Foundation
 import Transport
+import VirtualDevice
 
 /// How ``LoaderLink`` talks to chips.
 public struct LoaderLinkOptions: Sendable {
@@ -91,7 +92,7 @@ public final class LoaderLink: DeviceLink {
         // an EN pulse with IO0 released does the same on any board with the usual reset circuit.
         session?.finishWithoutReset()
         session = nil
-        let link = try PortOpener.open(port)
+        let link = try options.session.ports.open(port)
         defer { link.close() }
         // Loader reply frames still arriving before the console (links without modem lines).
         var skippingFrames = false, inFrame = false
@@ -153,7 +154,14 @@ public final class LoaderLink: DeviceLink {
 public struct LoaderTarget: ProvisioningTarget {
     public let port: String
     public let options: LoaderLinkOptions
-    public init(port: String, options: LoaderLinkOptions) { self.port = port; self.options = options }
+    /// Without a virtual-device opener in `options.session.ports`, `virtual:DIR?…` boards are
+    /// opened by ``VirtualPorts/opener(firmware:)`` with no firmware (they print nothing on boot).
+    public init(port: String, options: LoaderLinkOptions) {
+        self.port = port
+        var options = options
+        if options.session.ports.virtual == nil { options.session.ports = VirtualPorts.opener() }
+        self.options = options
+    }
     public func connect() throws -> any DeviceLink { try LoaderLink(port: port, options: options) }
 }
 

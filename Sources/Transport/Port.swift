@@ -33,6 +33,8 @@ public enum TransportError: Error, Equatable, Sendable {
     case io(String, String)
     case noModemLines(String)
     case baudUnsupported(String, Int)
+    /// A `virtual:` name given to an opener without virtual-device support.
+    case virtualUnavailable(String)
 }
 
 extension TransportError: DiagnosticConvertible {
@@ -53,14 +55,75 @@ extension TransportError: DiagnosticConvertible {
                               hint: "put the chip into download mode by hand (hold BOOT, tap EN) and pass --before no-reset")
         case let .baudUnsupported(n, b):
             return Diagnostic("\(n) does not accept \(b) baud", hint: "choose a rate the adapter supports, e.g. 460800 or 921600")
+        case let .virtualUnavailable(n):
+            return Diagnostic("\(n) names a virtual device, but this program opens ports without virtual-device support",
+                              hint: "library users: pass VirtualPorts.opener() (module VirtualDevice) as the port opener")
         }
     }
 }
 
-/// Opening ports by name.
-public enum PortOpener {
+/// A `virtual:DIR[?faults=SPEC&seed=N&lines=auto]` port name, parsed.
+public struct VirtualPortAddress: Sendable, Equatable {
+    /// The whole name as given.
+    public var name: String
+    /// The device state folder.
+    public var directory: String
+    public var faults: String?
+    public var seed: UInt64
+    /// `?lines=auto`: the board's auto-reset circuit on DTR/RTS (the port is a serial one).
+    public var resetLines: Bool
+
+    public init(name: String, directory: String, faults: String? = nil, seed: UInt64 = 1, resetLines: Bool = false) {
+        self.name = name
+        self.directory = directory
+        self.faults = faults
+        self.seed = seed
+        self.resetLines = resetLines
+    }
+
+    /// Parses a name starting with `virtual:`; throws ``TransportError/badPortName`` otherwise.
+    public static func parse(_ name: String) throws(TransportError) -> VirtualPortAddress {
+        guard name.hasPrefix("virtual:") else { throw .badPortName(name) }
+        var rest = String(name.dropFirst("virtual:".count))
+        var address = VirtualPortAddress(name: name, directory: "")
+        if let q = rest.firstIndex(of: "?") {
+            for item in rest[rest.index(after: q)...].split(separator: "&") {
+                let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2 else { throw .badPortName(name) }
+                switch kv[0] {
+                case "faults": address.faults = kv[1]
+                case "lines":
+                    guard kv[1] == "auto" else { throw .badPortName(name) }
+                    address.resetLines = true
+                case "seed":
+                    guard let s = UInt64(kv[1]) else { throw .badPortName(name) }
+                    address.seed = s
+                default: throw .badPortName(name)
+                }
+            }
+            rest = String(rest[..<q])
+        }
+        guard !rest.isEmpty else { throw .badPortName(name) }
+        address.directory = rest
+        return address
+    }
+}
+
+/// Opens ports by name: serial devices and `socket://HOST:PORT` are built in; `virtual:DIR`
+/// ports are opened by the injected ``virtual`` opener (the virtual device's,
+/// `VirtualPorts.opener(firmware:)` in VirtualDevice), so Transport does not depend on the
+/// device model. Without one, a `virtual:` name is refused with a clear error.
+public struct PortOpener: Sendable {
+    public typealias VirtualOpen = @Sendable (VirtualPortAddress) throws -> ChipPort
+
+    public var virtual: VirtualOpen?
+
+    public init(virtual: VirtualOpen? = nil) {
+        self.virtual = virtual
+    }
+
     /// `socket://HOST:PORT`, `virtual:DIR[?faults=SPEC&seed=N&lines=auto]`, anything else is a serial device path.
-    public static func open(_ name: String, baud: Int = 115_200) throws -> ChipPort {
+    public func open(_ name: String, baud: Int = 115_200) throws -> ChipPort {
         if name.hasPrefix("socket://") {
             let rest = String(name.dropFirst("socket://".count))
             guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
@@ -70,29 +133,9 @@ public enum PortOpener {
             return try SocketPort(name: name, host: String(rest[..<colon]), port: port)
         }
         if name.hasPrefix("virtual:") {
-            var rest = String(name.dropFirst("virtual:".count))
-            var faults: String?
-            var seed: UInt64 = 1
-            var resetLines = false
-            if let q = rest.firstIndex(of: "?") {
-                for item in rest[rest.index(after: q)...].split(separator: "&") {
-                    let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
-                    guard kv.count == 2 else { throw TransportError.badPortName(name) }
-                    switch kv[0] {
-                    case "faults": faults = kv[1]
-                    case "lines":
-                        guard kv[1] == "auto" else { throw TransportError.badPortName(name) }
-                        resetLines = true
-                    case "seed":
-                        guard let s = UInt64(kv[1]) else { throw TransportError.badPortName(name) }
-                        seed = s
-                    default: throw TransportError.badPortName(name)
-                    }
-                }
-                rest = String(rest[..<q])
-            }
-            guard !rest.isEmpty else { throw TransportError.badPortName(name) }
-            return try VirtualPort(name: name, directory: rest, faults: faults, seed: seed, resetLines: resetLines)
+            let address = try VirtualPortAddress.parse(name)
+            guard let virtual else { throw TransportError.virtualUnavailable(name) }
+            return try virtual(address)
         }
         guard !name.isEmpty, !name.contains("://") else { throw TransportError.badPortName(name) }
         return try SerialPort(path: name, baud: baud)

@@ -1,7 +1,5 @@
 import ArgumentParser
-import BootSimulator
 import ESPCore
-import Transport
 
 /// The root command. Each command group lives in `Commands/` in a file of its own.
 struct Espforge: AsyncParsableCommand {
@@ -38,12 +36,6 @@ struct Espforge: AsyncParsableCommand {
 @main
 enum Main {
     static func main() async {
-        // A `virtual:DIR?lines=auto` port boots its device on an EN pulse with IO0 high, like a
-        // board: with the boot simulator under the sdkconfig remembered in the folder (else the
-        // options inferred from the device when it boots).
-        VirtualPort.firmwareProvider = { dir in
-            VirtualFirmware.hook(config: ((try? SimulatorSDKConfig.remembered(inStateFolder: dir)) ?? nil).map { BootConfig(sdkconfig: $0) })
-        }
         do {
             var command = try Espforge.parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

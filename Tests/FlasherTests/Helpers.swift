@@ -39,6 +39,7 @@ func esptoolStub() throws -> StubImage? {
 
 func options(stub: StubImage?, baud: Int = 921_600, compress: Bool = true) -> SessionOptions {
     var o = SessionOptions()
+    o.ports = VirtualPorts.opener()
     o.stub = stub
     o.baud = baud
     o.compress = compress

@@ -48,7 +48,7 @@ final class TamperingPort: ChipPort {
         let dir = try makeDevice()
         defer { try? FileManager.default.removeItem(at: dir) }
         var damaged = false
-        let port = TamperingPort(try PortOpener.open("virtual:" + dir.path)) { p in
+        let port = TamperingPort(try VirtualPorts.opener().open("virtual:" + dir.path)) { p in
             guard p.op == .flashData, p.word(1) == 2, !damaged else { return p }
             damaged = true
             var q = p
@@ -75,7 +75,7 @@ final class TamperingPort: ChipPort {
         let dir = try makeDevice()
         defer { try? FileManager.default.removeItem(at: dir) }
         var remaining = 1
-        let port = TamperingPort(try PortOpener.open("virtual:" + dir.path)) { p in
+        let port = TamperingPort(try VirtualPorts.opener().open("virtual:" + dir.path)) { p in
             guard p.op == .flashData, remaining > 0 else { return p }
             remaining -= 1
             var q = p
@@ -108,7 +108,7 @@ final class TamperingPort: ChipPort {
     @Test func burnThroughRegisterAccessPersists() throws {
         let dir = try makeDevice()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let access = try LoaderConnection.open(port: "virtual:" + dir.path, before: .noReset)
+        let access = try LoaderConnection.open(port: "virtual:" + dir.path, before: .noReset, ports: VirtualPorts.opener())
         let base: UInt32 = 0x3FF5_A000
         #expect(try access.readRegister(base + 0x18) & 0x40 == 0)
         try access.writeRegister(base + 0x34, 0x40)      // BLK0 WDATA6: JTAG_DISABLE

@@ -35,6 +35,7 @@ struct FlasherRecordingTests {
 
     static func options(stub: StubImage?) -> SessionOptions {
         var o = SessionOptions()
+        o.ports = VirtualPorts.opener()
         o.stub = stub
         o.before = .noReset
         o.after = .noReset

@@ -82,7 +82,7 @@ func makeDevice(_ label: String = "transport") throws -> URL {
     @Test(arguments: ["socket://", "socket://host", "socket://:80", "socket://h:99999", "virtual:", "virtual:d?bogus=1", "virtual:d?lines=manual",
                       "virtual:d?seed=x", "http://x", ""])
     func badNamesAreRejected(_ name: String) {
-        #expect(throws: TransportError.self) { _ = try PortOpener.open(name) }
+        #expect(throws: TransportError.self) { _ = try VirtualPorts.opener().open(name) }
     }
 
     @Test func resetModeNames() {
@@ -93,8 +93,25 @@ func makeDevice(_ label: String = "transport") throws -> URL {
         #expect(AfterMode.parse("hard_reset") == .hardReset)
     }
 
+    /// Transport knows no virtual device: `virtual:` names need an injected opener.
+    @Test func virtualNamesNeedAnInjectedOpener() throws {
+        #expect(throws: TransportError.virtualUnavailable("virtual:dev1?lines=auto")) {
+            _ = try PortOpener().open("virtual:dev1?lines=auto")
+        }
+        let address = try VirtualPortAddress.parse("virtual:some/dir?faults=disconnect-after=3&seed=7&lines=auto")
+        #expect(address == VirtualPortAddress(name: "virtual:some/dir?faults=disconnect-after=3&seed=7&lines=auto",
+                                              directory: "some/dir", faults: "disconnect-after=3", seed: 7, resetLines: true))
+        let seen = FolderLog()
+        let custom = PortOpener(virtual: { a in
+            seen.add(a.directory)
+            throw TransportError.openFailed(a.name, "test opener")
+        })
+        #expect(throws: TransportError.openFailed("virtual:d2", "test opener")) { _ = try custom.open("virtual:d2") }
+        #expect(seen.all == ["d2"])
+    }
+
     @Test func missingSerialDeviceSaysWhy() {
-        #expect(throws: TransportError.self) { _ = try PortOpener.open("/dev/does-not-exist-espforge") }
+        #expect(throws: TransportError.self) { _ = try PortOpener().open("/dev/does-not-exist-espforge") }
     }
 }
 
@@ -102,7 +119,7 @@ func makeDevice(_ label: String = "transport") throws -> URL {
     @Test func syncGetsEightRepliesAndStatePersists() throws {
         let dir = try makeDevice()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let port = try PortOpener.open("virtual:" + dir.path)
+        let port = try VirtualPorts.opener().open("virtual:" + dir.path)
         #expect(port.kind == .virtual)
         try port.write(SLIP.encode(CommandPacket(.sync, data: LoaderProtocol.syncPayload).encode()))
         var d = SLIPDecoder()
@@ -120,7 +137,7 @@ func makeDevice(_ label: String = "transport") throws -> URL {
     @Test func disconnectFaultClosesAndReopenWorks() throws {
         let dir = try makeDevice()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let port = try PortOpener.open("virtual:\(dir.path)?faults=disconnect-after=10&seed=1")
+        let port = try VirtualPorts.opener().open("virtual:\(dir.path)?faults=disconnect-after=10&seed=1")
         #expect(throws: TransportError.closed(port.name)) {
             try port.write(SLIP.encode(CommandPacket(.sync, data: LoaderProtocol.syncPayload).encode()))
             _ = try port.read(timeout: 0)
@@ -134,9 +151,13 @@ func makeDevice(_ label: String = "transport") throws -> URL {
     @Test func autoResetLinesEnterTheLoaderOrBootTheFirmware() throws {
         let dir = try makeDevice()
         defer { try? FileManager.default.removeItem(at: dir) }
-        VirtualPort.firmwareProvider = { _ in { _ in FirmwareRun(console: Array("I (31) boot: hello from flash\r\n".utf8), seconds: 0.25) } }
-        defer { VirtualPort.firmwareProvider = nil }
-        let port = try PortOpener.open("virtual:\(dir.path)?lines=auto")
+        let folders = FolderLog()
+        let opener = VirtualPorts.opener(firmware: { dir in
+            folders.add(dir)
+            return { _ in FirmwareRun(console: Array("I (31) boot: hello from flash\r\n".utf8), seconds: 0.25) }
+        })
+        let port = try opener.open("virtual:\(dir.path)?lines=auto")
+        #expect(folders.all == [dir.path], "the firmware factory is asked for the port's own folder")
         #expect(port.kind == .serial)
         // The classic download-mode sequence: EN rises while IO0 is held low → ROM banner.
         try ResetSequence.classic(port, attempt: 0, sleep: { _ in })
@@ -151,7 +172,7 @@ func makeDevice(_ label: String = "transport") throws -> URL {
         let stats = try DeviceStore(directory: dir.path).load().stats
         #expect(stats.total.firmwareRuns == 1 && stats.total.firmwareSeconds == 0.25)
         // Without ?lines=auto the lines are ignored (the port is not a serial one).
-        let plain = try PortOpener.open("virtual:\(dir.path)")
+        let plain = try opener.open("virtual:\(dir.path)")
         #expect(plain.kind == .virtual)
         try ResetSequence.hardReset(plain, sleep: { _ in })
         #expect(try plain.read(timeout: 0).isEmpty)
@@ -245,4 +266,12 @@ final class RecordingPort: ChipPort {
         try ResetSequence.enterLoader(s, mode: .noReset, attempt: 0)
         #expect(s.calls.isEmpty)
     }
+}
+
+/// Folders a firmware factory or opener was asked for (thread-safe).
+final class FolderLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var folders: [String] = []
+    func add(_ folder: String) { lock.lock(); folders.append(folder); lock.unlock() }
+    var all: [String] { lock.lock(); defer { lock.unlock() }; return folders }
 }

@@ -57,7 +57,7 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Option(help: "Serial ports: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.")
     var before = "default-reset"
 
-    @Option(help: "Flasher stub in esptool's JSON format (default: found in an installed esptool package).")
+    @Option(help: "Flasher stub in esptool's JSON format (default: $ESPFORGE_STUB, else esptool's in the active virtualenv, the oracle venv, pip's user or the system site-packages; no interpreter is run).")
     var stub: String?
 
     @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.")
@@ -87,11 +87,12 @@ struct ProvisionCommand: AsyncParsableCommand {
         let loaded = try ProvisionSetup.load(manifestPath: manifest, pkcs11: pkcs11, escrowKey: escrowKey)
         guard Set(ports).count == ports.count else { throw UsageError("the same --port is given twice") }
         var link = LoaderLinkOptions()
+        link.session.ports = BoardPorts.opener
         if ports.contains(where: { !$0.hasPrefix("virtual:") || $0.contains("?") }) {
             try checkBaud(baud)
             link.session.baud = baud
             link.session.before = try parseResetMode(before)
-            link.session.stub = noStub ? nil : try loadStub(path: stub, quiet: json)
+            link.session.stub = try loadStub(path: stub, noStub: noStub, json: json)
         }
         let code = try await ProvisionSetup.run(loaded, ports: ports, registryURL: registry ?? loaded.registryURL,
                                                 resume: resume, json: json, link: link)
@@ -130,6 +131,8 @@ enum ProvisionSetup {
             }
         }
         // Every device runs on its own thread (a blocked port never holds up another).
+        var link = link
+        if link.session.ports.virtual == nil { link.session.ports = BoardPorts.opener }
         let targets = ports.map { ProvisioningTargets.target(for: $0, link: link) }
         let results = await provisioner.provision(all: targets) { result in
             if realtime { try? await Task.sleep(nanoseconds: UInt64(max(0, result.virtualMilliseconds)) * 1_000_000) }

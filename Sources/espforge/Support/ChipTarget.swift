@@ -9,6 +9,7 @@ enum ChipTarget {
     static func read(port: String, before: ResetMode) throws -> TargetFacts {
         var options = SessionOptions()
         options.before = before
+        options.ports = BoardPorts.opener
         options.after = .noReset
         let session = FlashSession(port: port, options: options)
         defer { session.finishWithoutReset() }

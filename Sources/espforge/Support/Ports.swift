@@ -1,8 +1,10 @@
 import ArgumentParser
+import BootSimulator
 import ESPCore
 import Flasher
 import Foundation
 import Transport
+import VirtualDevice
 
 /// Connection options shared by `espforge chip` and `espforge flash`.
 struct ConnectionOptions: ParsableArguments {
@@ -15,7 +17,7 @@ struct ConnectionOptions: ParsableArguments {
     var before = "default-reset"
     @Option(help: "Afterwards: hard-reset (EN pulse) or no-reset.")
     var after = "hard-reset"
-    @Option(help: "Flasher stub in esptool's JSON format (default: found in an installed esptool package).")
+    @Option(help: "Flasher stub in esptool's JSON format (default: $ESPFORGE_STUB, else esptool's in the active virtualenv, the oracle venv, pip's user or the system site-packages; no interpreter is run).")
     var stub: String?
     @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.")
     var noStub = false
@@ -36,7 +38,8 @@ struct ConnectionOptions: ParsableArguments {
         o.before = b
         o.after = a
         o.timeout = timeout
-        if needStub, !noStub { o.stub = try loadStub(path: stub, quiet: json) }
+        o.ports = BoardPorts.opener
+        if needStub { o.stub = try loadStub(path: stub, noStub: noStub, json: json) }
         return o
     }
 
@@ -72,13 +75,53 @@ func checkBaud(_ baud: Int) throws {
     }
 }
 
-/// The flasher stub: the given esptool-format JSON file, else one found in an installed esptool
-/// package, else nil (the ROM loader; warned about unless `quiet`).
-func loadStub(path: String?, quiet: Bool) throws -> StubImage? {
-    if let path { return try StubImage.parse(json: try FileIO.read(path, limit: .stubJSON), source: path) }
-    if let found = StubImage.locate() { return try StubImage.parse(json: try FileIO.read(found, limit: .stubJSON), source: found) }
-    if !quiet { ErrorRenderer.warn("no flasher stub found (no esptool package); using the ROM loader. Pass --stub FILE or --no-stub.") }
-    return nil
+/// The flasher stub: `--stub FILE`, else one found by ``StubLocator`` (no process is started),
+/// else nil (the ROM loader). Says which stub is used, or why the ROM loader is: one line on
+/// stderr, or with `json` one `{"event":"stub",...}` line on stdout.
+func loadStub(path: String?, noStub: Bool = false, json: Bool) throws -> StubImage? {
+    var choice = StubChoiceEvent(loader: "rom")
+    var stub: StubImage?
+    if noStub {
+        choice.reason = "--no-stub"
+    } else if let path {
+        stub = try StubImage.parse(json: try FileIO.read(path, limit: .stubJSON), source: path)
+        choice = StubChoiceEvent(loader: "stub", path: path, foundBy: "--stub")
+    } else {
+        let search = StubLocator.search()
+        if let missing = search.missingExplicit {
+            throw FlasherError.stubMissing("$ESPFORGE_STUB names '\(missing)', which is not a readable file")
+        }
+        if let found = search.found {
+            stub = try StubImage.parse(json: try FileIO.read(found.path, limit: .stubJSON), source: found.path)
+            choice = StubChoiceEvent(loader: "stub", path: found.path, foundBy: found.foundBy)
+        } else {
+            choice.reason = "no esptool stub found in \(search.searched.count) places (set $ESPFORGE_STUB, "
+                + "pass --stub FILE, or install esptool in the active virtualenv)"
+            choice.searched = search.searched
+        }
+    }
+    if json {
+        printEventLine(choice)
+    } else if let p = choice.path {
+        ErrorRenderer.writeStderr("stub: " + Diagnostic.terminalSafe("\(p) (from \(choice.foundBy ?? "?"))") + "\n")
+    } else {
+        ErrorRenderer.writeStderr("stub: none, using the ROM loader: " + Diagnostic.terminalSafe(choice.reason ?? "") + "\n")
+    }
+    return stub
+}
+
+/// Which loader a command talks to and why (the `--json` form of ``loadStub(path:noStub:json:)``).
+struct StubChoiceEvent: Encodable {
+    let event = "stub"
+    var loader: String
+    var path: String?
+    var foundBy: String?
+    var reason: String?
+    var searched: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case event, loader, path, foundBy = "found_by", reason, searched
+    }
 }
 
 /// Parses `ADDR FILE [ADDR FILE ...]` into regions (files read here, at the edge).
@@ -148,4 +191,13 @@ final class ProgressPrinter: @unchecked Sendable {
         drawn = devices.count
         FileHandle.standardOutput.write(Data(out.utf8))
     }
+}
+
+/// How the CLI opens ports: serial, socket:// and `virtual:DIR`. A `virtual:DIR?lines=auto` port
+/// boots its device on an EN pulse with IO0 high, like a board: with the boot simulator under the
+/// sdkconfig remembered in the folder (else the options inferred from the device when it boots).
+enum BoardPorts {
+    static let opener = VirtualPorts.opener(firmware: { dir in
+        VirtualFirmware.hook(config: ((try? SimulatorSDKConfig.remembered(inStateFolder: dir)) ?? nil).map { BootConfig(sdkconfig: $0) })
+    })
 }

@@ -1,5 +1,5 @@
 import Foundation
-import VirtualDevice
+import Transport
 
 /// `virtual:DIR`: the virtual ESP32 of a device state folder, run in this process. Bytes go
 /// straight into its ``ProtocolEngine``; replies are available immediately, so a read that finds
@@ -10,12 +10,11 @@ import VirtualDevice
 /// `?lines=auto` wires the board's usual auto-reset circuit to the modem lines (DTR → IO0,
 /// RTS → EN, both active low) and makes the port a serial one: an EN pulse with IO0 low resets
 /// the chip into download mode (ROM banner), with IO0 high it boots from flash and runs the
-/// firmware ``VirtualPort/firmwareProvider`` gives for the folder (console output follows).
+/// `firmware` it was opened with (console output follows; nil: the chip prints nothing).
+///
+/// Lives here, not in Transport: Transport opens `virtual:` names through an injected opener
+/// (``VirtualPorts/opener(firmware:)``) and does not depend on the device model.
 public final class VirtualPort: ChipPort {
-    /// The firmware a `?lines=auto` port runs on a reset with IO0 high, per state folder (set by
-    /// the program: Transport does not know the boot simulator). nil: the chip prints nothing.
-    nonisolated(unsafe) public static var firmwareProvider: (@Sendable (String) -> (@Sendable (inout Device) -> FirmwareRun)?)?
-
     public let name: String
     public let kind: PortKind
     private let directory: String
@@ -29,14 +28,15 @@ public final class VirtualPort: ChipPort {
     private var pending: [UInt8] = []
     private var open = false
 
-    public init(name: String, directory: String, faults: String? = nil, seed: UInt64 = 1, resetLines: Bool = false) throws {
+    public init(name: String, directory: String, faults: String? = nil, seed: UInt64 = 1, resetLines: Bool = false,
+                firmware: (@Sendable (inout Device) -> FirmwareRun)? = nil) throws {
         self.name = name
         self.directory = directory
         lines = resetLines
         kind = resetLines ? .serial : .virtual
         store = DeviceStore(directory: directory)
         engine = ProtocolEngine(device: try store.load())
-        if resetLines { engine.firmware = Self.firmwareProvider?(directory) }
+        if resetLines { engine.firmware = firmware }
         faultPlan = try faults.map { try FaultPlan(spec: $0) }
         faultSeed = seed
         begin()
@@ -136,4 +136,20 @@ public final class VirtualPort: ChipPort {
     }
 
     deinit { close() }
+}
+
+/// Opening `virtual:DIR` ports in this process.
+public enum VirtualPorts {
+    /// What a `?lines=auto` port of a state folder runs when it boots from flash (nil: nothing).
+    public typealias FirmwareFactory = @Sendable (_ stateFolder: String) -> (@Sendable (inout Device) -> FirmwareRun)?
+
+    /// A port opener for serial, `socket://` and `virtual:DIR` names; `firmware` gives the
+    /// firmware of each folder's `?lines=auto` port (e.g. BootSimulator's `VirtualFirmware.hook`).
+    public static func opener(firmware: FirmwareFactory? = nil) -> PortOpener {
+        PortOpener(virtual: { address in
+            try VirtualPort(name: address.name, directory: address.directory, faults: address.faults, seed: address.seed,
+                            resetLines: address.resetLines,
+                            firmware: address.resetLines ? firmware?(address.directory) : nil)
+        })
+    }
 }
