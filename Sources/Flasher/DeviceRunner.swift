@@ -13,6 +13,8 @@ public struct DeviceOutcome: Sendable, Codable, Equatable {
     public var reconnects: Int
     public var retries: Int
     public var wireBytesSent: Int
+    /// What the session did to cope with a noisy link (block size, baud rate, restarts).
+    public var link: LinkAdaptation?
 
     public init(device: String, ok: Bool, error: String? = nil, refused: [String] = [], regions: [RegionResult] = [],
                 seconds: Double = 0, reconnects: Int = 0, retries: Int = 0, wireBytesSent: Int = 0) {
@@ -87,6 +89,10 @@ public enum DeviceRunner {
         outcome.reconnects = session.reconnects
         outcome.retries = session.client?.retries ?? 0
         outcome.wireBytesSent = session.client?.bytesSent ?? 0
+        outcome.link = session.link
+        if session.link.adapted || session.link.restarts > 0 {
+            emit(FlashEvent(device: port, event: "link", detail: session.link.summary))
+        }
         emit(FlashEvent(device: port, event: outcome.ok ? "done" : "failed", detail: outcome.error))
         return outcome
     }

@@ -29,7 +29,75 @@ public struct SessionOptions: Sendable {
     /// Opens the port by name: serial and socket:// built in; `virtual:DIR` only with an opener
     /// that has virtual-device support (`VirtualPorts.opener(firmware:)` in VirtualDevice).
     public var ports = PortOpener()
+    /// Adapt to a noisy link: when a FLASH_DATA block fails repeatedly, restart the write with
+    /// smaller blocks (down to ``LinkPolicy/minimumBlock``), then at a lower baud rate; climb back
+    /// when blocks get through. The region's MD5 stays the judge of every write.
+    public var adaptive = true
+    public var linkPolicy = LinkPolicy()
     public init() {}
+}
+
+/// When and how far a session adapts its write blocks and baud rate to a noisy link.
+public struct LinkPolicy: Sendable, Equatable {
+    /// Failed attempts at one block before the stream is restarted with a smaller block or a
+    /// lower baud rate (when neither is left, the block is retried up to 6 times as before).
+    public var failuresBeforeStepDown = 2
+    /// Blocks in a row accepted at the first attempt before stepping back up.
+    public var cleanBlocksBeforeStepUp = 16
+    /// The smallest FLASH_DATA block through the stub. The stub takes any block length up to its
+    /// 16 KiB buffer (it ignores FLASH_BEGIN's block-size word and writes each packet's payload
+    /// where the previous one ended); 256 bytes is one flash page, and below that the ~40 bytes of
+    /// framing, header and reply per block outweigh what a shorter block saves.
+    public var minimumBlock = 0x100
+    /// The smallest block through the ROM loader: its own 1 KiB block (esptool's ROM write size).
+    /// The ROM places block `seq` at `offset + seq * blockSize`; smaller blocks are not used
+    /// because no recording of the real ROM shows them accepted.
+    public var romMinimumBlock = 0x400
+    /// Each step down divides the block by this (16 KiB → 4 KiB → 1 KiB → 256 B); steps up double it.
+    public var shrinkFactor = 4
+    /// Attempts at one block once nothing is left to step down to.
+    public var attemptsAtFloor = 16
+    /// Baud rates to step down through (only those below the session's rate are used).
+    public var baudSteps = [921_600, 460_800, 230_400, 115_200]
+    /// After a restart, flash already written is found by MD5 in pieces of this size (multiple of 4 KiB).
+    public var resumePiece = 0x4000
+    /// Restarts in a row that neither made progress nor could step down, before giving up.
+    public var maxStalledRestarts = 6
+    public init() {}
+}
+
+/// What the link adaptation did on one port (all zero on a clean link).
+public struct LinkAdaptation: Sendable, Codable, Equatable {
+    public var initialBlock = 0
+    public var finalBlock = 0
+    public var smallestBlock = 0
+    public var initialBaud = 0
+    public var finalBaud = 0
+    public var lowestBaud = 0
+    public var blockShrinks = 0
+    public var blockGrows = 0
+    public var baudDowns = 0
+    public var baudUps = 0
+    /// Write streams restarted after a failure (each resumes at the first piece whose MD5 differs).
+    public var restarts = 0
+    /// FLASH_DATA payload bytes put on the wire, retries and restarts included.
+    public var payloadBytesSent = 0
+    public init() {}
+
+    public var adapted: Bool { blockShrinks + baudDowns > 0 }
+
+    /// One line for the summary, e.g. "blocks 16384→1024→4096, baud 921600→460800→921600, 7 restarts".
+    public var summary: String {
+        var parts: [String] = []
+        if blockShrinks + blockGrows > 0 {
+            parts.append("blocks \(initialBlock) down to \(smallestBlock), ended at \(finalBlock) (\(blockShrinks) down, \(blockGrows) up)")
+        }
+        if baudDowns + baudUps > 0 {
+            parts.append("baud \(initialBaud) down to \(lowestBaud), ended at \(finalBaud) (\(baudDowns) down, \(baudUps) up)")
+        }
+        if restarts > 0 { parts.append("\(restarts) restart(s)") }
+        return parts.isEmpty ? "no adaptation" : parts.joined(separator: ", ")
+    }
 }
 
 /// Progress and results, one per line in `--json` mode.
@@ -76,6 +144,13 @@ public final class FlashSession {
     public private(set) var reconnects = 0
     /// Reconnects since the last verified piece (the limit applies to these).
     private var reconnectsWithoutProgress = 0
+    /// What the link adaptation did (see ``SessionOptions/adaptive``).
+    public private(set) var link = LinkAdaptation()
+    /// The write block in use (nil until the first write), the baud rate chosen by adaptation
+    /// (nil: `options.baud`), and blocks in a row that went through at the first attempt.
+    private var block: Int?
+    private var adaptedBaud: Int?
+    private var cleanBlocks = 0
     public var onEvent: (FlashEvent) -> Void = { _ in }
 
     public init(port: String, options: SessionOptions) {
@@ -145,7 +220,8 @@ public final class FlashSession {
         guard synced else { throw FlasherError.noSync(port: portName, attempts: rounds * 7) }
         let spec = try ChipProbe.detect(c)
         // Raise the rate first (the ROM supports CHANGE_BAUDRATE), so even the stub upload is fast.
-        if options.baud != c.baud, !c.isStub { try c.changeBaud(options.baud) }
+        let baud = adaptedBaud ?? options.baud
+        if baud != c.baud, !c.isStub { try c.changeBaud(baud) }
         // On a reconnect the facts are known: do not read them again (fewer commands on a bad link).
         let efuses = try facts?.efuses ?? ChipProbe.readEFuses(c)
         let startingStub = options.stub != nil && !c.isStub
@@ -154,7 +230,7 @@ public final class FlashSession {
                 try c.runStub(stub)
                 emit("stub", detail: "running \(URL(fileURLWithPath: stub.source).lastPathComponent)")
             }
-            if options.baud != c.baud { try c.changeBaud(options.baud) }
+            if baud != c.baud { try c.changeBaud(baud) }
             try c.spiAttach()
         } catch {
             if startingStub, let stub = options.stub {
@@ -287,39 +363,170 @@ public final class FlashSession {
             return RegionResult(address: region.address, size: data.count, name: region.name, outcome: .unchanged,
                                 md5: md5.hexString, compressed: false, payloadBytes: 0)
         }
-        var payload = data
+        startLinkReport(c)
+        // One stream per region while the link is clean (best compression). After a failed block
+        // the stream restarts, possibly with smaller blocks or at a lower rate, at the first piece
+        // of the region whose MD5 on flash differs (an encrypted write cannot be checked that way
+        // and restarts at the region's start).
+        var start = 0
         var compressed = false
-        if mayCompress(c), let z = Deflate.compress(data), z.count < data.count {
-            payload = z
-            compressed = true
-        }
+        var payloadBytes = 0
+        var mismatches = 0
+        var stalled = 0
+        var restarts = 0
+        let maxRestarts = 64 + data.count / 0x400
         var lastFailure: Error = FlasherError.timeout(command: "FLASH_DATA")
-        for _ in 0..<3 {
-            do {
-                try sendRegion(c, region: region, data: data, payload: payload, compressed: compressed)
-            } catch RegionRestart.restart(let why) {
-                lastFailure = why
-                c.drainInput()
-                continue
+        while true {
+            if start < data.count {
+                let part = Array(data[start...])
+                var payload = part
+                var z = false
+                if mayCompress(c), let d = Deflate.compress(part), d.count < part.count {
+                    payload = d
+                    z = true
+                }
+                if start == 0 {
+                    compressed = z
+                    payloadBytes = payload.count
+                }
+                do {
+                    try sendRegion(c, region: FlashRegion(address: region.address + start, data: part, name: region.name),
+                                   data: part, payload: payload, compressed: z)
+                } catch RegionRestart.restart(let why, let step) {
+                    lastFailure = why
+                    c.drainInput()
+                    link.restarts += 1
+                    let stepped = try adapt(c, step, at: region.address + start, why: why)
+                    let resumed = try resumePoint(c, address: region.address, data: data, from: start)
+                    if resumed > start || stepped {
+                        stalled = 0
+                    } else {
+                        stalled += 1
+                    }
+                    restarts += 1
+                    guard stalled <= options.linkPolicy.maxStalledRestarts, restarts <= maxRestarts else { throw lastFailure }
+                    start = resumed
+                    emit("resume", address: region.address + start, size: data.count - start,
+                         detail: "\(block ?? 0)-byte blocks at \(c.baud) baud")
+                    continue
+                }
             }
             if options.encrypt {
                 // The chip stored ciphertext: its MD5 cannot match the plaintext.
                 return RegionResult(address: region.address, size: data.count, name: region.name, outcome: .written,
-                                    md5: md5.hexString, compressed: compressed, payloadBytes: payload.count)
+                                    md5: md5.hexString, compressed: compressed, payloadBytes: payloadBytes)
             }
             let got = try c.flashMD5(address: region.address, size: data.count)
             if got == md5 {
                 return RegionResult(address: region.address, size: data.count, name: region.name, outcome: .written,
-                                    md5: md5.hexString, compressed: compressed, payloadBytes: payload.count)
+                                    md5: md5.hexString, compressed: compressed, payloadBytes: payloadBytes)
             }
             lastFailure = FlasherError.verifyFailed(address: region.address, length: data.count,
                                                     expected: md5.hexString, actual: got.hexString)
+            mismatches += 1
+            guard mismatches < 8 else { throw lastFailure }
             emit("retry", address: region.address, detail: "MD5 mismatch; writing the region again")
+            start = try resumePoint(c, address: region.address, data: data, from: 0)
+            if start >= data.count { start = 0 }
         }
-        throw lastFailure
     }
 
-    enum RegionRestart: Error { case restart(Error) }
+    /// The write block the loader starts with (the stub's 16 KiB, the ROM's 1 KiB).
+    func defaultBlock(_ c: LoaderClient) -> Int {
+        c.isStub ? LoaderProtocol.stubWriteBlock : LoaderProtocol.romWriteBlock
+    }
+
+    func startLinkReport(_ c: LoaderClient) {
+        guard block == nil else { return }
+        block = defaultBlock(c)
+        link.initialBlock = defaultBlock(c)
+        link.finalBlock = defaultBlock(c)
+        link.smallestBlock = defaultBlock(c)
+        link.initialBaud = c.baud
+        link.finalBaud = c.baud
+        link.lowestBaud = c.baud
+    }
+
+    /// The first offset in `data` (a multiple of the resume piece) from `from` on whose piece on
+    /// flash differs; pieces already right are not sent again.
+    func resumePoint(_ c: LoaderClient, address: Int, data: [UInt8], from: Int) throws -> Int {
+        guard !options.encrypt else { return 0 }
+        let piece = max(0x1000, options.linkPolicy.resumePiece / 0x1000 * 0x1000)
+        var at = from / piece * piece
+        while at < data.count {
+            let n = min(piece, data.count - at)
+            guard try c.flashMD5(address: address + at, size: n) == Array(Insecure.MD5.hash(data: data[at..<(at + n)])) else { break }
+            at += n
+        }
+        return at
+    }
+
+    /// One step of the link adaptation. Down: a smaller block first, then a lower baud rate.
+    /// Up: the baud rate first, then a larger block. Returns whether anything changed.
+    func adapt(_ c: LoaderClient, _ step: LinkStep, at address: Int, why: Error) throws -> Bool {
+        guard options.adaptive, let current = block else { return false }
+        let policy = options.linkPolicy
+        let top = defaultBlock(c)
+        let target = options.baud
+        switch step {
+        case .none:
+            return false
+        case .down:
+            if current > minimumBlock(c) {
+                block = max(minimumBlock(c), current / max(2, policy.shrinkFactor))
+                link.blockShrinks += 1
+                link.smallestBlock = min(link.smallestBlock, block ?? current)
+                emit("adapt", address: address, detail: "block \(current) → \(block ?? current) bytes after repeated failures (\(describe(why)))")
+            } else if let lower = policy.baudSteps.first(where: { $0 < c.baud }) {
+                let from = c.baud
+                try c.changeBaud(lower)
+                adaptedBaud = lower
+                link.baudDowns += 1
+                link.lowestBaud = min(link.lowestBaud, lower)
+                emit("adapt", address: address, detail: "baud \(from) → \(lower) after repeated failures at \(current)-byte blocks (\(describe(why)))")
+            } else {
+                return false
+            }
+        case .up:
+            if c.baud < target {
+                let from = c.baud
+                let higher = policy.baudSteps.reversed().first(where: { $0 > from && $0 <= target }) ?? target
+                try c.changeBaud(higher)
+                adaptedBaud = higher == target ? nil : higher
+                link.baudUps += 1
+                emit("adapt", address: address, detail: "baud \(from) → \(higher): blocks get through")
+            } else if current < top {
+                block = min(top, current * 2)
+                link.blockGrows += 1
+                emit("adapt", address: address, detail: "block \(current) → \(block ?? current) bytes: blocks get through")
+            } else {
+                return false
+            }
+        }
+        cleanBlocks = 0
+        link.finalBlock = block ?? current
+        link.finalBaud = c.baud
+        return true
+    }
+
+    /// Whether the link can still step down (smaller block or lower baud).
+    func canStepDown(_ c: LoaderClient) -> Bool {
+        guard options.adaptive, let block else { return false }
+        return block > minimumBlock(c) || options.linkPolicy.baudSteps.contains { $0 < c.baud }
+    }
+
+    func minimumBlock(_ c: LoaderClient) -> Int {
+        min(defaultBlock(c), c.isStub ? options.linkPolicy.minimumBlock : options.linkPolicy.romMinimumBlock)
+    }
+
+    /// Whether the link runs below its normal block or rate.
+    func canStepUp(_ c: LoaderClient) -> Bool {
+        guard options.adaptive, let block else { return false }
+        return c.baud < options.baud || block < defaultBlock(c)
+    }
+
+    enum LinkStep { case none, down, up }
+    enum RegionRestart: Error { case restart(Error, LinkStep) }
 
     /// A write erases whole 4 KiB sectors, so the bytes after a region's end in its last sector
     /// would be lost: when they hold anything but 0xFF they are read and written back with the
@@ -346,7 +553,7 @@ public final class FlashSession {
     }
 
     func sendRegion(_ c: LoaderClient, region: FlashRegion, data: [UInt8], payload: [UInt8], compressed: Bool) throws {
-        let block = c.isStub ? LoaderProtocol.stubWriteBlock : LoaderProtocol.romWriteBlock
+        let block = self.block ?? defaultBlock(c)
         let blocks = (payload.count + block - 1) / block
         let writeSize = compressed ? (c.isStub ? data.count : (data.count + block - 1) / block * block) : data.count
         var begin = le(UInt32(writeSize), UInt32(blocks), UInt32(block), UInt32(region.address))
@@ -364,14 +571,23 @@ public final class FlashSession {
             let packet = CommandPacket.dataBlock(op, sequence: UInt32(seq), payload: chunk)
             let t = compressed ? max(options.timeout, 40 * Double(block * 4) / 1e6) : options.timeout
             var attempt = 0
+            let attemptLimit = options.adaptive && !canStepDown(c) ? max(6, options.linkPolicy.attemptsAtFloor) : 6
             while true {
                 do {
+                    link.payloadBytesSent += chunk.count
                     try c.command(op, packet.data, checksum: packet.checksum, timeout: t)
                     break
                 } catch let e as FlasherError {
                     attempt += 1
+                    cleanBlocks = 0
+                    // A block that keeps failing: restart the stream with a smaller block or at a
+                    // lower rate, while there is one left.
+                    if attempt >= options.linkPolicy.failuresBeforeStepDown, canStepDown(c), Self.isLinkFailure(e) {
+                        if case .deviceReset = e { throw e }
+                        throw RegionRestart.restart(e, .down)
+                    }
                     switch e {
-                    case let .commandFailed(_, _, code) where LoaderClient.isTransient(code) && attempt < 6:
+                    case let .commandFailed(_, _, code) where LoaderClient.isTransient(code) && attempt < attemptLimit:
                         // Rejected before it was used: the same block (same sequence number) again.
                         c.noteRetry()
                         if attempt % 3 == 0 { try c.resync() } else { c.drainInput() }
@@ -384,16 +600,23 @@ public final class FlashSession {
                         // check. A damaged reply means the stub used the block: start over.
                         var timedOut = false
                         if case .timeout = e { timedOut = true }
-                        guard !compressed || timedOut, attempt < 6 else { throw RegionRestart.restart(e) }
+                        guard !compressed || timedOut, attempt < attemptLimit else { throw RegionRestart.restart(e, .none) }
                         c.noteRetry()
                         if attempt % 3 == 0 { try c.resync() } else { c.drainInput() }
-                    case .commandFailed: throw RegionRestart.restart(e)
+                    case .commandFailed: throw RegionRestart.restart(e, .none)
                     default: throw e
                     }
                 }
             }
             sent += chunk.count
             emit("progress", address: region.address, size: payload.count, done: min(sent, payload.count))
+            if attempt == 0 { cleanBlocks += 1 }
+            // Blocks get through again: restart the rest of the stream one step up (only when
+            // enough of it is left to be worth the restart).
+            if cleanBlocks >= options.linkPolicy.cleanBlocksBeforeStepUp, blocks - seq - 1 >= options.linkPolicy.cleanBlocksBeforeStepUp,
+               canStepUp(c) {
+                throw RegionRestart.restart(FlasherError.timeout(command: "FLASH_DATA"), .up)
+            }
         }
     }
 

@@ -196,13 +196,27 @@ public final class LoaderClient: RegisterAccess {
     /// Uploads the stub to RAM and starts it; afterwards the stub protocol is spoken.
     public func runStub(_ stub: StubImage) throws {
         for (bytes, addr) in [(stub.text, stub.textStart), (stub.data, stub.dataStart)] where !bytes.isEmpty {
-            let block = LoaderProtocol.ramBlock
-            let count = (bytes.count + block - 1) / block
-            try retrying(.memBegin, le(UInt32(bytes.count), UInt32(count), UInt32(block), addr))
-            for seq in 0..<count {
-                let chunk = Array(bytes[(seq * block)..<min(bytes.count, (seq + 1) * block)])
-                let p = CommandPacket.dataBlock(.memData, sequence: UInt32(seq), payload: chunk)
-                try retrying(.memData, p.data, checksum: p.checksum)
+            // A noisy link: a segment whose blocks keep failing is sent again in smaller blocks
+            // (the ROM places MEM_DATA block `seq` at `offset + seq * blockSize`).
+            let sizes = [LoaderProtocol.ramBlock, 0x400, 0x100]
+            for (i, block) in sizes.enumerated() {
+                do {
+                    let count = (bytes.count + block - 1) / block
+                    try retrying(.memBegin, le(UInt32(bytes.count), UInt32(count), UInt32(block), addr))
+                    for seq in 0..<count {
+                        let chunk = Array(bytes[(seq * block)..<min(bytes.count, (seq + 1) * block)])
+                        let p = CommandPacket.dataBlock(.memData, sequence: UInt32(seq), payload: chunk)
+                        try retrying(.memData, p.data, checksum: p.checksum)
+                    }
+                    break
+                } catch let e as FlasherError {
+                    switch e {
+                    case .timeout, .badResponse, .commandFailed where i + 1 < sizes.count:
+                        drainInput()
+                        continue
+                    default: throw e
+                    }
+                }
             }
         }
         try command(.memEnd, le(0, stub.entry), timeout: 1)

@@ -97,6 +97,9 @@ func report(_ outcomes: [DeviceOutcome], json: Bool) throws {
                   + " \(String(o.regions.count).leftPad(7))  \(String(written).leftPad(7))  \(String(unchanged).leftPad(9))"
                   + "  \(String(o.retries).leftPad(7))  \(String(o.reconnects).leftPad(10))  \(String(format: "%7.2f", o.seconds))")
         }
+        for o in outcomes {
+            if let l = o.link, l.adapted || l.restarts > 0 { print("\(o.device): link adapted: \(l.summary)") }
+        }
         for o in outcomes where !o.ok {
             ErrorRenderer.writeStderr("error: " + Diagnostic.terminalSafe("\(o.device): \(o.error ?? "failed")") + "\n")
         }
