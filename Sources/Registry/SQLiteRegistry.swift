@@ -19,12 +19,20 @@ public final class SQLiteRegistry: DeviceRegistry {
         config.label = "espforge-registry"
         do {
             db = try DatabaseQueue(path: path, configuration: config)
-            // Two processes opening a new file at once may race on the migration record:
-            // the loser finds the schema in place on its second look.
-            if let last = migrateThrough {
-                try Self.migrator.migrate(db, upTo: last)
-            } else {
-                do { try Self.migrator.migrate(db) } catch { try Self.migrator.migrate(db) }
+            // Several processes opening a new file at once race on the migration records (each
+            // migration commits atomically, but which ones are pending is read before the write
+            // lock): the loser looks again and finds the other's migrations in place. Each retry
+            // makes progress, so a few converge.
+            var attempt = 0
+            while true {
+                do {
+                    if let last = migrateThrough { try Self.migrator.migrate(db, upTo: last) } else { try Self.migrator.migrate(db) }
+                    break
+                } catch let e as DatabaseError where attempt < 10 {
+                    _ = e
+                    attempt += 1
+                    usleep(useconds_t(20_000 * attempt))
+                }
             }
         } catch let e as DatabaseError {
             throw RegistryError.database("\(path): \(e.message ?? e.description)")
