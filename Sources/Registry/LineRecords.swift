@@ -117,3 +117,15 @@ extension RegistryRow {
                       kind: try requiredString("kind"), station: try string("station"), detail: try string("detail"))
     }
 }
+
+extension PoolLoad {
+    /// The checked inputs of an RMA mark, shared by both backends: the MAC normalised, a reason
+    /// required (trimmed), and the event it records valid.
+    static func rmaRequest(mac: String, reason: String, station: String?) throws -> (mac: String, reason: String) {
+        let mac = try Normalize.mac(mac)
+        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty else { throw RegistryError.invalidValue(field: "reason", why: "an RMA needs a reason") }
+        _ = try checkEvent(mac: mac, kind: "rma", station: station, detail: reason)
+        return (mac, reason)
+    }
+}

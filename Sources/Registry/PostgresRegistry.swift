@@ -358,10 +358,7 @@ public final class PostgresRegistry: DeviceRegistry {
     }
 
     public func markRMA(mac: String, reason: String, station: String?) async throws -> DeviceRecord {
-        let mac = try Normalize.mac(mac)
-        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !reason.isEmpty else { throw RegistryError.invalidValue(field: "reason", why: "an RMA needs a reason") }
-        _ = try PoolLoad.checkEvent(mac: mac, kind: "rma", station: station, detail: reason)
+        let (mac, reason) = try PoolLoad.rmaRequest(mac: mac, reason: reason, station: station)
         let now = Timestamp.now()
         let logger = self.logger
         return try await transaction { conn in

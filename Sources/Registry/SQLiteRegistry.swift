@@ -265,10 +265,7 @@ public final class SQLiteRegistry: DeviceRegistry {
     }
 
     public func markRMA(mac: String, reason: String, station: String?) async throws -> DeviceRecord {
-        let mac = try Normalize.mac(mac)
-        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !reason.isEmpty else { throw RegistryError.invalidValue(field: "reason", why: "an RMA needs a reason") }
-        _ = try PoolLoad.checkEvent(mac: mac, kind: "rma", station: station, detail: reason)
+        let (mac, reason) = try PoolLoad.rmaRequest(mac: mac, reason: reason, station: station)
         let now = Timestamp.now()
         return try await write { db in
             guard let before = try String.fetchOne(db, sql: "SELECT status FROM devices WHERE mac = ?", arguments: [mac]) else {
