@@ -8,6 +8,22 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "espforge", targets: ["espforge"]),
+        // Products a program can pick (docs/architecture.md). `./scripts/check-products` proves
+        // that Formats and Device reach no database or networking package.
+        // Formats and crypto: parse, build, sign and encrypt images, partition tables, NVS, eFuse
+        // layouts, the manifest; PKCS#11 key custody. Builds swift-crypto (and swift-asn1) only.
+        .library(name: "ESPForgeFormats", targets: [
+            "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS", "EFuse",
+            "Manifest", "KeyCustody",
+        ]),
+        // Device I/O and the virtual device: loader protocol, serial/socket links, flasher,
+        // virtual ESP32, first-boot simulator, preflight/doctor rules. No database, no networking package.
+        .library(name: "ESPForgeDevice", targets: [
+            "Loader", "Transport", "Flasher", "VirtualDevice", "BootSimulator", "Diagnostics",
+        ]),
+        // The production line: the per-device pipeline, the registry (SQLite and PostgreSQL), key custody.
+        .library(name: "ESPForgeLine", targets: ["Provisioning", "Registry", "KeyCustody"]),
+        // Everything (compatibility with programs written against the single product).
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
@@ -17,7 +33,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         // Device registry: SQLite (default) and PostgreSQL (several stations on one line).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.20.0"),
@@ -35,7 +50,7 @@ let package = Package(
             "ESPCore", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "SecureBoot", dependencies: [
-            "ESPCore", "ImageFormat",
+            "ESPCore",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
@@ -49,7 +64,6 @@ let package = Package(
         ]),
         .target(name: "NVS", dependencies: [
             "ESPCore", "CAES", .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
 
         // ESP32 eFuse model: field map (data table per chip), blocks, program/read/protect semantics.
@@ -109,7 +123,7 @@ let package = Package(
         // The production line: the per-device pipeline over a registry and device links (in-process
         // virtual devices, or any port through the flasher).
         .target(name: "Provisioning", dependencies: [
-            "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS", "EFuse",
+            "ESPCore", "ImageFormat", "FlashEncryption", "Partitions", "NVS", "EFuse",
             "VirtualDevice", "BootSimulator", "Diagnostics", "Registry", "Transport", "Flasher", "KeyCustody",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
@@ -117,10 +131,9 @@ let package = Package(
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
-            "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
+            "EFuse", "VirtualDevice", "BootSimulator", "Diagnostics",
             "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
         ]),
 
         // Test helpers: fixture paths, the Python oracle, running the built tool.
@@ -128,7 +141,7 @@ let package = Package(
         .testTarget(name: "ESPCoreTests", dependencies: ["ESPCore", "TestSupport"]),
         .testTarget(name: "ImageFormatTests", dependencies: ["ImageFormat", "TestSupport"]),
         .testTarget(name: "SecureBootTests", dependencies: [
-            "SecureBoot", "ImageFormat", "TestSupport",
+            "SecureBoot", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
@@ -137,7 +150,7 @@ let package = Package(
             "Partitions", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "NVSTests", dependencies: ["NVS", "TestSupport"]),
-        .testTarget(name: "EFuseTests", dependencies: ["EFuse", "VirtualDevice", "SecureBoot", "TestSupport"]),
+        .testTarget(name: "EFuseTests", dependencies: ["EFuse", "VirtualDevice", "TestSupport"]),
         .testTarget(name: "LoaderTests", dependencies: ["Loader", "TestSupport"]),
         .testTarget(name: "VirtualDeviceTests", dependencies: [
             "VirtualDevice", "EFuse", "Loader", "CZlib", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
@@ -163,13 +176,11 @@ let package = Package(
         ]),
         // The golden QEMU recordings of the real ROM/bootloader (../shared/golden/qemu-esp32) replayed.
         .testTarget(name: "GoldenReplayTests", dependencies: [
-            "BootSimulator", "VirtualDevice", "EFuse", "ESPCore", "Flasher", "Transport", "Provisioning", "TestSupport",
+            "BootSimulator", "VirtualDevice", "EFuse", "ESPCore", "Flasher", "Provisioning", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "KeyCustodyTests", dependencies: [
             "KeyCustody", "SecureBoot", "Registry", "VirtualDevice", "TestSupport",
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
