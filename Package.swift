@@ -163,7 +163,7 @@ let package = Package(
             "Diagnostics", "ImageFormat", "SecureBoot", "Partitions", "EFuse", "ESPCore", "TestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Diagnostics", "TestSupport"]),
+        .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Diagnostics", "BootSimulator", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "CSerial", "VirtualDevice", "Loader", "TestSupport"]),
         .testTarget(name: "FlasherTests", dependencies: [

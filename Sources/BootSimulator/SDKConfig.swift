@@ -54,36 +54,17 @@ public struct SDKConfig: Sendable, Equatable, Codable {
         return c
     }
 
-    /// Parses sdkconfig text. Throws only for a value the simulator needs and cannot read
-    /// (e.g. a non-numeric partition table offset), with its line number.
+    /// Parses sdkconfig text (``SDKConfigValues``' rules: the one sdkconfig parser). Throws only for
+    /// a value the simulator needs and cannot read (e.g. a non-numeric partition table offset),
+    /// with its line number.
     public static func parse(_ text: String) throws(SDKConfigError) -> SDKConfig {
-        var values: [String: String] = [:]
-        var version: String?
-        var lineNumbers: [String: Int] = [:]
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: [" ", "\t", "\r"])
-            if line.hasPrefix("#") {
-                if line.hasSuffix("is not set"), let r = line.range(of: "CONFIG_") {
-                    let name = line[r.lowerBound...].split(separator: " ").first.map(String.init) ?? ""
-                    values[name] = "n"
-                    lineNumbers[name] = i + 1
-                } else if line.contains("(ESP-IDF)"), line.hasSuffix("Project Configuration") {
-                    let words = line.split(separator: " ")
-                    if let idx = words.firstIndex(of: "(ESP-IDF)"), idx + 1 < words.count {
-                        version = String(words[idx + 1])
-                    }
-                }
-                continue
-            }
-            guard line.hasPrefix("CONFIG_"), let eq = line.firstIndex(of: "=") else { continue }
-            let name = String(line[..<eq])
-            var value = String(line[line.index(after: eq)...])
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
-                value = String(value.dropFirst().dropLast())
-            }
-            values[name] = value
-            lineNumbers[name] = i + 1
-        }
+        try SDKConfig(values: SDKConfigValues.parse(text: text))
+    }
+
+    /// The options from an sdkconfig already read (e.g. `IDFBuild.sdkconfigValues`, which may come
+    /// from `config/sdkconfig.json`); ESP-IDF's defaults for what it does not mention.
+    public init(values parsed: SDKConfigValues) throws(SDKConfigError) {
+        let values = parsed.values, lineNumbers = parsed.lines, version = parsed.idfVersion
         func flag(_ name: String) -> Bool? {
             guard let v = values["CONFIG_" + name] else { return nil }
             return v == "y"
@@ -110,7 +91,7 @@ public struct SDKConfig: Sendable, Equatable, Codable {
         c.secureBootRequireAlreadyEnabled = flag("SECURE_BOOT_REQUIRE_ALREADY_ENABLED") ?? false
         c.flashEncryptionRequireAlreadyEnabled = flag("SECURE_FLASH_REQUIRE_ALREADY_ENABLED") ?? false
         c.encryptOnlyImageLength = flag("SECURE_FLASH_ENCRYPT_ONLY_IMAGE_LEN_IN_APP_PART") ?? false
-        return c
+        self = c
     }
 
     /// sdkconfig text for this configuration (the options the simulator reads).

@@ -78,27 +78,8 @@ public struct SDKConfig: Sendable, Equatable {
 
     public init(values: [String: String] = [:]) { self.values = values }
 
-    /// Parses the text form. Unknown lines are ignored; never fails.
-    public init(text: String) {
-        var v: [String: String] = [:]
-        for rawLine in text.split(whereSeparator: { $0.isNewline }) {
-            let line = rawLine.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("#") {
-                // "# CONFIG_X is not set"
-                let body = line.dropFirst().trimmingCharacters(in: .whitespaces)
-                if body.hasSuffix(" is not set"), body.hasPrefix("CONFIG_") {
-                    v[String(body.dropLast(" is not set".count))] = "n"
-                }
-                continue
-            }
-            guard let eq = line.firstIndex(of: "=") else { continue }
-            let key = String(line[..<eq]).trimmingCharacters(in: .whitespaces)
-            var value = String(line[line.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
-            if !key.isEmpty { v[key] = value }
-        }
-        values = v
-    }
+    /// Parses the text form (``SDKConfigValues``' rules: the one sdkconfig parser). Never fails.
+    public init(text: String) { values = SDKConfigValues.parse(text: text).values }
 
     /// Parses `build/config/sdkconfig.json` (keys without the `CONFIG_` prefix).
     public init(json: [String: Any]) {
@@ -194,16 +175,12 @@ public enum BuildDirectory {
             sdk = SDKConfig(text: String(decoding: b, as: UTF8.self))
             sdkPath = override
         } else if let found = try SDKConfigLookup.find(read: { try read(dir + "/" + $0) }) {
-            // One lookup for every reader of a build folder (see SDKConfigLookup for the order).
+            // One lookup and one parser for every reader of a build folder (see SDKConfigLookup).
             sdkPath = dir + "/" + found.path
-            switch found.format {
-            case .text: sdk = SDKConfig(text: String(decoding: found.bytes, as: UTF8.self))
-            case .json:
-                guard let o = (try? JSONSerialization.jsonObject(with: Data(found.bytes))) as? [String: Any] else {
-                    throw PreflightInputError.malformed("\(sdkPath ?? found.path) is not a JSON object")
-                }
-                sdk = SDKConfig(json: o)
+            guard let parsed = found.parsed() else {
+                throw PreflightInputError.malformed("\(dir + "/" + found.path) is not a JSON object")
             }
+            sdk = SDKConfig(values: parsed.values)
         }
         let plan = FlashPlan(entries: entries, options: options, partitionTableOffset: sdk?.partitionTableOffset, sdkconfig: sdk)
         return Contents(plan: plan, chip: chip ?? sdk?.target, sdkconfigPath: sdkPath)

@@ -26,32 +26,16 @@ public struct IDFBuild: Sendable, Equatable {
     public var projectDir: String
     /// The sdkconfig that was read, relative to the build directory (e.g. `../sdkconfig`).
     public var sdkconfigFile: String = "sdkconfig"
+    /// That sdkconfig as read (values, the line of each, the ESP-IDF version from its header):
+    /// what the boot simulator's configuration is built from (`SDKConfig(values:)` in BootSimulator),
+    /// so `provision` never parses the file a second way.
+    public var sdkconfigValues = SDKConfigValues()
     /// Things the reader noticed and the user should know.
     public var notes: [String]
 
-    /// `sdkconfig` text: `CONFIG_X=y`, `CONFIG_X="text"`, `CONFIG_X=123`, `# CONFIG_X is not set`.
-    public static func parseSdkconfig(_ text: String) -> [String: String] {
-        var out: [String: String] = [:]
-        for raw in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("#") {
-                if line.hasSuffix(" is not set") {
-                    let name = line.dropFirst().trimmingCharacters(in: .whitespaces).components(separatedBy: " ").first ?? ""
-                    if name.hasPrefix("CONFIG_") { out[name] = "n" }
-                }
-                continue
-            }
-            guard let eq = line.firstIndex(of: "=") else { continue }
-            let key = String(line[..<eq])
-            var value = String(line[line.index(after: eq)...])
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
-                value = String(value.dropFirst().dropLast()).replacingOccurrences(of: "\\\"", with: "\"")
-                    .replacingOccurrences(of: "\\\\", with: "\\")
-            }
-            out[key] = value
-        }
-        return out
-    }
+    /// `sdkconfig` text: `CONFIG_X=y`, `CONFIG_X="text"`, `CONFIG_X=123`, `# CONFIG_X is not set`
+    /// (``SDKConfigValues``' rules: the one sdkconfig parser).
+    public static func parseSdkconfig(_ text: String) -> [String: String] { SDKConfigValues.parse(text: text).values }
 
     /// Reads the build directory through `readFile(relativePath)` (relative to the build directory,
     /// `..` allowed; nil when the file does not exist), so the core does no I/O of its own.
@@ -72,14 +56,10 @@ public struct IDFBuild: Sendable, Equatable {
             throw IDFBuildError("no sdkconfig found beside the build directory", file: projectDir + "/sdkconfig",
                                 hint: "the flash size and security settings come from the project's sdkconfig")
         }
-        switch found.format {
-        case .text: sdk = parseSdkconfig(String(decoding: found.bytes, as: UTF8.self))
-        case .json:
-            guard let o = (try? JSONSerialization.jsonObject(with: Data(found.bytes))) as? [String: Any] else {
-                throw IDFBuildError("\(found.path) is not a JSON object", file: found.path)
-            }
-            sdk = SDKConfigLookup.values(json: o)
+        guard let parsed = found.parsed() else {
+            throw IDFBuildError("\(found.path) is not a JSON object", file: found.path)
         }
+        sdk = parsed.values
         let sdkconfigFile = found.path
         func yes(_ k: String) -> Bool { sdk[k] == "y" }
 
@@ -181,13 +161,15 @@ public struct IDFBuild: Sendable, Equatable {
         if yes("CONFIG_PARTITION_TABLE_CUSTOM") {
             partitionsCSV = (sdk["CONFIG_PARTITION_TABLE_CUSTOM_FILENAME"] ?? sdk["CONFIG_PARTITION_TABLE_FILENAME"]).flatMap { $0.isEmpty ? nil : $0 }
         }
-        return IDFBuild(chip: chip, flashSize: flashSize, flashMode: mode, flashFreq: freq, images: images, sdkconfig: sdk,
+        var build = IDFBuild(chip: chip, flashSize: flashSize, flashMode: mode, flashFreq: freq, images: images, sdkconfig: sdk,
                         minRevision: minRevision, secureBootV2: sbv2,
                         signedBinaries: yes("CONFIG_SECURE_BOOT_BUILD_SIGNED_BINARIES"),
                         signingKey: sdk["CONFIG_SECURE_BOOT_SIGNING_KEY"].flatMap { $0.isEmpty ? nil : $0 },
                         flashEncryption: flashEnc, flashEncryptionRelease: yes("CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE"),
                         nvsEncryption: yes("CONFIG_NVS_ENCRYPTION"), partitionsCSV: partitionsCSV, projectDir: projectDir,
                         sdkconfigFile: sdkconfigFile, notes: notes)
+        build.sdkconfigValues = parsed
+        return build
     }
 
     /// A manifest for this build. `buildDir` is how the manifest should name the build directory

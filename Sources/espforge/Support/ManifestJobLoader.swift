@@ -34,7 +34,7 @@ extension ProvisionSetup {
             let b = try readBuild(path(buildDir))
             let sdkconfigPath = IDFBuild.join(path(buildDir), b.sdkconfigFile)
             try m.checkConsistency(with: b, manifestFile: manifestPath, sdkconfigFile: sdkconfigPath)
-            do { buildSDK = try SimulatorSDKConfig.parse(try FileIO.readText(sdkconfigPath, limit: .configText)) } catch {
+            do { buildSDK = try SimulatorSDKConfig(values: b.sdkconfigValues) } catch {
                 throw FileContextError(file: sdkconfigPath, underlying: error)
             }
             m = m.resolvingImages(from: b)
