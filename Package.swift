@@ -32,6 +32,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
+        // DER/PEM of key files (already part of swift-crypto's graph).
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         // Device registry: SQLite (default) and PostgreSQL (several stations on one line).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
@@ -53,6 +55,7 @@ let package = Package(
             "ESPCore",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
         ]),
         // AES block cipher for flash encryption and NVS: AES-NI (chosen at run time) + portable tables.
         .target(name: "CAES"),

@@ -2,6 +2,7 @@ import Crypto
 import _CryptoExtras
 import Foundation
 import ESPCore
+import SwiftASN1
 
 /// The signature schemes of Secure Boot V2 signature blocks.
 public enum SignatureScheme: String, Sendable, Codable, CaseIterable {
@@ -286,21 +287,18 @@ public enum SigningKey: Sendable {
         case .rsa(let key):
             return key.pemRepresentation
         case .p256(let key):
-            return Self.sec1PEM(scalar: Array(key.rawRepresentation), curveOID: DEROID.p256,
-                                point: Array(key.publicKey.x963Representation))
+            return Self.sec1PEM(scalar: Array(key.rawRepresentation), curve: KeyOID.p256,
+                                point: Array(key.publicKey.x963Representation)) ?? key.pemRepresentation
         case .p384(let key):
-            return Self.sec1PEM(scalar: Array(key.rawRepresentation), curveOID: DEROID.p384,
-                                point: Array(key.publicKey.x963Representation))
+            return Self.sec1PEM(scalar: Array(key.rawRepresentation), curve: KeyOID.p384,
+                                point: Array(key.publicKey.x963Representation)) ?? key.pemRepresentation
         }
     }
 
-    static func sec1PEM(scalar: [UInt8], curveOID: [UInt8], point: [UInt8]) -> String {
-        let der = DERWriter.sequence([
-            DERWriter.element(0x02, [0x01]),
-            DERWriter.element(0x04, scalar),
-            DERWriter.element(0xA0, DERWriter.element(0x06, curveOID)),
-            DERWriter.element(0xA1, DERWriter.element(0x03, [0x00] + point)),
-        ])
+    /// The SEC1 `EC PRIVATE KEY` PEM; nil only if swift-asn1 could not serialize it (then the
+    /// caller writes swift-crypto's PKCS#8 `PRIVATE KEY`, which espsecure reads as well).
+    static func sec1PEM(scalar: [UInt8], curve: ASN1ObjectIdentifier, point: [UInt8]) -> String? {
+        guard let der = try? KeyStructure.sec1DER(scalar: scalar, curve: curve, point: point) else { return nil }
         return PEMBlock.encode(label: "EC PRIVATE KEY", der: der)
     }
 }
@@ -403,65 +401,67 @@ public enum KeyMaterial: Sendable {
         }
     }
 
-    private static func curve(forOID oid: ArraySlice<UInt8>) throws -> ECCurve {
-        switch Array(oid) {
-        case DEROID.p256: return .p256
-        case DEROID.p384: return .p384
-        case DEROID.p192: return .p192
-        default: throw SecureBootError.unsupportedKeyType("elliptic curve \(DEROID.name(oid))")
+    private static func curve(forOID oid: ASN1ObjectIdentifier) throws -> ECCurve {
+        switch oid {
+        case KeyOID.p256: return .p256
+        case KeyOID.p384: return .p384
+        case KeyOID.p192: return .p192
+        default: throw SecureBootError.unsupportedKeyType("elliptic curve \(KeyOID.name(oid))")
         }
     }
 
-    /// SEC1 ECPrivateKey: SEQUENCE { version, OCTET STRING d, [0] curve OID, [1] point }.
+    /// SEC1 ECPrivateKey: the named curve, else the curve inferred from the scalar size.
     private static func sec1Curve(_ der: [UInt8]) throws -> ECCurve {
-        guard let top = DERReader.single(der[...]), top.isSequence, let parts = DERReader.children(of: top),
-              parts.count >= 2, parts[1].tag == 0x04 else {
-            throw SecureBootError.malformedKey("EC PRIVATE KEY is not a SEC1 structure")
+        let sec1: (scalarLength: Int, curve: ASN1ObjectIdentifier?)
+        do { sec1 = try KeyStructure.sec1(der) } catch {
+            throw SecureBootError.malformedKey("EC PRIVATE KEY is not a SEC1 structure (\(asn1Reason(error)))")
         }
-        if let params = parts.first(where: { $0.tag == 0xA0 }), let oid = DERReader.single(params.content), oid.tag == 0x06 {
-            return try curve(forOID: oid.content)
-        }
-        switch parts[1].content.count { // no parameters: infer from the scalar size
+        if let oid = sec1.curve { return try curve(forOID: oid) }
+        switch sec1.scalarLength { // no named curve: infer from the scalar size
         case 32: return .p256
         case 48: return .p384
         default: throw SecureBootError.malformedKey("EC key without a named curve")
         }
     }
 
-    /// AlgorithmIdentifier: SEQUENCE { OID, parameters }.
-    private static func algorithm(_ element: DERElement) throws -> (Algorithm, ECCurve?) {
-        guard element.isSequence, let parts = DERReader.children(of: element), let oid = parts.first, oid.tag == 0x06 else {
-            throw SecureBootError.malformedKey("bad AlgorithmIdentifier")
-        }
-        switch Array(oid.content) {
-        case DEROID.rsaEncryption, DEROID.rsaPSS:
+    /// The algorithm (and curve) an AlgorithmIdentifier names.
+    private static func algorithm(_ id: (algorithm: ASN1ObjectIdentifier, parameter: ASN1ObjectIdentifier?)) throws -> (Algorithm, ECCurve?) {
+        switch id.algorithm {
+        case KeyOID.rsaEncryption, KeyOID.rsaPSS:
             return (.rsa, nil)
-        case DEROID.ecPublicKey:
-            guard parts.count >= 2, parts[1].tag == 0x06 else {
-                throw SecureBootError.malformedKey("EC key without a named curve")
-            }
-            return (.ec, try curve(forOID: parts[1].content))
+        case KeyOID.ecPublicKey:
+            guard let curveOID = id.parameter else { throw SecureBootError.malformedKey("EC key without a named curve") }
+            return (.ec, try curve(forOID: curveOID))
         default:
-            throw SecureBootError.unsupportedKeyType("\(DEROID.name(oid.content)) key")
+            throw SecureBootError.unsupportedKeyType("\(KeyOID.name(id.algorithm)) key")
         }
     }
 
-    /// PKCS#8 PrivateKeyInfo: SEQUENCE { version, AlgorithmIdentifier, OCTET STRING key }.
+    /// PKCS#8 PrivateKeyInfo.
     private static func algorithm(ofPKCS8 der: [UInt8]) throws -> (Algorithm, ECCurve?) {
-        guard let top = DERReader.single(der[...]), top.isSequence, let parts = DERReader.children(of: top),
-              parts.count >= 3, parts[0].tag == 0x02 else {
-            throw SecureBootError.malformedKey("PRIVATE KEY is not a PKCS#8 structure")
+        do { return try algorithm(try KeyStructure.pkcs8Algorithm(der)) } catch let error as SecureBootError { throw error } catch {
+            throw SecureBootError.malformedKey("PRIVATE KEY is not a PKCS#8 structure (\(asn1Reason(error)))")
         }
-        return try algorithm(parts[1])
     }
 
-    /// SubjectPublicKeyInfo: SEQUENCE { AlgorithmIdentifier, BIT STRING }.
+    /// SubjectPublicKeyInfo.
     private static func algorithm(ofSPKI der: [UInt8]) throws -> (Algorithm, ECCurve?) {
-        guard let top = DERReader.single(der[...]), top.isSequence, let parts = DERReader.children(of: top),
-              parts.count == 2, parts[1].tag == 0x03 else {
-            throw SecureBootError.malformedKey("PUBLIC KEY is not a SubjectPublicKeyInfo structure")
+        do { return try algorithm(try KeyStructure.spkiAlgorithm(der)) } catch let error as SecureBootError { throw error } catch {
+            throw SecureBootError.malformedKey("PUBLIC KEY is not a SubjectPublicKeyInfo structure (\(asn1Reason(error)))")
         }
-        return try algorithm(parts[0])
+    }
+
+    /// swift-asn1's reason in a few words (its errors print as `ASN1Error.<code>: <reason> <file>:<line>`).
+    private static func asn1Reason(_ error: any Error) -> String {
+        guard let e = error as? ASN1Error else { return "\(error)" }
+        switch e.code {
+        case .truncatedASN1Field: return "truncated DER"
+        case .unexpectedFieldType: return "unexpected DER field"
+        case .invalidASN1Object: return "invalid DER object"
+        case .invalidASN1IntegerEncoding: return "invalid DER integer"
+        case .unsupportedFieldLength: return "unsupported DER length"
+        case .tooFewOIDComponents: return "invalid object identifier"
+        default: return "not valid DER"
+        }
     }
 }
-

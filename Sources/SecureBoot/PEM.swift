@@ -1,6 +1,12 @@
 import Foundation
+import SwiftASN1
 
 /// One `-----BEGIN LABEL-----` … `-----END LABEL-----` block.
+///
+/// Reading stays tolerant here rather than going through swift-asn1's `PEMDocument`, which
+/// requires 64-character lines and no RFC 1421 headers: OpenSSL and espsecure accept any line
+/// length, and an encrypted key (`Proc-Type: 4,ENCRYPTED`) must be reported as such, not as
+/// damaged PEM. The DER inside is read by swift-asn1 (KeyStructures.swift); PEM is written by it.
 struct PEMBlock {
     let label: String
     let der: [UInt8]
@@ -35,17 +41,8 @@ struct PEMBlock {
         return blocks
     }
 
-    /// PEM text with 64-character lines and `\n` line ends (as OpenSSL writes it).
+    /// PEM text with 64-character lines and `\n` line ends (as OpenSSL writes it), through swift-asn1.
     static func encode(label: String, der: [UInt8]) -> String {
-        let b64 = Data(der).base64EncodedString()
-        var out = "-----BEGIN \(label)-----\n"
-        var line = ""
-        for c in b64 {
-            line.append(c)
-            if line.count == 64 { out += line + "\n"; line = "" }
-        }
-        if !line.isEmpty { out += line + "\n" }
-        out += "-----END \(label)-----\n"
-        return out
+        PEMDocument(type: label, derBytes: der).pemString + "\n"
     }
 }
