@@ -228,10 +228,16 @@ extension PartitionTable {
 }
 
 extension StringProtocol {
+    /// Without the white space Python's `str.strip()` removes (gen_esp32part strips lines and
+    /// fields with it): Unicode white space plus the separators U+001C…U+001F, which Python
+    /// counts as space and Swift's `isWhitespace` does not (found by PartitionCSVDifferentialTests).
     func trimmingCharacters() -> String {
+        func space(_ c: Character) -> Bool {
+            c.isWhitespace || c.unicodeScalars.allSatisfy { (0x1C...0x1F).contains($0.value) }
+        }
         var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
-        while let l = s.last, l.isWhitespace { s = s.dropLast() }
+        while let f = s.first, space(f) { s = s.dropFirst() }
+        while let l = s.last, space(l) { s = s.dropLast() }
         return String(s)
     }
 }
