@@ -8,6 +8,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "espforge", targets: ["espforge"]),
+        // Examples/LineDriver: two virtual devices provisioned through the library API (run by ExampleProgramTests).
+        .executable(name: "espforge-example-line", targets: ["LineDriverExample"]),
         // Products a program can pick (docs/architecture.md). `./scripts/check-products` proves
         // that Formats and Device reach no database or networking package.
         // Formats and crypto: parse, build, sign and encrypt images, partition tables, NVS, eFuse
@@ -138,6 +140,11 @@ let package = Package(
             "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // An example program using only the library targets (docs/architecture.md, "Products").
+        .executableTarget(name: "LineDriverExample", dependencies: [
+            "ImageFormat", "NVS", "Partitions", "Provisioning", "Registry", "SecureBoot", "VirtualDevice",
+        ], path: "Examples/LineDriver"),
 
         // Test helpers: fixture paths, the Python oracle, running the built tool.
         .target(name: "TestSupport", dependencies: ["ESPCore", "ImageFormat", "SecureBoot", "Partitions"], path: "Tests/TestSupport"),
