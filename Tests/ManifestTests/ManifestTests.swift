@@ -180,10 +180,10 @@ struct ManifestTests {
     }
 }
 
-@Suite("README manifest example")
+@Suite("Manifest reference example (docs/commands/manifest.md)")
 struct ReadmeManifestTests {
-    @Test func theAnnotatedExampleInTheReadmeIsValid() throws {
-        let readme = try String(contentsOf: TestEnvironment.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+    @Test func theAnnotatedExampleInTheManifestReferenceIsValid() throws {
+        let readme = try String(contentsOf: TestEnvironment.packageRoot.appendingPathComponent("docs/commands/manifest.md"), encoding: .utf8)
         let start = try #require(readme.range(of: "```toml\n"))
         let end = try #require(readme.range(of: "```", range: start.upperBound..<readme.endIndex))
         let m = try Manifest.parse(String(readme[start.upperBound..<end.lowerBound]))
