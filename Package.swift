@@ -11,7 +11,7 @@ let package = Package(
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody",
+            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody", "ProductionLine",
         ]),
     ],
     dependencies: [
@@ -114,11 +114,18 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // The line as an API: manifest → job, ports → provisioned devices, the station's slots.
+        .target(name: "ProductionLine", dependencies: [
+            "ESPCore", "ImageFormat", "SecureBoot", "Partitions", "NVS", "EFuse", "FlashEncryption",
+            "VirtualDevice", "BootSimulator", "Diagnostics", "Manifest", "Registry", "Transport", "Flasher",
+            "Provisioning", "KeyCustody",
+        ]),
+
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody",
+            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody", "ProductionLine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

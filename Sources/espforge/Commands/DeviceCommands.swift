@@ -3,6 +3,7 @@ import BootSimulator
 import EFuse
 import ESPCore
 import Foundation
+import ProductionLine
 import VirtualDevice
 
 struct DeviceCommand: ParsableCommand {
