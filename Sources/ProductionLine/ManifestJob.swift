@@ -169,7 +169,9 @@ extension ProvisionSetup {
         if let u = url, !u.hasPrefix("postgres"), !u.hasPrefix("/") {
             url = u.hasPrefix("sqlite:") ? "sqlite:" + path(String(u.dropFirst(7))) : path(u)
         }
-        return Loaded(job: job, sdkconfig: sdk, registryURL: url)
+        var loaded = Loaded(job: job, sdkconfig: sdk, registryURL: url)
+        loaded.stationSlots = m.stationSlots.map { (name: $0.name, port: $0.port) }
+        return loaded
     }
 
     /// Reads an ESP-IDF build directory (errors name the file inside it).

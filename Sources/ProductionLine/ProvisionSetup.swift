@@ -15,6 +15,8 @@ public enum ProvisionSetup {
         public var sdkconfig: SDKConfig
         /// The manifest's [registry] url, resolved against the manifest's folder.
         public var registryURL: String?
+        /// The manifest's [station] slots (name, port), in order.
+        public var stationSlots: [(name: String, port: String)] = []
         public init(job: ProvisioningJob, sdkconfig: SDKConfig, registryURL: String?) {
             self.job = job; self.sdkconfig = sdkconfig; self.registryURL = registryURL
         }
