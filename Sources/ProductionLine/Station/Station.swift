@@ -189,8 +189,6 @@ public final class Station: @unchecked Sendable {
         while true {
             switch action {
             case .idle:
-                let state = lock.withLock { machines[i].state }
-                emit(StationEvent(event: .slot, time: Date(), slot: state.name, state: state))
                 return
             case .probe(let after):
                 if let stop = await wait(after) {
