@@ -178,6 +178,8 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
+        // The station's slot state machine, and a station on a fleet of virtual boards (CLI).
+        .testTarget(name: "StationTests", dependencies: ["ProductionLine", "Provisioning", "Manifest", "Registry", "TestSupport"]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
             "ImageFormat", "Flasher", "TestSupport", "KeyCustody", "FlashEncryption",

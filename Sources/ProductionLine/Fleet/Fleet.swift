@@ -67,8 +67,11 @@ public struct FleetPlan: Sendable {
     public var flakyFaults = "drop=0.00002,flip=0.00002,stall=0.01:30"
     /// `pulled` boards lose their link after this many bytes went over it (during the write).
     public var pullAfterBytes = 40_000
-    /// A board is taken out once the station has left it alone this long after working on it.
-    public var dwell = 0.5
+    /// Seconds the operator takes to pull a board once the station shows its result.
+    public var dwell = 0.3
+    /// A board the station worked on and then left alone this long is taken out anyway (a
+    /// station that stopped).
+    public var idleAfterWork = 20.0
     /// Seconds an operator needs to put the next board in.
     public var handling: ClosedRange<Double> = 0.1...0.4
     /// A board still in its slot after this long is taken out anyway.
@@ -245,26 +248,39 @@ public final class BoardFleet: @unchecked Sendable {
         defer { close(listener) }
         let inserted = Date()
         lock.withLock { boards[index].inserted = inserted }
+        // The operator takes a board out once the station shows its result: the station's
+        // first probe after it worked on the board (a probe is a SYNC and two register reads; the
+        // pipeline's sessions are longer, or run the firmware), plus `dwell` to react. A station
+        // that stopped probing: after `idleAfterWork` without a connection.
         var worked = false, lastEnd = inserted, sessions = 0
+        var probedAfterWork: Date?
         var why = "done"
         while true {
+            let now = Date()
             if isStopping && !worked { why = "stopped"; break }
-            if Date().timeIntervalSince(inserted) > plan.maxBoardSeconds { why = "timeout"; break }
-            if worked, Date().timeIntervalSince(lastEnd) >= plan.dwell { break }
+            if now.timeIntervalSince(inserted) > plan.maxBoardSeconds { why = "timeout"; break }
+            if let probedAfterWork, now.timeIntervalSince(probedAfterWork) >= plan.dwell { break }
+            if worked, now.timeIntervalSince(lastEnd) >= plan.idleAfterWork { why = "idle"; break }
             var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
             guard poll(&pfd, 1, 20) > 0 else { continue }
             let client = accept(listener, nil, nil)
             guard client >= 0 else { continue }
             var yes: Int32 = 1
             setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &yes, socklen_t(MemoryLayout<Int32>.size))
-            let before = engine.device.stats.total.commands
+            let before = engine.device.stats.total
             let disconnectsBefore = engine.device.stats.faults.disconnects
             try? server.serveClient(fd: client, deadline: inserted.addingTimeInterval(plan.maxBoardSeconds))
             close(client)
             sessions += 1
             lastEnd = Date()
-            // A probe is a SYNC and two register reads; the pipeline's sessions are far longer.
-            if engine.device.stats.total.commands - before > 12 { worked = true }
+            let after = engine.device.stats.total
+            let probe = after.commands - before.commands <= 12 && after.firmwareRuns == before.firmwareRuns
+            if !probe {
+                worked = true
+                probedAfterWork = nil
+            } else if worked, probedAfterWork == nil {
+                probedAfterWork = lastEnd
+            }
             if b.defect == .pulled, engine.device.stats.faults.disconnects > disconnectsBefore { why = "pulled"; break }
         }
         lock.withLock {

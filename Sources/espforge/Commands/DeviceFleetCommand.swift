@@ -11,8 +11,8 @@ struct DeviceFleet: ParsableCommand {
         discussion: """
             Every slot is a socket:// port on 127.0.0.1 that stays the same all run; a slot is \
             empty (connections refused) until a board is in. Each board is a fresh virtual ESP32 \
-            with its own MAC, in DIR/boards/bNNN. A board is taken out once the station has left it \
-            alone for --dwell seconds after working on it; the next one goes in after a short pause.
+            with its own MAC, in DIR/boards/bNNN. A board is taken out --dwell seconds after the \
+            station shows its result (its first probe after working on it); the next one goes in after a short pause.
 
             --defects N makes N boards defective (kinds spread over the failing ones), or name them: \
             reheadered=1,flash-2mb=1,old-revision=1,secured=1,flaky=1,pulled=1. reheadered: the \
@@ -37,7 +37,7 @@ struct DeviceFleet: ParsableCommand {
     @Flag(help: "Serve at a real chip's speed (each board sleeps its virtual time).") var realtime = false
     @Option(help: "The project's sdkconfig, remembered by every board (its first boot).") var sdkconfig: String?
     @Option(help: "Link faults of flaky boards.") var faults = "drop=0.00002,flip=0.00002,stall=0.01:30"
-    @Option(help: "Seconds a finished board stays in its slot once the station leaves it alone.") var dwell = 0.5
+    @Option(help: "Seconds the operator takes to pull a board once the station shows its result.") var dwell = 0.3
     @Option(name: .customLong("pull-after"), help: "Pulled boards lose their link after this many bytes.") var pullAfter = 40_000
     @Flag(help: "Print the truth as JSON at the end.") var json = false
 

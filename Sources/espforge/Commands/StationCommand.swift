@@ -59,6 +59,8 @@ struct StationCommand: AsyncParsableCommand {
     var removalPoll = 1.5
     @Option(name: .customLong("max-boards"), help: "Stop (as on Ctrl-C) once this many boards have a result.")
     var maxBoards: Int?
+    @Option(name: .customLong("max-seconds"), help: "Stop (as on Ctrl-C) after this many seconds (a safety net for scripts).")
+    var maxSeconds: Double?
     @OptionGroup var pkcs11: PKCS11Options
 
     func run() async throws {
@@ -94,6 +96,12 @@ struct StationCommand: AsyncParsableCommand {
         }
         let signals = StationSignals { station.requestStop() }
         view.start(station)
+        if let maxSeconds {
+            Task {
+                try? await Task.sleep(nanoseconds: UInt64(max(0, maxSeconds) * 1e9))
+                station.requestStop(.graceful)
+            }
+        }
         let end = await station.run()
         signals.cancel()
         view.finish(end)
