@@ -21,6 +21,8 @@ let package = Package(
         // Device registry: SQLite (default) and PostgreSQL (several stations on one line).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.20.0"),
+        // The station's web dashboard (module StationDashboard only).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
     ],
     targets: [
         // zlib, through the system library (zlib1g-dev on Debian).
@@ -121,11 +123,17 @@ let package = Package(
             "Provisioning", "KeyCustody",
         ]),
 
+        // The station's read-only web dashboard (HTTP: only programs that serve it build it).
+        .target(name: "StationDashboard", dependencies: [
+            "ESPCore", "ProductionLine", "Provisioning", "Registry",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
+
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody", "ProductionLine",
+            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody", "ProductionLine", "StationDashboard",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -179,7 +187,9 @@ let package = Package(
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         // The station's slot state machine, and a station on a fleet of virtual boards (CLI).
-        .testTarget(name: "StationTests", dependencies: ["ProductionLine", "Provisioning", "Manifest", "Registry", "TestSupport"]),
+        .testTarget(name: "StationTests", dependencies: [
+            "ProductionLine", "StationDashboard", "Provisioning", "Manifest", "Registry", "TestSupport",
+        ]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
             "ImageFormat", "Flasher", "TestSupport", "KeyCustody", "FlashEncryption",

@@ -5,6 +5,7 @@ import Manifest
 import ProductionLine
 import Provisioning
 import Registry
+import StationDashboard
 
 struct StationCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,6 +62,10 @@ struct StationCommand: AsyncParsableCommand {
     var maxBoards: Int?
     @Option(name: .customLong("max-seconds"), help: "Stop (as on Ctrl-C) after this many seconds (a safety net for scripts).")
     var maxSeconds: Double?
+    @Option(help: "Serve the read-only web dashboard on HOST:PORT (e.g. 127.0.0.1:8080; other addresses need --dashboard-token-file).")
+    var dashboard: String?
+    @Option(name: .customLong("dashboard-token-file"), help: "File holding the dashboard's bearer token (mode 0600).")
+    var dashboardTokenFile: String?
     @OptionGroup var pkcs11: PKCS11Options
 
     func run() async throws {
@@ -79,6 +84,20 @@ struct StationCommand: AsyncParsableCommand {
         options.policy.removalPoll = removalPoll
         options.stopTimeout = stopTimeout
 
+        var dashboardConfig: DashboardConfig?
+        if let dashboard {
+            let token = try dashboardTokenFile.map { path -> String in
+                let text = try FileIO.readText(path, limit: .key).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard text.count >= 16 else {
+                    throw UsageError(Diagnostic("the dashboard token is shorter than 16 characters", file: path,
+                                                hint: "e.g. `openssl rand -hex 32 > token && chmod 600 token`"))
+                }
+                return text
+            }
+            dashboardConfig = try DashboardConfig.parse(dashboard, token: token)
+        } else if dashboardTokenFile != nil {
+            throw UsageError("--dashboard-token-file without --dashboard", hint: "add --dashboard HOST:PORT")
+        }
         let view = StationView(mode: json ? .json : isatty(STDOUT_FILENO) == 1 ? .live : .lines, slots: slots)
         let registryHandle = try await openRegistry(url: registry ?? loaded.registryURL)
         var run = ProvisionSetup.RunOptions()
@@ -96,6 +115,17 @@ struct StationCommand: AsyncParsableCommand {
         }
         let signals = StationSignals { station.requestStop() }
         view.start(station)
+        var server: Task<Void, Never>?
+        if let dashboardConfig {
+            let board = StationDashboard(station: station, registry: registryHandle, config: dashboardConfig)
+            server = Task {
+                do {
+                    try await board.run { port in view.note("dashboard: http://\(dashboardConfig.host):\(port)/") }
+                } catch {
+                    view.note("dashboard stopped: \((error as? DiagnosticConvertible)?.diagnostic.message ?? "\(error)")")
+                }
+            }
+        }
         if let maxSeconds {
             Task {
                 try? await Task.sleep(nanoseconds: UInt64(max(0, maxSeconds) * 1e9))
@@ -104,6 +134,7 @@ struct StationCommand: AsyncParsableCommand {
         }
         let end = await station.run()
         signals.cancel()
+        server?.cancel()
         view.finish(end)
         try? await registryHandle.close()
         if end.stopping == .immediate { throw ExitCode(130) }
