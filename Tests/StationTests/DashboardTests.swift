@@ -44,6 +44,13 @@ struct DashboardTests {
         return (status, head, parts.dropFirst().joined(separator: "\r\n\r\n"))
     }
 
+    /// ``get(_:_:method:headers:wait:until:)`` on a thread of its own: the client blocks in
+    /// poll/read, and Swift's cooperative pool (one thread per core) must stay free for the server.
+    static func fetch(_ port: Int, _ path: String, method: String = "GET", headers: [String: String] = [:], wait: Double = 5,
+                      until: (@Sendable (String) -> Bool)? = nil) async throws -> (status: Int, head: String, body: String) {
+        try await offPool { try get(port, path, method: method, headers: headers, wait: wait, until: until) }
+    }
+
     /// A station with two empty slots (nothing listens on their ports), not running: its
     /// snapshot is what the dashboard shows.
     func station(_ dir: URL) async throws -> (Station, any DeviceRegistry) {
@@ -74,31 +81,31 @@ struct DashboardTests {
         let (task, port) = try await serve(StationDashboard(station: s, registry: registry, config: DashboardConfig(host: "127.0.0.1", port: 0)))
         defer { task.cancel() }
 
-        let health = try Self.get(port, "/healthz")
+        let health = try await Self.fetch(port, "/healthz")
         #expect(health.status == 200 && health.body.contains("ok"))
-        let api = try Self.get(port, "/api/station")
+        let api = try await Self.fetch(port, "/api/station")
         #expect(api.status == 200 && api.head.lowercased().contains("application/json"))
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(api.body.utf8)) as? [String: Any], "\(api.body)")
         let slots = try #require(obj["slots"] as? [[String: Any]])
         #expect(slots.map { $0["name"] as? String } == ["A1", "A2"] && slots.allSatisfy { $0["phase"] as? String == "waiting" })
         #expect(obj["station"] as? String == "L1")
-        let metrics = try Self.get(port, "/metrics")
+        let metrics = try await Self.fetch(port, "/metrics")
         #expect(metrics.status == 200 && metrics.head.contains("text/plain"))
         #expect(metrics.body.contains("espforge_station_boards_total{result=\"passed\"} 0"))
         #expect(metrics.body.contains("espforge_station_slot_state{slot=\"A1\",state=\"waiting\"} 1"))
         #expect(metrics.body.contains("# TYPE espforge_station_step_duration_seconds histogram"))
-        let page = try Self.get(port, "/")
+        let page = try await Self.fetch(port, "/")
         #expect(page.status == 200 && page.body.contains("<title>espforge station</title>"))
-        let events = try Self.get(port, "/events", wait: 5) { $0.contains("event: snapshot") && $0.contains("\n\n") }
+        let events = try await Self.fetch(port, "/events", wait: 5) { $0.contains("event: snapshot") && $0.contains("\n\n") }
         #expect(events.status == 200 && events.head.contains("text/event-stream"), "\(events.head)")
         #expect(events.body.contains("event: snapshot") && events.body.contains("\"A2\""), "\(events.body)")
-        let line = try Self.get(port, "/api/line")
+        let line = try await Self.fetch(port, "/api/line")
         #expect(line.status == 200 && line.body.contains("\"total\":0"))
-        let missing = try Self.get(port, "/api/devices/24:0a:c4:00:00:01")
+        let missing = try await Self.fetch(port, "/api/devices/24:0a:c4:00:00:01")
         #expect(missing.status == 404)
         // Read-only: no route takes a write.
         for (method, path) in [("POST", "/api/station"), ("PUT", "/api/devices/24:0a:c4:00:00:01"), ("DELETE", "/api/slots")] {
-            let w = try Self.get(port, path, method: method, wait: 2)
+            let w = try await Self.fetch(port, path, method: method, wait: 2)
             #expect(w.status == 404 || w.status == 405, "\(method) \(path): \(w.head)")
         }
         try await registry.close()
@@ -113,16 +120,16 @@ struct DashboardTests {
         let (task, port) = try await serve(StationDashboard(station: s, registry: registry, config: DashboardConfig(host: "127.0.0.1", port: 0, token: secret)))
         defer { task.cancel() }
         for path in ["/healthz", "/api/station", "/metrics", "/events", "/", "/api/search?q=24"] {
-            let r = try Self.get(port, path, wait: 2)
+            let r = try await Self.fetch(port, path, wait: 2)
             #expect(r.status == 401, "\(path) without a token: \(r.head)")
-            let wrong = try Self.get(port, path, headers: ["Authorization": "Bearer nope"], wait: 2)
+            let wrong = try await Self.fetch(port, path, headers: ["Authorization": "Bearer nope"], wait: 2)
             #expect(wrong.status == 401, "\(path) with a wrong token")
         }
-        #expect(try Self.get(port, "/api/station", headers: ["Authorization": "Bearer " + secret]).status == 200)
-        let ev = try Self.get(port, "/events", headers: ["Authorization": "Bearer " + secret], wait: 5) { $0.contains("event: snapshot") }
+        #expect(try await Self.fetch(port, "/api/station", headers: ["Authorization": "Bearer " + secret]).status == 200)
+        let ev = try await Self.fetch(port, "/events", headers: ["Authorization": "Bearer " + secret], wait: 5) { $0.contains("event: snapshot") }
         #expect(ev.status == 200)
-        #expect(try Self.get(port, "/?token=" + secret).status == 200)
-        #expect(try Self.get(port, "/api/station?token=" + secret, wait: 2).status == 401, "the query token is for the page only")
+        #expect(try await Self.fetch(port, "/?token=" + secret).status == 200)
+        #expect(try await Self.fetch(port, "/api/station?token=" + secret, wait: 2).status == 401, "the query token is for the page only")
         try await registry.close()
     }
 
@@ -132,6 +139,14 @@ struct DashboardTests {
         #expect(try DashboardConfig.parse("0.0.0.0:8080", token: "0123456789abcdef").token != nil)
         #expect(try DashboardConfig.parse("127.0.0.1:0", token: nil).isLoopback)
         #expect(throws: (any Error).self) { try DashboardConfig.parse("127.0.0.1", token: nil) }
+    }
+}
+
+/// Runs blocking work on a new thread and awaits it.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        let t = Thread { c.resume(with: Result { try body() }) }
+        t.start()
     }
 }
 

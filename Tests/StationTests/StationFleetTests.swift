@@ -44,11 +44,14 @@ struct StationFleetTests {
         defer { if fleet.isRunning { fleet.terminate() } }
         try #require(urls.count == 8, "the fleet printed its slots")
         let ports = urls.enumerated().flatMap { ["--port", "A\($0.offset + 1)=\($0.element)"] }
-        let station = try Espforge.run(["station", "--manifest", dir + "/line/espforge.toml", "--registry", registryPath,
-                                        "--json", "--max-boards", "40", "--max-seconds", "900", "--stop-timeout", "60"] + ports)
+        let stationArgs = ["station", "--manifest", dir + "/line/espforge.toml", "--registry", registryPath,
+                           "--json", "--max-boards", "40", "--max-seconds", "900", "--stop-timeout", "60"] + ports
+        // Blocking waits for the child processes run off Swift's cooperative pool.
+        let station = try await offPool { try Espforge.run(stationArgs) }
         #expect(station.status == 0, "\(station.err)")
-        fleet.waitUntilExit()
-        #expect(fleet.terminationStatus == 0)
+        let box = ProcessBox(fleet)
+        let fleetStatus = try await offPool { box.process.waitUntilExit(); return box.process.terminationStatus }
+        #expect(fleetStatus == 0)
         let truth = try JSONDecoder().decode(Truth.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/fleet/truth.json")))
         #expect(truth.boards.count == 40 && Set(truth.boards.map(\.mac)).count == 40)
 
@@ -115,4 +118,10 @@ struct StationFleetTests {
         let inProcess = try Espforge.run(["station", "--manifest", manifest, "--port", "virtual:" + dir + "/line/devices/dev1"])
         #expect(inProcess.status != 0 && inProcess.err.contains("taken out"), "\(inProcess.err)")
     }
+}
+
+/// A child process handed to a thread that waits for it.
+final class ProcessBox: @unchecked Sendable {
+    let process: Process
+    init(_ process: Process) { self.process = process }
 }
