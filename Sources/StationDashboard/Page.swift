@@ -23,7 +23,7 @@ header h1{font-size:1.2em;margin:0}
 section{padding:0 1em 1em}table{border-collapse:collapse;width:100%;font-size:.9em}
 td,th{border-bottom:1px solid #333;padding:.25em .5em;text-align:left;vertical-align:top}
 a{color:#6cb6ff;cursor:pointer}#chart{height:60px;display:flex;align-items:flex-end;gap:2px}
-#chart div{background:#2ea043;flex:1;min-width:3px}#device pre{white-space:pre-wrap;background:#222;padding:.5em}
+#chart div{background:#2ea043;flex:1;min-width:3px;max-width:24px}#device pre{white-space:pre-wrap;background:#222;padding:.5em}
 input{background:#222;color:#eee;border:1px solid #555;padding:.3em}
 </style></head><body>
 <header><h1 id="title">espforge station</h1>
@@ -56,10 +56,11 @@ function render() {
     const el = ((now - Date.parse(s.since)) / 1000).toFixed(0);
     const last = !r ? "" : r.outcome === "failed" ? "FAILED at " + r.failedStep + ": " + r.reason + (r.diagnosis ? " [" + r.diagnosis + "]" : "")
       : r.outcome === "passed" ? "PASSED" + (r.identity ? " as " + r.identity : "") : r.outcome;
+    const lastLabel = (s.phase === "result" || s.phase === "removal") ? "" : "previous board: ";
     return `<div class="tile ${s.phase} ${r ? (ok ? "pass" : "fail") : ""}"><h2>${esc(s.name)} <span class="phase">${esc(s.phase)}</span></h2>
       <div class="mac">${esc(s.mac || "")} ${esc(s.identity || "")}</div>
       <div>${esc(s.step || "")} ${el}s</div><div class="bar"><div style="width:${(s.progress*100).toFixed(0)}%"></div></div>
-      <div class="last">${esc(last)}</div></div>`;
+      <div class="last">${last ? esc(lastLabel + last) : ""}</div></div>`;
   }).join("");
   const fails = snap.recent.filter(x => x.result.outcome === "failed").reverse();
   document.getElementById("failures").innerHTML = "<tr><th>time</th><th>slot</th><th>MAC</th><th>step</th><th>reason</th><th>doctor</th></tr>" +
