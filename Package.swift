@@ -29,7 +29,7 @@ let package = Package(
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "Loader", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody",
+            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody", "ProductionLine",
         ]),
     ],
     dependencies: [
@@ -40,6 +40,8 @@ let package = Package(
         // Device registry: SQLite (default) and PostgreSQL (several stations on one line).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.20.0"),
+        // The station's web dashboard (module StationDashboard only).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
     ],
     targets: [
         // zlib, through the system library (zlib1g-dev on Debian).
@@ -133,11 +135,24 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // The line as an API: manifest → job, ports → provisioned devices, the station's slots.
+        .target(name: "ProductionLine", dependencies: [
+            "ESPCore", "ImageFormat", "SecureBoot", "Partitions", "NVS", "EFuse", "FlashEncryption",
+            "VirtualDevice", "BootSimulator", "Diagnostics", "Manifest", "Registry", "Transport", "Flasher",
+            "Provisioning", "KeyCustody",
+        ]),
+
+        // The station's read-only web dashboard (HTTP: only programs that serve it build it).
+        .target(name: "StationDashboard", dependencies: [
+            "ESPCore", "ProductionLine", "Provisioning", "Registry",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
+
         // The command-line tool: parses arguments, does file I/O, prints.
         .executableTarget(name: "espforge", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",
             "EFuse", "VirtualDevice", "BootSimulator", "Diagnostics",
-            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody",
+            "Manifest", "Registry", "Transport", "Flasher", "Provisioning", "KeyCustody", "ProductionLine", "StationDashboard",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -191,6 +206,10 @@ let package = Package(
         ]),
         .testTarget(name: "KeyCustodyTests", dependencies: [
             "KeyCustody", "SecureBoot", "Registry", "VirtualDevice", "TestSupport",
+        ]),
+        // The station's slot state machine, and a station on a fleet of virtual boards (CLI).
+        .testTarget(name: "StationTests", dependencies: [
+            "ProductionLine", "StationDashboard", "Provisioning", "Manifest", "Registry", "TestSupport",
         ]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",

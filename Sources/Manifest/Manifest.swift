@@ -25,6 +25,8 @@ public struct Manifest: Sendable, Equatable {
     public var pkcs11: PKCS11Settings = PKCS11Settings()
     /// `[escrow] public_key`: per-device secrets are sealed to this key (path as written).
     public var escrowPublicKey: String?
+    /// `[station] slots`: the fixture's slots for `espforge station` (empty: none).
+    public var stationSlots: [StationSlot] = []
 
     public init(version: Int = Manifest.currentVersion, chip: ChipSettings, buildDir: String? = nil,
                 images: Images = Images(), partitionsCSV: String? = nil, signing: Signing? = nil,

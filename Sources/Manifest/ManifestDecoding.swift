@@ -318,11 +318,14 @@ extension Manifest {
             try e.finish()
         }
 
+        let stationSlots = try decodeStation(&r)
+
         try r.finish()
         var manifest = Manifest(version: version.0, chip: chip, buildDir: buildDir, images: images, partitionsCSV: partitionsCSV,
                                 signing: signing, flashEncryption: fe, nvs: nvs, efuse: plan, registry: registry, firstBoot: firstBoot)
         manifest.pkcs11 = pkcs11
         manifest.escrowPublicKey = escrowKey
+        manifest.stationSlots = stationSlots
         return manifest
     }
 

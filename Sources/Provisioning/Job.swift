@@ -129,8 +129,10 @@ public struct ProvisionResult: Sendable, Codable, Equatable {
     public var bootedPartition: String?
     public var virtualMilliseconds: Int
     public var resumedAfter: String?
-    /// `provisioned`, `skipped` (already provisioned: left alone, counts as a pass) or `failed`.
+    /// `provisioned`, `skipped` (already provisioned: left alone, counts as a pass), `failed`, or
+    /// `stopped` (a stopping station ended it between two steps; nothing is marked failed and the
+    /// device resumes from its last recorded step).
     public var state: State = .failed
 
-    public enum State: String, Sendable, Codable { case provisioned, skipped, failed }
+    public enum State: String, Sendable, Codable { case provisioned, skipped, failed, stopped }
 }

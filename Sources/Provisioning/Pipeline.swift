@@ -24,6 +24,9 @@ public struct Provisioner: Sendable {
     public var rngSeed: UInt64?
     /// Run the PF rules at preflight (off only to exercise later failure paths in drills).
     public var preflightRules = true
+    /// Asked before each step that is not yet done: true stops the device there (a station
+    /// stopping: every finished step is recorded, so the device resumes from it later).
+    public var shouldStop: (@Sendable () -> Bool)?
 
     public init(job: ProvisioningJob, registry: any DeviceRegistry, sdkconfig: SDKConfig, resume: Bool = false) {
         self.job = job; self.registry = registry; self.sdkconfig = sdkconfig; self.resume = resume
@@ -130,6 +133,17 @@ public struct Provisioner: Sendable {
                 }
                 emit(port, run.mac, step, .skipped, why)
                 continue
+            }
+            if shouldStop?() == true {
+                let why = "stopped before \(step.rawValue): the station is stopping (resumable from the last recorded step)"
+                emit(port, run.mac, step, .failed, why)
+                run.link.close()
+                result.failedStep = step.rawValue
+                result.reason = why
+                result.state = .stopped
+                result.identity = run.identity?.id
+                result.virtualMilliseconds = run.link.virtualMilliseconds
+                return result
             }
             emit(port, run.mac, step, .started)
             do {

@@ -28,6 +28,7 @@ struct Espforge: AsyncParsableCommand {
             ChipCommand.self,
             FlashCommand.self,
             ProvisionCommand.self,
+            StationCommand.self,
             DemoCommand.self,
         ]
     )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ESPCore
 import Foundation
+import ProductionLine
 import ImageFormat
 import Manifest
 import Partitions
@@ -96,7 +97,7 @@ struct DemoCommand: AsyncParsableCommand {
         say("  manifest: \(dir)/espforge.toml (flash encryption \(mode), Secure Boot V2)\n")
 
         let loaded = try ProvisionSetup.load(manifestPath: dir + "/espforge.toml")
-        let code = try await ProvisionSetup.run(loaded, ports: ports, registryURL: loaded.registryURL, resume: false,
+        let code = try await ProvisionRun.run(loaded, ports: ports, registryURL: loaded.registryURL, resume: false,
                                                 json: json, realtime: realtime)
         say("""
 

@@ -3,6 +3,7 @@ import BootSimulator
 import EFuse
 import ESPCore
 import Foundation
+import ProductionLine
 import VirtualDevice
 
 struct DeviceCommand: ParsableCommand {
@@ -20,7 +21,7 @@ struct DeviceCommand: ParsableCommand {
               espforge device serve --state dev1 --listen 127.0.0.1:5555 &
               esptool --chip esp32 --port socket://127.0.0.1:5555 --before no-reset --after no-reset flash-id
             """,
-        subcommands: [DeviceCreate.self, DeviceServe.self, DeviceStatsCommand.self, DeviceDump.self, DeviceInspect.self, DeviceBoot.self]
+        subcommands: [DeviceCreate.self, DeviceServe.self, DeviceFleet.self, DeviceStatsCommand.self, DeviceDump.self, DeviceInspect.self, DeviceBoot.self]
     )
 }
 

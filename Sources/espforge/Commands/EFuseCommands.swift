@@ -2,6 +2,7 @@ import ArgumentParser
 import EFuse
 import ESPCore
 import Foundation
+import ProductionLine
 import SecureBoot
 
 struct EFuseCommand: ParsableCommand {

@@ -3,6 +3,7 @@ import Diagnostics
 import EFuse
 import ESPCore
 import Foundation
+import ProductionLine
 import VirtualDevice
 
 struct PreflightCommand: ParsableCommand {

@@ -9,6 +9,7 @@ import Provisioning
 import Registry
 import SecureBoot
 import Transport
+import ProductionLine
 
 struct ProvisionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -94,50 +95,36 @@ struct ProvisionCommand: AsyncParsableCommand {
             link.session.before = try parseResetMode(before)
             link.session.stub = try loadStub(path: stub, noStub: noStub, json: json)
         }
-        let code = try await ProvisionSetup.run(loaded, ports: ports, registryURL: registry ?? loaded.registryURL,
+        let code = try await ProvisionRun.run(loaded, ports: ports, registryURL: registry ?? loaded.registryURL,
                                                 resume: resume, json: json, link: link)
         if code != 0 { throw ExitCode(code) }
     }
 }
 
-/// Reads a manifest and its files into a ``ProvisioningJob`` and runs it on ports (shared with `demo`).
-enum ProvisionSetup {
-    struct Loaded {
-        var job: ProvisioningJob
-        var sdkconfig: SimulatorSDKConfig
-        var registryURL: String?
-    }
-
+/// `provision` and `demo`: the library's line entry point, rendered.
+enum ProvisionRun {
     /// Provisions every port in parallel; prints progress and the summary. Returns the exit code.
-    static func run(_ loaded: Loaded, ports: [String], registryURL: String?, resume: Bool, json: Bool,
+    static func run(_ loaded: ProvisionSetup.Loaded, ports: [String], registryURL: String?, resume: Bool, json: Bool,
                     link: LoaderLinkOptions = LoaderLinkOptions(), realtime: Bool = false, rngSeed: UInt64? = nil) async throws -> Int32 {
-        let registry = try await openRegistry(url: registryURL)
-        var provisioner = Provisioner(job: loaded.job, registry: registry, sdkconfig: loaded.sdkconfig, resume: resume)
-        provisioner.rngSeed = rngSeed
         let printer = Printer(json: json, ports: ports)
-        provisioner.onEvent = { printer.event($0) }
-        if let crash = ProcessInfo.processInfo.environment["ESPFORGE_TEST_CRASH_AFTER"], !crash.isEmpty {
-            // Test-only: simulate a killed process right after a step was recorded ok.
-            provisioner.afterStep = { step, _ in if step.rawValue == crash { exit(137) } }
-        }
-        let added = try await provisioner.loadPool()
-        if loaded.job.claimsIdentities {
-            let pool = loaded.job.identityPool
-            let status = try await registry.poolStatus(pool: pool)
+        var options = ProvisionSetup.RunOptions(registryURL: registryURL)
+        options.resume = resume
+        options.link = link
+        options.realtime = realtime
+        options.rngSeed = rngSeed
+        options.onEvent = { printer.event($0) }
+        options.onPoolLoaded = { p in
             if json {
-                printer.line(try Output.jsonLine(PoolLoaded(pool: pool, added: added, total: status.total, claimed: status.claimed)))
+                if let text = try? Output.jsonLine(p) { printer.line(text) }
             } else {
-                printer.line("pool \(pool): \(added) identities added from the values CSV (\(status.total) in the pool, \(status.claimed) claimed)")
+                printer.line("pool \(p.pool): \(p.added) identities added from the values CSV (\(p.total) in the pool, \(p.claimed) claimed)")
             }
         }
-        // Every device runs on its own thread (a blocked port never holds up another).
-        var link = link
-        if link.session.ports.virtual == nil { link.session.ports = BoardPorts.opener }
-        let targets = ports.map { ProvisioningTargets.target(for: $0, link: link) }
-        let results = await provisioner.provision(all: targets) { result in
-            if realtime { try? await Task.sleep(nanoseconds: UInt64(max(0, result.virtualMilliseconds)) * 1_000_000) }
+        if let crash = ProcessInfo.processInfo.environment["ESPFORGE_TEST_CRASH_AFTER"], !crash.isEmpty {
+            // Test-only: simulate a killed process right after a step was recorded ok.
+            options.afterStep = { step, _ in if step.rawValue == crash { exit(137) } }
         }
-        try? await registry.close()
+        let results = try await ProvisionSetup.provision(loaded, ports: ports, options: options)
         if json {
             for r in results { printer.line(try Output.jsonLine(["summary": r])) }
         } else {
@@ -156,8 +143,6 @@ enum ProvisionSetup {
         return 0
     }
 
-    struct PoolLoaded: Codable { var pool: String; var added: Int; var total: Int; var claimed: Int }
-
     static func summaryTable(_ results: [ProvisionResult]) -> String {
         var rows = [["PORT", "MAC", "IDENTITY", "RESULT", "DETAIL"]]
         for r in results {
@@ -170,14 +155,17 @@ enum ProvisionSetup {
         for row in rows { for i in 0..<4 { widths[i] = max(widths[i], row[i].count) } }
         return rows.map { row in
             (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ") + "  " + row[4]
-        }.joined(separator: "\n") + "\n" + counts(results)
+        }.joined(separator: "\n") + "\n" + ProvisionSetup.counts(results)
     }
+}
 
-    /// `N provisioned, M already provisioned (left alone), K failed`: skipped boards count as passes.
-    static func counts(_ results: [ProvisionResult]) -> String {
-        let done = results.filter { $0.ok && $0.state != .skipped }.count
-        let skipped = results.filter { $0.state == .skipped }.count
-        return "\(done + skipped) passed: \(done) provisioned, \(skipped) already provisioned (left alone); \(results.count - done - skipped) failed"
+extension ProvisionSetup {
+    /// The manifest with `pkcs11:` signing keys opened as the command line says (PIN file,
+    /// environment, or a prompt on a terminal).
+    static func load(manifestPath: String, pkcs11: PKCS11Options, escrowKey: String?) throws -> Loaded {
+        try load(manifestPath: manifestPath, tokenSigner: { uri, module, pinFile in
+            try TokenCLI.signer(uri, pkcs11, manifestModule: module, manifestPINFile: pinFile)
+        }, escrowKey: escrowKey)
     }
 }
 

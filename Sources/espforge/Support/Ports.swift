@@ -3,6 +3,7 @@ import BootSimulator
 import ESPCore
 import Flasher
 import Foundation
+import ProductionLine
 import Transport
 import VirtualDevice
 
@@ -193,11 +194,3 @@ final class ProgressPrinter: @unchecked Sendable {
     }
 }
 
-/// How the CLI opens ports: serial, socket:// and `virtual:DIR`. A `virtual:DIR?lines=auto` port
-/// boots its device on an EN pulse with IO0 high, like a board: with the boot simulator under the
-/// sdkconfig remembered in the folder (else the options inferred from the device when it boots).
-enum BoardPorts {
-    static let opener = VirtualPorts.opener(firmware: { dir in
-        VirtualFirmware.hook(config: ((try? SimulatorSDKConfig.remembered(inStateFolder: dir)) ?? nil).map { BootConfig(sdkconfig: $0) })
-    })
-}

@@ -8,18 +8,9 @@ typealias SimulatorSDKConfig = SDKConfig
 
 import ESPCore
 import Foundation
+import ProductionLine
 
 extension SimulatorSDKConfig {
-    /// The sdkconfig remembered in a device state folder (`device create/boot --sdkconfig`), or
-    /// nil when there is none (then boots infer the options, see ``BuildInference``).
-    static func remembered(inStateFolder state: String) throws -> SimulatorSDKConfig? {
-        let path = state + "/sdkconfig"
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        do { return try SimulatorSDKConfig.parse(try FileIO.readText(path, limit: .configText)) } catch {
-            throw FileContextError(file: path, underlying: error)
-        }
-    }
-
     /// The remembered sdkconfig, else the options inferred from the device (assumptions printed
     /// on stderr as `espforge:` lines unless `quiet`).
     static func rememberedOrInferred(inStateFolder state: String, device: Device, quiet: Bool = false) throws -> SimulatorSDKConfig {

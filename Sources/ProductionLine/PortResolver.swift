@@ -9,7 +9,7 @@ import VirtualDevice
 /// `virtual:DIR` drives a virtual device state folder in-process (no server) and saves every eFuse
 /// program cycle at once; serial ports and `socket://HOST:PORT` go through the flasher's loader
 /// connection (ROM loader, no stub), whose client implements `RegisterAccess`.
-func openRegisterAccess(port: String, baud: Int?, before: ResetMode = .defaultReset) throws -> any RegisterAccess {
+public func openRegisterAccess(port: String, baud: Int?, before: ResetMode = .defaultReset) throws -> any RegisterAccess {
     if port.hasPrefix("virtual:") {
         let dir = String(port.dropFirst("virtual:".count))
         guard !dir.isEmpty else {
@@ -22,11 +22,11 @@ func openRegisterAccess(port: String, baud: Int?, before: ResetMode = .defaultRe
 
 /// A virtual device folder opened in-process: register reads and writes go straight to the
 /// device's protocol engine; every eFuse program cycle is saved back to `efuse.bin` at once.
-final class VirtualRegisterAccess: RegisterAccess, CrystalFrequencyReporting {
-    let store: DeviceStore
-    let engine: ProtocolEngine
+public final class VirtualRegisterAccess: RegisterAccess, CrystalFrequencyReporting {
+    public let store: DeviceStore
+    public let engine: ProtocolEngine
 
-    init(directory: String) throws {
+    public init(directory: String) throws {
         store = DeviceStore(directory: directory)
         engine = ProtocolEngine(device: try store.load())
         engine.beginConnection()
@@ -36,11 +36,11 @@ final class VirtualRegisterAccess: RegisterAccess, CrystalFrequencyReporting {
         }
     }
 
-    var crystalHz: Int { engine.device.description.crystalHz }
+    public var crystalHz: Int { engine.device.description.crystalHz }
 
-    func readRegister(_ address: UInt32) throws -> UInt32 { engine.readRegister(address) }
+    public func readRegister(_ address: UInt32) throws -> UInt32 { engine.readRegister(address) }
 
-    func writeRegister(_ address: UInt32, _ value: UInt32) throws {
+    public func writeRegister(_ address: UInt32, _ value: UInt32) throws {
         engine.writeRegister(address, value)
         if engine.efusesDirty {
             try store.saveEFuses(engine.device.efuses)

@@ -5,8 +5,8 @@ import Transport
 
 /// The facts preflight checks a plan against, read from a chip through its ROM loader (nothing
 /// is written): chip, revision, flash size from the flash id, security eFuses.
-enum ChipTarget {
-    static func read(port: String, before: ResetMode) throws -> TargetFacts {
+public enum ChipTarget {
+    public static func read(port: String, before: ResetMode) throws -> TargetFacts {
         var options = SessionOptions()
         options.before = before
         options.ports = BoardPorts.opener

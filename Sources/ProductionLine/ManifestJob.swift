@@ -1,15 +1,15 @@
 import BootSimulator
 import ESPCore
 import Foundation
+import KeyCustody
 import Manifest
 import NVS
 import Partitions
 import Provisioning
 import Registry
-import KeyCustody
 import SecureBoot
 
-/// Turns a manifest and the files it names into a ``ProvisioningJob`` (used by `provision` and `demo`).
+/// Turns a manifest and the files it names into a ``ProvisioningJob`` (used by `provision`, `station` and `demo`).
 ///
 /// Images are the manifest's `[images.*]` entries; with `[build] dir` the ones it does not list
 /// come from the ESP-IDF build (flasher_args.json), and the simulator's security options come from
@@ -17,7 +17,15 @@ import SecureBoot
 /// Signing: a private key (espforge signs), external signature files (checked against the images
 /// and the public key before anything is written), or images that already carry their signature.
 extension ProvisionSetup {
-    static func load(manifestPath: String, pkcs11: PKCS11Options? = nil, escrowKey: String? = nil) throws -> Loaded {
+    /// Opens a `pkcs11:` signing key named by the manifest: (URI, the manifest's pkcs11_module,
+    /// the manifest's PIN file). The caller decides where a PIN may come from (file, environment,
+    /// a prompt on a terminal).
+    public typealias TokenSigner = @Sendable (_ uri: String, _ manifestModule: String?, _ manifestPINFile: String?) throws -> any ImageSigningKey
+
+    /// Reads the manifest at `manifestPath` and everything it names. `tokenSigner` opens a
+    /// `pkcs11:` [signing] key (nil: such a manifest is refused); `escrowKey` overrides
+    /// [escrow] public_key.
+    public static func load(manifestPath: String, tokenSigner: TokenSigner? = nil, escrowKey: String? = nil) throws -> Loaded {
         let bytes = try FileIO.read(manifestPath, limit: .configText)
         var m: Manifest
         do { m = try Manifest.parse(bytes) } catch { throw FileContextError(file: manifestPath, underlying: error) }
@@ -28,7 +36,7 @@ extension ProvisionSetup {
         }
 
         // [build] dir: the ESP-IDF build fills in what the manifest does not list.
-        var buildSDK: SimulatorSDKConfig?
+        var buildSDK: SDKConfig?
         var build: IDFBuild?
         if let buildDir = m.buildDir {
             let b = try readBuild(path(buildDir))
@@ -52,13 +60,15 @@ extension ProvisionSetup {
         var digest: [UInt8]?
         var keyID: String?
         switch m.signing {
-        case .key(let uriText)? where TokenCLI.isToken(uriText):
+        case .key(let uriText)? where PKCS11URI.isURI(uriText):
             // A key on a PKCS#11 token: both images are signed here, once per run, not per device.
-            let options = pkcs11 ?? PKCS11Options()
+            guard let tokenSigner else {
+                throw UsageError(Diagnostic("[signing] key names a PKCS#11 token, which this program cannot open", file: manifestPath,
+                                            hint: "provision with the espforge command, or pass a token signer to ProvisionSetup.load"))
+            }
             let key: any ImageSigningKey
             do {
-                key = try TokenCLI.signer(uriText, options, manifestModule: m.pkcs11.module.map(path),
-                                          manifestPINFile: m.pkcs11.pinFile.map(path))
+                key = try tokenSigner(uriText, m.pkcs11.module.map(path), m.pkcs11.pinFile.map(path))
                 try SecureBootPolicy.esp32.check(key.publicKey.scheme)
             } catch let e as DiagnosticConvertible { throw FileContextError(file: manifestPath, underlying: e) }
             let uri = (try? PKCS11URI.parse(uriText))?.description ?? "pkcs11"
@@ -123,7 +133,7 @@ extension ProvisionSetup {
         case .onChip: mode = .onChip
         case .host: mode = .host
         }
-        var sdk: SimulatorSDKConfig
+        var sdk: SDKConfig
         if let buildSDK, let build {
             // The bootloader was built with this sdkconfig (checked against the manifest above).
             sdk = buildSDK
@@ -131,7 +141,7 @@ extension ProvisionSetup {
             sdk.flashEncryption = build.flashEncryption
             sdk.releaseMode = build.flashEncryptionRelease
         } else {
-            sdk = SimulatorSDKConfig()
+            sdk = SDKConfig()
             sdk.secureBootV2 = m.signing != nil
             sdk.flashEncryption = mode != .none
             sdk.releaseMode = m.flashEncryption.release
@@ -159,11 +169,13 @@ extension ProvisionSetup {
         if let u = url, !u.hasPrefix("postgres"), !u.hasPrefix("/") {
             url = u.hasPrefix("sqlite:") ? "sqlite:" + path(String(u.dropFirst(7))) : path(u)
         }
-        return Loaded(job: job, sdkconfig: sdk, registryURL: url)
+        var loaded = Loaded(job: job, sdkconfig: sdk, registryURL: url)
+        loaded.stationSlots = m.stationSlots.map { (name: $0.name, port: $0.port) }
+        return loaded
     }
 
     /// Reads an ESP-IDF build directory (errors name the file inside it).
-    static func readBuild(_ buildDir: String) throws -> IDFBuild {
+    public static func readBuild(_ buildDir: String) throws -> IDFBuild {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: buildDir, isDirectory: &isDir), isDir.boolValue else {
             throw UsageError(Diagnostic("the manifest's [build] dir does not exist", file: buildDir,
@@ -181,9 +193,9 @@ extension ProvisionSetup {
     }
 
     /// Secure Boot V2 signing of one image for the job, with errors naming the files.
-    enum ImageSigning {
+    public enum ImageSigning {
         /// Signs `image` with `key`; an image that is already signed by this key is used as it is.
-        static func withKey(_ image: [UInt8], file: String, key: any ImageSigningKey, keyFile: String) throws -> [UInt8] {
+        public static func withKey(_ image: [UInt8], file: String, key: any ImageSigningKey, keyFile: String) throws -> [UInt8] {
             if SignedImage.existingSignature(image) != nil {
                 do {
                     try SecureBootVerifier.verify(image: image, key: key.publicKey, policy: .esp32)
@@ -201,7 +213,7 @@ extension ProvisionSetup {
 
         /// Attaches the signature made elsewhere to `image`; refuses one that does not verify
         /// with the public key over this image.
-        static func external(_ image: [UInt8], file: String, signatureFile: String, key: VerifyingKey,
+        public static func external(_ image: [UInt8], file: String, signatureFile: String, key: VerifyingKey,
                              keyFile: String) throws -> [UInt8] {
             if SignedImage.existingSignature(image) != nil {
                 throw UsageError(Diagnostic("already carries a signature block; external signatures are made over the unsigned image",
@@ -230,7 +242,7 @@ extension ProvisionSetup {
 
         /// The key digest of images that carry their own signatures: block 0 of the bootloader
         /// (the one ESP32 honours), which must be valid and also sign the app.
-        static func presignedDigest(bootloader: [UInt8], bootloaderFile: String, app: [UInt8], appFile: String) throws -> [UInt8] {
+        public static func presignedDigest(bootloader: [UInt8], bootloaderFile: String, app: [UInt8], appFile: String) throws -> [UInt8] {
             func firstBlock(_ image: [UInt8], _ file: String) throws -> SignatureBlock {
                 guard let signed = SignedImage.existingSignature(image), let first = signed.sector.entries.first else {
                     throw UsageError(Diagnostic("[signing] presigned = true, but this image carries no valid signature block",

@@ -14,11 +14,13 @@ import VirtualDevice
 /// SHA-256 recomputed when the write uses --flash-mode/--flash-freq/--flash-size; entries marked
 /// encrypted go through the chip's flash-encryption key when the eFuses hold one), then powers the
 /// copy on and follows the reset after in-place encryption.
-struct FirstBootAdapter: FirstBootSimulating {
+public struct FirstBootAdapter: FirstBootSimulating {
     /// Seed for the simulated RNG (reproducible flash-encryption key); nil = the host's RNG.
-    var rngSeed: UInt64?
+    public var rngSeed: UInt64?
 
-    func simulateFirstBoot(plan: FlashPlan, stateDirectory: String, sdkconfig: Diagnostics.SDKConfig?) throws -> FirstBootPrediction {
+    public init(rngSeed: UInt64? = nil) { self.rngSeed = rngSeed }
+
+    public func simulateFirstBoot(plan: FlashPlan, stateDirectory: String, sdkconfig: Diagnostics.SDKConfig?) throws -> FirstBootPrediction {
         var device = try DeviceStore(directory: stateDirectory).load()
         let writes = try Self.apply(plan, to: &device)
         var assumptions: [String] = []
@@ -43,7 +45,7 @@ struct FirstBootAdapter: FirstBootSimulating {
 
     /// What the plan says about its build: the table offset preflight's rules use (configured, or
     /// where the plan writes a table) and whether it encrypts.
-    static func hints(_ plan: FlashPlan) -> BuildInference.Hints {
+    public static func hints(_ plan: FlashPlan) -> BuildInference.Hints {
         let context = PreflightContext(plan: plan, target: TargetFacts(chip: .esp32, source: "plan"))
         let encrypts = plan.options.encryptAll || plan.entries.contains(where: \.encrypted)
         return BuildInference.Hints(partitionTableOffset: context.tableOffsetKnown ? context.tableOffset : nil,
@@ -52,7 +54,7 @@ struct FirstBootAdapter: FirstBootSimulating {
 
     /// The bootloader's options: from the plan's sdkconfig, else the one remembered in the state
     /// folder; nil when there is neither (then they are inferred).
-    func simulatorConfig(_ sdk: Diagnostics.SDKConfig?, stateDirectory: String) throws -> SimulatorSDKConfig? {
+    public func simulatorConfig(_ sdk: Diagnostics.SDKConfig?, stateDirectory: String) throws -> SimulatorSDKConfig? {
         if let sdk {
             var text = ""
             for (k, v) in sdk.values.sorted(by: { $0.key < $1.key }) {
@@ -64,7 +66,7 @@ struct FirstBootAdapter: FirstBootSimulating {
     }
 
     /// Writes every plan entry into `device` as the flasher would; returns one note per entry.
-    static func apply(_ plan: FlashPlan, to device: inout Device) throws -> [String] {
+    public static func apply(_ plan: FlashPlan, to device: inout Device) throws -> [String] {
         var notes: [String] = []
         let bootloaderOffset = ChipSpec.named(device.description.chip)?.bootloaderOffset ?? 0x1000
         for entry in plan.entries {
@@ -99,7 +101,7 @@ struct FirstBootAdapter: FirstBootSimulating {
 
     /// esptool's write-time header rewrite: only a valid image at the bootloader offset; the
     /// appended SHA-256 is recomputed, anything after the image (signature sector) kept as is.
-    static func rewriteHeader(_ bytes: [UInt8], _ o: FlashOptions) -> [UInt8]? {
+    public static func rewriteHeader(_ bytes: [UInt8], _ o: FlashOptions) -> [UInt8]? {
         guard let image = try? ESPImage(bytes), image.imageEnd <= bytes.count else { return nil }
         let params = FlashParameters(mode: o.mode, frequency: o.frequency, size: o.size)
         guard let body = try? ImageRetarget.retarget(Array(bytes[0..<image.imageEnd]), parameters: params, stripSignature: true) else {
@@ -109,9 +111,9 @@ struct FirstBootAdapter: FirstBootSimulating {
     }
 
     /// The flash-encryption engine of a virtual ESP32; nil when BLOCK1 is empty.
-    static func cipher(_ efuses: EFuseArray) -> FlashCipher? { ESP32FlashKey.cipher(efuses) }
+    public static func cipher(_ efuses: EFuseArray) -> FlashCipher? { ESP32FlashKey.cipher(efuses) }
 
-    static func prediction(_ o: BootOutcome, writes: [String]) -> FirstBootPrediction {
+    public static func prediction(_ o: BootOutcome, writes: [String]) -> FirstBootPrediction {
         // One log per power cycle: each starts with the ROM banner (`ets <date>`).
         var logs: [[String]] = []
         for line in o.log {

@@ -1,0 +1,72 @@
+import EFuse
+import ESPCore
+import Flasher
+import Foundation
+import Transport
+
+/// Is there a board in a slot, and which? Blocking I/O: call it on the slot's own thread.
+///
+/// - serial device: the node must exist (a `/dev/serial/by-path` node disappears with its
+///   board's USB-UART), then the chip is reset into its ROM loader and must answer SYNC;
+/// - `socket://HOST:PORT`: a refused connection is an empty slot; an accepted one must answer;
+/// - `virtual:DIR?…`: the folder must exist, then the same as a serial port.
+///
+/// A board that answers is known by its factory MAC (eFuse block 0), read through the ROM
+/// loader: nothing is written.
+public struct BoardProbe: Sendable {
+    public var ports: PortOpener
+    public var before: ResetMode
+    /// Seconds to wait for each loader reply.
+    public var timeout: Double
+
+    public init(ports: PortOpener, before: ResetMode = .defaultReset, timeout: Double = 1) {
+        self.ports = ports; self.before = before; self.timeout = timeout
+    }
+
+    /// The factory MAC from the two eFuse block 0 words that hold it (two register reads: a
+    /// probe stays short, so a board's own traffic tells probes from provisioning).
+    public static func factoryMAC(_ access: RegisterAccess, layout: EFuseLayout = .esp32) throws -> String {
+        var bytes = [UInt8](repeating: 0, count: 4 * layout.blockWordCounts[0])
+        for w in 1...2 {
+            let v = try access.readRegister(layout.registerBase + layout.readRegisterOffsets[0] + UInt32(4 * w))
+            for i in 0..<4 { bytes[4 * w + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
+        }
+        bytes += [UInt8](repeating: 0, count: 4 * (layout.totalWords - layout.blockWordCounts[0]))
+        return MACAddress.format(try EFuseArray(layout: layout, bytes: bytes).esp32MAC())
+    }
+
+    public func probe(_ port: String) -> BoardPresence {
+        if port.hasPrefix("virtual:") {
+            let dir = String(port.dropFirst("virtual:".count).prefix { $0 != "?" })
+            guard FileManager.default.fileExists(atPath: dir + "/device.json") else { return .absent }
+        } else if !port.hasPrefix("socket://") {
+            guard FileManager.default.fileExists(atPath: port) else { return .absent }
+        }
+        let link: ChipPort
+        do { link = try ports.open(port) } catch let e as TransportError {
+            if case .openFailed = e { return .absent }
+            return .linkError(e.diagnostic.message)
+        } catch {
+            return .linkError(String(describing: error))
+        }
+        defer { link.close() }
+        do {
+            let client = LoaderClient(port: link)
+            client.timeout = timeout
+            let rounds = before == .noReset || link.kind != .serial ? 1 : 2
+            var synced = false
+            for attempt in 0..<rounds where !synced {
+                try ResetSequence.enterLoader(link, mode: before, attempt: attempt)
+                do { try client.sync(attempts: 3); synced = true } catch FlasherError.noSync { continue }
+            }
+            guard synced else { return .linkError("the ROM loader does not answer on \(port)") }
+            return .present(mac: try Self.factoryMAC(client))
+        } catch let e as TransportError {
+            // The peer closed at once: a slot whose board was just taken out.
+            if case .closed = e { return .absent }
+            return .linkError(e.diagnostic.message)
+        } catch {
+            return .linkError((error as? DiagnosticConvertible)?.diagnostic.message ?? String(describing: error))
+        }
+    }
+}

@@ -1,0 +1,190 @@
+import ArgumentParser
+import ESPCore
+import Foundation
+import Manifest
+import ProductionLine
+import Provisioning
+import Registry
+import StationDashboard
+
+struct StationCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "station",
+        abstract: "Run a provisioning station all shift: boards in, provisioned, result shown, boards out.",
+        discussion: """
+            Slots come from --port (repeat; NAME=PORT names a slot, else S1, S2, …) or the \
+            manifest's [station] slots = [{ name = "A1", port = "/dev/serial/by-path/…" }, …]. Each \
+            slot waits for a board (serial: the device node appears and the ROM loader answers; \
+            socket://: a connection succeeds), provisions it with the same pipeline as `provision` \
+            (registry, resume from the last recorded step, boards already provisioned left alone), \
+            shows the result, and waits until the board is taken out (node gone, link closed or \
+            another MAC) before taking the next. A slot whose link fails --faulty-after times in a \
+            row is marked faulty and skipped; the others go on.
+
+            Ctrl-C / SIGTERM: no more boards; boards being provisioned stop before their next step \
+            (at most --stop-timeout seconds), then a summary. A second signal stops at once. Every \
+            finished step is recorded, so an interrupted board resumes where it stopped.
+
+            On a terminal: a live table (slot, state, step, progress, MAC, identity, elapsed, last \
+            result) and the shift's counters; piped: one line per event; --json: one JSON event per line.
+
+            Example:
+              espforge station --manifest espforge.toml --port A1=/dev/ttyUSB0 --port A2=/dev/ttyUSB1
+              espforge device fleet --dir fleet --slots 8 --boards 40 --defects 3 &   # virtual boards
+            """
+    )
+
+    @Option(help: "The production manifest (espforge.toml).")
+    var manifest: String = "espforge.toml"
+    @Option(name: .customLong("port"), help: "A slot: PORT or NAME=PORT (repeat); default: the manifest's [station] slots.")
+    var ports: [String] = []
+    @Option(help: "UART rate for writing (CHANGE_BAUDRATE after SYNC).")
+    var baud = 921_600
+    @Option(help: "Serial ports: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.")
+    var before = "default-reset"
+    @Option(help: "Flasher stub in esptool's JSON format (default: found as `provision` finds it).")
+    var stub: String?
+    @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.")
+    var noStub = false
+    @Option(help: "Registry: a SQLite file, sqlite:PATH or postgres://… (default: the manifest's).")
+    var registry: String?
+    @Flag(help: "One JSON event per line.")
+    var json = false
+    @Option(name: .customLong("escrow-key"), help: "Escrow public key PEM (overrides [escrow] public_key).")
+    var escrowKey: String?
+    @Option(name: .customLong("stop-timeout"), help: "Seconds a stop waits for in-flight boards to reach a safe step.")
+    var stopTimeout = 120.0
+    @Option(name: .customLong("faulty-after"), help: "Link errors in a row that mark a slot faulty.")
+    var faultyAfter = 3
+    @Option(name: .customLong("removal-poll"), help: "Seconds between checks that a finished board was taken out.")
+    var removalPoll = 1.5
+    @Option(name: .customLong("max-boards"), help: "Stop (as on Ctrl-C) once this many boards have a result.")
+    var maxBoards: Int?
+    @Option(name: .customLong("max-seconds"), help: "Stop (as on Ctrl-C) after this many seconds (a safety net for scripts).")
+    var maxSeconds: Double?
+    @Option(help: "Serve the read-only web dashboard on HOST:PORT (e.g. 127.0.0.1:8080; other addresses need --dashboard-token-file).")
+    var dashboard: String?
+    @Option(name: .customLong("dashboard-token-file"), help: "File holding the dashboard's bearer token (mode 0600).")
+    var dashboardTokenFile: String?
+    @OptionGroup var pkcs11: PKCS11Options
+
+    func run() async throws {
+        let loaded = try ProvisionSetup.load(manifestPath: manifest, pkcs11: pkcs11, escrowKey: escrowKey)
+        let slots = try slotList(loaded)
+        var link = LoaderLinkOptions()
+        try checkBaud(baud)
+        link.session.baud = baud
+        link.session.before = try parseResetMode(before)
+        link.session.stub = try loadStub(path: stub, noStub: noStub, json: json)
+        guard faultyAfter >= 1 else { throw UsageError("--faulty-after must be 1 or more") }
+        guard removalPoll > 0, removalPoll <= 60 else { throw UsageError("--removal-poll must be between 0 and 60 seconds") }
+        guard stopTimeout >= 0 else { throw UsageError("--stop-timeout must be 0 or more seconds") }
+        var options = Station.Options(link: link)
+        options.policy.faultyAfter = faultyAfter
+        options.policy.removalPoll = removalPoll
+        options.stopTimeout = stopTimeout
+
+        var dashboardConfig: DashboardConfig?
+        if let dashboard {
+            let token = try dashboardTokenFile.map { path -> String in
+                let text = try FileIO.readText(path, limit: .key).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard text.count >= 16 else {
+                    throw UsageError(Diagnostic("the dashboard token is shorter than 16 characters", file: path,
+                                                hint: "e.g. `openssl rand -hex 32 > token && chmod 600 token`"))
+                }
+                return text
+            }
+            dashboardConfig = try DashboardConfig.parse(dashboard, token: token)
+        } else if dashboardTokenFile != nil {
+            throw UsageError("--dashboard-token-file without --dashboard", hint: "add --dashboard HOST:PORT")
+        }
+        let view = StationView(mode: json ? .json : isatty(STDOUT_FILENO) == 1 ? .live : .lines, slots: slots)
+        let registryHandle = try await openRegistry(url: registry ?? loaded.registryURL)
+        var run = ProvisionSetup.RunOptions()
+        run.resume = true
+        run.onPoolLoaded = { p in view.note("pool \(p.pool): \(p.added) identities added (\(p.total) in the pool, \(p.claimed) claimed)") }
+        let provisioner = try await ProvisionSetup.prepare(loaded, registry: registryHandle, options: run)
+        let station = Station(slots: slots, provisioner: provisioner, options: options, stationName: loaded.job.station)
+        let limit = maxBoards
+        station.addObserver { event in
+            view.show(event, station)
+            if let limit, event.event == .result, let c = event.counters,
+               c.passed + c.failed + c.skipped + c.stopped >= limit, station.snapshot().stopping == nil {
+                station.requestStop(.graceful)
+            }
+        }
+        let signals = StationSignals { station.requestStop() }
+        view.start(station)
+        var server: Task<Void, Never>?
+        if let dashboardConfig {
+            let board = StationDashboard(station: station, registry: registryHandle, config: dashboardConfig)
+            server = Task {
+                do {
+                    try await board.run { port in view.note("dashboard: http://\(dashboardConfig.host):\(port)/") }
+                } catch {
+                    view.note("dashboard stopped: \((error as? DiagnosticConvertible)?.diagnostic.message ?? "\(error)")")
+                }
+            }
+        }
+        if let maxSeconds {
+            Task {
+                try? await Task.sleep(nanoseconds: UInt64(max(0, maxSeconds) * 1e9))
+                station.requestStop(.graceful)
+            }
+        }
+        let end = await station.run()
+        signals.cancel()
+        server?.cancel()
+        view.finish(end)
+        try? await registryHandle.close()
+        if end.stopping == .immediate { throw ExitCode(130) }
+    }
+
+    func slotList(_ loaded: ProvisionSetup.Loaded) throws -> [StationSlot] {
+        var slots: [StationSlot] = []
+        if ports.isEmpty {
+            slots = loaded.stationSlots.map { StationSlot(name: $0.name, port: $0.port) }
+            guard !slots.isEmpty else {
+                throw UsageError("no slots: give --port (repeat for each slot) or [station] slots in the manifest",
+                                 hint: "e.g. --port A1=/dev/ttyUSB0, or slots = [{ name = \"A1\", port = \"/dev/ttyUSB0\" }]")
+            }
+        } else {
+            for (i, p) in ports.enumerated() {
+                if let eq = p.firstIndex(of: "="), !p.hasPrefix("virtual:"), !p.hasPrefix("socket:"), !p.hasPrefix("/") {
+                    let name = String(p[..<eq]), port = String(p[p.index(after: eq)...])
+                    guard !name.isEmpty, !port.isEmpty else { throw UsageError("--port '\(p)' is not NAME=PORT") }
+                    slots.append(StationSlot(name: name, port: port))
+                } else {
+                    slots.append(StationSlot(name: "S\(i + 1)", port: p))
+                }
+            }
+        }
+        guard Set(slots.map(\.port)).count == slots.count else { throw UsageError("the same port is given to two slots") }
+        guard Set(slots.map(\.name)).count == slots.count else { throw UsageError("the same slot name is given twice") }
+        guard !slots.contains(where: { $0.port.hasPrefix("virtual:") && !$0.port.contains("?") }) else {
+            throw UsageError("a station slot needs a link a board can be taken out of",
+                             hint: "use a serial port, socket://HOST:PORT (e.g. `espforge device fleet`) or virtual:DIR?lines=auto")
+        }
+        return slots
+    }
+}
+
+/// SIGINT/SIGTERM handed to the station (first: graceful, second: at once).
+final class StationSignals: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+
+    init(_ handler: @escaping @Sendable () -> Void) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler(handler: handler)
+            s.resume()
+            sources.append(s)
+        }
+    }
+
+    func cancel() {
+        for s in sources { s.cancel() }
+        sources = []
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import Registry
+import Testing
+import TestSupport
+
+/// The station against a fleet of virtual boards, both through the CLI as an operator runs them.
+@Suite("espforge station on a fleet of virtual boards (CLI)", .serialized)
+struct StationFleetTests {
+    struct Truth: Decodable {
+        struct Board: Decodable { var index: Int; var slot: Int; var mac: String; var defect: String?; var expected: String; var removal: String? }
+        var slots: [String]
+        var boards: [Board]
+    }
+
+    /// Starts `espforge device fleet`; returns the process, its output file and the slot URLs.
+    func startFleet(_ dir: String, _ args: [String]) throws -> (Process, String, [String]) {
+        let out = dir + "/fleet.out"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Espforge.path)
+        p.arguments = ["device", "fleet", "--dir", dir + "/fleet"] + args
+        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var urls: [String] = []
+        for _ in 0..<300 {
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            urls = text.split(separator: "\n").compactMap { l in l.hasPrefix("slot ") ? l.split(separator: " ").last.map(String.init) : nil }
+            if let n = args.firstIndex(of: "--slots").map({ Int(args[$0 + 1]) ?? 0 }), urls.count == n { break }
+            usleep(50_000)
+        }
+        return (p, out, urls)
+    }
+
+    @Test("8 slots × 5 boards, 3 defective: 37 provisioned, 3 failed with their diagnoses; no board twice, no identity twice; JSON events agree with the registry")
+    func fleetOfForty() async throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-station").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let demo = try Espforge.run(["demo", "--devices", "40", "--dir", dir + "/line", "--app-size", "160K"])
+        #expect(demo.status == 0, "\(demo.err)")
+        let registryPath = dir + "/station.sqlite"
+        let (fleet, _, urls) = try startFleet(dir, ["--slots", "8", "--boards", "40", "--seed", "7",
+                                                    "--defects", "reheadered=1,flash-2mb=1,pulled=1", "--sdkconfig", dir + "/line/sdkconfig"])
+        defer { if fleet.isRunning { fleet.terminate() } }
+        try #require(urls.count == 8, "the fleet printed its slots")
+        let ports = urls.enumerated().flatMap { ["--port", "A\($0.offset + 1)=\($0.element)"] }
+        let stationArgs = ["station", "--manifest", dir + "/line/espforge.toml", "--registry", registryPath,
+                           "--json", "--max-boards", "40", "--max-seconds", "900", "--stop-timeout", "60"] + ports
+        // Blocking waits for the child processes run off Swift's cooperative pool.
+        let station = try await offPool { try Espforge.run(stationArgs) }
+        #expect(station.status == 0, "\(station.err)")
+        let box = ProcessBox(fleet)
+        let fleetStatus = try await offPool { box.process.waitUntilExit(); return box.process.terminationStatus }
+        #expect(fleetStatus == 0)
+        let truth = try JSONDecoder().decode(Truth.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/fleet/truth.json")))
+        #expect(truth.boards.count == 40 && Set(truth.boards.map(\.mac)).count == 40)
+
+        // The station's own events: one result per board.
+        var results: [String: [String: Any]] = [:]
+        var resultCount = 0
+        for line in station.out.split(separator: "\n") {
+            let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+            guard obj["event"] as? String == "result", let r = obj["result"] as? [String: Any], let mac = r["mac"] as? String else { continue }
+            resultCount += 1
+            #expect(results[mac] == nil, "\(mac) has one result")
+            results[mac] = r
+        }
+        #expect(resultCount == 40)
+
+        let registry = try await openRegistry(url: registryPath)
+        var identities: [String] = []
+        var provisioned = 0, failed = 0
+        for board in truth.boards {
+            let record = try #require(try await registry.device(mac: board.mac), "\(board.mac) (\(board.defect ?? "good")) is recorded")
+            let writes = try await registry.steps(mac: board.mac).filter { $0.step == "write" && $0.outcome == .ok }
+            #expect(writes.count <= 1, "\(board.mac) written once")
+            let outcome = results[board.mac]?["outcome"] as? String
+            switch board.defect {
+            case nil:
+                #expect(record.status == .provisioned, "\(board.mac): \(record.failure ?? "")")
+                #expect(outcome == "passed")
+                provisioned += record.status == .provisioned ? 1 : 0
+                if let id = record.identity { identities.append(id) }
+                #expect(results[board.mac]?["identity"] as? String == record.identity)
+            case "reheadered"?:
+                #expect(record.status == .failed && record.failure?.contains("first-boot") == true && record.failure?.contains("DR001") == true,
+                        "\(record.failure ?? "")")
+                failed += 1
+            case "flash-2mb"?:
+                #expect(record.status == .failed && record.failure?.contains("preflight") == true && record.failure?.contains("2MB") == true,
+                        "\(record.failure ?? "")")
+                failed += 1
+            case "pulled"?:
+                #expect(record.status == .failed && record.failure?.contains("write") == true, "\(record.failure ?? "")")
+                #expect(board.removal == "pulled")
+                failed += 1
+            default:
+                Issue.record("unexpected defect \(board.defect ?? "")")
+            }
+            if board.defect != nil { #expect(outcome == "failed", "\(board.mac)") }
+        }
+        #expect(provisioned == 37 && failed == 3)
+        #expect(Set(identities).count == identities.count, "no identity claimed twice")
+        try await registry.close()
+    }
+
+    @Test("bad slot lists are refused before anything starts")
+    func badSlots() throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-station-bad").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let demo = try Espforge.run(["demo", "--devices", "1", "--dir", dir + "/line"])
+        #expect(demo.status == 0)
+        let manifest = dir + "/line/espforge.toml"
+        let none = try Espforge.run(["station", "--manifest", manifest])
+        #expect(none.status != 0 && none.err.contains("no slots"), "\(none.err)")
+        let twice = try Espforge.run(["station", "--manifest", manifest, "--port", "A=socket://127.0.0.1:9", "--port", "B=socket://127.0.0.1:9"])
+        #expect(twice.status != 0 && twice.err.contains("two slots"), "\(twice.err)")
+        let inProcess = try Espforge.run(["station", "--manifest", manifest, "--port", "virtual:" + dir + "/line/devices/dev1"])
+        #expect(inProcess.status != 0 && inProcess.err.contains("taken out"), "\(inProcess.err)")
+    }
+}
+
+/// A child process handed to a thread that waits for it.
+final class ProcessBox: @unchecked Sendable {
+    let process: Process
+    init(_ process: Process) { self.process = process }
+}
