@@ -301,6 +301,9 @@ struct ImageElf2Image: ParsableCommand {
     @Option(name: .long, help: "MMU page size for flash-mapped segments (e.g. 32KB; ESP32-C2/C6/C61/H2/H4 only; default: from the app descriptor, as esptool).")
     var flashMmuPageSize: String?
 
+    @Flag(name: .long, help: "Header and checksum cover only the RAM segments (written first); flash segments follow, unseen by the ROM; no SHA-256 (as esptool).")
+    var ramOnlyHeader = false
+
     @Argument(help: "The ELF file.")
     var elf: String
 
@@ -328,6 +331,7 @@ struct ImageElf2Image: ParsableCommand {
         o.securePadV1 = securePad
         o.appendDigest = !dontAppendDigest
         o.useSegments = useSegments
+        o.ramOnlyHeader = ramOnlyHeader
         if let s = elfSha256Offset {
             guard let v = NumberParsing.integer(s), v >= 0 else {
                 throw UsageError("--elf-sha256-offset '\(s)' is not a number", hint: "e.g. 0xb0")
