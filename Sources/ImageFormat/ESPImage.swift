@@ -76,6 +76,9 @@ public struct ESPImage: Sendable {
     /// Parses `bytes` as an image. Throws ``ImageError`` (with a byte offset) for anything that
     /// prevents reading the structure; integrity mismatches are reported, not thrown.
     public init(_ bytes: [UInt8]) throws(ImageError) {
+        if let reason = ESP8266Image.detectionReason(bytes), (try? ESP8266Image(bytes)) != nil {
+            throw ImageError.esp8266Image(reason: reason)
+        }
         var r = ByteReader(bytes)
         do {
             let m = try r.u8("image header")
@@ -125,10 +128,6 @@ public struct ESPImage: Sendable {
                 let types = chip.map { c in c.memoryMap.filter { $0.contains(addr) }.map(\.name) } ?? []
                 if len % 4 != 0 { warnings.append("segment \(i) length \(hex(len)) is not a multiple of 4") }
                 if len >= 0x100_0000 { warnings.append("segment \(i) length \(hex(len)) is not below 16 MiB") }
-                if let c = chip, c.isFlashMapped(addr),
-                   (headerOffset + 8) % c.mmuPageSize != Int(addr) % c.mmuPageSize {
-                    warnings.append("segment \(i) at \(NumberParsing.hex(addr)) is flash-mapped but its data offset \(hex(headerOffset + 8)) is not congruent to it modulo the MMU page size \(hex(c.mmuPageSize))")
-                }
                 segs.append(Segment(index: i, headerOffset: headerOffset, loadAddress: addr, length: len, memoryTypes: types))
             }
             segments = segs
@@ -160,15 +159,41 @@ public struct ESPImage: Sendable {
             fileLength = bytes.count
             trailingDataOffset = end < bytes.count ? bytes[end...].firstIndex(where: { $0 != 0xFF }) : nil
 
-            // Descriptors.
+            // Descriptors, found as esptool finds them: the application descriptor at the start of
+            // the first DROM segment; otherwise the bootloader descriptor at the start of the last
+            // DRAM segment of at least 80 bytes.
             appDescriptor = nil
             bootloaderDescriptor = nil
-            if let first = segs.first(where: { $0.memoryTypes.contains("DROM") }), first.length >= AppDescriptor.size {
-                appDescriptor = AppDescriptor(bytes[first.dataOffset..<(first.dataOffset + AppDescriptor.size)])
+            var appSegment: Segment?
+            var bootloaderSegment: Segment?
+            for s in segs {
+                if s.memoryTypes.contains("DROM"), appSegment == nil {
+                    appSegment = s
+                } else if s.memoryTypes.contains("DRAM"), s.length >= BootloaderDescriptor.size {
+                    bootloaderSegment = s
+                }
             }
-            if appDescriptor == nil, let first = segs.first, first.memoryTypes.contains("DRAM"),
-               first.length >= BootloaderDescriptor.size {
-                bootloaderDescriptor = BootloaderDescriptor(bytes[first.dataOffset..<(first.dataOffset + BootloaderDescriptor.size)])
+            if let a = appSegment {
+                if a.length >= AppDescriptor.size {
+                    appDescriptor = AppDescriptor(bytes[a.dataOffset..<(a.dataOffset + AppDescriptor.size)])
+                }
+            } else if let b = bootloaderSegment {
+                bootloaderDescriptor = BootloaderDescriptor(bytes[b.dataOffset..<(b.dataOffset + BootloaderDescriptor.size)])
+            }
+            // Flash-mapped segments must sit at the same offset within an MMU page in the file as in
+            // the address space. The page size is the descriptor's when it states one; otherwise the
+            // smallest the chip can be configured for (ESP-IDF picks e.g. 32 KB pages for 2 MB flash
+            // on the C2/C6/H2 without recording it in v5.2 descriptors).
+            if let c = chip {
+                let page: Int
+                if let l = appDescriptor?.mmuPageSizeLog2, l > 0, l < 32 {
+                    page = 1 << Int(l)
+                } else {
+                    page = c.mmuPageSizes.min() ?? c.mmuPageSize
+                }
+                for s in segs where c.isFlashMapped(s.loadAddress) && s.dataOffset % page != Int(s.loadAddress) % page {
+                    warnings.append("segment \(s.index) at \(NumberParsing.hex(s.loadAddress)) is flash-mapped but its data offset \(hex(s.dataOffset)) is not congruent to it modulo the MMU page size \(hex(page))")
+                }
             }
             self.warnings = warnings
         } catch let e as ByteReaderError {

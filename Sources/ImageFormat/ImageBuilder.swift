@@ -38,6 +38,14 @@ public struct ImageBuildOptions: Sendable {
     public var useSegments: Bool = false
     /// Pad the finished image with 0xFF to a multiple of this many bytes.
     public var padToSize: Int? = nil
+    /// `--flash-mmu-page-size`: the MMU page size flash-mapped segments are aligned to. nil: as
+    /// esptool, the chip's default, or on chips with configurable pages (``ChipSpec/mmuPageSizes``)
+    /// the size the app descriptor states or, failing that, the largest size its address fits.
+    public var mmuPageSize: Int? = nil
+    /// `--ram-only-header`: the header counts (and the checksum covers) only the RAM segments,
+    /// written first; flash-mapped segments follow, each behind a zero pad segment, invisible to
+    /// the ROM. No SHA-256 is appended.
+    public var ramOnlyHeader: Bool = false
 
     public init() {}
 }
@@ -48,6 +56,8 @@ public enum ImageBuilder {
         var name: String
         var address: UInt32
         var data: [UInt8]
+        /// The ELF section's (or program header's) alignment; 0 counts as 1.
+        var align: UInt32 = 4
     }
 
     public static func elf2image(elf bytes: [UInt8], chip: ChipSpec, options: ImageBuildOptions) throws(ImageError) -> [UInt8] {
@@ -57,7 +67,6 @@ public enum ImageBuilder {
 
     public static func build(elf: ELFFile, elfBytes: [UInt8], chip: ChipSpec, options o: ImageBuildOptions) throws(ImageError) -> [UInt8] {
         let rules = ImageLayoutRules.forChip(chip)
-        let page = chip.mmuPageSize
         guard let mode = chip.flashMode(named: o.flashMode) else {
             throw .unknownParameter(kind: "flash mode", value: o.flashMode, allowed: chip.flashModes.map(\.name))
         }
@@ -74,20 +83,23 @@ public enum ImageBuilder {
         if o.securePadV1 && !rules.supportsSecurePadV1 {
             throw .layout("--secure-pad (Secure Boot V1) is not available for \(chip.displayName)", hint: "use --secure-pad-v2")
         }
-        if (o.securePadV1 || o.securePadV2) && !o.appendDigest {
-            throw .layout("secure padding needs the appended SHA-256 digest", hint: "drop --dont-append-digest")
+        if (o.securePadV1 || o.securePadV2) && !(o.appendDigest && !o.ramOnlyHeader) {
+            throw .layout("secure padding needs the appended SHA-256 digest", hint: "drop --dont-append-digest or --ram-only-header")
         }
 
         // 1. Input pieces, in ELF order, each padded to a multiple of 4 bytes.
         var pieces: [Piece]
         if o.useSegments {
-            pieces = elf.loadableSegments.map { Piece(name: "PHDR", address: $0.physicalAddress, data: $0.data) }
+            pieces = elf.loadableSegments.map { Piece(name: "PHDR", address: $0.physicalAddress, data: $0.data, align: $0.alignment) }
         } else {
-            pieces = elf.loadableSections.map { Piece(name: $0.name, address: $0.address, data: $0.data) }
+            pieces = elf.loadableSections.map { Piece(name: $0.name, address: $0.address, data: $0.data, align: $0.alignment) }
         }
+        let appendDigest = o.appendDigest && !o.ramOnlyHeader
         for i in pieces.indices where pieces[i].data.count % 4 != 0 {
             pieces[i].data += [UInt8](repeating: 0, count: 4 - pieces[i].data.count % 4)
         }
+
+        let page = try mmuPageSize(chip: chip, pieces: pieces, requested: o.mmuPageSize)
 
         // ELF SHA-256 placement.
         var shaOffset = 0
@@ -100,11 +112,26 @@ public enum ImageBuilder {
 
         // 2. Merge neighbours (in ELF order) that touch and share memory types.
         func types(_ a: UInt32) -> [String] { chip.memoryMap.filter { $0.contains(a) }.map(\.name) }
+        if o.ramOnlyHeader {
+            // Sorted by address first (stable), as esptool does for RAM-only headers.
+            pieces = pieces.enumerated().sorted { a, b in
+                a.element.address != b.element.address ? a.element.address < b.element.address : a.offset < b.offset
+            }.map(\.element)
+        }
         if pieces.count > 1 {
             var merged: [Piece] = []
             var i = pieces.count - 1
             while i > 0 {
                 let next = pieces[i]
+                if o.ramOnlyHeader {
+                    // Keep the next piece's alignment when that closes the gap exactly.
+                    let end = UInt64(pieces[i - 1].address) + UInt64(pieces[i - 1].data.count)
+                    let align = UInt64(max(next.align, 1))
+                    let padded = end % align == 0 ? end : end + align - end % align
+                    if padded != end && padded == UInt64(next.address) {
+                        pieces[i - 1].data += [UInt8](repeating: 0, count: Int(padded - end))
+                    }
+                }
                 if types(pieces[i - 1].address) == types(next.address),
                    UInt64(next.address) == UInt64(pieces[i - 1].address) + UInt64(pieces[i - 1].data.count) {
                     pieces[i - 1].data += next.data
@@ -149,12 +176,12 @@ public enum ImageBuilder {
         out.append(o.minRevision)
         out.appendLE(o.minRevisionFull)
         out.appendLE(o.maxRevisionFull)
-        out += [0, 0, 0, 0, o.appendDigest ? 1 : 0]
+        out += [0, 0, 0, 0, appendDigest ? 1 : 0]
 
         var checksum = ESPImage.checksumSeed
         var count = 0
 
-        func save(_ address: UInt32, _ data: [UInt8], _ name: String) throws(ImageError) {
+        func save(_ address: UInt32, _ data: [UInt8], _ name: String, checksummed: Bool = true) throws(ImageError) {
             var data = data
             let pos = out.count
             if shaOffset >= pos && shaOffset < pos + data.count {
@@ -178,8 +205,35 @@ public enum ImageBuilder {
             out.appendLE(address)
             out.appendLE(UInt32(data.count))
             out += data
-            checksum = ESPImage.xorChecksum(data, seed: checksum)
+            if checksummed { checksum = ESPImage.xorChecksum(data, seed: checksum) }
             count += 1
+        }
+        func flashData(_ data: [UInt8]) -> [UInt8] {
+            guard rules.padLastMMUPage else { return data }
+            let rem = (out.count + data.count + 8) % page
+            return rem < 0x24 ? data + [UInt8](repeating: 0, count: 0x24 - rem) : data
+        }
+
+        if o.ramOnlyHeader {
+            for seg in ram { try save(seg.address, seg.data, seg.name) }
+            let ramCount = count
+            let checksumAt = out.count | 15
+            out += [UInt8](repeating: 0, count: checksumAt - out.count)
+            out.append(checksum)
+            // Flash segments in reverse, each placed (after a zero pad segment) where it will sit
+            // on its MMU page once the image is written at the bootloader offset.
+            for seg in flash.reversed() {
+                var pad = ((Int(seg.address) - out.count - 16) % page + page) % page
+                if pad < chip.bootloaderOffset { pad += page }
+                pad -= chip.bootloaderOffset
+                try save(0, [UInt8](repeating: 0, count: pad), seg.name, checksummed: false)
+                try save(seg.address, flashData(seg.data), seg.name, checksummed: false)
+            }
+            out[1] = UInt8(truncatingIfNeeded: ramCount)
+            if let n = o.padToSize, n > 0, out.count % n != 0 {
+                out += [UInt8](repeating: 0xFF, count: n - out.count % n)
+            }
+            return out
         }
 
         while let seg = flash.first {
@@ -205,12 +259,7 @@ public enum ImageBuilder {
                     try save(0, [UInt8](repeating: 0, count: pad), seg.name)
                 }
             } else {
-                var data = seg.data
-                if rules.padLastMMUPage {
-                    let rem = (out.count + data.count + 8) % page
-                    if rem < 0x24 { data += [UInt8](repeating: 0, count: 0x24 - rem) }
-                }
-                try save(seg.address, data, seg.name)
+                try save(seg.address, flashData(seg.data), seg.name)
                 flash.removeFirst()
             }
         }
@@ -229,12 +278,39 @@ public enum ImageBuilder {
         out += [UInt8](repeating: 0, count: checksumAt - out.count)
         out.append(checksum)
         out[1] = UInt8(truncatingIfNeeded: count)
-        if o.appendDigest {
+        if appendDigest {
             out += Array(SHA256.hash(data: out))
         }
         if let n = o.padToSize, n > 0, out.count % n != 0 {
             out += [UInt8](repeating: 0xFF, count: n - out.count % n)
         }
         return out
+    }
+
+    /// The MMU page size to lay flash-mapped segments out on (see ``ImageBuildOptions/mmuPageSize``).
+    static func mmuPageSize(chip: ChipSpec, pieces: [Piece], requested: Int?) throws(ImageError) -> Int {
+        if let r = requested {
+            let allowed = chip.mmuPageSizes.isEmpty ? [chip.mmuPageSize] : chip.mmuPageSizes
+            guard allowed.contains(r) else {
+                throw .unknownParameter(kind: "MMU page size for \(chip.displayName)", value: "\(r / 1024)KB",
+                                        allowed: allowed.map { "\($0 / 1024)KB" })
+            }
+            return r
+        }
+        guard !chip.mmuPageSizes.isEmpty,
+              let desc = pieces.first(where: { $0.name.contains(".flash.appdesc") }), chip.isFlashMapped(desc.address),
+              let app = AppDescriptor(desc.data[...]) else { return chip.mmuPageSize }
+        if app.mmuPageSizeLog2 != 0 {
+            let stated = app.mmuPageSizeLog2 < 32 ? 1 << Int(app.mmuPageSizeLog2) : 0
+            guard chip.mmuPageSizes.contains(stated) else {
+                throw .layout("the app descriptor states an MMU page size of 2^\(app.mmuPageSizeLog2) bytes, which \(chip.displayName) does not support",
+                              hint: "pass --flash-mmu-page-size with one of " + chip.mmuPageSizes.map { "\($0 / 1024)KB" }.joined(separator: ", "))
+            }
+            return stated
+        }
+        // Without a stated size: the largest page the descriptor's address sits on, past the image
+        // header (24 bytes) and its segment header (8 bytes).
+        let base = Int(desc.address) - ESPImage.headerLength - 8
+        return chip.mmuPageSizes.sorted(by: >).first { base % $0 == 0 } ?? chip.mmuPageSize
     }
 }

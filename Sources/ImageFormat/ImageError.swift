@@ -21,6 +21,8 @@ public enum ImageError: Error, Equatable, Sendable {
     case corruptInput(String, offset: Int)
     /// Header names a chip this table does not know.
     case unknownChip(id: UInt16)
+    /// The file is an ESP8266 image (read by `image info` only); `reason` says how it was recognised.
+    case esp8266Image(reason: String)
 }
 
 extension ImageError: DiagnosticConvertible {
@@ -49,7 +51,10 @@ extension ImageError: DiagnosticConvertible {
             return Diagnostic(message, offset: offset, hint: "the input image is already damaged; rebuild it instead of rewriting it")
         case let .unknownChip(id):
             return Diagnostic("unknown chip id \(id) (0x\(String(id, radix: 16))) in the extended header", offset: 12,
-                              hint: "supported chips: " + ChipSpec.all.map(\.displayName).joined(separator: ", "))
+                              hint: "supported chips: " + ChipSpec.imageChips.map(\.displayName).joined(separator: ", "))
+        case let .esp8266Image(reason):
+            return Diagnostic("this is an ESP8266 image, not an ESP32-family image (\(reason))", offset: 0,
+                              hint: "espforge reads ESP8266 images with `espforge image info` only; use esptool to build or flash them")
         }
     }
 }

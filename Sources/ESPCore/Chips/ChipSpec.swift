@@ -20,8 +20,11 @@ public struct ChipSpec: Sendable, Hashable {
     public let memoryMap: [MemoryRegion]
     /// Address ranges mapped from flash by the MMU (segments there are not copied to RAM).
     public let flashMappedRanges: [MemoryRegion]
-    /// MMU page size for flash-mapped segments.
+    /// MMU page size for flash-mapped segments (the default).
     public let mmuPageSize: Int
+    /// MMU page sizes the chip can be configured for (`--flash-mmu-page-size`); empty when only
+    /// ``mmuPageSize`` exists.
+    public let mmuPageSizes: [Int]
     /// Which host-side flash encryption algorithm the chip uses.
     public let flashEncryption: FlashEncryptionScheme
     /// Values of the ROM's chip-detect magic register (`0x40001000`) for this chip.
@@ -33,7 +36,7 @@ public struct ChipSpec: Sendable, Hashable {
     public init(name: String, displayName: String, imageChipID: UInt16, bootloaderOffset: Int,
                 flashSizes: [NamedCode], flashFrequencies: [NamedCode], flashModes: [NamedCode],
                 memoryMap: [MemoryRegion], flashMappedRanges: [MemoryRegion], mmuPageSize: Int,
-                flashEncryption: FlashEncryptionScheme, romChipMagic: [UInt32],
+                mmuPageSizes: [Int] = [], flashEncryption: FlashEncryptionScheme, romChipMagic: [UInt32],
                 flashEncryptionKeyLengths: [Int]? = nil) {
         self.name = name
         self.displayName = displayName
@@ -45,24 +48,37 @@ public struct ChipSpec: Sendable, Hashable {
         self.memoryMap = memoryMap
         self.flashMappedRanges = flashMappedRanges
         self.mmuPageSize = mmuPageSize
+        self.mmuPageSizes = mmuPageSizes
         self.flashEncryption = flashEncryption
         self.romChipMagic = romChipMagic
         self.flashEncryptionKeyLengths = flashEncryptionKeyLengths
             ?? (flashEncryption == .esp32Tweak ? [32, 24] : [32, 64])
     }
 
-    /// Every chip espforge knows, in the order `--chip` help lists them.
+    /// Chips the security flow (eFuses, Secure Boot, flash encryption, provisioning) supports, in
+    /// the order `--chip` help lists them.
     public static let all: [ChipSpec] = [.esp32, .esp32s3, .esp32c3]
+
+    /// Every chip whose images espforge reads and builds (`image info`, `elf2image`, `retarget`),
+    /// in esptool's order. A superset of ``all``.
+    public static let imageChips: [ChipSpec] = [
+        .esp32, .esp32s2, .esp32s3, .esp32c2, .esp32c3, .esp32c5, .esp32c6, .esp32c61, .esp32h2, .esp32h4, .esp32p4,
+    ]
 
     /// Looks a chip up by `name` (case-insensitive, `-`/`_` ignored: `ESP32-S3` works).
     public static func named(_ name: String) -> ChipSpec? {
-        let key = name.lowercased().filter { $0 != "-" && $0 != "_" }
-        return all.first { $0.name == key }
+        named(name, in: all)
     }
 
-    /// Chip whose image header carries `id`.
+    /// Looks a chip up by `name` among `chips` (same spelling rules as ``named(_:)``).
+    public static func named(_ name: String, in chips: [ChipSpec]) -> ChipSpec? {
+        let key = name.lowercased().filter { $0 != "-" && $0 != "_" }
+        return chips.first { $0.name == key }
+    }
+
+    /// Chip whose image header carries `id` (any chip in ``imageChips``).
     public static func withImageChipID(_ id: UInt16) -> ChipSpec? {
-        all.first { $0.imageChipID == id }
+        imageChips.first { $0.imageChipID == id }
     }
 
     public func flashSize(named name: String) -> NamedCode? {

@@ -26,6 +26,8 @@ struct ImageInfo: ParsableCommand {
         commandName: "info",
         abstract: "Show what an ESP image contains and whether it is intact.",
         discussion: """
+            Reads images of every chip in the chip table (ESP32, -S2, -S3, -C2, -C3, -C5, -C6, -C61, \
+            -H2, -H4, -P4) and ESP8266 images (header, segments and checksum only). \
             Prints the header (flash mode, frequency and size decoded), the extended header (chip, \
             revisions, hash-appended flag), every segment with its file offset, load address and \
             memory type, whether the checksum and the appended SHA-256 are valid, the application \
@@ -46,8 +48,17 @@ struct ImageInfo: ParsableCommand {
 
     func run() throws {
         let bytes = try FileIO.read(file, limit: .flashContents)
+        let parsed: AnyESPImage
+        do { parsed = try AnyESPImage.parse(bytes) } catch { throw FileContextError(file: file, underlying: error) }
         let image: ESPImage
-        do { image = try ESPImage(bytes) } catch { throw FileContextError(file: file, underlying: error) }
+        switch parsed {
+        case let .esp8266(i, reason):
+            let report = ESP8266InfoReport(i, reason: reason)
+            if json { try Output.printJSON(report) } else { print(report.text, terminator: "") }
+            return
+        case let .esp32Family(i):
+            image = i
+        }
         let sb = image.hasSignatureSector ? secureBootReport(file: bytes, sectorOffset: image.signatureSectorOffset) : nil
         let report = ImageInfoReport(image, secureBoot: sb)
         if json {
@@ -248,7 +259,7 @@ struct ImageElf2Image: ParsableCommand {
             """
     )
 
-    @Option(help: "Target chip (\(ChipSpec.all.map(\.name).joined(separator: ", "))).")
+    @Option(help: "Target chip (\(ChipSpec.imageChips.map(\.name).joined(separator: ", "))).")
     var chip: String
 
     @Option(name: .long, help: "Flash mode: qio, qout, dio, dout.")
@@ -287,6 +298,12 @@ struct ImageElf2Image: ParsableCommand {
     @Option(name: .long, help: "Pad the image with 0xFF to a multiple of this size (e.g. 4KB).")
     var padToSize: String?
 
+    @Option(name: .long, help: "MMU page size for flash-mapped segments (e.g. 32KB; ESP32-C2/C6/C61/H2/H4 only; default: from the app descriptor, as esptool).")
+    var flashMmuPageSize: String?
+
+    @Flag(name: .long, help: "Header and checksum cover only the RAM segments (written first); flash segments follow, unseen by the ROM; no SHA-256 (as esptool).")
+    var ramOnlyHeader = false
+
     @Argument(help: "The ELF file.")
     var elf: String
 
@@ -294,10 +311,16 @@ struct ImageElf2Image: ParsableCommand {
     var output: String
 
     func run() throws {
-        guard let spec = ChipSpec.named(chip) else {
-            throw UsageError("unknown chip '\(chip)'", hint: "choose one of: " + ChipSpec.all.map(\.name).joined(separator: ", "))
+        guard let spec = ChipSpec.named(chip, in: ChipSpec.imageChips) else {
+            throw UsageError("unknown chip '\(chip)'", hint: "choose one of: " + ChipSpec.imageChips.map(\.name).joined(separator: ", "))
         }
         var o = ImageBuildOptions()
+        if let s = flashMmuPageSize {
+            guard let v = NumberParsing.size(s), v > 0 else {
+                throw UsageError("--flash-mmu-page-size '\(s)' is not a size", hint: "e.g. 32KB or 64KB")
+            }
+            o.mmuPageSize = v
+        }
         o.flashMode = flashMode.lowercased()
         o.flashFrequency = flashFreq?.lowercased()
         o.flashSize = flashSize.uppercased()
@@ -308,6 +331,7 @@ struct ImageElf2Image: ParsableCommand {
         o.securePadV1 = securePad
         o.appendDigest = !dontAppendDigest
         o.useSegments = useSegments
+        o.ramOnlyHeader = ramOnlyHeader
         if let s = elfSha256Offset {
             guard let v = NumberParsing.integer(s), v >= 0 else {
                 throw UsageError("--elf-sha256-offset '\(s)' is not a number", hint: "e.g. 0xb0")
