@@ -69,6 +69,8 @@ public final class LoaderClient: RegisterAccess {
                 switch event {
                 case let .frame(f): if !f.isEmpty { frames.append(f) }
                 case let .junk(j):
+                    // A reply whose opening delimiter was lost arrives as bytes between frames.
+                    if j.count <= 16 { damagedFrames.append(j) }
                     // Text between frames: the ROM banner means the chip was reset.
                     if String(decoding: j, as: UTF8.self).contains("waiting for download") { resetSeen = true }
                 case .invalidEscape, .oversized: break
@@ -89,16 +91,57 @@ public final class LoaderClient: RegisterAccess {
     @discardableResult
     public func command(_ op: Opcode, _ data: [UInt8] = [], checksum: UInt32 = 0, outputLength: Int = 0,
                         timeout: Double? = nil) throws -> ResponsePacket {
+        damagedFrames = []
         try send(CommandPacket(op, data: data, checksum: checksum))
         return try awaitResponse(op, outputLength: outputLength, timeout: timeout ?? self.timeout)
     }
+
+    /// While set (a stub data block is waiting for its reply), a damaged reply whose remains are
+    /// readable (``judgeDamagedStubReply(_:op:)``) ends the wait at once instead of the timeout.
+    public var judgeDataReplies = false
+
+    /// Frames (and stray bytes) seen while waiting for the last command's reply that were not a
+    /// well-formed reply to it: what is left of a reply damaged on the wire.
+    public private(set) var damagedFrames: [[UInt8]] = []
+
+    /// What the damaged remains of a flasher stub's reply to a data block say about the block. A
+    /// stub data reply is a header (direction 1, the opcode, length, a zero value) and two status
+    /// bytes: zero for success; an error code 0xC0-0xCF with a non-zero status for failure. One
+    /// lost or flipped byte leaves this recognisable: an error code among the last two bytes means
+    /// the block was rejected; nothing but zeros after the opcode and length means it was taken.
+    public static func judgeDamagedStubReply(_ frames: [[UInt8]], op: Opcode) -> DamagedReply {
+        for f in frames where (8...12).contains(f.count) && (f.prefix(3).contains(op.rawValue) || f[0] == 0x01) {
+            if f.suffix(2).contains(where: { $0 >= 0xC0 }) { return .rejected }
+            if f.suffix(f.count - 4).allSatisfy({ $0 == 0 }) { return .used }
+        }
+        return .unknown
+    }
+
+    public enum DamagedReply: Sendable, Equatable { case used, rejected, unknown }
 
     func awaitResponse(_ op: Opcode, outputLength: Int, timeout: Double) throws -> ResponsePacket {
         let deadline = Date().addingTimeInterval(timeout)
         for _ in 0..<100 {
             guard let frame = try nextFrame(timeout: max(0, deadline.timeIntervalSinceNow)) else { break }
-            guard let r = try? ResponsePacket.decode(frame), r.opcode == op.rawValue else { continue }
+            guard let r = try? ResponsePacket.decode(frame), r.opcode == op.rawValue else {
+                if frame.count <= 16 { damagedFrames.append(frame) }
+                // A stub's reply to a data block that arrived damaged but readable: a fast failure.
+                if judgeDataReplies, Self.judgeDamagedStubReply(damagedFrames, op: op) != .unknown {
+                    throw FlasherError.badResponse(command: op.name, why: "reply damaged on the wire")
+                }
+                continue
+            }
+            if judgeDataReplies, r.data.count == 2 {
+                // A stub data reply: the error byte decides (one flipped bit can turn the status
+                // byte 1 into 0 or 0 into non-zero; the error codes are 0xC0 and up, success is 0).
+                let status = r.data[0], code = r.data[1]
+                if code >= 0xC0 || (code != 0 && status != 0) {
+                    throw FlasherError.commandFailed(command: op.name, status: max(status, 1), error: code)
+                }
+                return r
+            }
             guard let st = r.status(outputLength: outputLength), r.data.count >= outputLength + 2 else {
+                damagedFrames.append(frame)
                 if let st = r.status(outputLength: 0), st.status != 0 {
                     throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error)
                 }
@@ -107,7 +150,36 @@ public final class LoaderClient: RegisterAccess {
             if st.status != 0 { throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error) }
             return r
         }
+        // A reply complete but for its closing delimiter (lost on the wire): take it, and start
+        // the decoder afresh so the next reply's opening delimiter opens a frame again.
+        if let body = decoder.unfinishedFrame, let r = try? ResponsePacket.decode(body), r.opcode == op.rawValue,
+           body.count == 8 + r.data.count, (outputLength + 2...outputLength + 4).contains(r.data.count),
+           let st = r.status(outputLength: outputLength) {
+            decoder = SLIPDecoder()
+            delimiterRecoveries += 1
+            if st.status != 0 { throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error) }
+            return r
+        }
         throw FlasherError.timeout(command: op.name)
+    }
+
+    /// Replies taken without their closing delimiter, and requests completed by ``poke(_:timeout:)``.
+    public private(set) var delimiterRecoveries = 0
+
+    /// After a data block got no reply: sends one frame delimiter, which ends a request whose own
+    /// closing delimiter was lost on the wire (the loader then answers it: success when it was
+    /// whole, an error when it was damaged too; an empty frame gets no answer), and waits up to
+    /// `timeout` for the reply. Returns the reply, nil when none came; throws a loader error.
+    public func poke(_ op: Opcode, timeout: Double) throws -> ResponsePacket? {
+        bytesSent += 1
+        try port.write([SLIP.end])
+        do {
+            let r = try awaitResponse(op, outputLength: 0, timeout: timeout)
+            delimiterRecoveries += 1
+            return r
+        } catch FlasherError.timeout {
+            return nil
+        }
     }
 
     /// A command that is safe to repeat: up to `attempts` tries with the same bytes; after two
@@ -127,7 +199,9 @@ public final class LoaderClient: RegisterAccess {
                 switch e {
                 case .deviceReset: throw e
                 case .timeout, .badResponse: lastError = e
-                case let .commandFailed(_, _, code) where Self.isTransient(code): lastError = e
+                case let .commandFailed(_, _, code) where Self.isTransient(code) || LoaderErrorCode(rawValue: code) == nil:
+                    // A code no loader sends is a reply damaged on the wire.
+                    lastError = e
                 default: throw e
                 }
             }
