@@ -45,10 +45,17 @@ public struct LinkEstimator: Sendable, Equatable {
     public init(candidates: [Int], prior: Double = 64 * 1024) {
         self.candidates = candidates.sorted(by: >)
         exposure = prior
+        attempts = prior / (Double(self.candidates.first ?? 0x4000) + overhead)
     }
 
-    /// Damaged bytes per wire byte (failures by error or damaged reply over bytes exposed).
-    public var faultRate: Double { failures / max(exposure, 1) }
+    /// Damaged bytes per wire byte: from the fraction of attempts that failed by an error or a
+    /// damaged reply, `f`, and the mean attempt size `s`: `-ln(1 - f) / s` (a failed attempt
+    /// hides how many of its bytes were hit, so failures per byte exposed would underestimate).
+    public var faultRate: Double {
+        guard attempts > 0 else { return 0 }
+        let f = min(0.99, failures / attempts)
+        return -log(1 - f) / max(exposure / attempts, 1)
+    }
     /// Attempts that ended in a timeout, per attempt.
     public var timeoutRate: Double { attempts > 0 ? timeouts / attempts : 0 }
 
@@ -117,7 +124,7 @@ public struct LinkEstimator: Sendable, Equatable {
     public mutating func resetOutcomes(prior: Double) {
         exposure = prior
         failures = 0
-        attempts = 0
+        attempts = prior / (Double(candidates.first ?? 0x4000) + overhead)
         timeouts = 0
     }
 }

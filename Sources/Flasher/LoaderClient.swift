@@ -110,7 +110,14 @@ public final class LoaderClient: RegisterAccess {
     /// lost or flipped byte leaves this recognisable: an error code among the last two bytes means
     /// the block was rejected; nothing but zeros after the opcode and length means it was taken.
     public static func judgeDamagedStubReply(_ frames: [[UInt8]], op: Opcode) -> DamagedReply {
-        for f in frames where (8...12).contains(f.count) && (f.prefix(3).contains(op.rawValue) || f[0] == 0x01) {
+        for frame in frames {
+            // Ours: the opcode in its place (one byte damaged elsewhere), the direction byte lost
+            // (9 bytes starting with the opcode), or a stray byte in front (its opening delimiter
+            // damaged). A frame with another opcode is not ours (a stale reply, or the answer to a
+            // fragment of a request split by a damaged byte).
+            var f = frame
+            if f.count >= 10, f.count <= 12, f[1] == 0x01, f[2] == op.rawValue { f.removeFirst() }
+            guard (f.count >= 9 && f.count <= 11 && f[1] == op.rawValue) || (f.count == 9 && f[0] == op.rawValue) else { continue }
             if f.suffix(2).contains(where: { $0 >= 0xC0 }) { return .rejected }
             if f.suffix(f.count - 4).allSatisfy({ $0 == 0 }) { return .used }
         }
