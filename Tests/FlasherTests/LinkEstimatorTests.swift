@@ -77,16 +77,22 @@ import Testing
         let op = Opcode.flashDeflData
         let ok: [UInt8] = [0x01, op.rawValue, 0x02, 0x00, 0, 0, 0, 0, 0, 0]
         let bad: [UInt8] = [0x01, op.rawValue, 0x02, 0x00, 0, 0, 0, 0, 1, LoaderErrorCode.stubBadChecksum.rawValue]
-        for i in ok.indices {   // any one byte lost
+        for i in ok.indices where i != 1 {   // any one byte lost but the opcode
             var f = ok
             f.remove(at: i)
             #expect(LoaderClient.judgeDamagedStubReply([f], op: op) == .used, "ok without byte \(i)")
         }
-        for i in 0..<8 {   // one byte of the header lost: the error code is still there
+        for i in 0..<8 where i != 1 {   // one byte of the header lost: the error code is still there
             var f = bad
             f.remove(at: i)
             #expect(LoaderClient.judgeDamagedStubReply([f], op: op) == .rejected, "error without byte \(i)")
         }
+        // Without its opcode a frame cannot be told from a stale reply to something else.
+        var noOp = ok
+        noOp.remove(at: 1)
+        #expect(LoaderClient.judgeDamagedStubReply([noOp], op: op) == .unknown)
+        // A stale reply to another command (a SYNC) is not read as this block's.
+        #expect(LoaderClient.judgeDamagedStubReply([[0x01, Opcode.sync.rawValue, 2, 0, 0, 0, 0, 0, 0, 0]], op: op) == .unknown)
         var flipped = bad
         flipped[9] ^= 0x04
         #expect(LoaderClient.judgeDamagedStubReply([flipped], op: op) == .rejected)
