@@ -626,7 +626,9 @@ public final class FlashSession {
             guard c.isStub else { throw FlasherError.romUnsupported("--encrypt on ESP32") }
             begin += le(1)
         }
-        let eraseTimeout = max(options.timeout, 40 * Double(writeSize) / 1e6)
+        // The stub erases as it writes and answers FLASH_BEGIN at once (esptool waits its default
+        // timeout there); the ROM erases the whole region first.
+        let eraseTimeout = c.isStub ? options.timeout : max(options.timeout, 40 * Double(writeSize) / 1e6)
         try c.retrying(compressed ? .flashDeflBegin : .flashBegin, begin, timeout: eraseTimeout)
         let op: Opcode = compressed ? .flashDeflData : .flashData
         // Uncompressed streams are padded to whole blocks of the size announced (as esptool does);
@@ -637,7 +639,12 @@ public final class FlashSession {
         let variable = options.adaptive && c.isStub
         let adaptive = options.adaptive
         var est = linkEstimator(c)
-        defer { estimator = est }
+        defer {
+            estimator = est
+            // Short commands (MD5 of a piece, register reads) wait what the link was measured to
+            // need, not a flat 3 s, once replies were measured.
+            if adaptive, c.port.kind != .virtual, est.margin < options.timeout { c.timeout = max(0.5, 2 * est.margin) }
+        }
         var block = firstBlock
         var pos = 0
         var seq: UInt32 = 0
@@ -677,37 +684,19 @@ public final class FlashSession {
                     case _ where verdict == .used:
                         accepted = true
                         link.damagedReplies += 1
+                        if case .badResponse = e, c.port.kind != .virtual {
+                            est.recordLatency(Date().timeIntervalSince(started) - (Double(chunk.count) + est.overhead) * 10 / Double(c.baud))
+                        }
                     case _ where verdict == .rejected:
                         failed = true
                         link.damagedReplies += 1
                         failure = .commandFailed(command: op.name, status: 1, error: LoaderErrorCode.stubBadChecksum.rawValue)
-                    case .timeout where adaptive:
-                        // Most often a lost frame delimiter: a lone delimiter ends a request that
-                        // lost its own (the loader then answers it) and costs one byte, not a block.
-                        timedOut = true
-                        link.timeouts += 1
-                        let poked = Date()
-                        do {
-                            if try c.poke(op, timeout: est.margin) != nil {
-                                accepted = true
-                                link.delimiterRecoveries += 1
-                                if c.port.kind != .virtual { est.recordLatency(Date().timeIntervalSince(poked)) }
-                            } else if c.isStub {
-                                switch LoaderClient.judgeDamagedStubReply(c.damagedFrames, op: op) {
-                                case .used:
-                                    accepted = true
-                                    link.damagedReplies += 1
-                                case .rejected:
-                                    link.damagedReplies += 1
-                                    failure = .commandFailed(command: op.name, status: 1, error: LoaderErrorCode.stubBadChecksum.rawValue)
-                                case .unknown: break
-                                }
-                            }
-                        } catch let p as FlasherError {
-                            if case .deviceReset = p { throw p }
-                            failure = p
-                        }
                     case .timeout:
+                        // No reply, not even a damaged one. (No lone delimiter is sent to end a
+                        // request that may have lost its own: on a real stub, whose SLIP state
+                        // toggles on every delimiter, a delimiter sent to an idle stub would make
+                        // the next request's opening one end an empty frame, which it runs from
+                        // its stale buffer. The resend's opening delimiter ends such a request.)
                         timedOut = true
                         link.timeouts += 1
                     case .deviceReset:
@@ -720,6 +709,12 @@ public final class FlashSession {
                     default:
                         failed = true
                     }
+                }
+                // Any reply that came (an error, a damaged one) measures the round trip too: at
+                // high noise successes are rare, and the margin must not wait for them.
+                if adaptive, !timedOut, !accepted, c.port.kind != .virtual {
+                    let wire = (Double(chunk.count) + est.overhead) * 10 / Double(c.baud)
+                    est.recordLatency(Date().timeIntervalSince(started) - wire)
                 }
                 if adaptive {
                     est.record(payload: chunk.count, failed: failed || (!accepted && !timedOut), timedOut: timedOut)

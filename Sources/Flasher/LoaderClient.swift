@@ -129,7 +129,14 @@ public final class LoaderClient: RegisterAccess {
     func awaitResponse(_ op: Opcode, outputLength: Int, timeout: Double) throws -> ResponsePacket {
         let deadline = Date().addingTimeInterval(timeout)
         for _ in 0..<100 {
-            guard let frame = try nextFrame(timeout: max(0, deadline.timeIntervalSinceNow)) else { break }
+            // A reply complete but for its closing delimiter is taken after 50 ms of quiet.
+            let quiet = completeUnfinished(op, outputLength: outputLength) != nil
+            let wait = max(0, deadline.timeIntervalSinceNow)
+            guard let frame = try nextFrame(timeout: quiet ? min(wait, 0.05) : wait) else {
+                // More bytes came into the unfinished frame meanwhile: wait on.
+                if quiet, completeUnfinished(op, outputLength: outputLength) == nil, deadline.timeIntervalSinceNow > 0 { continue }
+                break
+            }
             guard let r = try? ResponsePacket.decode(frame), r.opcode == op.rawValue else {
                 if frame.count <= 16 { damagedFrames.append(frame) }
                 // A stub's reply to a data block that arrived damaged but readable: a fast failure.
@@ -159,9 +166,7 @@ public final class LoaderClient: RegisterAccess {
         }
         // A reply complete but for its closing delimiter (lost on the wire): take it, and start
         // the decoder afresh so the next reply's opening delimiter opens a frame again.
-        if let body = decoder.unfinishedFrame, let r = try? ResponsePacket.decode(body), r.opcode == op.rawValue,
-           body.count == 8 + r.data.count, (outputLength + 2...outputLength + 4).contains(r.data.count),
-           let st = r.status(outputLength: outputLength) {
+        if let r = completeUnfinished(op, outputLength: outputLength), let st = r.status(outputLength: outputLength) {
             decoder = SLIPDecoder()
             delimiterRecoveries += 1
             if st.status != 0 { throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error) }
@@ -170,24 +175,17 @@ public final class LoaderClient: RegisterAccess {
         throw FlasherError.timeout(command: op.name)
     }
 
-    /// Replies taken without their closing delimiter, and requests completed by ``poke(_:timeout:)``.
+    /// The decoder's unfinished frame when it is a whole reply to `op` (only its closing
+    /// delimiter missing).
+    func completeUnfinished(_ op: Opcode, outputLength: Int) -> ResponsePacket? {
+        guard let body = decoder.unfinishedFrame, let r = try? ResponsePacket.decode(body), r.opcode == op.rawValue,
+              body.count == 8 + r.data.count, (outputLength + 2...outputLength + 4).contains(r.data.count) else { return nil }
+        return r
+    }
+
+    /// Replies taken without their closing delimiter.
     public private(set) var delimiterRecoveries = 0
 
-    /// After a data block got no reply: sends one frame delimiter, which ends a request whose own
-    /// closing delimiter was lost on the wire (the loader then answers it: success when it was
-    /// whole, an error when it was damaged too; an empty frame gets no answer), and waits up to
-    /// `timeout` for the reply. Returns the reply, nil when none came; throws a loader error.
-    public func poke(_ op: Opcode, timeout: Double) throws -> ResponsePacket? {
-        bytesSent += 1
-        try port.write([SLIP.end])
-        do {
-            let r = try awaitResponse(op, outputLength: 0, timeout: timeout)
-            delimiterRecoveries += 1
-            return r
-        } catch FlasherError.timeout {
-            return nil
-        }
-    }
 
     /// A command that is safe to repeat: up to `attempts` tries with the same bytes; after two
     /// failures in a row the link is resynchronized first. Device resets and lost links propagate.
@@ -351,7 +349,7 @@ public final class LoaderClient: RegisterAccess {
 
     /// MD5 of a flash range as the loader computes it (ROM: 32 hex characters; stub: 16 bytes).
     public func flashMD5(address: Int, size: Int) throws -> [UInt8] {
-        let t = max(3, 8 * Double(size) / 1e6)
+        let t = max(timeout, 8 * Double(size) / 1e6)
         let outLen = isStub ? 16 : 32
         let r = try retrying(.spiFlashMD5, le(UInt32(address), UInt32(size), 0, 0), outputLength: outLen, timeout: t)
         let out = Array(r.data[0..<outLen])
