@@ -39,29 +39,42 @@ public struct SessionOptions: Sendable {
 
 /// When and how far a session adapts its write blocks and baud rate to a noisy link.
 public struct LinkPolicy: Sendable, Equatable {
-    /// Failed attempts at one block before the stream is restarted with a smaller block or a
-    /// lower baud rate (when neither is left, the block is retried up to 6 times as before).
-    public var failuresBeforeStepDown = 2
-    /// Blocks in a row accepted at the first attempt before stepping back up.
-    public var cleanBlocksBeforeStepUp = 16
     /// The smallest FLASH_DATA block through the stub. The stub takes any block length up to its
-    /// 16 KiB buffer (it ignores FLASH_BEGIN's block-size word and writes each packet's payload
-    /// where the previous one ended); 256 bytes is one flash page, and below that the ~40 bytes of
+    /// 16 KiB buffer (it ignores FLASH_BEGIN's block-size word and the sequence number, and writes
+    /// each packet's payload where the previous one ended), so the block may change between two
+    /// packets of one stream; 256 bytes is one flash page, and below that the ~48 bytes of
     /// framing, header and reply per block outweigh what a shorter block saves.
     public var minimumBlock = 0x100
-    /// The smallest block through the ROM loader: its own 1 KiB block (esptool's ROM write size).
-    /// The ROM places block `seq` at `offset + seq * blockSize`; smaller blocks are not used
-    /// because no recording of the real ROM shows them accepted.
+    /// The block through the ROM loader: its own 1 KiB block (esptool's ROM write size). The ROM
+    /// places block `seq` at `offset + seq * blockSize`, so the block is never changed there.
     public var romMinimumBlock = 0x400
-    /// Each step down divides the block by this (16 KiB → 4 KiB → 1 KiB → 256 B); steps up double it.
-    public var shrinkFactor = 4
-    /// Attempts at one block once nothing is left to step down to.
-    public var attemptsAtFloor = 16
+    /// Attempts at one block before the stream is restarted (at the first piece that differs).
+    public var attemptsPerBlock = 16
     /// Baud rates to step down through (only those below the session's rate are used).
     public var baudSteps = [921_600, 460_800, 230_400, 115_200]
+    /// A lower baud rate is tried only when even the smallest block gets through at the first
+    /// attempt less often than this (estimated over the recent attempts).
+    public var baudTrialBelowPassRate = 0.5
+    /// Attempts at the smallest block before a baud step is considered.
+    public var attemptsBeforeBaudTrial = 24
+    /// Attempts at a lower rate before judging it.
+    public var baudTrialAttempts = 32
+    /// The lower rate is kept only when the failures per byte fell to at most this fraction of
+    /// the rate before; otherwise the session goes back up and steps the baud no more on this port.
+    public var baudTrialGain = 0.5
+    /// Blocks in a row accepted at the first attempt at a kept lower rate before trying one step up.
+    public var cleanBlocksBeforeBaudUp = 64
+    /// Baud steps down at most per session (a link that keeps flapping stays where it is).
+    public var maxBaudDowns = 4
+    /// The smallest response margin of a data block (seconds); the timeout is the block's wire
+    /// time plus three times the largest reply latency measured, at least this.
+    public var timeoutFloor = 0.1
     /// After a restart, flash already written is found by MD5 in pieces of this size (multiple of 4 KiB).
     public var resumePiece = 0x4000
-    /// Restarts in a row that neither made progress nor could step down, before giving up.
+    /// When a region's MD5 is wrong after its stream, its flash is compared by MD5 in pieces of
+    /// this size (multiple of 4 KiB) and only the pieces that differ are written again.
+    public var repairPiece = 0x1000
+    /// Restarts in a row that neither made progress nor changed the rate, before giving up.
     public var maxStalledRestarts = 6
     public init() {}
 }
@@ -78,24 +91,38 @@ public struct LinkAdaptation: Sendable, Codable, Equatable {
     public var blockGrows = 0
     public var baudDowns = 0
     public var baudUps = 0
+    /// Baud steps down undone because the failures per byte did not fall at the lower rate.
+    public var baudReverts = 0
+    /// True once a baud step did not help: the session steps the baud no more on this port.
+    public var baudStepsDisabled = false
     /// Write streams restarted after a failure (each resumes at the first piece whose MD5 differs).
     public var restarts = 0
+    /// Data blocks that got no reply within their timeout.
+    public var timeouts = 0
+    /// Lost frame delimiters recovered without resending (a reply taken without its closing
+    /// delimiter, or a request completed by a lone delimiter).
+    public var delimiterRecoveries = 0
+    /// Data block replies that arrived damaged and were read from their remains (taken or rejected).
+    public var damagedReplies = 0
     /// FLASH_DATA payload bytes put on the wire, retries and restarts included.
     public var payloadBytesSent = 0
     public init() {}
 
     public var adapted: Bool { blockShrinks + baudDowns > 0 }
 
-    /// One line for the summary, e.g. "blocks 16384→1024→4096, baud 921600→460800→921600, 7 restarts".
+    /// One line for the summary.
     public var summary: String {
         var parts: [String] = []
         if blockShrinks + blockGrows > 0 {
             parts.append("blocks \(initialBlock) down to \(smallestBlock), ended at \(finalBlock) (\(blockShrinks) down, \(blockGrows) up)")
         }
         if baudDowns + baudUps > 0 {
-            parts.append("baud \(initialBaud) down to \(lowestBaud), ended at \(finalBaud) (\(baudDowns) down, \(baudUps) up)")
+            var b = "baud \(initialBaud) down to \(lowestBaud), ended at \(finalBaud) (\(baudDowns) down, \(baudUps) up"
+            if baudReverts > 0 { b += ", \(baudReverts) undone: the lower rate did not reduce the errors" }
+            parts.append(b + ")")
         }
         if restarts > 0 { parts.append("\(restarts) restart(s)") }
+        if timeouts > 0 { parts.append("\(timeouts) timeout(s), \(delimiterRecoveries) lost delimiter(s) recovered") }
         return parts.isEmpty ? "no adaptation" : parts.joined(separator: ", ")
     }
 }
@@ -151,6 +178,11 @@ public final class FlashSession {
     private var block: Int?
     private var adaptedBaud: Int?
     private var cleanBlocks = 0
+    /// The link's estimated fault rates and reply latencies (see ``LinkEstimator``).
+    private var estimator: LinkEstimator?
+    /// A lower baud rate on trial, attempts since the block or rate last changed.
+    private var trial: BaudTrial?
+    private var attemptsSinceBaudChange = 0
     public var onEvent: (FlashEvent) -> Void = { _ in }
 
     public init(port: String, options: SessionOptions) {
@@ -365,51 +397,59 @@ public final class FlashSession {
         }
         startLinkReport(c)
         // One stream per region while the link is clean (best compression). After a failed block
-        // the stream restarts, possibly with smaller blocks or at a lower rate, at the first piece
-        // of the region whose MD5 on flash differs (an encrypted write cannot be checked that way
-        // and restarts at the region's start).
-        var start = 0
+        // the stream restarts, possibly at another rate, at the first piece of the region whose MD5
+        // on flash differs; when the region's MD5 is wrong at the end (the 8-bit XOR checksum of a
+        // block misses two flips of the same bit), only the pieces that differ are written again.
+        // An encrypted write cannot be checked that way and restarts at the region's start.
+        var runs: [Range<Int>] = [0..<data.count]
         var compressed = false
         var payloadBytes = 0
         var mismatches = 0
         var stalled = 0
         var restarts = 0
+        var firstStream = true
         let maxRestarts = 64 + data.count / 0x400
         var lastFailure: Error = FlasherError.timeout(command: "FLASH_DATA")
         while true {
-            if start < data.count {
-                let part = Array(data[start...])
-                var payload = part
-                var z = false
-                if mayCompress(c), let d = Deflate.compress(part), d.count < part.count {
-                    payload = d
-                    z = true
-                }
-                if start == 0 {
-                    compressed = z
-                    payloadBytes = payload.count
-                }
-                do {
-                    try sendRegion(c, region: FlashRegion(address: region.address + start, data: part, name: region.name),
-                                   data: part, payload: payload, compressed: z)
-                } catch RegionRestart.restart(let why, let step) {
-                    lastFailure = why
-                    c.drainInput()
-                    link.restarts += 1
-                    let stepped = try adapt(c, step, at: region.address + start, why: why)
-                    let resumed = try resumePoint(c, address: region.address, data: data, from: start)
-                    if resumed > start || stepped {
-                        stalled = 0
-                    } else {
-                        stalled += 1
+            while let run = runs.first {
+                var start = run.lowerBound
+                let end = run.upperBound
+                while start < end {
+                    let part = Array(data[start..<end])
+                    var payload = part
+                    var z = false
+                    if mayCompress(c), let d = Deflate.compress(part), d.count < part.count {
+                        payload = d
+                        z = true
                     }
-                    restarts += 1
-                    guard stalled <= options.linkPolicy.maxStalledRestarts, restarts <= maxRestarts else { throw lastFailure }
-                    start = resumed
-                    emit("resume", address: region.address + start, size: data.count - start,
-                         detail: "\(block ?? 0)-byte blocks at \(c.baud) baud")
-                    continue
+                    if firstStream {
+                        compressed = z
+                        payloadBytes = payload.count
+                        firstStream = false
+                    }
+                    do {
+                        try sendRegion(c, region: FlashRegion(address: region.address + start, data: part, name: region.name),
+                                       data: part, payload: payload, compressed: z)
+                        start = end
+                    } catch RegionRestart.restart(let why, let step) {
+                        lastFailure = why
+                        c.drainInput()
+                        link.restarts += 1
+                        let stepped = try adapt(c, step, at: region.address + start, why: why)
+                        let resumed = try resumePoint(c, address: region.address, data: data, from: start, to: end)
+                        if resumed > start || stepped {
+                            stalled = 0
+                        } else {
+                            stalled += 1
+                        }
+                        restarts += 1
+                        guard stalled <= options.linkPolicy.maxStalledRestarts, restarts <= maxRestarts else { throw lastFailure }
+                        start = resumed
+                        emit("resume", address: region.address + start, size: end - start,
+                             detail: "\(block ?? 0)-byte blocks at \(c.baud) baud")
+                    }
                 }
+                runs.removeFirst()
             }
             if options.encrypt {
                 // The chip stored ciphertext: its MD5 cannot match the plaintext.
@@ -425,10 +465,30 @@ public final class FlashSession {
                                                     expected: md5.hexString, actual: got.hexString)
             mismatches += 1
             guard mismatches < 8 else { throw lastFailure }
-            emit("retry", address: region.address, detail: "MD5 mismatch; writing the region again")
-            start = try resumePoint(c, address: region.address, data: data, from: 0)
-            if start >= data.count { start = 0 }
+            runs = try differingRuns(c, address: region.address, data: data)
+            if runs.isEmpty { runs = [0..<data.count] }
+            emit("retry", address: region.address,
+                 detail: "MD5 mismatch; writing again the \(runs.reduce(0) { $0 + $1.count }) bytes whose pieces differ")
         }
+    }
+
+    /// The runs of resume pieces of `data` whose MD5 on flash differs (adjacent pieces merged).
+    func differingRuns(_ c: LoaderClient, address: Int, data: [UInt8]) throws -> [Range<Int>] {
+        let piece = max(0x1000, options.linkPolicy.repairPiece / 0x1000 * 0x1000)
+        var runs: [Range<Int>] = []
+        var at = 0
+        while at < data.count {
+            let n = min(piece, data.count - at)
+            if try c.flashMD5(address: address + at, size: n) != Array(Insecure.MD5.hash(data: data[at..<(at + n)])) {
+                if let last = runs.last, last.upperBound == at {
+                    runs[runs.count - 1] = last.lowerBound..<(at + n)
+                } else {
+                    runs.append(at..<(at + n))
+                }
+            }
+            at += n
+        }
+        return runs
     }
 
     /// The write block the loader starts with (the stub's 16 KiB, the ROM's 1 KiB).
@@ -449,83 +509,88 @@ public final class FlashSession {
 
     /// The first offset in `data` (a multiple of the resume piece) from `from` on whose piece on
     /// flash differs; pieces already right are not sent again.
-    func resumePoint(_ c: LoaderClient, address: Int, data: [UInt8], from: Int) throws -> Int {
+    func resumePoint(_ c: LoaderClient, address: Int, data: [UInt8], from: Int, to end: Int? = nil) throws -> Int {
         guard !options.encrypt else { return 0 }
         let piece = max(0x1000, options.linkPolicy.resumePiece / 0x1000 * 0x1000)
+        let end = end ?? data.count
         var at = from / piece * piece
-        while at < data.count {
-            let n = min(piece, data.count - at)
+        while at < end {
+            let n = min(piece, end - at)
             guard try c.flashMD5(address: address + at, size: n) == Array(Insecure.MD5.hash(data: data[at..<(at + n)])) else { break }
             at += n
         }
         return at
     }
 
-    /// One step of the link adaptation. Down: a smaller block first, then a lower baud rate.
-    /// Up: the baud rate first, then a larger block. Returns whether anything changed.
+    /// A baud step (blocks change inside a stream, see ``sendRegion``). Returns whether the rate changed.
     func adapt(_ c: LoaderClient, _ step: LinkStep, at address: Int, why: Error) throws -> Bool {
-        guard options.adaptive, let current = block else { return false }
+        guard options.adaptive, block != nil else { return false }
         let policy = options.linkPolicy
-        let top = defaultBlock(c)
-        let target = options.baud
         switch step {
         case .none:
             return false
         case .down:
-            if current > minimumBlock(c) {
-                block = max(minimumBlock(c), current / max(2, policy.shrinkFactor))
-                link.blockShrinks += 1
-                link.smallestBlock = min(link.smallestBlock, block ?? current)
-                emit("adapt", address: address, detail: "block \(current) → \(block ?? current) bytes after repeated failures (\(describe(why)))")
-            } else if let lower = policy.baudSteps.first(where: { $0 < c.baud }) {
-                let from = c.baud
-                try c.changeBaud(lower)
-                adaptedBaud = lower
-                link.baudDowns += 1
-                link.lowestBaud = min(link.lowestBaud, lower)
-                emit("adapt", address: address, detail: "baud \(from) → \(lower) after repeated failures at \(current)-byte blocks (\(describe(why)))")
-            } else {
-                return false
-            }
+            guard let lower = policy.baudSteps.first(where: { $0 < c.baud }) else { return false }
+            let from = c.baud
+            let before = estimator?.anyFailureRate ?? 0
+            try c.changeBaud(lower)
+            adaptedBaud = lower
+            trial = BaudTrial(from: from, to: lower, rateBefore: before)
+            link.baudDowns += 1
+            link.lowestBaud = min(link.lowestBaud, lower)
+            emit("adapt", address: address,
+                 detail: "baud \(from) → \(lower) on trial: \(block ?? 0)-byte blocks still fail (\(describe(why)))")
+        case .revert:
+            guard let t = trial else { return false }
+            try c.changeBaud(t.from)
+            adaptedBaud = t.from == options.baud ? nil : t.from
+            trial = nil
+            link.baudUps += 1
+            link.baudReverts += 1
+            link.baudStepsDisabled = true
+            emit("adapt", address: address,
+                 detail: "baud \(t.to) → \(t.from): the errors did not fall at the lower rate (\(perMB(t.rateAfter)) vs \(perMB(t.rateBefore)) failures per MB); no more baud steps on this port")
         case .up:
-            if c.baud < target {
-                let from = c.baud
-                let higher = policy.baudSteps.reversed().first(where: { $0 > from && $0 <= target }) ?? target
-                try c.changeBaud(higher)
-                adaptedBaud = higher == target ? nil : higher
-                link.baudUps += 1
-                emit("adapt", address: address, detail: "baud \(from) → \(higher): blocks get through")
-            } else if current < top {
-                block = min(top, current * 2)
-                link.blockGrows += 1
-                emit("adapt", address: address, detail: "block \(current) → \(block ?? current) bytes: blocks get through")
-            } else {
-                return false
-            }
+            guard c.baud < options.baud else { return false }
+            let from = c.baud
+            let higher = policy.baudSteps.reversed().first(where: { $0 > from && $0 <= options.baud }) ?? options.baud
+            try c.changeBaud(higher)
+            adaptedBaud = higher == options.baud ? nil : higher
+            link.baudUps += 1
+            emit("adapt", address: address, detail: "baud \(from) → \(higher): blocks get through")
         }
+        attemptsSinceBaudChange = 0
         cleanBlocks = 0
-        link.finalBlock = block ?? current
         link.finalBaud = c.baud
         return true
     }
 
-    /// Whether the link can still step down (smaller block or lower baud).
-    func canStepDown(_ c: LoaderClient) -> Bool {
-        guard options.adaptive, let block else { return false }
-        return block > minimumBlock(c) || options.linkPolicy.baudSteps.contains { $0 < c.baud }
-    }
+    func perMB(_ rate: Double) -> String { String(format: "%.1f", rate * 1_048_576) }
 
     func minimumBlock(_ c: LoaderClient) -> Int {
         min(defaultBlock(c), c.isStub ? options.linkPolicy.minimumBlock : options.linkPolicy.romMinimumBlock)
     }
 
-    /// Whether the link runs below its normal block or rate.
-    func canStepUp(_ c: LoaderClient) -> Bool {
-        guard options.adaptive, let block else { return false }
-        return c.baud < options.baud || block < defaultBlock(c)
+    /// The estimator for this link, created with the block sizes this loader can take.
+    func linkEstimator(_ c: LoaderClient) -> LinkEstimator {
+        if let estimator { return estimator }
+        var sizes: [Int] = []
+        var b = defaultBlock(c)
+        while b >= minimumBlock(c) { sizes.append(b); b /= 2 }
+        var e = LinkEstimator(candidates: sizes)
+        e.marginFloor = options.linkPolicy.timeoutFloor
+        e.marginCeiling = max(options.timeout, options.linkPolicy.timeoutFloor)
+        estimator = e
+        return e
     }
 
-    enum LinkStep { case none, down, up }
+    /// Seconds one lost reply costs (its timeout and the wait after the delimiter sent to
+    /// recover it). In-process virtual ports answer at once (no wall clock): the floor is charged.
+    func timeoutCost(_ c: LoaderClient, _ e: LinkEstimator) -> Double {
+        2 * (c.port.kind == .virtual ? e.marginFloor : e.margin)
+    }
+
+    enum LinkStep { case none, down, up, revert }
     enum RegionRestart: Error { case restart(Error, LinkStep) }
 
     /// A write erases whole 4 KiB sectors, so the bytes after a region's end in its last sector
@@ -553,71 +618,220 @@ public final class FlashSession {
     }
 
     func sendRegion(_ c: LoaderClient, region: FlashRegion, data: [UInt8], payload: [UInt8], compressed: Bool) throws {
-        let block = self.block ?? defaultBlock(c)
-        let blocks = (payload.count + block - 1) / block
-        let writeSize = compressed ? (c.isStub ? data.count : (data.count + block - 1) / block * block) : data.count
-        var begin = le(UInt32(writeSize), UInt32(blocks), UInt32(block), UInt32(region.address))
+        let firstBlock = self.block ?? defaultBlock(c)
+        let blocks = (payload.count + firstBlock - 1) / firstBlock
+        let writeSize = compressed ? (c.isStub ? data.count : (data.count + firstBlock - 1) / firstBlock * firstBlock) : data.count
+        var begin = le(UInt32(writeSize), UInt32(blocks), UInt32(firstBlock), UInt32(region.address))
         if options.encrypt {
             guard c.isStub else { throw FlasherError.romUnsupported("--encrypt on ESP32") }
             begin += le(1)
         }
-        let eraseTimeout = max(options.timeout, 40 * Double(writeSize) / 1e6)
+        // The stub erases as it writes and answers FLASH_BEGIN at once (esptool waits its default
+        // timeout there); the ROM erases the whole region first.
+        let eraseTimeout = c.isStub ? options.timeout : max(options.timeout, 40 * Double(writeSize) / 1e6)
         try c.retrying(compressed ? .flashDeflBegin : .flashBegin, begin, timeout: eraseTimeout)
         let op: Opcode = compressed ? .flashDeflData : .flashData
-        var sent = 0
-        for seq in 0..<blocks {
-            var chunk = Array(payload[(seq * block)..<min(payload.count, (seq + 1) * block)])
-            if !compressed, chunk.count < block { chunk += [UInt8](repeating: 0xFF, count: block - chunk.count) }
-            let packet = CommandPacket.dataBlock(op, sequence: UInt32(seq), payload: chunk)
-            let t = compressed ? max(options.timeout, 40 * Double(block * 4) / 1e6) : options.timeout
+        // Uncompressed streams are padded to whole blocks of the size announced (as esptool does);
+        // a smaller block later (a power of two dividing it) never sends more than announced.
+        var body = payload
+        if !compressed { body += [UInt8](repeating: 0xFF, count: blocks * firstBlock - payload.count) }
+        // The stub takes each packet's own length: the block may change inside the stream.
+        let variable = options.adaptive && c.isStub
+        let adaptive = options.adaptive
+        var est = linkEstimator(c)
+        defer {
+            estimator = est
+            // Short commands (MD5 of a piece, register reads) wait what the link was measured to
+            // need, not a flat 3 s, once replies were measured.
+            if adaptive, c.port.kind != .virtual, est.margin < options.timeout { c.timeout = max(0.5, 2 * est.margin) }
+        }
+        var block = firstBlock
+        var pos = 0
+        var seq: UInt32 = 0
+        while pos < body.count {
+            let chunk = Array(body[pos..<min(body.count, pos + block)])
+            let packet = CommandPacket.dataBlock(op, sequence: seq, payload: chunk)
+            let fixedTimeout = compressed ? max(options.timeout, 40 * Double(block * 4) / 1e6) : options.timeout
             var attempt = 0
-            let attemptLimit = options.adaptive && !canStepDown(c) ? max(6, options.linkPolicy.attemptsAtFloor) : 6
+            let attemptLimit = adaptive ? max(6, options.linkPolicy.attemptsPerBlock) : 6
+            var resized = false
             while true {
+                let t = adaptive ? est.timeout(payload: chunk.count, baud: c.baud) : fixedTimeout
+                let started = Date()
+                var failed = false, timedOut = false, accepted = false
+                var failure: FlasherError?
+                link.payloadBytesSent += chunk.count
+                c.judgeDataReplies = adaptive && c.isStub
+                defer { c.judgeDataReplies = false }
                 do {
-                    link.payloadBytesSent += chunk.count
                     try c.command(op, packet.data, checksum: packet.checksum, timeout: t)
-                    break
+                    accepted = true
+                    if c.port.kind != .virtual {
+                        let wire = (Double(chunk.count) + est.overhead) * 10 / Double(c.baud)
+                        est.recordLatency(Date().timeIntervalSince(started) - wire)
+                    }
                 } catch let e as FlasherError {
-                    attempt += 1
-                    cleanBlocks = 0
-                    // A block that keeps failing: restart the stream with a smaller block or at a
-                    // lower rate, while there is one left.
-                    if attempt >= options.linkPolicy.failuresBeforeStepDown, canStepDown(c), Self.isLinkFailure(e) {
-                        if case .deviceReset = e { throw e }
-                        throw RegionRestart.restart(e, .down)
+                    failure = e
+                    // The remains of a damaged stub reply tell whether the block was taken.
+                    var verdict = LoaderClient.DamagedReply.unknown
+                    if adaptive, c.isStub, !c.damagedFrames.isEmpty {
+                        switch e {
+                        case .timeout, .badResponse: verdict = LoaderClient.judgeDamagedStubReply(c.damagedFrames, op: op)
+                        default: break
+                        }
                     }
                     switch e {
-                    case let .commandFailed(_, _, code) where LoaderClient.isTransient(code) && attempt < attemptLimit:
-                        // Rejected before it was used: the same block (same sequence number) again.
-                        c.noteRetry()
-                        if attempt % 3 == 0 { try c.resync() } else { c.drainInput() }
-                    case .timeout, .badResponse:
-                        // We do not know whether the chip used it. Uncompressed blocks are idempotent
-                        // (same data to the same address). In a compressed stream a block may be sent
-                        // again only after a timeout: a request (16 KiB) is far more likely to have
-                        // been lost than its few-byte reply, and if the stub did use it the repeat
-                        // breaks the stream (inflate error → restart) or fails the region's MD5
-                        // check. A damaged reply means the stub used the block: start over.
-                        var timedOut = false
-                        if case .timeout = e { timedOut = true }
-                        guard !compressed || timedOut, attempt < attemptLimit else { throw RegionRestart.restart(e, .none) }
-                        c.noteRetry()
-                        if attempt % 3 == 0 { try c.resync() } else { c.drainInput() }
-                    case .commandFailed: throw RegionRestart.restart(e, .none)
-                    default: throw e
+                    case _ where verdict == .used:
+                        accepted = true
+                        link.damagedReplies += 1
+                        if case .badResponse = e, c.port.kind != .virtual {
+                            est.recordLatency(Date().timeIntervalSince(started) - (Double(chunk.count) + est.overhead) * 10 / Double(c.baud))
+                        }
+                    case _ where verdict == .rejected:
+                        failed = true
+                        link.damagedReplies += 1
+                        failure = .commandFailed(command: op.name, status: 1, error: LoaderErrorCode.stubBadChecksum.rawValue)
+                    case .timeout:
+                        // No reply, not even a damaged one. (No lone delimiter is sent to end a
+                        // request that may have lost its own: on a real stub, whose SLIP state
+                        // toggles on every delimiter, a delimiter sent to an idle stub would make
+                        // the next request's opening one end an empty frame, which it runs from
+                        // its stale buffer. The resend's opening delimiter ends such a request.)
+                        timedOut = true
+                        link.timeouts += 1
+                    case .deviceReset:
+                        throw e
+                    case let .commandFailed(_, _, code) where adaptive && c.isStub && !Self.streamBroken(code):
+                        // Any other error code from the stub (or a code damaged on the way): the
+                        // block was not used.
+                        failed = true
+                        failure = .commandFailed(command: op.name, status: 1, error: LoaderErrorCode.stubBadChecksum.rawValue)
+                    default:
+                        failed = true
                     }
                 }
+                // Any reply that came (an error, a damaged one) measures the round trip too: at
+                // high noise successes are rare, and the margin must not wait for them.
+                if adaptive, !timedOut, !accepted, c.port.kind != .virtual {
+                    let wire = (Double(chunk.count) + est.overhead) * 10 / Double(c.baud)
+                    est.recordLatency(Date().timeIntervalSince(started) - wire)
+                }
+                if adaptive {
+                    est.record(payload: chunk.count, failed: failed || (!accepted && !timedOut), timedOut: timedOut)
+                    trial?.record(payload: chunk.count, overhead: est.overhead, failed: !accepted || timedOut)
+                    attemptsSinceBaudChange += 1
+                }
+                // An uncompressed stub stream whose reply is unknown (none, or damaged beyond
+                // reading): the stub writes each block where the previous one ended, so a block
+                // it did take must not come again. Its flash tells: MD5 of where the block went.
+                if !accepted, adaptive, c.isStub, !compressed, let e = failure, Self.ambiguous(e) {
+                    let n = min(chunk.count, max(0, data.count - pos))
+                    if n > 0, (try? c.flashMD5(address: region.address + pos, size: n)) == Array(Insecure.MD5.hash(data: chunk[0..<n])) {
+                        accepted = true
+                        link.damagedReplies += 1
+                    }
+                }
+                if accepted { break }
+                attempt += 1
+                cleanBlocks = 0
+                guard let e = failure else { throw FlasherError.timeout(command: op.name) }
+                switch e {
+                case let .commandFailed(_, _, code) where LoaderClient.isTransient(code) && attempt < attemptLimit:
+                    // Rejected before it was used (damaged on the way): this block, or a smaller one
+                    // from the same place, may be sent again.
+                    break
+                case .timeout where attempt < attemptLimit:
+                    // No answer even to the delimiter: the request most likely never arrived whole.
+                    // Resending is safe for uncompressed ROM blocks (same data, same address); the
+                    // stub writes where it stopped, so a block it did use and that comes again ends
+                    // as a wrong piece, which the region's MD5 check finds and the resume rewrites.
+                    break
+                case .badResponse where !compressed && !c.isStub && attempt < attemptLimit:
+                    break
+                case .timeout, .badResponse, .commandFailed:
+                    // A damaged reply: the loader may have used the block; start the stream over
+                    // at the first piece that differs.
+                    throw RegionRestart.restart(e, .none)
+                default: throw e
+                }
+                c.noteRetry()
+                if attempt % 3 == 0 { try? c.resync() } else { c.drainInput() }
+                try adaptBaud(c, est, at: region.address + pos, why: e)
+                if variable, let smaller = resize(c, est, current: block, at: region.address + pos), smaller != block {
+                    block = smaller
+                    resized = true
+                    break
+                }
             }
-            sent += chunk.count
-            emit("progress", address: region.address, size: payload.count, done: min(sent, payload.count))
+            if resized { continue }
+            pos += chunk.count
+            seq &+= 1
+            sent(region: region, payload: payload.count, done: pos)
             if attempt == 0 { cleanBlocks += 1 }
-            // Blocks get through again: restart the rest of the stream one step up (only when
-            // enough of it is left to be worth the restart).
-            if cleanBlocks >= options.linkPolicy.cleanBlocksBeforeStepUp, blocks - seq - 1 >= options.linkPolicy.cleanBlocksBeforeStepUp,
-               canStepUp(c) {
-                throw RegionRestart.restart(FlasherError.timeout(command: "FLASH_DATA"), .up)
+            guard adaptive else { continue }
+            try adaptBaud(c, est, at: region.address + pos, why: FlasherError.timeout(command: op.name))
+            if variable, let next = resize(c, est, current: block, at: region.address + pos) { block = next }
+            // Blocks get through at a kept lower rate: try one step up (a restart, when enough is left).
+            if trial == nil, c.baud < options.baud, cleanBlocks >= options.linkPolicy.cleanBlocksBeforeBaudUp,
+               body.count - pos >= 64 * 1024 {
+                throw RegionRestart.restart(FlasherError.timeout(command: op.name), .up)
             }
         }
+    }
+
+    /// A failure that leaves open whether the loader took the block (no reply, or a damaged one).
+    static func ambiguous(_ e: FlasherError) -> Bool {
+        switch e {
+        case .timeout, .badResponse: return true
+        default: return false
+        }
+    }
+
+    /// Stub errors after which the stream cannot go on (inflate error, too much data, not writing).
+    static func streamBroken(_ code: UInt8) -> Bool {
+        [LoaderErrorCode.stubInflate, .stubTooMuchData, .stubNotInFlashMode].map(\.rawValue).contains(code)
+    }
+
+    func sent(region: FlashRegion, payload: Int, done: Int) {
+        emit("progress", address: region.address, size: payload, done: min(done, payload))
+    }
+
+    /// The block with the best expected goodput (nil or `current`: no change); reports a change.
+    func resize(_ c: LoaderClient, _ est: LinkEstimator, current: Int, at address: Int) -> Int? {
+        let baud = Double(c.baud) / 10
+        let latency = c.port.kind == .virtual ? 0 : est.latencyMean * baud
+        let next = est.bestBlock(current: current, latency: latency, timeoutCost: timeoutCost(c, est) * baud)
+        guard next != current else { return nil }
+        block = next
+        if next < current {
+            link.blockShrinks += 1
+            link.smallestBlock = min(link.smallestBlock, next)
+        } else {
+            link.blockGrows += 1
+        }
+        link.finalBlock = next
+        emit("adapt", address: address,
+             detail: "block \(current) → \(next) bytes (estimated \(perMB(est.faultRate)) damaged per MB, \(String(format: "%.1f", 100 * est.timeoutRate)) % of replies lost)")
+        return next
+    }
+
+    /// Baud trial bookkeeping after an attempt: judge a running trial (keep or undo), or start
+    /// one when even the smallest block fails too often. Throws a restart when the rate changes.
+    func adaptBaud(_ c: LoaderClient, _ est: LinkEstimator, at address: Int, why: Error) throws {
+        let policy = options.linkPolicy
+        if let t = trial {
+            guard t.attempts >= policy.baudTrialAttempts else { return }
+            if t.rateAfter > policy.baudTrialGain * t.rateBefore { throw RegionRestart.restart(why, .revert) }
+            trial = nil
+            emit("adapt", address: address,
+                 detail: "baud \(t.to) kept: \(perMB(t.rateAfter)) failures per MB, down from \(perMB(t.rateBefore))")
+            return
+        }
+        guard !link.baudStepsDisabled, link.baudDowns < policy.maxBaudDowns, let b = block, b <= minimumBlock(c),
+              attemptsSinceBaudChange >= policy.attemptsBeforeBaudTrial,
+              est.passRate(block: b) < policy.baudTrialBelowPassRate,
+              policy.baudSteps.contains(where: { $0 < c.baud }) else { return }
+        throw RegionRestart.restart(why, .down)
     }
 
     // MARK: Read, erase, verify

@@ -69,6 +69,8 @@ public final class LoaderClient: RegisterAccess {
                 switch event {
                 case let .frame(f): if !f.isEmpty { frames.append(f) }
                 case let .junk(j):
+                    // A reply whose opening delimiter was lost arrives as bytes between frames.
+                    if j.count <= 16 { damagedFrames.append(j) }
                     // Text between frames: the ROM banner means the chip was reset.
                     if String(decoding: j, as: UTF8.self).contains("waiting for download") { resetSeen = true }
                 case .invalidEscape, .oversized: break
@@ -89,16 +91,71 @@ public final class LoaderClient: RegisterAccess {
     @discardableResult
     public func command(_ op: Opcode, _ data: [UInt8] = [], checksum: UInt32 = 0, outputLength: Int = 0,
                         timeout: Double? = nil) throws -> ResponsePacket {
+        damagedFrames = []
         try send(CommandPacket(op, data: data, checksum: checksum))
         return try awaitResponse(op, outputLength: outputLength, timeout: timeout ?? self.timeout)
     }
 
+    /// While set (a stub data block is waiting for its reply), a damaged reply whose remains are
+    /// readable (``judgeDamagedStubReply(_:op:)``) ends the wait at once instead of the timeout.
+    public var judgeDataReplies = false
+
+    /// Frames (and stray bytes) seen while waiting for the last command's reply that were not a
+    /// well-formed reply to it: what is left of a reply damaged on the wire.
+    public private(set) var damagedFrames: [[UInt8]] = []
+
+    /// What the damaged remains of a flasher stub's reply to a data block say about the block. A
+    /// stub data reply is a header (direction 1, the opcode, length, a zero value) and two status
+    /// bytes: zero for success; an error code 0xC0-0xCF with a non-zero status for failure. One
+    /// lost or flipped byte leaves this recognisable: an error code among the last two bytes means
+    /// the block was rejected; nothing but zeros after the opcode and length means it was taken.
+    public static func judgeDamagedStubReply(_ frames: [[UInt8]], op: Opcode) -> DamagedReply {
+        for frame in frames {
+            // Ours: the opcode in its place (one byte damaged elsewhere), the direction byte lost
+            // (9 bytes starting with the opcode), or a stray byte in front (its opening delimiter
+            // damaged). A frame with another opcode is not ours (a stale reply, or the answer to a
+            // fragment of a request split by a damaged byte).
+            var f = frame
+            if f.count >= 10, f.count <= 12, f[1] == 0x01, f[2] == op.rawValue { f.removeFirst() }
+            guard (f.count >= 9 && f.count <= 11 && f[1] == op.rawValue) || (f.count == 9 && f[0] == op.rawValue) else { continue }
+            if f.suffix(2).contains(where: { $0 >= 0xC0 }) { return .rejected }
+            if f.suffix(f.count - 4).allSatisfy({ $0 == 0 }) { return .used }
+        }
+        return .unknown
+    }
+
+    public enum DamagedReply: Sendable, Equatable { case used, rejected, unknown }
+
     func awaitResponse(_ op: Opcode, outputLength: Int, timeout: Double) throws -> ResponsePacket {
         let deadline = Date().addingTimeInterval(timeout)
         for _ in 0..<100 {
-            guard let frame = try nextFrame(timeout: max(0, deadline.timeIntervalSinceNow)) else { break }
-            guard let r = try? ResponsePacket.decode(frame), r.opcode == op.rawValue else { continue }
+            // A reply complete but for its closing delimiter is taken after 50 ms of quiet.
+            let quiet = completeUnfinished(op, outputLength: outputLength) != nil
+            let wait = max(0, deadline.timeIntervalSinceNow)
+            guard let frame = try nextFrame(timeout: quiet ? min(wait, 0.05) : wait) else {
+                // More bytes came into the unfinished frame meanwhile: wait on.
+                if quiet, completeUnfinished(op, outputLength: outputLength) == nil, deadline.timeIntervalSinceNow > 0 { continue }
+                break
+            }
+            guard let r = try? ResponsePacket.decode(frame), r.opcode == op.rawValue else {
+                if frame.count <= 16 { damagedFrames.append(frame) }
+                // A stub's reply to a data block that arrived damaged but readable: a fast failure.
+                if judgeDataReplies, Self.judgeDamagedStubReply(damagedFrames, op: op) != .unknown {
+                    throw FlasherError.badResponse(command: op.name, why: "reply damaged on the wire")
+                }
+                continue
+            }
+            if judgeDataReplies, r.data.count == 2 {
+                // A stub data reply: the error byte decides (one flipped bit can turn the status
+                // byte 1 into 0 or 0 into non-zero; the error codes are 0xC0 and up, success is 0).
+                let status = r.data[0], code = r.data[1]
+                if code >= 0xC0 || (code != 0 && status != 0) {
+                    throw FlasherError.commandFailed(command: op.name, status: max(status, 1), error: code)
+                }
+                return r
+            }
             guard let st = r.status(outputLength: outputLength), r.data.count >= outputLength + 2 else {
+                damagedFrames.append(frame)
                 if let st = r.status(outputLength: 0), st.status != 0 {
                     throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error)
                 }
@@ -107,8 +164,28 @@ public final class LoaderClient: RegisterAccess {
             if st.status != 0 { throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error) }
             return r
         }
+        // A reply complete but for its closing delimiter (lost on the wire): take it, and start
+        // the decoder afresh so the next reply's opening delimiter opens a frame again.
+        if let r = completeUnfinished(op, outputLength: outputLength), let st = r.status(outputLength: outputLength) {
+            decoder = SLIPDecoder()
+            delimiterRecoveries += 1
+            if st.status != 0 { throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error) }
+            return r
+        }
         throw FlasherError.timeout(command: op.name)
     }
+
+    /// The decoder's unfinished frame when it is a whole reply to `op` (only its closing
+    /// delimiter missing).
+    func completeUnfinished(_ op: Opcode, outputLength: Int) -> ResponsePacket? {
+        guard let body = decoder.unfinishedFrame, let r = try? ResponsePacket.decode(body), r.opcode == op.rawValue,
+              body.count == 8 + r.data.count, (outputLength + 2...outputLength + 4).contains(r.data.count) else { return nil }
+        return r
+    }
+
+    /// Replies taken without their closing delimiter.
+    public private(set) var delimiterRecoveries = 0
+
 
     /// A command that is safe to repeat: up to `attempts` tries with the same bytes; after two
     /// failures in a row the link is resynchronized first. Device resets and lost links propagate.
@@ -127,7 +204,9 @@ public final class LoaderClient: RegisterAccess {
                 switch e {
                 case .deviceReset: throw e
                 case .timeout, .badResponse: lastError = e
-                case let .commandFailed(_, _, code) where Self.isTransient(code): lastError = e
+                case let .commandFailed(_, _, code) where Self.isTransient(code) || LoaderErrorCode(rawValue: code) == nil:
+                    // A code no loader sends is a reply damaged on the wire.
+                    lastError = e
                 default: throw e
                 }
             }
@@ -270,7 +349,7 @@ public final class LoaderClient: RegisterAccess {
 
     /// MD5 of a flash range as the loader computes it (ROM: 32 hex characters; stub: 16 bytes).
     public func flashMD5(address: Int, size: Int) throws -> [UInt8] {
-        let t = max(3, 8 * Double(size) / 1e6)
+        let t = max(timeout, 8 * Double(size) / 1e6)
         let outLen = isStub ? 16 : 32
         let r = try retrying(.spiFlashMD5, le(UInt32(address), UInt32(size), 0, 0), outputLength: outLen, timeout: t)
         let out = Array(r.data[0..<outLen])

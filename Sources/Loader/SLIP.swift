@@ -55,6 +55,10 @@ public struct SLIPDecoder: Sendable {
     /// True while a frame has been started but not finished.
     public var isInsideFrame: Bool { state == .inFrame || state == .escaped }
 
+    /// The body received so far of a frame that was started but not finished (nil outside a
+    /// frame): a reply whose closing delimiter was lost on the wire is complete here.
+    public var unfinishedFrame: [UInt8]? { state == .inFrame && !buffer.isEmpty ? buffer : nil }
+
     /// Feeds one byte; returns an event if this byte completed one.
     public mutating func feed(byte b: UInt8) -> Event? {
         switch state {

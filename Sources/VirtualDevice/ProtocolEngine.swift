@@ -490,14 +490,16 @@ public final class ProtocolEngine {
                 }
             }
             f.written += toWrite.count
+        } else if mode == .stub {
+            // The stub ignores the sequence number and FLASH_BEGIN's block size: each packet's
+            // payload goes where the previous one ended (a block sent twice is written twice), and
+            // only the announced number of bytes is written (esptool pads the last block).
+            at = f.offset + f.written
+            toWrite = Array(payload.prefix(max(0, f.total - f.written)))
+            f.written += toWrite.count
         } else {
             at = f.offset + Int(seq) * f.blockSize
             toWrite = payload
-            if mode == .stub {
-                // The stub writes only the announced number of bytes (esptool pads the last block).
-                let remaining = max(0, f.offset + f.total - at)
-                if toWrite.count > remaining { toWrite = Array(toWrite.prefix(remaining)) }
-            }
             f.written = max(f.written, at - f.offset + toWrite.count)
         }
         flashOp = f

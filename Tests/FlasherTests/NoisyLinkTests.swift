@@ -4,6 +4,7 @@ import Flasher
 import Foundation
 import TestSupport
 import Testing
+import Transport
 import VirtualDevice
 
 /// Link adaptation over seeded faulty virtual links (no wall-clock dependence: a virtual port
@@ -47,25 +48,66 @@ import VirtualDevice
         #expect(outcome.ok, "seed \(seed): \(outcome.error ?? "")")
         #expect(flash == data)
         let link = try #require(outcome.link)
-        #expect(link.blockShrinks >= 1 && link.smallestBlock < 0x4000 && link.initialBlock == 0x4000)
-        #expect(link.restarts >= 1 && link.payloadBytesSent > data.count)
-        #expect(events.contains { $0.event == "adapt" && ($0.detail ?? "").hasPrefix("block 16384 → 4096") })
+        #expect(link.blockShrinks >= 1 && link.smallestBlock <= 0x200 && link.initialBlock == 0x4000)
+        #expect(link.payloadBytesSent > data.count && link.payloadBytesSent < 4 * data.count)
+        // A baud trial, if the smallest block failed often enough to try one, was undone: the
+        // virtual link's faults do not depend on the rate.
+        #expect(link.baudDowns == link.baudReverts && link.finalBaud == 921_600)
+        #expect(events.contains { $0.event == "adapt" && ($0.detail ?? "").hasPrefix("block 16384 → ") })
         #expect(events.contains { $0.event == "link" && ($0.detail ?? "").contains("blocks 16384 down to") })
         let regionResult = try #require(outcome.regions.first)
         #expect(regionResult.md5 == Array(Insecure.MD5.hash(data: data)).hexString)
     }
 
-    /// Through the ROM loader the block is already the smallest (1 KiB): repeated failures step
-    /// the baud rate down with CHANGE_BAUDRATE, and the write still ends correct.
-    @Test func romLoaderStepsTheBaudRateDown() throws {
+    /// Through the ROM loader the block is already the smallest (1 KiB) and fails most of the time
+    /// at 5e-4: the baud rate is stepped down on trial; the virtual link's faults do not depend on
+    /// the rate, so the failures per byte do not fall, the step is undone and not tried again.
+    @Test func romLoaderUndoesABaudStepThatDoesNotHelp() throws {
         let data = Array(image().prefix(64 * 1024))
         let (outcome, events, flash) = try write(data, faults: "drop=0.0005,flip=0.0005", seed: 4, stub: nil)
         #expect(outcome.ok, "\(outcome.error ?? "")")
         #expect(flash == data)
         let link = try #require(outcome.link)
         #expect(link.blockShrinks == 0 && link.initialBlock == 0x400)
-        #expect(link.baudDowns >= 1 && link.lowestBaud < 921_600 && link.initialBaud == 921_600)
-        #expect(events.contains { $0.event == "adapt" && ($0.detail ?? "").hasPrefix("baud 921600 → 460800") })
+        #expect(link.baudDowns == 1 && link.lowestBaud == 460_800 && link.initialBaud == 921_600)
+        #expect(link.baudReverts == 1 && link.baudStepsDisabled && link.finalBaud == 921_600)
+        #expect(events.contains { $0.event == "adapt" && ($0.detail ?? "").hasPrefix("baud 921600 → 460800 on trial") })
+        #expect(events.contains { $0.event == "adapt" && ($0.detail ?? "").hasPrefix("baud 460800 → 921600: the errors did not fall") })
+    }
+
+    /// Light noise (2e-5, about one fault per 25 KB): the block settles at a few KiB, it does not
+    /// walk down to the minimum, and the baud rate stays.
+    @Test func lightNoiseSettlesAtAFewKiB() throws {
+        let data = image()
+        let (outcome, _, flash) = try write(data, faults: "drop=0.00002,flip=0.00002", seed: 1, stub: try esptoolStub())
+        #expect(outcome.ok, "\(outcome.error ?? "")")
+        #expect(flash == data)
+        let link = try #require(outcome.link)
+        #expect(link.smallestBlock >= 0x400 && link.finalBlock >= 0x400 && link.finalBlock <= 0x2000)
+        #expect(link.baudDowns == 0 && link.restarts == 0)
+        #expect(link.payloadBytesSent < data.count * 5 / 4)
+    }
+
+    /// A marginal cable: errors at 921600, almost none at 460800 (a port whose faults depend on
+    /// the rate set with CHANGE_BAUDRATE). The lower rate is tried, helps, and is kept.
+    @Test func marginalCableKeepsTheLowerRate() throws {
+        let data = Array(image().prefix(96 * 1024))
+        let dir = try makeDevice("marginal")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let inner = try VirtualPort(name: "marginal", directory: dir.path)
+        let port = MarginalPort(inner: inner, seed: 7) { baud in baud > 460_800 ? 2e-3 : 2e-5 }
+        let session = FlashSession(openPort: port, options: options(stub: try esptoolStub(), baud: 921_600))
+        try session.connect()
+        let plan = SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x10000, data: data, name: "app")]),
+                                      facts: try #require(session.facts))
+        let results = try session.write(plan)
+        session.finishWithoutReset()
+        #expect(results.map(\.outcome) == [.written])
+        #expect(Array(try flashContents(dir)[0x10000..<(0x10000 + data.count)]) == data)
+        let link = session.link
+        #expect(link.baudDowns >= 1 && link.baudReverts == 0 && !link.baudStepsDisabled)
+        // Kept (not undone); after 64 clean blocks in a row one step up is tried again.
+        #expect(link.lowestBaud == 460_800)
     }
 
     /// A clean link changes nothing: one stream, 16 KiB blocks, no restart.
@@ -79,4 +121,49 @@ import VirtualDevice
         #expect(link.payloadBytesSent == data.count)
         #expect(!events.contains { $0.event == "adapt" || $0.event == "link" })
     }
+}
+
+/// A link whose byte faults depend on the baud rate the host sets (a marginal USB-UART cable),
+/// around an in-process virtual port. Seeded; no wall clock.
+final class MarginalPort: ChipPort {
+    let inner: VirtualPort
+    let rate: (Int) -> Double
+    var baud = 115_200
+    var state: UInt64
+    var name: String { inner.name }
+    var kind: PortKind { inner.kind }
+
+    init(inner: VirtualPort, seed: UInt64, rate: @escaping (Int) -> Double) {
+        self.inner = inner
+        self.rate = rate
+        state = seed
+    }
+
+    func next() -> Double {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
+    }
+
+    /// Drops a byte with probability p/2, flips one bit with probability p/2.
+    func damage(_ bytes: [UInt8]) -> [UInt8] {
+        let p = rate(baud)
+        var out: [UInt8] = []
+        for b in bytes {
+            let x = next()
+            if x < p / 2 { continue }
+            out.append(x < p ? b ^ (1 << UInt8(Int(next() * 8) & 7)) : b)
+        }
+        return out
+    }
+
+    func write(_ bytes: [UInt8]) throws { try inner.write(damage(bytes)) }
+    func read(timeout: Double) throws -> [UInt8] { damage(try inner.read(timeout: timeout)) }
+    func setBaud(_ baud: Int) throws { self.baud = baud }
+    func setModemLines(dtr: Bool?, rts: Bool?) throws { try inner.setModemLines(dtr: dtr, rts: rts) }
+    func flushInput() { inner.flushInput() }
+    func reopen() throws { baud = 115_200; try inner.reopen() }
+    func close() { inner.close() }
 }
