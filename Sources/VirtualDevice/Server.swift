@@ -215,7 +215,9 @@ public final class DeviceServer {
             // Flash to disk at most every 0.2 s while traffic flows (and after 250 ms of quiet, and
             // at the end): saving after every chunk made small write blocks cost more wall time
             // in the server than on the wire.
-            if Date().timeIntervalSince(lastFlashSave) > 0.2 {
+            // eFuse burns are saved at once: they are irreversible on a real chip, so a killed
+            // server must never forget one.
+            if engine.efusesDirty || Date().timeIntervalSince(lastFlashSave) > 0.2 {
                 try save(final: false)
                 lastFlashSave = Date()
             }
