@@ -254,8 +254,20 @@ public final class FlashSession {
         // Raise the rate first (the ROM supports CHANGE_BAUDRATE), so even the stub upload is fast.
         let baud = adaptedBaud ?? options.baud
         if baud != c.baud, !c.isStub { try c.changeBaud(baud) }
-        // On a reconnect the facts are known: do not read them again (fewer commands on a bad link).
-        let efuses = try facts?.efuses ?? ChipProbe.readEFuses(c)
+        // On a reconnect the facts are known, but the board may not be the same one: a board pulled
+        // and another put in its place during a reconnect must never receive the rest of the
+        // first board's write. The eFuses are read again and the MAC compared.
+        let efuses: EFuseArray
+        if let known = facts {
+            let now = try ChipProbe.readEFuses(c)
+            let was = MACAddress.format(known.efuses.esp32MAC()), found = MACAddress.format(now.esp32MAC())
+            guard was == found else {
+                throw FlasherError.differentBoard(port: portName, expected: was, found: found)
+            }
+            efuses = known.efuses
+        } else {
+            efuses = try ChipProbe.readEFuses(c)
+        }
         let startingStub = options.stub != nil && !c.isStub
         do {
             if let stub = options.stub, !c.isStub {
@@ -294,6 +306,8 @@ public final class FlashSession {
                 client = nil
                 try connectOnce()
                 return
+            } catch FlasherError.differentBoard(let p, let e, let f) {
+                throw FlasherError.differentBoard(port: p, expected: e, found: f)
             } catch {
                 last = error
                 if case TransportError.openFailed = error { usleep(200_000) }

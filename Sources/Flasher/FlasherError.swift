@@ -28,6 +28,8 @@ public enum FlasherError: Error, Equatable, Sendable {
     /// The safety planner refused the plan (see the findings).
     case refused(codes: [String])
     case gaveUp(port: String, why: String)
+    /// A reconnect found another board (another MAC) on the port: the session stops.
+    case differentBoard(port: String, expected: String, found: String)
 }
 
 extension FlasherError: DiagnosticConvertible {
@@ -68,6 +70,9 @@ extension FlasherError: DiagnosticConvertible {
         case let .refused(codes):
             return Diagnostic("the flash plan was refused before anything was written (\(codes.joined(separator: ", ")))",
                               hint: "see the findings above; each names its fix")
+        case let .differentBoard(port, expected, found):
+            return Diagnostic("another board answered on \(port) after a reconnect (MAC \(found), the session began with \(expected)); nothing more was written to it",
+                              hint: "the board was swapped during the write: put the first board back and rerun with --resume, or start the new board on its own")
         case let .gaveUp(port, why):
             return Diagnostic("gave up on \(port): \(why)", hint: "check the link; verified regions stay written")
         }
