@@ -29,6 +29,7 @@ struct Espforge: AsyncParsableCommand {
             FlashCommand.self,
             ProvisionCommand.self,
             DemoCommand.self,
+            SoakAuditCommand.self,
         ]
     )
 }
