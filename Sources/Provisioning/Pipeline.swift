@@ -52,6 +52,8 @@ public struct Provisioner: Sendable {
         /// Host mode: the fresh flash-encryption key (escrowed if asked) until write burns it.
         var flashKey: [UInt8]?
         var boot: FirstBootReport?
+        /// `--resume`: the last step recorded ok before this run (steps up to it are skipped).
+        var resumedAfter: ProvisionStep?
         init(link: any DeviceLink, facts: LinkFacts) { self.link = link; self.facts = facts; efuses = facts.efuses }
     }
 
@@ -97,6 +99,7 @@ public struct Provisioner: Sendable {
         var last: ProvisionStep?
         if resume, let safe = try? await registry.lastSafeStep(mac: run.mac), let step = ProvisionStep(rawValue: safe.step) {
             last = step
+            run.resumedAfter = step
             result.resumedAfter = step.rawValue
             if step == .record {
                 run.link.close()
@@ -234,6 +237,12 @@ public struct Provisioner: Sendable {
         }
         if let id = job.secureBootKeyID { facts.keyIDs["secure_boot_v2"] = id }
         if let escrow = job.escrow { facts.keyDigests["escrow_recipient"] = escrow.recipientFingerprint }
+        // Resumed after the write: the flash holds the images of the run that wrote them (a
+        // signature differs from run to run), so their recorded hashes stay.
+        if let after = run.resumedAfter, after >= .write, let recorded = try await registry.device(mac: run.mac)?.facts.imageHashes,
+           !recorded.isEmpty {
+            facts.imageHashes = recorded
+        }
         try await registry.register(facts)
         let e = run.efuses
         return "\(d.chip) rev \(d.chipRevision), \(d.flashSize >> 20)MB flash 0x\(String(d.flashID, radix: 16)), "
