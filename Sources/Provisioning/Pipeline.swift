@@ -54,6 +54,11 @@ public struct Provisioner: Sendable {
         var boot: FirstBootReport?
         /// `--resume`: the last step recorded ok before this run (steps up to it are skipped).
         var resumedAfter: ProvisionStep?
+        /// `--resume`, host mode: a killed run's write armed the chip (all ciphertext written, then
+        /// FLASH_CRYPT_CNT and the key's protection burned) before the step was recorded ok.
+        var armedByInterruptedWrite = false
+        /// The flash holds images and NVS of an earlier run (their hashes and keys stay).
+        var writtenBefore: Bool { armedByInterruptedWrite || resumedAfter.map { $0 >= .write } ?? false }
         init(link: any DeviceLink, facts: LinkFacts) { self.link = link; self.facts = facts; efuses = facts.efuses }
     }
 
@@ -110,6 +115,13 @@ public struct Provisioner: Sendable {
                 return result
             }
         }
+        if resume, job.mode == .host, (last ?? .connect) < .write, Self.int(run.efuses, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 1,
+           run.efuses.isReadProtected(bit: 0),
+           let steps = try? await registry.steps(mac: run.mac), steps.contains(where: { $0.step == ProvisionStep.write.rawValue }) {
+            // Killed between arming and recording the write: the write is complete (it arms last);
+            // its NVS keys and flash key were escrowed by that run and must not be replaced.
+            run.armedByInterruptedWrite = true
+        }
         // Steps that only read or compute always run again (their results live in memory);
         // steps that change the device are skipped when the registry says they finished.
         let plan: [(ProvisionStep, Bool)] = [
@@ -121,7 +133,7 @@ public struct Provisioner: Sendable {
                 emit(port, run.mac, step, .skipped, "done before (resume)")
                 continue
             }
-            if !changesDevice, let last, last >= .write, step == .buildNVS || step == .preflight {
+            if !changesDevice, run.writtenBefore, step == .buildNVS || step == .preflight {
                 emit(port, run.mac, step, .skipped, "done before (resume)")
                 continue
             }
@@ -239,7 +251,7 @@ public struct Provisioner: Sendable {
         if let escrow = job.escrow { facts.keyDigests["escrow_recipient"] = escrow.recipientFingerprint }
         // Resumed after the write: the flash holds the images of the run that wrote them (a
         // signature differs from run to run), so their recorded hashes stay.
-        if let after = run.resumedAfter, after >= .write, let recorded = try await registry.device(mac: run.mac)?.facts.imageHashes,
+        if run.writtenBefore, let recorded = try await registry.device(mac: run.mac)?.facts.imageHashes,
            !recorded.isEmpty {
             facts.imageHashes = recorded
         }

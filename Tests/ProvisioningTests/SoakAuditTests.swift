@@ -1,4 +1,6 @@
 import Crypto
+import FlashEncryption
+import KeyCustody
 import EFuse
 import Foundation
 import Registry
@@ -77,6 +79,77 @@ struct SoakAuditTests {
         // The audit agrees (on PostgreSQL the shared test database holds other tests' devices:
         // only this device's findings count).
         let f = try await audit(line, registry, job: second)
+        #expect(f.silentWrongWrites == 0 && !f.problems.contains { $0.contains(mac) }, "\(f.problems)")
+        try await registry.close()
+    }
+}
+
+/// A link that is lost right after the write step armed the chip (FLASH_CRYPT_CNT and the key's
+/// protection burned): the step fails after the chip changed, as when the process is killed there.
+final class LostAfterArming: DeviceLink {
+    let inner: any DeviceLink
+    var armed = false
+    init(_ inner: any DeviceLink) { self.inner = inner }
+    var port: String { inner.port }
+    func identify() throws -> LinkFacts { try inner.identify() }
+    func readEFuses() throws -> EFuseArray {
+        if armed { throw ProvisioningError(.write, "link lost (test)") }
+        return try inner.readEFuses()
+    }
+    func burn(_ requests: [EFuseBurnRequest]) throws {
+        try inner.burn(requests)
+        if requests.contains(.readProtect("BLOCK1")) { armed = true }
+    }
+    func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws { try inner.write(regions) }
+    func firstBoot(_ request: FirstBootRequest) throws -> FirstBootReport { try inner.firstBoot(request) }
+    var virtualMilliseconds: Int { inner.virtualMilliseconds }
+    func close() { inner.close() }
+}
+
+struct LostAfterArmingTarget: ProvisioningTarget {
+    let inner: VirtualTarget
+    var port: String { inner.port }
+    func connect() throws -> any DeviceLink { LostAfterArming(try inner.connect()) }
+}
+
+extension SoakAuditTests {
+    /// Found by the soak drill: SIGKILL between the write's arming burn and its `ok` record left
+    /// the device refused on every `--resume` ("preflight: the device is already secured"); had
+    /// it gone on, the resumed run would also have escrowed a fresh flash key and NVS keys that
+    /// the device never received (BLOCK1 reads as zeros once read-protected).
+    @Test("killed after the write armed the chip: --resume completes the device, escrow keeps the keys it holds",
+          fixtures, arguments: Backend.enabled)
+    func resumeAfterArming(backend: Backend) async throws {
+        let line = try Line(count: 1, mode: .host)
+        defer { line.cleanup() }
+        let pair = EscrowPrivateKey.generateX25519()
+        let escrowPrivate = try EscrowPrivateKey.load(pem: pair.privatePEM)
+        var job = line.job
+        job.escrow = try EscrowRecipient.load(pem: pair.publicPEM)
+        let registry = try await backend.open(line.dir)
+        let r1 = try await line.provision(registry, targets: [LostAfterArmingTarget(inner: line.targets[0])], job: job)
+        #expect(r1.first?.failedStep == "write")
+        var device = try line.targets[0].load()
+        #expect(int(device.efuses, "FLASH_CRYPT_CNT") == 1 && device.efuses.isReadProtected(bit: 0), "armed before the link was lost")
+
+        let r2 = try await line.provision(registry, job: job, resume: true)
+        #expect(r2.first?.ok == true, "\(r2.first?.failedStep ?? ""): \(r2.first?.reason ?? "")")
+        device = try line.targets[0].load()
+        let mac = device.description.mac
+        // The newest escrowed keys are the ones the device holds.
+        let store = try #require(registry as? any EscrowStore)
+        let records = try await store.sealedKeys(mac: mac)
+        let fe = try #require(records.last { $0.kind == "flash_encryption_key" })
+        let feKey = try escrowPrivate.unseal(fe.sealed, context: EscrowContext(mac: mac, identity: fe.identity, kind: fe.kind))
+        #expect(feKey == Provisioner.keyBytes(device.efuses))
+        let nvs = try #require(records.last { $0.kind == "nvs_keys" })
+        let nvsKeys = try escrowPrivate.unseal(nvs.sealed, context: EscrowContext(mac: mac, identity: nvs.identity, kind: nvs.kind))
+        let part = try #require(job.partition(named: "nvs_key"))
+        let plain = try FlashCipher(chip: .esp32, key: feKey, flashCryptConfig: 0xF)
+            .decrypt(try #require(device.flash.read(Int(part.offset), 4096)), at: Int(part.offset))
+        #expect(Array(plain.prefix(64)) == nvsKeys)
+        // And the audit finds the chip as planned and the record consistent.
+        let f = try await audit(line, registry, job: job)
         #expect(f.silentWrongWrites == 0 && !f.problems.contains { $0.contains(mac) }, "\(f.problems)")
         try await registry.close()
     }
