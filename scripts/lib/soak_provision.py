@@ -189,6 +189,10 @@ class Drill:
         # Registry export into the work folder: it is searched for key bytes like everything else.
         export = os.path.join(self.work, "registry-export.json")
         self.run("registry", "export", "--json", "-o", export, "--registry", self.a.registry)
+        if self.a.pg_dump:
+            # The whole database as SQL text (tables, escrow blobs), searched like the rest.
+            subprocess.run(["pg_dump", "--no-owner", "-f", os.path.join(self.work, "registry.pgdump.sql"), self.a.pg_dump],
+                           check=True, capture_output=True)
         audit = [self.bin, "soak-audit", "--manifest", self.manifest, "--registry", self.a.registry,
                  "--devices", os.path.join(self.work, "devices"), "--scan", self.work,
                  "--pool-rows", str(self.pool_rows), "--json"]
@@ -267,6 +271,7 @@ def main():
     ap.add_argument("--fault-rate", type=float, default=5e-6)
     ap.add_argument("--fault-share", type=float, default=0.25)
     ap.add_argument("--scan", action="append", default=[])
+    ap.add_argument("--pg-dump", default="", help="PostgreSQL URL (without parameters) to pg_dump into the work folder")
     ap.add_argument("--provision-arg", dest="provision_args", action="append", default=[])
     a = ap.parse_args()
     d = Drill(a)
