@@ -3,6 +3,7 @@ import EFuse
 import ESPCore
 import FlashEncryption
 import Foundation
+import KeyCustody
 import NVS
 import Registry
 import SecureBoot
@@ -22,6 +23,9 @@ public struct SoakAudit: Sendable {
     public let registry: any DeviceRegistry
     /// Secure Boot V2 on (ABS_DONE_1 and the BLOCK2 digest are checked).
     public var secureBoot: Bool
+    /// The line's escrow private key: the newest sealed blobs of every provisioned device must
+    /// open to the keys the chip holds (nil: not checked).
+    public var escrowKey: EscrowPrivateKey?
 
     public init(job: ProvisioningJob, registry: any DeviceRegistry, secureBoot: Bool) {
         self.job = job; self.registry = registry; self.secureBoot = secureBoot
@@ -42,6 +46,10 @@ public struct SoakAudit: Sendable {
         public var poolRows = 0
         public var inconsistentRecords = 0
         public var keyBytesOutside = 0
+        /// Provisioned devices whose newest escrowed keys are missing or are not the chip's (checked
+        /// with the escrow private key).
+        public var escrowNotRecovering = 0
+        public var escrowChecked = 0
         /// Distinct keys searched for (flash-encryption keys and NVS XTS keys of the devices).
         public var keysSearched = 0
         public var filesScanned = 0
@@ -51,7 +59,7 @@ public struct SoakAudit: Sendable {
 
         public var mustBeZeroHold: Bool {
             silentWrongWrites == 0 && identitiesClaimedTwice == 0 && identitiesLost == 0
-                && inconsistentRecords == 0 && keyBytesOutside == 0
+                && inconsistentRecords == 0 && keyBytesOutside == 0 && escrowNotRecovering == 0
         }
     }
 
@@ -103,6 +111,14 @@ public struct SoakAudit: Sendable {
                 f.provisioned += 1
                 if let identity { accounted.insert(identity.id) }
                 recordProblems += provisionedRecordProblems(record, steps: steps, chip: chip, identity: identity)
+                if let escrowKey {
+                    f.escrowChecked += 1
+                    let bad = try await escrowProblems(chip, cipher: cipher, escrowKey)
+                    if !bad.isEmpty {
+                        f.escrowNotRecovering += 1
+                        for b in bad { problem("\(chip.mac): escrow: \(b)") }
+                    }
+                }
                 let wrong = planProblems(chip, cipher: cipher, identity: identity, record: record)
                 if !wrong.isEmpty {
                     f.silentWrongWrites += 1
@@ -175,6 +191,24 @@ public struct SoakAudit: Sendable {
     }
 
     // MARK: checks
+
+    /// The newest sealed blob of each kind opens (for this MAC and identity) to what the chip holds.
+    func escrowProblems(_ chip: Chip, cipher: FlashCipher?, _ key: EscrowPrivateKey) async throws -> [String] {
+        guard let store = registry as? any EscrowStore else { return ["the registry cannot hold sealed keys"] }
+        let records = try await store.sealedKeys(mac: chip.mac)
+        var out: [String] = []
+        func check(_ kind: String, _ want: [UInt8]?) {
+            guard let want else { return }
+            guard let r = records.last(where: { $0.kind == kind }) else { out.append("no sealed \(kind)"); return }
+            guard let secret = try? key.unseal(r.sealed, context: EscrowContext(mac: chip.mac, identity: r.identity, kind: kind)) else {
+                out.append("the newest sealed \(kind) does not open"); return
+            }
+            if secret != want { out.append("the newest sealed \(kind) is not the key the chip holds") }
+        }
+        if job.mode == .host { check(Provisioner.EscrowKind.flashEncryptionKey, ESP32FlashKey.key(chip.efuses) ?? []) }
+        if job.encryptNVS, job.claimsIdentities { check(Provisioner.EscrowKind.nvsKeys, nvsKeys(chip, cipher)?.bytes ?? []) }
+        return out
+    }
 
     /// The device's NVS keys, from its nvs_keys partition (decrypted with the chip's key when
     /// that partition is encrypted); nil when none were written.

@@ -195,7 +195,8 @@ class Drill:
                            check=True, capture_output=True)
         audit = [self.bin, "soak-audit", "--manifest", self.manifest, "--registry", self.a.registry,
                  "--devices", os.path.join(self.work, "devices"), "--scan", self.work,
-                 "--pool-rows", str(self.pool_rows), "--json"]
+                 "--pool-rows", str(self.pool_rows), "--json",
+                 "--escrow-private", os.path.join(self.work, "line", "escrow_private.pem")]
         for extra in self.a.scan:
             audit += ["--scan", extra]
         t1 = time.time()
@@ -225,7 +226,8 @@ class Drill:
 
 
 def report(fig):
-    zero = ["silentWrongWrites", "identitiesClaimedTwice", "identitiesLost", "inconsistentRecords", "keyBytesOutside", "hangs"]
+    zero = ["silentWrongWrites", "identitiesClaimedTwice", "identitiesLost", "inconsistentRecords", "keyBytesOutside",
+            "escrowNotRecovering", "hangs"]
     b = fig["backend"]
     log(f"--- {b}: {fig['devices']} devices, {fig['batches']} batches of {fig['batchSize']}, "
         f"{fig['devicesWithFaults']} with transport faults (drop = flip = {fig['faultRate']}: "
@@ -243,6 +245,7 @@ def report(fig):
     log(f"  records in an inconsistent state           {fig['inconsistentRecords']}  (must be 0)")
     log(f"  key bytes found outside chip and escrow    {fig['keyBytesOutside']}  (must be 0; {fig['keysSearched']} keys "
         f"searched in {fig['filesScanned']} files, {fig['bytesScanned']} bytes)")
+    log(f"  escrow not recovering the chip's keys      {fig['escrowNotRecovering']}  (must be 0; {fig['escrowChecked']} provisioned devices unsealed)")
     log(f"  provision runs that hung                   {fig['hangs']}  (must be 0)")
     unaccounted = fig["devices"] - fig["provisioned"] - fig["failedCleanly"]
     if unaccounted:

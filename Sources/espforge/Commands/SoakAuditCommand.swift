@@ -1,6 +1,7 @@
 import ArgumentParser
 import ESPCore
 import Foundation
+import KeyCustody
 import Provisioning
 import Registry
 
@@ -28,6 +29,8 @@ struct SoakAuditCommand: AsyncParsableCommand {
     @Option(name: .customLong("scan"), help: "A file or folder to search for key bytes (repeatable).") var scan: [String] = []
     @Option(name: .customLong("pool-rows"), help: "Identities in the values CSV (rows missing from the pool count as lost).")
     var poolRows: Int?
+    @Option(name: .customLong("escrow-private"), help: "The line's escrow private key PEM: check that escrow recovers every provisioned device's keys.")
+    var escrowPrivate: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
@@ -41,7 +44,10 @@ struct SoakAuditCommand: AsyncParsableCommand {
         }
         guard !folders.isEmpty else { throw UsageError("no virtual device folders under --devices", hint: "give the folder holding the drill's device folders") }
         let reg = try await openRegistry(url: registry ?? loaded.registryURL)
-        let audit = SoakAudit(job: loaded.job, registry: reg, secureBoot: loaded.sdkconfig.secureBootV2)
+        var audit = SoakAudit(job: loaded.job, registry: reg, secureBoot: loaded.sdkconfig.secureBootV2)
+        if let escrowPrivate {
+            audit.escrowKey = try EscrowPrivateKey.load(pem: try FileIO.readText(escrowPrivate, limit: .key))
+        }
         let figures = try await audit.run(deviceFolders: folders, scanPaths: scan, poolRows: poolRows)
         try? await reg.close()
         if json {
@@ -66,6 +72,7 @@ struct SoakAuditCommand: AsyncParsableCommand {
             "  pool \(f.poolRows): \(f.identitiesFree) free, \(f.identitiesHeldByFailed) held by cleanly failed devices",
             "inconsistent records (must be 0)         \(f.inconsistentRecords)",
             "key bytes outside chip/escrow (must be 0) \(f.keyBytesOutside)",
+            "escrow not recovering the keys (must be 0) \(f.escrowNotRecovering) of \(f.escrowChecked) checked",
             "  \(f.keysSearched) keys searched in \(f.filesScanned) files, \(f.bytesScanned) bytes",
         ]
         for p in f.problems { lines.append("problem: " + Diagnostic.terminalSafe(p)) }
