@@ -75,9 +75,17 @@ class Drill:
 
     def serve(self, indices):
         ports = []
-        for i in indices:
+        creating = []
+        for i in indices:  # four at a time
             state = os.path.join(self.work, "devices", f"dev{i:05d}")
-            self.run("device", "create", "--state", state, "--sdkconfig", self.sdkconfig, "--mac", self.mac(i))
+            creating.append(subprocess.Popen([self.bin, "device", "create", "--state", state, "--sdkconfig", self.sdkconfig,
+                                              "--mac", self.mac(i)], stdout=subprocess.DEVNULL))
+            if len(creating) >= 4:
+                if creating.pop(0).wait() != 0:
+                    raise SystemExit("soak: device create failed")
+        for p in creating:
+            if p.wait() != 0:
+                raise SystemExit("soak: device create failed")
         for i in indices:
             state = os.path.join(self.work, "devices", f"dev{i:05d}")
             out = os.path.join(self.work, "logs", f"serve-{i:05d}.out")
@@ -127,13 +135,16 @@ class Drill:
         done = False
         last_failed = None
         same = 0
-        typical = (sorted(self.batch_seconds)[len(self.batch_seconds) // 2] if self.batch_seconds else self.a.first_guess)
+        typical = (sorted(self.batch_seconds)[len(self.batch_seconds) // 2] if self.batch_seconds
+                   else self.a.first_guess * len(indices))
         for attempt in range(1, self.a.max_attempts + 1):
             self.attempts += 1
             args = base + (["--resume"] if attempt > 1 else [])
             out = os.path.join(self.work, "logs", f"provision-b{b:04d}-a{attempt}.jsonl")
             kill_at = None
-            if attempt <= self.a.kill_attempts and self.rng.random() < self.a.kill_rate:
+            # Runs 1 and 2 of a batch are killed with the kill rate, run 3 with half of it.
+            rate = self.a.kill_rate if attempt <= 2 else self.a.kill_rate / 2
+            if attempt <= self.a.kill_attempts and self.rng.random() < rate:
                 kill_at = self.rng.uniform(0.1, max(0.5, typical * 1.1))
             with open(out, "w") as f:
                 p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT)
@@ -265,12 +276,12 @@ def main():
     ap.add_argument("--spare", type=int, default=5)
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--seed", type=int, default=15)
-    ap.add_argument("--kill-rate", type=float, default=0.5)
+    ap.add_argument("--kill-rate", type=float, default=0.75)
     ap.add_argument("--kill-attempts", type=int, default=3)
     ap.add_argument("--max-attempts", type=int, default=8)
     ap.add_argument("--same-failure-limit", type=int, default=2)
     ap.add_argument("--attempt-timeout", type=float, default=600)
-    ap.add_argument("--first-guess", type=float, default=8.0)
+    ap.add_argument("--first-guess", type=float, default=0.5, help="seconds per device of a batch, before one was timed")
     ap.add_argument("--fault-rate", type=float, default=5e-6)
     ap.add_argument("--fault-share", type=float, default=0.25)
     ap.add_argument("--scan", action="append", default=[])
