@@ -211,6 +211,7 @@ public struct Provisioner: Sendable {
             run.efuses = try run.link.readEFuses()
             return job.mode == .host ? "ciphertext written, per-device key burned and protected" : "plaintext written"
         case .firstBoot:
+            try ensureCryptConfig(run)   // a device whose write ran before the repair above
             var config = BootConfig(sdkconfig: sdkconfig)
             config.rngSeed = rngSeed
             var report = try run.link.firstBoot(FirstBootRequest(readyLine: job.readyLine, timeout: job.bootTimeout, simulator: config))
@@ -348,11 +349,13 @@ public struct Provisioner: Sendable {
             let e = run.efuses
             let cnt = Self.int(e, "FLASH_CRYPT_CNT")
             if cnt.nonzeroBitCount % 2 == 1 && e.isReadProtected(bit: 0) {
+                try ensureCryptConfig(run)
                 return // crashed after arming: the ciphertext was complete before the key was protected
             }
             var key: [UInt8]
             if e.blocks[1].contains(where: { $0 != 0 }) {
                 key = Self.keyBytes(e) // burned by an interrupted run, still readable
+                try ensureCryptConfig(run)
             } else {
                 key = run.flashKey ?? (0..<32).map { _ in UInt8.random(in: 0...255) }
                 run.flashKey = nil
@@ -379,6 +382,16 @@ public struct Provisioner: Sendable {
             try burn(run, [.field(name: "FLASH_CRYPT_CNT", value: job.release ? "127" : "1"),
                            .readProtect("BLOCK1"), .writeProtect("BLOCK1")])
         }
+    }
+
+    /// Host mode: FLASH_CRYPT_CONFIG must be 0xF, the tweak the ciphertext is made with. A run
+    /// killed while the key burn was being programmed can leave BLOCK1 burned and BLOCK0's
+    /// FLASH_CRYPT_CONFIG not (found by the soak drill): the chip then decrypts with another
+    /// tweak and never boots. Burning the missing bits repairs it (WR_DIS bit 10 permitting).
+    func ensureCryptConfig(_ run: Run) throws {
+        guard job.mode == .host, !run.efuses.isReadProtected(bit: 3), Self.int(run.efuses, "FLASH_CRYPT_CONFIG") != 0xF,
+              run.efuses.blocks[1].contains(where: { $0 != 0 }) || run.efuses.isReadProtected(bit: 0) else { return }
+        try burn(run, [.field(name: "FLASH_CRYPT_CONFIG", value: "15")])
     }
 
     func burn(_ run: Run, _ requests: [EFuseBurnRequest]) throws {

@@ -154,3 +154,62 @@ extension SoakAuditTests {
         try await registry.close()
     }
 }
+
+/// A link whose key burn programs BLOCK1 but not FLASH_CRYPT_CONFIG (BLOCK0), as when the
+/// process is killed between the two: `lost` ends the step there; otherwise it carries on.
+final class KeyWithoutConfig: DeviceLink {
+    let inner: any DeviceLink
+    let lost: Bool
+    init(_ inner: any DeviceLink, lost: Bool) { self.inner = inner; self.lost = lost }
+    var port: String { inner.port }
+    func identify() throws -> LinkFacts { try inner.identify() }
+    func readEFuses() throws -> EFuseArray { try inner.readEFuses() }
+    func burn(_ requests: [EFuseBurnRequest]) throws {
+        let keyOnly = requests.filter { if case .flashEncryptionKey = $0 { return true } else { return false } }
+        guard !keyOnly.isEmpty else { return try inner.burn(requests) }
+        try inner.burn(keyOnly)
+        if lost { throw ProvisioningError(.write, "link lost (test)") }
+    }
+    func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws { try inner.write(regions) }
+    func firstBoot(_ request: FirstBootRequest) throws -> FirstBootReport { try inner.firstBoot(request) }
+    var virtualMilliseconds: Int { inner.virtualMilliseconds }
+    func close() { inner.close() }
+}
+
+struct KeyWithoutConfigTarget: ProvisioningTarget {
+    let inner: VirtualTarget
+    let lost: Bool
+    var port: String { inner.port }
+    func connect() throws -> any DeviceLink { KeyWithoutConfig(try inner.connect(), lost: lost) }
+}
+
+extension SoakAuditTests {
+    /// Found by the soak drill (6 of 1,000 devices on PostgreSQL): killed while the key burn was
+    /// programmed, a device kept its key in BLOCK1 but FLASH_CRYPT_CONFIG stayed 0; the resumed
+    /// write reused the key without the tweak's eFuse, armed the chip, and every first boot failed
+    /// ("not a bootloader image as the ROM reads them"). Resume now burns the missing tweak bits:
+    /// in the write (`lost`: killed there; the resumed write reuses the key) and before the first
+    /// boot (not lost: the chip armed with the tweak missing, as the drill's devices were).
+    @Test("key burned without FLASH_CRYPT_CONFIG: --resume repairs the tweak and the device boots",
+          fixtures, arguments: [true, false])
+    func resumeRepairsCryptConfig(lost: Bool) async throws {
+        let line = try Line(count: 1, mode: .host)
+        defer { line.cleanup() }
+        let registry = try await Backend.sqlite.open(line.dir)
+        let r1 = try await line.provision(registry, targets: [KeyWithoutConfigTarget(inner: line.targets[0], lost: lost)])
+        if lost {
+            #expect(r1.first?.failedStep == "write", "\(r1.first?.reason ?? "")")
+            #expect(int(try line.targets[0].load().efuses, "FLASH_CRYPT_CONFIG") == 0)
+            let r2 = try await line.provision(registry, resume: true)
+            #expect(r2.first?.ok == true, "\(r2.first?.failedStep ?? ""): \(r2.first?.reason ?? "")")
+        } else {
+            // Armed with the tweak missing: the first boot burns it before booting.
+            #expect(r1.first?.ok == true, "\(r1.first?.failedStep ?? ""): \(r1.first?.reason ?? "")")
+        }
+        let device = try line.targets[0].load()
+        #expect(int(device.efuses, "FLASH_CRYPT_CONFIG") == 0xF)
+        let f = try await audit(line, registry)
+        #expect(f.mustBeZeroHold && f.provisioned == 1, "\(f.problems)")
+        try await registry.close()
+    }
+}
