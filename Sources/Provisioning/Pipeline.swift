@@ -86,6 +86,7 @@ public struct Provisioner: Sendable {
         case .proceed: break
         case .alreadyProvisioned(let identity):
             run.link.close()
+            await closeStepsOfProvisioned(mac: run.mac)
             result.ok = true
             result.state = .skipped
             result.identity = identity

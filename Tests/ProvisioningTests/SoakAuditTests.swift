@@ -213,3 +213,61 @@ extension SoakAuditTests {
         try await registry.close()
     }
 }
+
+/// A registry whose process "dies" right after the device's record became `provisioned`: every
+/// later write fails, as if the provisioning process had been killed there.
+final class DiesAfterProvisioned: DeviceRegistry, @unchecked Sendable {
+    let inner: any DeviceRegistry
+    let lock = NSLock()
+    var dead = false
+    init(_ inner: any DeviceRegistry) { self.inner = inner }
+    func kill() { lock.withLock { dead = true } }
+    func alive() throws {
+        lock.lock(); defer { lock.unlock() }
+        if dead { throw RegistryError.database("process killed (test)") }
+    }
+    func register(_ facts: DeviceFacts) async throws { try alive(); try await inner.register(facts) }
+    func loadIdentities(pool: String, _ rows: [IdentityRow]) async throws -> Int { try alive(); return try await inner.loadIdentities(pool: pool, rows) }
+    func claimIdentity(pool: String, mac: String) async throws -> ClaimedIdentity { try alive(); return try await inner.claimIdentity(pool: pool, mac: mac) }
+    func identity(pool: String, mac: String) async throws -> ClaimedIdentity? { try await inner.identity(pool: pool, mac: mac) }
+    func poolStatus(pool: String) async throws -> (total: Int, claimed: Int) { try await inner.poolStatus(pool: pool) }
+    func beginStep(mac: String, step: String, detail: String?) async throws -> Int64 { try alive(); return try await inner.beginStep(mac: mac, step: step, detail: detail) }
+    func finishStep(_ id: Int64, outcome: StepOutcome, detail: String?) async throws { try alive(); try await inner.finishStep(id, outcome: outcome, detail: detail) }
+    func steps(mac: String) async throws -> [StepRecord] { try await inner.steps(mac: mac) }
+    func lastSafeStep(mac: String) async throws -> StepRecord? { try await inner.lastSafeStep(mac: mac) }
+    func finish(mac: String, status: DeviceStatus, efuseSummary: [String: String]?, failure: String?) async throws {
+        try alive()
+        try await inner.finish(mac: mac, status: status, efuseSummary: efuseSummary, failure: failure)
+        if status == .provisioned { kill() }
+    }
+    func device(mac: String) async throws -> DeviceRecord? { try await inner.device(mac: mac) }
+    func devices() async throws -> [DeviceRecord] { try await inner.devices() }
+    func recordEvent(mac: String?, kind: String, station: String?, detail: String?) async throws { try alive(); try await inner.recordEvent(mac: mac, kind: kind, station: station, detail: detail) }
+    func events(mac: String?) async throws -> [RegistryEvent] { try await inner.events(mac: mac) }
+    func markRMA(mac: String, reason: String, station: String?) async throws -> DeviceRecord { try alive(); return try await inner.markRMA(mac: mac, reason: reason, station: station) }
+    func close() async throws {}
+}
+
+extension SoakAuditTests {
+    /// Found by the soak drill (1 of 1,000 devices on PostgreSQL): killed between the record
+    /// step's `provisioned` and its `ok`, the step stayed `running` for good: the next run leaves
+    /// a provisioned board alone before it looks at steps. Now that run closes it.
+    @Test("killed between provisioned and the record step's ok: the next run closes the step", fixtures, arguments: Backend.enabled)
+    func closesRecordStep(backend: Backend) async throws {
+        let line = try Line(count: 1, mode: .host)
+        defer { line.cleanup() }
+        let registry = try await backend.open(line.dir)
+        _ = try await line.provision(DiesAfterProvisioned(registry))
+        let mac = try line.targets[0].load().description.mac
+        #expect(try await registry.device(mac: mac)?.status == .provisioned)
+        #expect(try await registry.steps(mac: mac).last.map { $0.step == "record" && $0.outcome == .running } == true)
+        let again = try await line.provision(registry, resume: true)
+        #expect(again.first?.state == .skipped)
+        let steps = try await registry.steps(mac: mac)
+        #expect(!steps.contains { $0.outcome == .running }, "\(steps.map { "\($0.step) \($0.outcome)" })")
+        #expect(steps.last.map { $0.step == "record" && $0.outcome == .ok } == true)
+        let f = try await audit(line, registry)
+        #expect(!f.problems.contains { $0.contains(mac) }, "\(f.problems)")
+        try await registry.close()
+    }
+}
