@@ -50,6 +50,9 @@ public struct SoakAudit: Sendable {
         /// with the escrow private key).
         public var escrowNotRecovering = 0
         public var escrowChecked = 0
+        /// Boards of the drill the line refused (registry `refused` events): a device of this line
+        /// that a resume no longer accepts.
+        public var refusedBoards = 0
         /// Distinct keys searched for (flash-encryption keys and NVS XTS keys of the devices).
         public var keysSearched = 0
         public var filesScanned = 0
@@ -59,7 +62,7 @@ public struct SoakAudit: Sendable {
 
         public var mustBeZeroHold: Bool {
             silentWrongWrites == 0 && identitiesClaimedTwice == 0 && identitiesLost == 0
-                && inconsistentRecords == 0 && keyBytesOutside == 0 && escrowNotRecovering == 0
+                && inconsistentRecords == 0 && keyBytesOutside == 0 && escrowNotRecovering == 0 && refusedBoards == 0
         }
     }
 
@@ -138,6 +141,14 @@ public struct SoakAudit: Sendable {
             if !recordProblems.isEmpty {
                 f.inconsistentRecords += 1
                 for p in recordProblems { problem("\(chip.mac): inconsistent record: \(p)") }
+            }
+        }
+
+        // Boards the line refused during the drill (each its own device: none should be).
+        for event in try await registry.events(mac: nil) where event.kind == "refused" {
+            if let mac = event.mac, macs.contains(mac) {
+                f.refusedBoards += 1
+                problem("\(mac): refused by the line: \(event.detail ?? "")")
             }
         }
 

@@ -225,7 +225,21 @@ class Drill:
                 continue
             for k in faults:
                 faults[k] += int(inj.get(k, 0))
+        # The registry's password (PostgreSQL) appears in no file the line wrote: logs, exports, dumps.
+        password_hits = []
+        m = re.match(r"postgres(?:ql)?://[^:/@]+:([^@/]+)@", self.a.registry)
+        if m:
+            secret = m.group(1).encode()
+            for root, _, files in os.walk(self.work):
+                for name in files:
+                    path = os.path.join(root, name)
+                    try:
+                        if secret in open(path, "rb").read():
+                            password_hits.append(os.path.relpath(path, self.work))
+                    except OSError:
+                        pass
         fig.update({
+            "passwordInFiles": len(password_hits),
             "backend": self.a.backend, "kills": self.kills, "provisionRuns": self.attempts, "hangs": self.hangs,
             "unfinishedBatches": len(self.unfinished_batches), "batches": len(batches), "batchSize": bs,
             "devicesWithFaults": self.faulty_devices, "faultRate": self.a.fault_rate,
@@ -237,8 +251,9 @@ class Drill:
 
 
 def report(fig):
+    fig.setdefault("refusedBoards", 0)
     zero = ["silentWrongWrites", "identitiesClaimedTwice", "identitiesLost", "inconsistentRecords", "keyBytesOutside",
-            "escrowNotRecovering", "hangs"]
+            "escrowNotRecovering", "refusedBoards", "hangs", "passwordInFiles"]
     b = fig["backend"]
     log(f"--- {b}: {fig['devices']} devices, {fig['batches']} batches of {fig['batchSize']}, "
         f"{fig['devicesWithFaults']} with transport faults (drop = flip = {fig['faultRate']}: "
@@ -257,6 +272,9 @@ def report(fig):
     log(f"  key bytes found outside chip and escrow    {fig['keyBytesOutside']}  (must be 0; {fig['keysSearched']} keys "
         f"searched in {fig['filesScanned']} files, {fig['bytesScanned']} bytes)")
     log(f"  escrow not recovering the chip's keys      {fig['escrowNotRecovering']}  (must be 0; {fig['escrowChecked']} provisioned devices unsealed)")
+    log(f"  boards of the drill refused by the line    {fig.get('refusedBoards', 0)}  (must be 0)")
+    if b == "postgres":
+        log(f"  files holding the registry password        {fig['passwordInFiles']}  (must be 0)")
     log(f"  provision runs that hung                   {fig['hangs']}  (must be 0)")
     unaccounted = fig["devices"] - fig["provisioned"] - fig["failedCleanly"]
     if unaccounted:

@@ -73,6 +73,7 @@ struct SoakAuditCommand: AsyncParsableCommand {
             "inconsistent records (must be 0)         \(f.inconsistentRecords)",
             "key bytes outside chip/escrow (must be 0) \(f.keyBytesOutside)",
             "escrow not recovering the keys (must be 0) \(f.escrowNotRecovering) of \(f.escrowChecked) checked",
+            "boards refused by the line (must be 0)   \(f.refusedBoards)",
             "  \(f.keysSearched) keys searched in \(f.filesScanned) files, \(f.bytesScanned) bytes",
         ]
         for p in f.problems { lines.append("problem: " + Diagnostic.terminalSafe(p)) }
