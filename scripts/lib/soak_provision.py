@@ -36,6 +36,7 @@ class Drill:
         self.attempts = 0
         self.hangs = 0
         self.batch_seconds = []
+        self.run_seconds = []
         self.unfinished_batches = []
         self.servers = []
         self.faulty_devices = 0
@@ -135,7 +136,9 @@ class Drill:
         done = False
         last_failed = None
         same = 0
-        typical = (sorted(self.batch_seconds)[len(self.batch_seconds) // 2] if self.batch_seconds
+        # Kill moments are drawn over the length of a whole provision run of a batch (median of
+        # the runs that ended on their own), so most kills land while devices are being worked on.
+        typical = (sorted(self.run_seconds)[len(self.run_seconds) // 2] if self.run_seconds
                    else self.a.first_guess * len(indices))
         for attempt in range(1, self.a.max_attempts + 1):
             self.attempts += 1
@@ -145,8 +148,9 @@ class Drill:
             # Runs 1 and 2 of a batch are killed with the kill rate, run 3 with half of it.
             rate = self.a.kill_rate if attempt <= 2 else self.a.kill_rate / 2
             if attempt <= self.a.kill_attempts and self.rng.random() < rate:
-                kill_at = self.rng.uniform(0.1, max(0.5, typical * 1.1))
+                kill_at = self.rng.uniform(0.1, max(0.5, typical * 0.9))
             with open(out, "w") as f:
+                started = time.time()
                 p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT)
                 try:
                     rc = p.wait(timeout=kill_at if kill_at is not None else self.a.attempt_timeout)
@@ -161,6 +165,8 @@ class Drill:
                         self.hangs += 1
                         f.write(f"\n# soak: HANG: no exit within {self.a.attempt_timeout} s, SIGKILL\n")
                         log(f"  batch {b}: attempt {attempt} hung for {self.a.attempt_timeout} s (killed): {out}")
+            if rc != -9 and attempt == 1:
+                self.run_seconds.append(time.time() - started)
             if rc == 0:
                 done = True
                 break
