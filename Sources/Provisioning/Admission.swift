@@ -88,3 +88,23 @@ extension Provisioner {
 
     static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 }
+
+extension Provisioner {
+    /// Steps a killed run left `running` on a record that is already `provisioned` (found by the
+    /// soak drill: killed between the record step's final status and its `ok`, the step stayed
+    /// `running` forever, since a provisioned board is left alone before steps are looked at).
+    /// The `record` step did its work — the status it writes is final — and is closed `ok`; any
+    /// other is closed `interrupted`, with the time this was found.
+    func closeStepsOfProvisioned(mac: String) async {
+        guard let steps = try? await registry.steps(mac: mac) else { return }
+        for step in steps where step.outcome == .running {
+            if step.step == ProvisionStep.record.rawValue {
+                try? await registry.finishStep(step.id, outcome: .ok,
+                                               detail: "closed later: the record was already provisioned when the process ended")
+            } else {
+                try? await registry.finishStep(step.id, outcome: .interrupted,
+                                               detail: "interrupted: the process ended while this step was running")
+            }
+        }
+    }
+}

@@ -32,9 +32,10 @@ extension Provisioner {
     }
 
     /// Host-mode flash encryption: the device's fresh key, escrowed, made before the write step
-    /// burns it (nil when the key is already in eFuse from an interrupted run).
+    /// burns it (nil when the key is already in eFuse from an interrupted run: readable, or
+    /// read-protected — BLOCK1 then reads as zeros, and a new key would be escrowed but never used).
     func prepareFlashKey(_ run: Run) async throws {
-        guard job.mode == .host, run.efuses.blocks[1].allSatisfy({ $0 == 0 }) else { return }
+        guard job.mode == .host, !Self.keyBlockState(run.efuses).hasPrefix("burned") else { return }
         var key = [UInt8](repeating: 0, count: 32)
         var rng = SystemRandomNumberGenerator()
         for i in key.indices { key[i] = UInt8.random(in: 0...255, using: &rng) }

@@ -55,6 +55,13 @@ public struct Provisioner: Sendable {
         /// Host mode: the fresh flash-encryption key (escrowed if asked) until write burns it.
         var flashKey: [UInt8]?
         var boot: FirstBootReport?
+        /// `--resume`: the last step recorded ok before this run (steps up to it are skipped).
+        var resumedAfter: ProvisionStep?
+        /// `--resume`, host mode: a killed run's write armed the chip (all ciphertext written, then
+        /// FLASH_CRYPT_CNT and the key's protection burned) before the step was recorded ok.
+        var armedByInterruptedWrite = false
+        /// The flash holds images and NVS of an earlier run (their hashes and keys stay).
+        var writtenBefore: Bool { armedByInterruptedWrite || resumedAfter.map { $0 >= .write } ?? false }
         init(link: any DeviceLink, facts: LinkFacts) { self.link = link; self.facts = facts; efuses = facts.efuses }
     }
 
@@ -82,6 +89,7 @@ public struct Provisioner: Sendable {
         case .proceed: break
         case .alreadyProvisioned(let identity):
             run.link.close()
+            await closeStepsOfProvisioned(mac: run.mac)
             result.ok = true
             result.state = .skipped
             result.identity = identity
@@ -100,6 +108,7 @@ public struct Provisioner: Sendable {
         var last: ProvisionStep?
         if resume, let safe = try? await registry.lastSafeStep(mac: run.mac), let step = ProvisionStep(rawValue: safe.step) {
             last = step
+            run.resumedAfter = step
             result.resumedAfter = step.rawValue
             if step == .record {
                 run.link.close()
@@ -109,6 +118,13 @@ public struct Provisioner: Sendable {
                 emit(port, run.mac, .record, .skipped, "already provisioned")
                 return result
             }
+        }
+        if resume, job.mode == .host, (last ?? .connect) < .write, Self.int(run.efuses, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 1,
+           run.efuses.isReadProtected(bit: 0),
+           let steps = try? await registry.steps(mac: run.mac), steps.contains(where: { $0.step == ProvisionStep.write.rawValue }) {
+            // Killed between arming and recording the write: the write is complete (it arms last);
+            // its NVS keys and flash key were escrowed by that run and must not be replaced.
+            run.armedByInterruptedWrite = true
         }
         // Steps that only read or compute always run again (their results live in memory);
         // steps that change the device are skipped when the registry says they finished.
@@ -121,7 +137,7 @@ public struct Provisioner: Sendable {
                 emit(port, run.mac, step, .skipped, "done before (resume)")
                 continue
             }
-            if !changesDevice, let last, last >= .write, step == .buildNVS || step == .preflight {
+            if !changesDevice, run.writtenBefore, step == .buildNVS || step == .preflight {
                 emit(port, run.mac, step, .skipped, "done before (resume)")
                 continue
             }
@@ -210,6 +226,7 @@ public struct Provisioner: Sendable {
             run.efuses = try run.link.readEFuses()
             return job.mode == .host ? "ciphertext written, per-device key burned and protected" : "plaintext written"
         case .firstBoot:
+            try ensureCryptConfig(run)   // a device whose write ran before the repair above
             var config = BootConfig(sdkconfig: sdkconfig)
             config.rngSeed = rngSeed
             var report = try run.link.firstBoot(FirstBootRequest(readyLine: job.readyLine, timeout: job.bootTimeout, simulator: config))
@@ -248,6 +265,12 @@ public struct Provisioner: Sendable {
         }
         if let id = job.secureBootKeyID { facts.keyIDs["secure_boot_v2"] = id }
         if let escrow = job.escrow { facts.keyDigests["escrow_recipient"] = escrow.recipientFingerprint }
+        // Resumed after the write: the flash holds the images of the run that wrote them (a
+        // signature differs from run to run), so their recorded hashes stay.
+        if run.writtenBefore, let recorded = try await registry.device(mac: run.mac)?.facts.imageHashes,
+           !recorded.isEmpty {
+            facts.imageHashes = recorded
+        }
         try await registry.register(facts)
         let e = run.efuses
         return "\(d.chip) rev \(d.chipRevision), \(d.flashSize >> 20)MB flash 0x\(String(d.flashID, radix: 16)), "
@@ -341,11 +364,13 @@ public struct Provisioner: Sendable {
             let e = run.efuses
             let cnt = Self.int(e, "FLASH_CRYPT_CNT")
             if cnt.nonzeroBitCount % 2 == 1 && e.isReadProtected(bit: 0) {
+                try ensureCryptConfig(run)
                 return // crashed after arming: the ciphertext was complete before the key was protected
             }
             var key: [UInt8]
             if e.blocks[1].contains(where: { $0 != 0 }) {
                 key = Self.keyBytes(e) // burned by an interrupted run, still readable
+                try ensureCryptConfig(run)
             } else {
                 key = run.flashKey ?? (0..<32).map { _ in UInt8.random(in: 0...255) }
                 run.flashKey = nil
@@ -372,6 +397,16 @@ public struct Provisioner: Sendable {
             try burn(run, [.field(name: "FLASH_CRYPT_CNT", value: job.release ? "127" : "1"),
                            .readProtect("BLOCK1"), .writeProtect("BLOCK1")])
         }
+    }
+
+    /// Host mode: FLASH_CRYPT_CONFIG must be 0xF, the tweak the ciphertext is made with. A run
+    /// killed while the key burn was being programmed can leave BLOCK1 burned and BLOCK0's
+    /// FLASH_CRYPT_CONFIG not (found by the soak drill): the chip then decrypts with another
+    /// tweak and never boots. Burning the missing bits repairs it (WR_DIS bit 10 permitting).
+    func ensureCryptConfig(_ run: Run) throws {
+        guard job.mode == .host, !run.efuses.isReadProtected(bit: 3), Self.int(run.efuses, "FLASH_CRYPT_CONFIG") != 0xF,
+              run.efuses.blocks[1].contains(where: { $0 != 0 }) || run.efuses.isReadProtected(bit: 0) else { return }
+        try burn(run, [.field(name: "FLASH_CRYPT_CONFIG", value: "15")])
     }
 
     func burn(_ run: Run, _ requests: [EFuseBurnRequest]) throws {

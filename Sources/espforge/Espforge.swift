@@ -30,6 +30,7 @@ struct Espforge: AsyncParsableCommand {
             ProvisionCommand.self,
             StationCommand.self,
             DemoCommand.self,
+            SoakAuditCommand.self,
         ]
     )
 }
