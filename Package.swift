@@ -80,9 +80,11 @@ let package = Package(
         .target(name: "Manifest", dependencies: [
             "ESPCore", "EFuse", .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // The registry's errors and location URLs, without the database drivers (fuzzed alone).
+        .target(name: "RegistryCore", dependencies: ["ESPCore"]),
         // The device registry: SQLite (GRDB) and PostgreSQL (postgres-nio) behind one protocol.
         .target(name: "Registry", dependencies: [
-            "ESPCore",
+            "ESPCore", "RegistryCore",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),
