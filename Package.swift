@@ -3,6 +3,12 @@
 // plus the `espforge` command-line tool. See README.md for the architecture map.
 import PackageDescription
 
+// The parsers the fuzz targets feed (no registry drivers: registry URLs are in RegistryCore).
+let fuzzTargetDependencies: [Target.Dependency] = [
+    "ESPCore", "ImageFormat", "SecureBoot", "Partitions", "NVS", "EFuse", "Loader", "VirtualDevice",
+    "BootSimulator", "Diagnostics", "Manifest", "RegistryCore", "Transport", "Flasher", "KeyCustody",
+]
+
 let package = Package(
     name: "espforge",
     platforms: [.macOS(.v13)],
@@ -173,6 +179,10 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
+        // Every parser's fuzz target (shared with the libFuzzer driver, see docs/fuzzing.md) and the
+        // replay of Fuzz/regressions and Fuzz/seeds through them.
+        .target(name: "FuzzTargets", dependencies: fuzzTargetDependencies, path: "Fuzz/Targets"),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "ESPCore", "TestSupport"]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
             "ImageFormat", "Flasher", "TestSupport", "KeyCustody", "FlashEncryption",
@@ -180,3 +190,23 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// `ESPFORGE_FUZZ=1` (set by ./scripts/fuzz, with its own --scratch-path .build-fuzz): the libFuzzer
+// driver, and coverage instrumentation + AddressSanitizer on our Swift targets, ASan + UBSan on our
+// C targets. Never part of the default build.
+if let runtime = Context.environment["ESPFORGE_FUZZ_RUNTIME"], Context.environment["ESPFORGE_FUZZ"] == "1" {
+    let ours = Set(package.targets.filter { $0.type == .regular }.map(\.name))
+    for target in package.targets where ours.contains(target.name) {
+        if ["CAES", "CSerial", "CPKCS11"].contains(target.name) {
+            target.cSettings = (target.cSettings ?? []) + [.unsafeFlags(["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"])]
+        } else {
+            target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer,address", "-O"])]
+        }
+    }
+    // libFuzzer without its main(): the driver's main picks the target, then runs LLVMFuzzerRunDriver.
+    package.targets.append(.executableTarget(
+        name: "espforge-fuzz", dependencies: ["FuzzTargets"], path: "Fuzz/Driver",
+        swiftSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-O"])],
+        linkerSettings: [.unsafeFlags(["-sanitize=address", "-Xlinker", runtime, "-lstdc++",
+                                       "-Xclang-linker", "-fsanitize=undefined"])]))
+}
