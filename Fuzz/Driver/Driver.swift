@@ -26,6 +26,7 @@ func warn(_ text: String) { FileHandle.standardError.write(Data(text.utf8)) }
 struct FuzzDriver {
     static func main() {
         let args = CommandLine.arguments
+        var firstLibFuzzerArgument = 2
         guard args.count >= 2 else { usage() }
         switch args[1] {
         case "--list":
@@ -41,15 +42,21 @@ struct FuzzDriver {
             }
             exit(0)
         default:
-            guard let target = FuzzTargets.named(args[1]) else {
-                warn("espforge-fuzz: unknown target '\(args[1])'; --list shows them\n")
+            // libFuzzer runs itself again for -minimize_crash (and -fork) with the arguments it was
+            // given, i.e. without the target name: the name travels in ESPFORGE_FUZZ_TARGET.
+            let inherited = ProcessInfo.processInfo.environment["ESPFORGE_FUZZ_TARGET"]
+            let name = args[1].hasPrefix("-") ? (inherited ?? args[1]) : args[1]
+            guard let target = FuzzTargets.named(name) else {
+                warn("espforge-fuzz: unknown target '\(name)'; --list shows them\n")
                 exit(2)
             }
             selected = target
+            setenv("ESPFORGE_FUZZ_TARGET", target.name, 1)
+            firstLibFuzzerArgument = args[1].hasPrefix("-") ? 1 : 2
         }
         // libFuzzer sees argv without the target name.
         var kept: [UnsafeMutablePointer<CChar>?] = [CommandLine.unsafeArgv[0]]
-        for i in 2..<Int(CommandLine.argc) { kept.append(CommandLine.unsafeArgv[i]) }
+        for i in firstLibFuzzerArgument..<Int(CommandLine.argc) { kept.append(CommandLine.unsafeArgv[i]) }
         kept.append(nil)
         var argc = CInt(kept.count - 1)
         let status = kept.withUnsafeMutableBufferPointer { buffer -> CInt in
