@@ -192,7 +192,7 @@ let package = Package(
 )
 
 // `ESPFORGE_FUZZ=1` (set by ./scripts/fuzz, with its own --scratch-path .build-fuzz): the libFuzzer
-// driver, and coverage instrumentation + AddressSanitizer on our Swift targets, ASan + UBSan on our
+// driver, and coverage instrumentation + AddressSanitizer (optimised, -O) on our Swift targets, ASan + UBSan on our
 // C targets. Never part of the default build.
 if let runtime = Context.environment["ESPFORGE_FUZZ_RUNTIME"], Context.environment["ESPFORGE_FUZZ"] == "1" {
     let ours = Set(package.targets.filter { $0.type == .regular }.map(\.name))
