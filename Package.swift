@@ -3,6 +3,12 @@
 // plus the `espforge` command-line tool. See README.md for the architecture map.
 import PackageDescription
 
+// The parsers the fuzz targets feed (no registry drivers: registry URLs are in RegistryCore).
+let fuzzTargetDependencies: [Target.Dependency] = [
+    "ESPCore", "ImageFormat", "SecureBoot", "Partitions", "NVS", "EFuse", "Loader", "VirtualDevice",
+    "BootSimulator", "Diagnostics", "Manifest", "RegistryCore", "Transport", "Flasher", "KeyCustody",
+]
+
 let package = Package(
     name: "espforge",
     platforms: [.macOS(.v13)],
@@ -101,9 +107,11 @@ let package = Package(
         .target(name: "Manifest", dependencies: [
             "ESPCore", "EFuse", .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // The registry's errors and location URLs, without the database drivers (fuzzed alone).
+        .target(name: "RegistryCore", dependencies: ["ESPCore"]),
         // The device registry: SQLite (GRDB) and PostgreSQL (postgres-nio) behind one protocol.
         .target(name: "Registry", dependencies: [
-            "ESPCore",
+            "ESPCore", "RegistryCore",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ]),
@@ -211,6 +219,10 @@ let package = Package(
         .testTarget(name: "StationTests", dependencies: [
             "ProductionLine", "StationDashboard", "Provisioning", "Manifest", "Registry", "TestSupport",
         ]),
+        // Every parser's fuzz target (shared with the libFuzzer driver, see docs/fuzzing.md) and the
+        // replay of Fuzz/regressions and Fuzz/seeds through them.
+        .target(name: "FuzzTargets", dependencies: fuzzTargetDependencies, path: "Fuzz/Targets"),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "ESPCore", "TestSupport"]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "VirtualDevice", "BootSimulator", "EFuse", "NVS", "Partitions", "SecureBoot",
             "ImageFormat", "Flasher", "TestSupport", "KeyCustody", "FlashEncryption",
@@ -218,3 +230,23 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// `ESPFORGE_FUZZ=1` (set by ./scripts/fuzz, with its own --scratch-path .build-fuzz): the libFuzzer
+// driver, and coverage instrumentation + AddressSanitizer (optimised, -O) on our Swift targets, ASan + UBSan on our
+// C targets. Never part of the default build.
+if let runtime = Context.environment["ESPFORGE_FUZZ_RUNTIME"], Context.environment["ESPFORGE_FUZZ"] == "1" {
+    let ours = Set(package.targets.filter { $0.type == .regular }.map(\.name))
+    for target in package.targets where ours.contains(target.name) {
+        if ["CAES", "CSerial", "CPKCS11"].contains(target.name) {
+            target.cSettings = (target.cSettings ?? []) + [.unsafeFlags(["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"])]
+        } else {
+            target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer,address", "-O"])]
+        }
+    }
+    // libFuzzer without its main(): the driver's main picks the target, then runs LLVMFuzzerRunDriver.
+    package.targets.append(.executableTarget(
+        name: "espforge-fuzz", dependencies: ["FuzzTargets"], path: "Fuzz/Driver",
+        swiftSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-O"])],
+        linkerSettings: [.unsafeFlags(["-sanitize=address", "-Xlinker", runtime, "-lstdc++",
+                                       "-Xclang-linker", "-fsanitize=undefined"])]))
+}
