@@ -29,8 +29,11 @@ let package = Package(
         .library(name: "ESPForgeDevice", targets: [
             "Loader", "Transport", "Flasher", "VirtualDevice", "BootSimulator", "Diagnostics",
         ]),
-        // The production line: the per-device pipeline, the registry (SQLite and PostgreSQL), key custody.
-        .library(name: "ESPForgeLine", targets: ["Provisioning", "Registry", "KeyCustody"]),
+        // The production line: the per-device pipeline, manifest → job, the station, the registry
+        // (SQLite and PostgreSQL), key custody.
+        .library(name: "ESPForgeLine", targets: ["Provisioning", "ProductionLine", "Registry", "RegistryCore", "KeyCustody"]),
+        // The station's read-only web dashboard (Hummingbird 2): only programs that serve it build HTTP.
+        .library(name: "ESPForgeStationDashboard", targets: ["StationDashboard"]),
         // Everything (compatibility with programs written against the single product).
         .library(name: "ESPForge", targets: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "NVS",

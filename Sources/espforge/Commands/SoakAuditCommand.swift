@@ -2,6 +2,7 @@ import ArgumentParser
 import ESPCore
 import Foundation
 import KeyCustody
+import ProductionLine
 import Provisioning
 import Registry
 
