@@ -256,13 +256,28 @@ public final class FlashSession {
         if baud != c.baud, !c.isStub { try c.changeBaud(baud) }
         // On a reconnect the facts are known, but the board may not be the same one: a board pulled
         // and another put in its place during a reconnect must never receive the rest of the
-        // first board's write. The eFuses are read again and the MAC compared.
+        // first board's write. The MAC words are read again (two registers) and compared.
         let efuses: EFuseArray
         if let known = facts {
-            let now = try ChipProbe.readEFuses(c)
-            let was = MACAddress.format(known.efuses.esp32MAC()), found = MACAddress.format(now.esp32MAC())
-            guard was == found else {
-                throw FlasherError.differentBoard(port: portName, expected: was, found: found)
+            let layout = known.layout
+            let base = layout.registerBase + layout.readRegisterOffsets[0]
+            let was = known.efuses.esp32MAC()
+            // A register value has no checksum on the wire, so one noisy read could look like
+            // another board: another MAC must be read three times in a row, the same each time.
+            var readings: [[UInt8]] = []
+            for _ in 0..<3 {
+                let w1 = try c.readRegister(base + 4), w2 = try c.readRegister(base + 8)
+                let found = [UInt8((w2 >> 8) & 0xFF), UInt8(w2 & 0xFF), UInt8(w1 >> 24),
+                             UInt8((w1 >> 16) & 0xFF), UInt8((w1 >> 8) & 0xFF), UInt8(w1 & 0xFF)]
+                if found == was { readings = []; break }
+                readings.append(found)
+            }
+            if let first = readings.first {
+                guard readings.allSatisfy({ $0 == first }) else {
+                    // Readings that disagree are noise: a link failure, and the reconnect tries again.
+                    throw FlasherError.badResponse(command: "READ_REG (MAC)", why: "the MAC read back differently each time")
+                }
+                throw FlasherError.differentBoard(port: portName, expected: MACAddress.format(was), found: MACAddress.format(first))
             }
             efuses = known.efuses
         } else {

@@ -367,7 +367,8 @@ struct TOMLParser {
             throw bad("malformed integer `\(raw)`", "underscores must sit between digits")
         }
         let digits = body.filter { $0 != "_" }
-        guard let magnitude = UInt64(digits, radix: radix) else {
+        // Only digits after the one sign (UInt64's parser would take a second sign: `-+0`).
+        guard digits.allSatisfy({ $0.isHexDigit }), let magnitude = UInt64(digits, radix: radix) else {
             throw bad("malformed or too large integer `\(raw)`")
         }
         if negative {

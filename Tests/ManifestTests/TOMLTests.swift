@@ -92,6 +92,8 @@ struct TOMLTests {
         ("x = 007", 1, 5, "leading zeros"),
         ("x = 0x", 1, 5, "malformed"),
         ("x = 1__0", 1, 5, "malformed"),
+        ("x = -+0", 1, 5, "malformed"),   // found by the tomllib differential test (seed 369266940149509761)
+        ("x = +-1", 1, 5, "malformed"),
         ("x = 99999999999999999999", 1, 5, "too large"),
         ("x = -0x10", 1, 5, "sign"),
         ("x = yes", 1, 5, "expected a value"),

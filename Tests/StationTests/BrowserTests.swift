@@ -12,9 +12,17 @@ struct BrowserTests {
     /// The page as the browser has it after `budget` ms of its (virtual) time.
     static func dom(_ url: String, budget: Int = 4000) throws -> String {
         guard let chromium else { throw TestSupportError.missing("chromium") }
-        let r = try ProcessRunner.run(chromium, ["--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + NSTemporaryDirectory() + "/chromium-espforge",
-                                                 "--virtual-time-budget=\(budget)", "--dump-dom", url])
-        return r.out
+        // A fresh profile per call: a Chromium still shutting down holds its profile's lock, and a
+        // second browser on the same profile prints nothing. A loaded machine gets a few tries.
+        for _ in 0..<4 {
+            let profile = NSTemporaryDirectory() + "/chromium-espforge-" + UUID().uuidString
+            defer { try? FileManager.default.removeItem(atPath: profile) }
+            let r = try ProcessRunner.run(chromium, ["--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + profile,
+                                                     "--virtual-time-budget=\(budget)", "--dump-dom", url])
+            if r.out.contains("</html>") { return r.out }
+            usleep(500_000)
+        }
+        return ""
     }
 
     static func counter(_ dom: String, _ id: String) -> Int? {
