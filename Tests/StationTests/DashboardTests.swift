@@ -11,7 +11,7 @@ import TestSupport
 struct DashboardTests {
     /// A minimal HTTP/1.1 GET; returns status, headers and as much body as arrives within `wait`
     /// (the event stream never ends).
-    static func get(_ port: Int, _ path: String, method: String = "GET", headers: [String: String] = [:], wait: Double = 5,
+    static func get(_ port: Int, _ path: String, method: String = "GET", headers: [String: String] = [:], wait: Double = 30,
                     until: ((String) -> Bool)? = nil) throws -> (status: Int, head: String, body: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
@@ -46,7 +46,7 @@ struct DashboardTests {
 
     /// ``get(_:_:method:headers:wait:until:)`` on a thread of its own: the client blocks in
     /// poll/read, and Swift's cooperative pool (one thread per core) must stay free for the server.
-    static func fetch(_ port: Int, _ path: String, method: String = "GET", headers: [String: String] = [:], wait: Double = 5,
+    static func fetch(_ port: Int, _ path: String, method: String = "GET", headers: [String: String] = [:], wait: Double = 30,
                       until: (@Sendable (String) -> Bool)? = nil) async throws -> (status: Int, head: String, body: String) {
         try await offPool { try get(port, path, method: method, headers: headers, wait: wait, until: until) }
     }
@@ -68,7 +68,7 @@ struct DashboardTests {
     func serve(_ board: StationDashboard) async throws -> (Task<Void, Never>, Int) {
         let port = PortBox()
         let task = Task { _ = try? await board.run { port.set($0) } }
-        for _ in 0..<200 where port.get() == 0 { try await Task.sleep(nanoseconds: 25_000_000) }
+        for _ in 0..<1200 where port.get() == 0 { try await Task.sleep(nanoseconds: 25_000_000) }   // up to 30 s on a loaded machine
         try #require(port.get() > 0, "the dashboard is listening")
         return (task, port.get())
     }
