@@ -102,7 +102,7 @@ enum Seeds {
 
     /// A fixed NVS key pair (for reading encrypted images).
     static let nvsKeys: NVSKeys = {
-        var rng = SplitMix(seed: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         return NVSKeys.generate(using: &rng)
     }()
 
@@ -279,18 +279,6 @@ final class EnginePort: ChipPort {
     func close() {}
 }
 
-/// A small seeded generator (SplitMix64) for the fixed NVS key pair.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension FuzzTarget {
     /// Writes this target's generated seeds as `DIR/gen-N`.

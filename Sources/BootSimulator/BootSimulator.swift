@@ -116,7 +116,7 @@ final class BootRun {
         self.config = config
         self.device = device
         initialEFuses = device.efuses
-        if let seed = config.rngSeed { rng = SplitMix(seed: seed) } else { rng = SystemRandomNumberGenerator() }
+        if let seed = config.rngSeed { rng = SplitMix64(seed: seed) } else { rng = SystemRandomNumberGenerator() }
     }
 
     // MARK: console and clock
@@ -341,18 +341,6 @@ final class BootRun {
     }
 }
 
-/// Deterministic generator for tests (the chip's RNG is modelled by the host's otherwise).
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func hex8(_ v: some BinaryInteger) -> String {
     let s = String(v, radix: 16)

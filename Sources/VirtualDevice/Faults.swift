@@ -1,3 +1,4 @@
+import ESPCore
 /// Reproducible transport faults, decided by a seeded SplitMix64 generator.
 ///
 /// Spec: comma-separated `key=value` items:
@@ -49,7 +50,7 @@ public struct FaultPlan: Sendable, Equatable {
 public struct FaultInjector: Sendable {
     public let plan: FaultPlan
     public let seed: UInt64
-    private var state: UInt64
+    private var rng: SplitMix64
     public private(set) var counters = FaultCounters()
     private var bytesSeen = 0
     private var resetDone = false
@@ -57,16 +58,10 @@ public struct FaultInjector: Sendable {
     public init(plan: FaultPlan, seed: UInt64) {
         self.plan = plan
         self.seed = seed
-        state = seed
+        rng = SplitMix64(seed: seed)
     }
 
-    private mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private mutating func next() -> UInt64 { rng.next() }
 
     private mutating func chance(_ p: Double) -> Bool {
         guard p > 0 else { return false }

@@ -1,4 +1,5 @@
 import Foundation
+import ESPCore
 
 /// Where things are, for tests: the package root, ../shared fixtures, the Python oracle and the
 /// built `espforge` binary.
@@ -185,15 +186,10 @@ public enum TestSupportError: Error, CustomStringConvertible {
 /// A small deterministic PRNG (SplitMix64) for randomized differential tests: failures print
 /// their seed and can be replayed.
 public struct SeededRandom: RandomNumberGenerator, Sendable {
-    public private(set) var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var generator: SplitMix64
+    public var state: UInt64 { generator.state }
+    public init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+    public mutating func next() -> UInt64 { generator.next() }
     public mutating func bytes(_ n: Int) -> [UInt8] {
         (0..<n).map { _ in UInt8.random(in: 0...255, using: &self) }
     }

@@ -139,7 +139,7 @@ public final class BoardFleet: @unchecked Sendable {
             close(fd)
             ports.append(port)
         }
-        var rng = SplitMix(seed: plan.seed)
+        var rng = SplitMix64(seed: plan.seed)
         // Which boards are defective: a seeded shuffle of the board indices.
         var order = Array(0..<plan.boards)
         for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
@@ -189,7 +189,7 @@ public final class BoardFleet: @unchecked Sendable {
 
     /// A locally administered-looking but Espressif-OUI MAC, distinct per board and seed.
     static func mac(seed: UInt64, index: Int) -> String {
-        var r = SplitMix(seed: seed &* 0x100000001B3 &+ UInt64(index))
+        var r = SplitMix64(seed: seed &* 0x100000001B3 &+ UInt64(index))
         let v = r.next()
         let b = [0x24, 0x0A, 0xC4, Int((v >> 16) & 0xFF), Int((v >> 8) & 0xFF), index & 0xFF]
         return b.map { String(format: "%02x", $0) }.joined(separator: ":")
@@ -200,7 +200,7 @@ public final class BoardFleet: @unchecked Sendable {
     // MARK: - one slot's operator
 
     private func operate(slot: Int, seed: UInt64) {
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let mine = lock.withLock { boards.filter { $0.slot == slot }.map(\.index) }
         for index in mine {
             let span = plan.handling.upperBound - plan.handling.lowerBound
@@ -305,7 +305,7 @@ public final class BoardFleet: @unchecked Sendable {
     /// ABS_DONE_1 and a key digest that is not this line's.
     static func secureByAnotherLine(_ device: inout Device, seed: UInt64) {
         let layout = EFuseLayout.esp32
-        var r = SplitMix(seed: seed)
+        var r = SplitMix64(seed: seed)
         var digest = [UInt32](repeating: 0, count: layout.blockWordCounts[2])
         for i in digest.indices { digest[i] = UInt32(truncatingIfNeeded: r.next()) | 1 }
         _ = device.efuses.program(block: 2, words: digest, layout: layout)
@@ -334,18 +334,6 @@ public final class BoardFleet: @unchecked Sendable {
     }
 }
 
-/// A small seeded generator (splitmix64): reproducible fleets from --seed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 private extension Array where Element == UInt8 {
     func write(to path: String) throws {

@@ -1,0 +1,16 @@
+/// SplitMix64: a small, fast, seeded generator. Everything reproducible from a seed uses it —
+/// injected transport faults, a fleet's boards, the boot simulator's chip RNG in tests, fuzz seeds,
+/// randomized tests — so one seed means the same sequence everywhere.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public private(set) var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
