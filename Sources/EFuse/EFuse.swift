@@ -289,8 +289,19 @@ extension EFuseArray {
 
     /// The factory MAC as stored (read through protection).
     public func esp32MAC() -> [UInt8] {
-        let w1 = rawWord(block: 0, word: 1), w2 = rawWord(block: 0, word: 2)
-        return [UInt8((w2 >> 8) & 0xFF), UInt8(w2 & 0xFF), UInt8(w1 >> 24),
-                UInt8((w1 >> 16) & 0xFF), UInt8((w1 >> 8) & 0xFF), UInt8(w1 & 0xFF)]
+        Self.esp32MAC(word1: rawWord(block: 0, word: 1), word2: rawWord(block: 0, word: 2))
+    }
+
+    /// The factory MAC from block 0's words 1 and 2, where the ESP32 keeps it.
+    public static func esp32MAC(word1 w1: UInt32, word2 w2: UInt32) -> [UInt8] {
+        [UInt8((w2 >> 8) & 0xFF), UInt8(w2 & 0xFF), UInt8(w1 >> 24),
+         UInt8((w1 >> 16) & 0xFF), UInt8((w1 >> 8) & 0xFF), UInt8(w1 & 0xFF)]
+    }
+
+    /// The factory MAC read from a chip with two register reads (block 0 words 1 and 2), without
+    /// reading the whole eFuse array: for quick probes and for checking a board is still the same.
+    public static func readESP32MAC(from access: any RegisterAccess, layout: EFuseLayout = .esp32) throws -> [UInt8] {
+        let base = layout.registerBase + layout.readRegisterOffsets[0]
+        return esp32MAC(word1: try access.readRegister(base + 4), word2: try access.readRegister(base + 8))
     }
 }

@@ -107,11 +107,7 @@ public struct EFuseSnapshot: Sendable, Equatable {
     public var flashEncryptionEnabled: Bool { flashCryptCount.nonzeroBitCount % 2 == 1 }
     public var package: Int { Int((word(0, 3) >> 9) & 7) | Int((word(0, 3) >> 2) & 1) << 3 }
 
-    public var mac: [UInt8] {
-        let w1 = word(0, 1), w2 = word(0, 2)
-        return [UInt8((w2 >> 8) & 0xFF), UInt8(w2 & 0xFF), UInt8(w1 >> 24),
-                UInt8((w1 >> 16) & 0xFF), UInt8((w1 >> 8) & 0xFF), UInt8(w1 & 0xFF)]
-    }
+    public var mac: [UInt8] { EFuseArray.esp32MAC(word1: word(0, 1), word2: word(0, 2)) }
     public var macCRC: UInt8 { UInt8((word(0, 2) >> 16) & 0xFF) }
 }
 

@@ -259,16 +259,12 @@ public final class FlashSession {
         // first board's write. The MAC words are read again (two registers) and compared.
         let efuses: EFuseArray
         if let known = facts {
-            let layout = known.layout
-            let base = layout.registerBase + layout.readRegisterOffsets[0]
             let was = known.efuses.esp32MAC()
             // A register value has no checksum on the wire, so one noisy read could look like
             // another board: another MAC must be read three times in a row, the same each time.
             var readings: [[UInt8]] = []
             for _ in 0..<3 {
-                let w1 = try c.readRegister(base + 4), w2 = try c.readRegister(base + 8)
-                let found = [UInt8((w2 >> 8) & 0xFF), UInt8(w2 & 0xFF), UInt8(w1 >> 24),
-                             UInt8((w1 >> 16) & 0xFF), UInt8((w1 >> 8) & 0xFF), UInt8(w1 & 0xFF)]
+                let found = try EFuseArray.readESP32MAC(from: c, layout: known.layout)
                 if found == was { readings = []; break }
                 readings.append(found)
             }

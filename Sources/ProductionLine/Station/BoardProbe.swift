@@ -26,13 +26,7 @@ public struct BoardProbe: Sendable {
     /// The factory MAC from the two eFuse block 0 words that hold it (two register reads: a
     /// probe stays short, so a board's own traffic tells probes from provisioning).
     public static func factoryMAC(_ access: RegisterAccess, layout: EFuseLayout = .esp32) throws -> String {
-        var bytes = [UInt8](repeating: 0, count: 4 * layout.blockWordCounts[0])
-        for w in 1...2 {
-            let v = try access.readRegister(layout.registerBase + layout.readRegisterOffsets[0] + UInt32(4 * w))
-            for i in 0..<4 { bytes[4 * w + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
-        }
-        bytes += [UInt8](repeating: 0, count: 4 * (layout.totalWords - layout.blockWordCounts[0]))
-        return MACAddress.format(try EFuseArray(layout: layout, bytes: bytes).esp32MAC())
+        MACAddress.format(try EFuseArray.readESP32MAC(from: access, layout: layout))
     }
 
     public func probe(_ port: String) -> BoardPresence {
