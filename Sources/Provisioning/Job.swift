@@ -74,6 +74,21 @@ public struct ProvisioningJob: Sendable {
 
     public func partition(named name: String) -> PartitionEntry? { partitions.first { $0.name == name } }
 
+    /// The partition that holds the NVS keys: the manifest's name, else the table's first
+    /// nvs_keys partition (data, subtype 4).
+    public var nvsKeysPartitionEntry: PartitionEntry? {
+        let name = nvsKeysPartition ?? partitions.first(where: { $0.type == 1 && $0.subtype == 4 })?.name
+        return name.flatMap { partition(named: $0) }
+    }
+
+    /// Which flash ranges the chip decrypts: bootloader, partition table, app partitions and
+    /// partitions flagged `encrypted` (the host-mode write encrypts exactly these).
+    public func isEncryptedInFlash(_ offset: Int) -> Bool {
+        if offset < partitionTableOffset + 0x1000 { return true }
+        guard let p = partitions.first(where: { offset >= Int($0.offset) && offset < Int($0.offset) + Int($0.size) }) else { return false }
+        return p.type == 0 || p.isEncrypted
+    }
+
     /// Whether devices claim an identity from a pool (the manifest has `[nvs] values`).
     public var claimsIdentities: Bool { identityRows != nil || !identities.isEmpty }
 }

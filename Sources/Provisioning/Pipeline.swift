@@ -341,20 +341,13 @@ public struct Provisioner: Sendable {
         return "chip, flash and eFuses ready; preflight rules passed"
     }
 
-    /// Which flash ranges the chip decrypts: bootloader, partition table, app partitions and
-    /// partitions flagged `encrypted`.
-    func encrypted(_ offset: Int) -> Bool {
-        if offset < job.partitionTableOffset + 0x1000 { return true }
-        guard let p = job.partitions.first(where: { offset >= Int($0.offset) && offset < Int($0.offset) + Int($0.size) }) else { return false }
-        return p.type == 0 || p.isEncrypted
-    }
+    func encrypted(_ offset: Int) -> Bool { job.isEncryptedInFlash(offset) }
 
     func write(_ run: Run) throws {
         var writes = job.images.map { ($0.name, $0.offset, $0.bytes) }
         if let nvs = run.nvsImage, let p = job.partition(named: job.nvsPartition) { writes.append((p.name, Int(p.offset), nvs)) }
         if let keys = run.nvsKeysImage {
-            let name = job.nvsKeysPartition ?? job.partitions.first(where: { $0.type == 1 && $0.subtype == 4 })?.name
-            guard let name, let p = job.partition(named: name) else {
+            guard let p = job.nvsKeysPartitionEntry else {
                 throw ProvisioningError(.write, "NVS is encrypted but the partition table has no nvs_keys partition")
             }
             writes.append((p.name, Int(p.offset), keys))

@@ -5,6 +5,7 @@ import FlashEncryption
 import Foundation
 import KeyCustody
 import NVS
+import Partitions
 import Registry
 import SecureBoot
 import VirtualDevice
@@ -235,20 +236,10 @@ public struct SoakAudit: Sendable {
         return try? NVSKeys(file: bytes)
     }
 
-    var keysPartition: PartitionEntryRef? {
-        let name = job.nvsKeysPartition ?? job.partitions.first(where: { $0.type == 1 && $0.subtype == 4 })?.name
-        guard let name, let p = job.partition(named: name) else { return nil }
-        return PartitionEntryRef(offset: p.offset, size: p.size)
-    }
+    var keysPartition: PartitionEntry? { job.nvsKeysPartitionEntry }
 
-    struct PartitionEntryRef { var offset: UInt32; var size: UInt32 }
-
-    /// Same rule as the pipeline's write: bootloader, table, app partitions, `encrypted` partitions.
-    func encrypted(_ offset: Int) -> Bool {
-        if offset < job.partitionTableOffset + 0x1000 { return true }
-        guard let p = job.partitions.first(where: { offset >= Int($0.offset) && offset < Int($0.offset) + Int($0.size) }) else { return false }
-        return p.type == 0 || p.isEncrypted
-    }
+    /// The pipeline's own rule (``ProvisioningJob/isEncryptedInFlash(_:)``).
+    func encrypted(_ offset: Int) -> Bool { job.isEncryptedInFlash(offset) }
 
     /// Flash against the plan (byte for byte, decrypted with the chip's key; signed images: the
     /// content before the signature sector equal, a valid signature by the key in BLOCK2), bytes
