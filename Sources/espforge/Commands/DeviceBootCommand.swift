@@ -2,6 +2,7 @@ import ArgumentParser
 import BootSimulator
 import ESPCore
 import Foundation
+import ProductionLine
 import VirtualDevice
 
 struct DeviceBoot: ParsableCommand {

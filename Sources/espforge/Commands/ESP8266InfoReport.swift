@@ -72,10 +72,10 @@ struct ESP8266InfoReport: Codable {
         line("Flash size:      \(flashSize)")
         line()
         line("Segments: \(segmentCount)")
-        line("  #  file offs   length      load addr   memory type")
+        line(SegmentTable.header)
         for s in segments {
-            let types = s.memoryTypes.isEmpty ? "-" : s.memoryTypes.joined(separator: ", ")
-            line("\(String(s.index).leftPad(3))  \(h(s.fileOffset))  \(h(s.length))  \(s.loadAddress)  \(types)" + (s.beforeSecondHeader ? "  (IROM, before the second header)" : ""))
+            line(SegmentTable.row(index: s.index, fileOffset: s.fileOffset, length: s.length, loadAddress: s.loadAddress, memoryTypes: s.memoryTypes)
+                 + (s.beforeSecondHeader ? "  (IROM, before the second header)" : ""))
         }
         line()
         line("Checksum:        \(storedChecksum) " + (checksumValid ? "(valid)" : "(INVALID, computed \(computedChecksum))"))

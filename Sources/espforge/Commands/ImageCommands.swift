@@ -174,10 +174,9 @@ struct ImageInfoReport: Codable {
         line("Hash appended:   \(extendedHeader.hashAppended ? "yes" : "no")")
         line()
         line("Segments: \(header.segmentCount)")
-        line("  #  file offs   length      load addr   memory type")
+        line(SegmentTable.header)
         for s in segments {
-            let idx = String(s.index).leftPad(3)
-            line("\(idx)  \(h(s.fileOffset))  \(h(s.length))  \(s.loadAddress)  \(s.memoryTypes.isEmpty ? "-" : s.memoryTypes.joined(separator: ", "))")
+            line(SegmentTable.row(index: s.index, fileOffset: s.fileOffset, length: s.length, loadAddress: s.loadAddress, memoryTypes: s.memoryTypes))
         }
         line()
         line("Checksum:        \(integrity.storedChecksum) " + (integrity.checksumValid ? "(valid)" : "(INVALID, computed \(integrity.computedChecksum))"))
@@ -406,5 +405,15 @@ struct ImageRetargetCommand: ParsableCommand {
             ErrorRenderer.warn("dropped \(bytes.count - out.count) bytes after the image (signature and padding); sign \(output) again before use")
         }
         print("Wrote \(output): \(out.count) bytes")
+    }
+}
+
+/// The segment table of `image info`'s text, shared by every image kind.
+enum SegmentTable {
+    static let header = "  #  file offs   length      load addr   memory type"
+
+    static func row(index: Int, fileOffset: Int, length: Int, loadAddress: String, memoryTypes: [String]) -> String {
+        let types = memoryTypes.isEmpty ? "-" : memoryTypes.joined(separator: ", ")
+        return "\(String(index).leftPad(3))  \(NumberParsing.hex(fileOffset, width: 8))  \(NumberParsing.hex(length, width: 8))  \(loadAddress)  \(types)"
     }
 }
