@@ -275,17 +275,21 @@ struct ProvisionCLITests {
         var env = ProcessInfo.processInfo.environment
         env["ESPFORGE_TEST_CRASH_AFTER"] = "identify"   // the line's files and blank devices, nothing provisioned
         _ = try ProcessRunner.run(Espforge.path, ["demo", "--devices", "2", "--dir", out, "--mode", "on-chip"], environment: env)
-        let query = options.replacingOccurrences(of: "SEED", with: String(seed))
+        // Each board its own seed: at these rates a board's exchange meets a handful of faults, and
+        // one seed in a few dozen meets none; two independent seeds with none is rarer than 1 in 10^4.
+        let query = { (i: Int) in options.replacingOccurrences(of: "SEED", with: String(seed + UInt64(i))) }
         let r = try Espforge.run(["provision", "--manifest", out + "/espforge.toml"]
-                                 + (1...2).flatMap { ["--port", "virtual:\(out)/devices/dev\($0)?\(query)"] })
+                                 + (1...2).flatMap { ["--port", "virtual:\(out)/devices/dev\($0)?\(query($0))"] })
         #expect(r.status == 0, "seed \(seed): \(r.out)\n\(r.err)")
         #expect(r.out.contains("first-boot: ok — booted ota_0"), "\(r.out)")
+        var faulted = 0
         for i in 1...2 {
             let device = try DeviceStore(directory: out + "/devices/dev\(i)").load()
             #expect(device.stats.total.firmwareRuns == 1, "booted once, by the EN pulse")
             #expect(int(device.efuses, "ABS_DONE_1") == 1 && int(device.efuses, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 1)
-            if options.contains("faults") { #expect(device.stats.faults != FaultCounters(), "seed \(seed): faults were injected") }
+            if device.stats.faults != FaultCounters() { faulted += 1 }
         }
+        if options.contains("faults") { #expect(faulted > 0, "seeds \(seed), \(seed + 1): faults were injected") }
         let list = try Espforge.run(["registry", "list", "--registry", out + "/registry.sqlite", "--json"])
         #expect(list.out.components(separatedBy: "\"provisioned\"").count - 1 == 2, "\(list.out)")
     }
