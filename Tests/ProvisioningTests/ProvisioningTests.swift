@@ -275,8 +275,8 @@ struct ProvisionCLITests {
         var env = ProcessInfo.processInfo.environment
         env["ESPFORGE_TEST_CRASH_AFTER"] = "identify"   // the line's files and blank devices, nothing provisioned
         _ = try ProcessRunner.run(Espforge.path, ["demo", "--devices", "2", "--dir", out, "--mode", "on-chip"], environment: env)
-        // Each board its own seed: at these rates a board's exchange meets a handful of faults, and
-        // one seed in a few dozen meets none; two independent seeds with none is rarer than 1 in 10^4.
+        // Each board its own seed: at these rates a board's exchange meets a few faults, and some seeds
+        // meet none (36552 did, failing a CI run); the test needs at least one of two independent seeds.
         let query = { (i: Int) in options.replacingOccurrences(of: "SEED", with: String(seed + UInt64(i))) }
         let r = try Espforge.run(["provision", "--manifest", out + "/espforge.toml"]
                                  + (1...2).flatMap { ["--port", "virtual:\(out)/devices/dev\($0)?\(query($0))"] })
