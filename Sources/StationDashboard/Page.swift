@@ -23,7 +23,7 @@ header h1{font-size:1.2em;margin:0}
 section{padding:0 1em 1em}table{border-collapse:collapse;width:100%;font-size:.9em}
 td,th{border-bottom:1px solid #333;padding:.25em .5em;text-align:left;vertical-align:top}
 a{color:#6cb6ff;cursor:pointer}#chart{height:60px;display:flex;align-items:flex-end;gap:2px}
-#chart div{background:#2ea043;flex:1;min-width:3px;max-width:24px}#device pre{white-space:pre-wrap;background:#222;padding:.5em}
+#chart div{background:#2ea043;flex:1;min-width:3px;max-width:24px}.mono{font-family:monospace;word-break:break-all}#device table.kv th{width:14em;color:#aaa}#device tr.failed td{color:#ff7b72}
 input{background:#222;color:#eee;border:1px solid #555;padding:.3em}
 </style></head><body>
 <header><h1 id="title">espforge station</h1>
@@ -91,17 +91,41 @@ async function stream() {
   } catch (e) { document.getElementById("status").textContent = "reconnecting"; }
   setTimeout(stream, 2000);
 }
+// The device page: what the registry holds for one board, as tables (never key material: the
+// registry has digests and key ids only). Opened by a click on a MAC or directly as #device=MAC.
+const kv = (title, obj, id) => {
+  const rows = Object.entries(obj || {}).filter(([, v]) => v !== null && v !== undefined && v !== "").sort();
+  return rows.length ? `<h4>${esc(title)}</h4><table class="kv"${id ? ` id="${id}"` : ""}>` +
+    rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td class="mono">${esc(v)}</td></tr>`).join("") + "</table>" : "";
+};
+const took = (a, b) => { const d = (Date.parse(b) - Date.parse(a)) / 1000; return isFinite(d) ? d.toFixed(1) + " s" : "-"; };
+const size = n => n == null ? null : n % 1048576 === 0 ? n / 1048576 + " MB" : n + " bytes";
 async function device(mac) {
+  const el = document.getElementById("device");
   const r = await fetch("/api/devices/" + encodeURIComponent(mac), {headers});
-  document.getElementById("device").innerHTML = "<h3>" + esc(mac) + "</h3><pre>" + esc(r.ok ? JSON.stringify(await r.json(), null, 2) : "HTTP " + r.status) + "</pre>";
+  if (!r.ok) { el.innerHTML = `<h3>${esc(mac)}</h3><p>${r.status === 404 ? "not in the registry" : "HTTP " + r.status}</p>`; return; }
+  const p = await r.json(), d = p.device;
+  el.innerHTML = `<h3 id="device-mac">${esc(d.mac)} <span class="status ${esc(d.status)}">${esc(d.status)}</span></h3>` +
+    kv("device", {identity: d.identity, station: d.station, chip: p.chip + (p.chipRevision == null ? "" : " rev " + p.chipRevision),
+                  flash: size(p.flashSize), "flash id": p.flashID, manifest: p.manifestHash, updated: d.updatedAt, failure: d.failure}, "facts") +
+    `<h4>steps</h4><table id="steps"><tr><th>step</th><th>outcome</th><th>started</th><th>took</th><th>detail</th></tr>` +
+    p.steps.map(s => `<tr class="${esc(s.outcome)}"><td>${esc(s.step)}</td><td>${esc(s.outcome)}</td><td>${esc(s.startedAt)}</td>
+      <td>${s.finishedAt ? took(s.startedAt, s.finishedAt) : "-"}</td><td>${esc(s.detail)}</td></tr>`).join("") + "</table>" +
+    kv("images written (SHA-256)", p.imageHashes, "images") + kv("key digests", p.keyDigests, "digests") +
+    kv("key ids", p.keyIDs, "keyids") + kv("eFuses read back", p.efuseSummary, "efuses") +
+    `<h4>events</h4><table id="events"><tr><th>at</th><th>event</th><th>station</th><th>detail</th></tr>` +
+    p.events.map(e => `<tr><td>${esc(e.at)}</td><td>${esc(e.kind)}</td><td>${esc(e.station)}</td><td>${esc(e.detail)}</td></tr>`).join("") + "</table>";
 }
-document.addEventListener("click", e => { const m = e.target.dataset && e.target.dataset.mac; if (m) device(m); });
+const fromHash = () => { const m = location.hash.match(/device=([^&]+)/); if (m) device(decodeURIComponent(m[1])); };
+window.addEventListener("hashchange", fromHash);
+document.addEventListener("click", e => { const m = e.target.dataset && e.target.dataset.mac; if (m) location.hash = "device=" + encodeURIComponent(m); });
 document.getElementById("go").onclick = async () => {
   const r = await fetch("/api/search?q=" + encodeURIComponent(document.getElementById("q").value), {headers});
   const rows = r.ok ? await r.json() : [];
   document.getElementById("found").innerHTML = rows.map(d => `<tr><td><a data-mac="${esc(d.mac)}">${esc(d.mac)}</a></td><td>${esc(d.status)}</td><td>${esc(d.identity)}</td><td>${esc(d.station)}</td><td>${esc(d.failure)}</td></tr>`).join("");
 };
 setInterval(render, 1000);
+fromHash();
 stream();
 </script></body></html>
 """#

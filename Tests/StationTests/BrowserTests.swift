@@ -83,6 +83,20 @@ struct BrowserTests {
         #expect(phases.count >= 2, "tiles change state: \(phases)")
         #expect(!later.contains("BEGIN") && !later.lowercased().contains("private key"), "no key material on the page")
 
+        // The device page of a board that passed, opened directly (#device=MAC): its facts, steps
+        // with timings, image hashes and key digests as tables.
+        let passed = Self.waitForLines(dir + "/station.jsonl", { $0.contains("\"event\":\"result\"") && $0.contains("\"outcome\":\"passed\"") }, count: 1)
+        let event = try #require(passed.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any])
+        let mac = try #require((event["result"] as? [String: Any])?["mac"] as? String, "\(event)")
+        let page = try await offPool { try Self.dom(url + "#device=" + mac, budget: 2000) }
+        #expect(page.contains("id=\"device-mac\">\(mac)"), "the device page opens from the URL: \(page.suffix(600))")
+        for table in ["facts", "steps", "images", "digests", "events"] {
+            #expect(page.contains("id=\"\(table)\""), "the device page has its \(table) table")
+        }
+        #expect(page.contains("<td>write</td><td>ok</td>"), "the write step is listed with its outcome")
+        #expect(page.range(of: "<td>[0-9]+\\.[0-9] s</td>", options: .regularExpression) != nil, "steps show how long they took")
+        #expect(!page.contains("BEGIN") && !page.lowercased().contains("private key"), "no key material on the device page")
+
         // A screenshot for a human to look at, kept under the test's output folder.
         let shots = TestEnvironment.packageRoot.appendingPathComponent(".build/test-output/station").path
         try FileManager.default.createDirectory(atPath: shots, withIntermediateDirectories: true)
