@@ -80,8 +80,16 @@ public final class StationDashboard: Sendable {
             return try Self.json(LineCounters(try await registry.devices()))
         }
         router.get("/api/devices/:mac") { [registry] _, context in
-            guard let registry, let mac = context.parameters.get("mac") else { return Self.text("no registry\n", status: .notFound) }
-            guard let record = try await registry.device(mac: mac.lowercased()) else {
+            guard let registry, let raw = context.parameters.get("mac") else { return Self.text("no registry\n", status: .notFound) }
+            // The page asks with encodeURIComponent (colons as %3A); any MAC spelling the registry
+            // accepts works, anything else is the client's mistake, not a server error.
+            let mac = (raw.removingPercentEncoding ?? raw).lowercased()
+            let record: DeviceRecord?
+            do { record = try await registry.device(mac: mac) } catch let e as RegistryError {
+                guard case .badMAC = e else { throw e }
+                return Self.text("not a MAC address: \(Diagnostic.terminalSafe(mac)) (give six hex bytes, e.g. 24:0a:c4:00:00:01)\n", status: .badRequest)
+            }
+            guard let record else {
                 return Self.text("no device \(Diagnostic.terminalSafe(mac)) in the registry\n", status: .notFound)
             }
             return try Self.json(DevicePage(record: record, steps: try await registry.steps(mac: record.mac),

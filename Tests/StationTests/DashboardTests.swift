@@ -103,6 +103,11 @@ struct DashboardTests {
         #expect(line.status == 200 && line.body.contains("\"total\":0"))
         let missing = try await Self.fetch(port, "/api/devices/24:0a:c4:00:00:01")
         #expect(missing.status == 404)
+        // As the page asks (encodeURIComponent): the same answer, not a server error.
+        let encoded = try await Self.fetch(port, "/api/devices/24%3A0a%3Ac4%3A00%3A00%3A01")
+        #expect(encoded.status == 404, "\(encoded.head)")
+        let malformed = try await Self.fetch(port, "/api/devices/zz")
+        #expect(malformed.status == 400 && malformed.body.contains("not a MAC address"), "\(malformed.head)\n\(malformed.body)")
         // Read-only: no route takes a write.
         for (method, path) in [("POST", "/api/station"), ("PUT", "/api/devices/24:0a:c4:00:00:01"), ("DELETE", "/api/slots")] {
             let w = try await Self.fetch(port, path, method: method, wait: 2)
