@@ -104,6 +104,81 @@ struct StationFleetTests {
         try await registry.close()
     }
 
+    @Test("SIGTERM, then a second one mid-write: the station process exits at once (130); the boards stay resumable and a new station completes them, each written once, no identity twice")
+    func secondSignalStopsAtOnce() async throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-station-signal").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let demo = try Espforge.run(["demo", "--devices", "2", "--dir", dir + "/line", "--app-size", "64K"])
+        try #require(demo.status == 0, "\(demo.err)")
+        // Real time, so the write lasts seconds; a long dwell keeps each board in its slot after the
+        // first station's probes, as a board an operator has not pulled yet.
+        let (fleet, _, urls) = try startFleet(dir, ["--slots", "2", "--boards", "2", "--seed", "5", "--realtime", "--dwell", "60",
+                                                    "--sdkconfig", dir + "/line/sdkconfig"])
+        defer { if fleet.isRunning { fleet.terminate() } }
+        try #require(urls.count == 2, "the fleet printed its slots")
+        let ports = urls.enumerated().flatMap { ["--port", "A\($0.offset + 1)=\($0.element)"] }
+        let registryPath = dir + "/station.sqlite"
+        let args = ["station", "--manifest", dir + "/line/espforge.toml", "--registry", registryPath, "--json",
+                    "--max-boards", "2", "--max-seconds", "600", "--stop-timeout", "60"] + ports
+
+        let out = dir + "/first.jsonl"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: Espforge.path)
+        first.arguments = args
+        first.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        defer { if first.isRunning { first.terminate() } }
+        func lines() -> [String] { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        func waitFor(_ match: (String) -> Bool) async throws -> String? {
+            for _ in 0..<1200 {   // up to 60 s on a loaded machine
+                if let l = lines().first(where: match) { return l }
+                try await Task.sleep(nanoseconds: 50_000_000)
+            }
+            return nil
+        }
+        let writing = try #require(try await waitFor { $0.contains("\"event\":\"step\"") && $0.contains("\"step\":\"write\"") },
+                                   "a board reached the write: \(lines().suffix(5))")
+        kill(first.processIdentifier, SIGTERM)
+        _ = try #require(try await waitFor { $0.contains("\"event\":\"stopping\"") }, "the first signal is acknowledged")
+        #expect(first.isRunning, "the first signal lets the board being written reach a safe step")
+        kill(first.processIdentifier, SIGTERM)
+        let box = ProcessBox(first)
+        let status = try await offPool { box.process.waitUntilExit(); return box.process.terminationStatus }
+        #expect(status == 130, "a second signal stops at once: exit 130, got \(status)")
+        #expect(!lines().contains { $0.contains("\"event\":\"result\"") }, "no board finished: the write was cut, not completed")
+
+        // The records of the cut run: nothing provisioned, the write that was cut not recorded ok.
+        let writingMAC = try #require(writing.range(of: "\"mac\":\"([0-9a-f:]{17})\"", options: .regularExpression)
+            .map { String(writing[$0].dropFirst(7).dropLast()) })
+        do {
+            let registry = try await openRegistry(url: registryPath)
+            let record = try #require(try await registry.device(mac: writingMAC))
+            #expect(record.status != .provisioned)
+            #expect(try await registry.steps(mac: writingMAC).filter { $0.step == "write" && $0.outcome == .ok }.isEmpty)
+            try await registry.close()
+        }
+
+        // A new station on the same slots resumes both boards.
+        let second = try await offPool { try Espforge.run(args) }
+        #expect(second.status == 0, "\(second.err)")
+        let passed = second.out.split(separator: "\n").filter { $0.contains("\"event\":\"result\"") && $0.contains("\"outcome\":\"passed\"") }
+        #expect(passed.count == 2, "\(second.out.suffix(2000))")
+        let registry = try await openRegistry(url: registryPath)
+        let devices = try await registry.devices()
+        #expect(devices.count == 2 && devices.allSatisfy { $0.status == .provisioned }, "\(devices.map { "\($0.mac) \($0.status)" })")
+        #expect(Set(devices.compactMap(\.identity)).count == 2, "each board its own identity")
+        for d in devices {
+            let writes = try await registry.steps(mac: d.mac).filter { $0.step == "write" && $0.outcome == .ok }
+            #expect(writes.count == 1, "\(d.mac) written once")
+        }
+        let cut = try await registry.steps(mac: writingMAC)
+        #expect(cut.contains { $0.step == "write" && $0.outcome == .interrupted }, "the cut write is recorded as interrupted: \(cut.map { "\($0.step) \($0.outcome)" })")
+        try await registry.close()
+        fleet.terminate()
+    }
+
     @Test("bad slot lists are refused before anything starts")
     func badSlots() throws {
         let dir = try TestEnvironment.temporaryDirectory("espforge-station-bad").path
