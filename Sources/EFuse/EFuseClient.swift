@@ -45,6 +45,8 @@ public enum EFuseClientError: Error, Equatable, Sendable {
     case unsupportedCrystal(Int)
     /// The program registers did not read back as loaded (the link corrupts register writes).
     case programRegistersCorrupted(block: Int)
+    /// No two consecutive readings of the eFuses agreed (the link corrupts register reads).
+    case unstableReadings(Int)
 }
 
 extension EFuseClientError: DiagnosticConvertible {
@@ -58,6 +60,9 @@ extension EFuseClientError: DiagnosticConvertible {
                               hint: "check the connection and retry; the chip may have been reset")
         case .unsupportedCrystal(let hz):
             return Diagnostic("crystal frequency \(hz) Hz has no eFuse timing settings", hint: "the ESP32 uses 26 MHz or 40 MHz crystals")
+        case .unstableReadings(let n):
+            return Diagnostic("no two consecutive readings of the chip's eFuses agreed (\(n) readings); nothing was burned on them",
+                              hint: "the link corrupts data (check the cable, lower --baud); run the command again")
         case .programRegistersCorrupted(let block):
             return Diagnostic("the eFuse program registers for BLOCK\(block) did not read back as written (3 tries); that cycle was not burned",
                               hint: "the link corrupts data (check the cable, lower --baud); run the command again — what is already burned stays")
@@ -72,6 +77,8 @@ public struct EFuseClient {
     public let crystalHz: Int
     /// How often EFUSE_CMD is polled before giving up (each poll is one register read).
     public var maxIdlePolls = 200
+    /// Readings of the eFuses before two consecutive ones must have agreed (see ``snapshot()``).
+    public var maxSnapshotReads = 6
 
     public init(access: any RegisterAccess, layout: EFuseLayout = .esp32, crystalHz: Int? = nil) {
         self.access = access
@@ -81,7 +88,24 @@ public struct EFuseClient {
 
     var base: UInt32 { layout.registerBase }
 
-    public func snapshot() throws -> EFuseSnapshot { try EFuseSnapshot.read(from: access, layout: layout) }
+    /// The chip's eFuses as the link delivered them twice in a row. Register reads carry no
+    /// checksum, so one flipped bit on a noisy link would look like a chip that changed (and stop a
+    /// burn half way) or like a stray bit; a reading is taken again until two consecutive ones agree
+    /// (at most `maxSnapshotReads` readings), which a random corruption does not repeat.
+    public func snapshot() throws -> EFuseSnapshot {
+        try agreeing { try EFuseSnapshot.read(from: access, layout: layout) }
+    }
+
+    /// Readings until two in a row agree (at most `maxSnapshotReads`).
+    func agreeing<T: Equatable>(_ read: () throws -> T) throws -> T {
+        var last = try read()
+        for _ in 1..<max(2, maxSnapshotReads) {
+            let next = try read()
+            if next == last { return next }
+            last = next
+        }
+        throw EFuseClientError.unstableReadings(maxSnapshotReads)
+    }
 
     public func summary(revealKeys: Bool = false) throws -> EFuseSummary {
         EFuseSummary(snapshot: try snapshot(), layout: layout, revealKeys: revealKeys)
@@ -114,9 +138,12 @@ public struct EFuseClient {
                 cycles += 1
                 try reload()
                 if try access.readRegister(base + EFuseController.decStatusOffset) & 0xFFF != 0 { decodeErrors = true }
-                var readBack: [UInt32] = []
-                for w in 0..<layout.blockWordCounts[block] {
-                    readBack.append(try access.readRegister(base + layout.readRegisterOffsets[block] + UInt32(4 * w)))
+                // Two agreeing readings, as for snapshots: a flipped bit here would count as a
+                // bit that did not stick (another cycle) or as a stray one (a burn gone wrong).
+                let readBack: [UInt32] = try agreeing {
+                    try (0..<layout.blockWordCounts[block]).map { w in
+                        try access.readRegister(base + layout.readRegisterOffsets[block] + UInt32(4 * w))
+                    }
                 }
                 observed[block] = readBack
                 if zip(readBack, words).allSatisfy({ $0 & $1 == $1 }) { break }

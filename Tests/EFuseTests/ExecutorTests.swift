@@ -23,8 +23,18 @@ final class EngineAccess: RegisterAccess {
         engine.beginConnection()
     }
 
+    /// Reads of an address counted from 1; `flipRead[address] = (n, mask)` flips `mask` in the
+    /// n-th read of it (a noisy link: register reads carry no checksum either); `alternate` flips
+    /// every other read from the n-th on.
+    var readCount: [UInt32: Int] = [:]
+    var flipRead: [UInt32: (n: Int, mask: UInt32, alternate: Bool)] = [:]
+
     func readRegister(_ address: UInt32) throws -> UInt32 {
-        let v = engine.readRegister(address)
+        var v = engine.readRegister(address)
+        readCount[address, default: 0] += 1
+        if let f = flipRead[address], let k = readCount[address], k >= f.n, f.alternate ? (k - f.n) % 2 == 0 : k == f.n {
+            v ^= f.mask
+        }
         log.append((false, address, v))
         return v
     }
@@ -48,6 +58,39 @@ final class EngineAccess: RegisterAccess {
 @Suite struct ExecutorTests {
     let layout = EFuseLayout.esp32
     let base: UInt32 = 0x3FF5_A000
+
+    @Test("a bit flipped in one eFuse reading (before, during or after a burn) is neither a changed chip nor a stray bit",
+          arguments: 1...6)
+    func oneCorruptedReadingIsOutvoted(n: Int) throws {
+        var rng = SeededRandom(seed: testSeed())
+        let digest = rng.bytes(32)
+        let access = try EngineAccess()
+        let client = EFuseClient(access: access)
+        let plan = try client.plan([.secureBootDigest(digest, writeProtect: false), .field(name: "ABS_DONE_1", value: "1")])
+        // BLOCK2 word 0 as read from here on: the check before burning, the read-back after the
+        // cycle, the final reading; a bit the digest does not have, so it would look stray.
+        let address = base + layout.readRegisterOffsets[2]
+        let word0 = digest[0..<4].loadLE(UInt32.self)
+        let stray = UInt32(1) << UInt32((0..<32).first { word0 & (1 << $0) == 0 } ?? 0)
+        access.readCount = [:]
+        access.flipRead[address] = (n, stray, false)
+        let report = try client.execute(plan)
+        #expect(report.allStuck && report.strayBits.isEmpty, "read \(n) corrupted: \(report.changes) stray \(report.strayBits)")
+        #expect(access.engine.device.efuses.blocks[2][0] == word0, "the fuses hold the digest, nothing more")
+        #expect(report.after.blocks[2][0] == word0)
+    }
+
+    @Test("readings that never agree twice stop the burn before anything is programmed")
+    func unstableReadingsBurnNothing() throws {
+        let access = try EngineAccess()
+        let client = EFuseClient(access: access)
+        let plan = try client.plan([.field(name: "DISABLE_DL_DECRYPT", value: "1")])
+        access.readCount = [:]
+        access.flipRead[base + layout.readRegisterOffsets[0]] = (1, 1 << 3, true)
+        #expect(throws: EFuseClientError.unstableReadings(6)) { _ = try client.execute(plan) }
+        #expect(!access.log.contains { $0.write && $0.address == base + EFuseController.cmdOffset && $0.value == 2 }, "no program command")
+        #expect(access.engine.device.efuses.rawWord(block: 0, word: 6) & (1 << 8) == 0, "DISABLE_DL_DECRYPT not burned")
+    }
 
     @Test func burnsThroughTheRegistersAndReadsBack() throws {
         let seed = testSeed()

@@ -179,6 +179,91 @@ struct StationFleetTests {
         fleet.terminate()
     }
 
+    @Test("old-revision, secured and flaky boards: the first two are refused untouched (flash erased, eFuses as they came), the flaky one is provisioned through its faults")
+    func refusedAndFlakyBoards() async throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-station-defects").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let demo = try Espforge.run(["demo", "--devices", "4", "--dir", dir + "/line", "--app-size", "64K"])
+        try #require(demo.status == 0, "\(demo.err)")
+        let (fleet, _, urls) = try startFleet(dir, ["--slots", "4", "--boards", "4", "--seed", "3",
+                                                    "--defects", "old-revision=1,secured=1,flaky=1", "--sdkconfig", dir + "/line/sdkconfig"])
+        defer { if fleet.isRunning { fleet.terminate() } }
+        try #require(urls.count == 4, "the fleet printed its slots")
+        let registryPath = dir + "/station.sqlite"
+        let out = dir + "/station.jsonl"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let station = Process()
+        station.executableURL = URL(fileURLWithPath: Espforge.path)
+        station.arguments = ["station", "--manifest", dir + "/line/espforge.toml", "--registry", registryPath, "--json",
+                             "--max-seconds", "600"] + urls.enumerated().flatMap { ["--port", "A\($0.offset + 1)=\($0.element)"] }
+        station.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        station.standardError = FileHandle.nullDevice
+        try station.run()
+        defer { if station.isRunning { station.terminate() } }
+        // The fleet ends once the operator took every board out (each after the station showed its
+        // result); then the station is stopped as at the end of a shift.
+        let fleetBox = ProcessBox(fleet), stationBox = ProcessBox(station)
+        let fleetStatus = try await offPool { fleetBox.process.waitUntilExit(); return fleetBox.process.terminationStatus }
+        #expect(fleetStatus == 0)
+        kill(station.processIdentifier, SIGTERM)
+        let stationStatus = try await offPool { stationBox.process.waitUntilExit(); return stationBox.process.terminationStatus }
+        #expect(stationStatus == 0, "an idle station stops cleanly on one signal")
+
+        let truth = try JSONDecoder().decode(Truth.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/fleet/truth.json")))
+        try #require(truth.boards.count == 4)
+        var results: [String: [String: Any]] = [:]
+        for line in ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n") {
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  obj["event"] as? String == "result", let r = obj["result"] as? [String: Any], let mac = r["mac"] as? String else { continue }
+            results[mac] = r
+        }
+        let registry = try await openRegistry(url: registryPath)
+        for (i, board) in truth.boards.enumerated() {
+            let folder = dir + "/fleet/boards/b" + String(format: "%03d", i + 1)
+            let inspect = try Espforge.run(["device", "inspect", "--state", folder, "--json"])
+            let state = try #require(try JSONSerialization.jsonObject(with: Data(inspect.out.utf8)) as? [String: Any], "\(inspect.err)")
+            try #require(state["mac"] as? String == board.mac, "board \(i + 1) is \(board.mac)")
+            let security = state["security"] as? [String: String] ?? [:]
+            let flashMap = state["flashMap"] as? [[String: Any]] ?? []
+            let untouched = flashMap.count == 1 && flashMap.first?["kind"] as? String == "erased"
+            let result = results[board.mac] ?? [:]
+            if board.defect == "secured" {
+                // Another line's board: set aside at identify, before any claim or write; the
+                // registry does not take it on (it is not this line's device), the station's result says why.
+                #expect(result["outcome"] as? String == "failed" && result["failedStep"] as? String == "identify"
+                        && (result["reason"] as? String)?.contains("already secured") == true, "\(result)")
+                #expect(try await registry.device(mac: board.mac) == nil, "no record for another line's board")
+                #expect(untouched, "nothing written to another line's board: \(flashMap)")
+                #expect(security["ABS_DONE_1"] == "0x1" && security["BLOCK2"] == "programmed" && security["FLASH_CRYPT_CNT"] == "0x0"
+                        && security["BLOCK1"] == "empty", "its eFuses as they came: \(security)")
+                continue
+            }
+            let record = try #require(try await registry.device(mac: board.mac), "\(board.mac) (\(board.defect ?? "good")) is recorded")
+            switch board.defect {
+            case "old-revision"?:
+                #expect(record.status == .failed && record.failure?.contains("revision 1") == true, "\(record.failure ?? "")")
+                #expect(untouched, "nothing written to an old-revision board: \(flashMap)")
+                #expect(security["ABS_DONE_1"] == "0x0" && security["FLASH_CRYPT_CNT"] == "0x0" && security["BLOCK1"] == "empty"
+                        && security["BLOCK2"] == "empty", "no eFuse burned: \(security)")
+            case "flaky"?, nil:
+                #expect(record.status == .provisioned && result["outcome"] as? String == "passed",
+                        "\(board.mac) (\(board.defect ?? "good")): \(record.failure ?? "")")
+                #expect(!untouched && security["ABS_DONE_1"] == "0x1", "\(security)")
+                let writes = try await registry.steps(mac: board.mac).filter { $0.step == "write" && $0.outcome == .ok }
+                #expect(writes.count == 1, "\(board.mac) written once")
+                if board.defect == "flaky" {
+                    let stats = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/stats.json"))) as? [String: Any]
+                    let faults = stats?["faults"] as? [String: Any] ?? [:]
+                    let met = ["droppedBytes", "flippedBits", "stalls"].reduce(0) { $0 + (faults[$1] as? Int ?? 0) }
+                    #expect(met > 0, "the flaky board's link did lose, flip or stall: \(faults)")
+                }
+            default:
+                Issue.record("unexpected defect \(board.defect ?? "")")
+            }
+        }
+        try await registry.close()
+    }
+
     @Test("bad slot lists are refused before anything starts")
     func badSlots() throws {
         let dir = try TestEnvironment.temporaryDirectory("espforge-station-bad").path
