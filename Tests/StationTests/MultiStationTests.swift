@@ -114,8 +114,9 @@ struct MultiStationTests {
 
     /// GET http://127.0.0.1:PORT/PATH as JSON (through the dashboard tests' plain-socket client).
     static func get(_ url: String) async throws -> [String: Any] {
-        let rest = try #require(url.split(separator: ":", maxSplits: 2).last, url)   // "PORT/PATH"
-        let port = try #require(Int(rest.prefix { $0.isNumber }), url)
+        let parts = url.split(separator: ":", maxSplits: 2)
+        let rest = parts.count == 3 ? String(parts[2]) : ""   // "PORT/PATH"
+        let port = try #require(Int(String(rest.prefix { $0.isNumber })), "\(url)")
         let path = String(rest.drop { $0.isNumber })
         let r = try await DashboardTests.fetch(port, path)
         try #require(r.status == 200, "\(url): \(r.head)")
