@@ -71,4 +71,72 @@ struct P192OracleTests {
         #expect(try s.read("d1.bin") == s.read("d2.bin"))
         #expect(try s.read("d1.bin") == k.publicKey.keyDigest())
     }
+
+    /// The oracle venv's `cryptography` (OpenSSL's P-192) on the bare primitive: random scalars
+    /// (including ones near 1 and n − 1) and digests. It derives each public key and verifies our
+    /// signature; its own signature verifies with ours; a flipped digest bit verifies with neither.
+    static let script = """
+        import json, sys
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.exceptions import InvalidSignature
+        out = []
+        for c in json.load(sys.stdin):
+            d = int(c["d"], 16); digest = bytes.fromhex(c["digest"]); sig = bytes.fromhex(c["sig"])
+            key = ec.derive_private_key(d, ec.SECP192R1())
+            pub = key.public_key()
+            n = pub.public_numbers()
+            algo = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+            der = utils.encode_dss_signature(int.from_bytes(sig[:24], "big"), int.from_bytes(sig[24:], "big"))
+            def ok(data):
+                try:
+                    pub.verify(der, data, algo); return True
+                except InvalidSignature:
+                    return False
+            flipped = bytes([digest[0] ^ 1]) + digest[1:]
+            r, s = utils.decode_dss_signature(key.sign(digest, algo))
+            out.append({"x": "%048x" % n.x, "y": "%048x" % n.y, "ours": ok(digest), "flipped": ok(flipped),
+                        "theirs": "%048x%048x" % (r, s)})
+        print(json.dumps(out))
+        """
+
+    @Test("ECDSA P-192 primitive agrees with OpenSSL (cryptography) both ways")
+    func primitiveAgainstOpenSSL() throws {
+        let seed = testSeed()
+        var rng = SeededRandom(seed: seed)
+        let n = try P192Tests.hex("ffffffffffffffffffffffff99def836146bc9b1b4d22831")
+        var scalars: [[UInt8]] = [[UInt8](repeating: 0, count: 23) + [1], [UInt8](repeating: 0, count: 23) + [2]]
+        var nMinus = n
+        nMinus[23] -= 1
+        scalars.append(nMinus)
+        nMinus[23] -= 1
+        scalars.append(nMinus)
+        while scalars.count < 24 {
+            let b = rng.bytes(24)
+            if (try? P192.PrivateKey(scalar: b)) != nil { scalars.append(b) }
+        }
+        var keys: [P192.PrivateKey] = []
+        var digests: [[UInt8]] = []
+        var cases: [Any] = []
+        for d in scalars {
+            let key = try P192.PrivateKey(scalar: d)
+            let digest = rng.bytes(32)
+            keys.append(key)
+            digests.append(digest)
+            cases.append(["d": d.hexString, "digest": digest.hexString, "sig": key.signature(digest: digest).hexString])
+        }
+        let results = try PythonOracle.run(script: Self.script, cases: cases)
+        for (i, any) in results.enumerated() {
+            let r = try #require(any as? [String: Any])
+            #expect(r["x"] as? String == keys[i].publicKey.x.hexString, "public x, case \(i), seed \(seed)")
+            #expect(r["y"] as? String == keys[i].publicKey.y.hexString, "public y, case \(i), seed \(seed)")
+            #expect(r["ours"] as? Bool == true, "OpenSSL verifies our signature, case \(i), seed \(seed)")
+            #expect(r["flipped"] as? Bool == false)
+            let theirs = try #require((r["theirs"] as? String).flatMap { [UInt8](hexString: $0) })
+            #expect(keys[i].publicKey.isValidSignature(theirs, digest: digests[i]), "we verify OpenSSL's, case \(i), seed \(seed)")
+            var flipped = digests[i]
+            flipped[0] ^= 1
+            #expect(!keys[i].publicKey.isValidSignature(theirs, digest: flipped))
+        }
+    }
 }
