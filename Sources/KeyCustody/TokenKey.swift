@@ -181,7 +181,7 @@ public enum TokenKeys {
         case .rsa3072: (session, pubHandle) = try generateOnToken(uri: uri, modulePath: modulePath, pin: pin, rsaBits: 3072, ecParams: nil)
         case .ecdsa256: (session, pubHandle) = try generateOnToken(uri: uri, modulePath: modulePath, pin: pin, rsaBits: nil, ecParams: p256OID)
         case .ecdsa384: (session, pubHandle) = try generateOnToken(uri: uri, modulePath: modulePath, pin: pin, rsaBits: nil, ecParams: p384OID)
-        case .ecdsa192: throw SecureBootError.unsupportedKeyType("ECDSA P-192 key generation is not supported")
+        case .ecdsa192: throw SecureBootError.unsupportedKeyType("ECDSA P-192 keys on PKCS#11 tokens (generate the key with -o FILE.pem instead)")
         }
         return try publicKeyFromObject(session: session, handle: pubHandle, uri: uri)
     }

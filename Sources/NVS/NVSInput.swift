@@ -12,6 +12,9 @@ public struct NVSRow: Sendable, Equatable {
     /// nil when the row has no value column at all.
     public var value: String?
     public var valueAt: CSVLocation
+    /// Per-device config only: the `REPEAT` tag of ESP-IDF's mfg_gen — every device takes the value
+    /// the first device row gives this key.
+    public var repeatsFirstDevice = false
 
     public init(line: Int, key: String, type: String, encoding: String, value: String?,
                 keyAt: CSVLocation? = nil, typeAt: CSVLocation? = nil, encodingAt: CSVLocation? = nil,

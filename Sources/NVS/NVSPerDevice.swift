@@ -3,7 +3,9 @@
 ///
 /// Config CSV: `key,type,encoding[,value]` lines (an optional header line `key,type,encoding,…`
 /// is skipped); namespace lines are `name,namespace,`. A value in the config is a constant for
-/// every device unless the values CSV has a column of that key.
+/// every device unless the values CSV has a column of that key. The value `REPEAT` is mfg_gen's
+/// tag: the key's value is read from the first device row and used for every device (later rows'
+/// cells for it are ignored, as mfg_gen overwrites them; ESP-IDF tools/mass_mfg/mfg_gen.py).
 /// Values CSV: a header line `id,key1,key2,…` (the first column's name is free), then one line
 /// per device. A column fills every config entry with that key. An empty cell counts as missing.
 public struct NVSDevice: Sendable, Equatable {
@@ -37,7 +39,9 @@ public enum NVSPerDevice {
                            hint: "write `name,namespace,` or `key,data,ENCODING`")
             }
             let encoding = (text(2) ?? "").trimmedASCII()
-            let value = text(3).flatMap { $0.isEmpty ? nil : $0 }
+            var value = text(3).flatMap { $0.isEmpty ? nil : $0 }
+            let repeats = type != "namespace" && value?.trimmedASCII() == "REPEAT"
+            if repeats { value = nil }
             try NVSCSV.checkKey(key, at: at(0))
             switch type {
             case "namespace":
@@ -55,8 +59,10 @@ public enum NVSPerDevice {
             default:
                 throw .invalidField("unknown type `\(type)`", at: at(1), hint: "use namespace, data or file")
             }
-            rows.append(NVSRow(line: r.line, key: key, type: type, encoding: encoding, value: value,
-                               keyAt: at(0), typeAt: at(1), encodingAt: at(2), valueAt: at(3)))
+            var row = NVSRow(line: r.line, key: key, type: type, encoding: encoding, value: value,
+                             keyAt: at(0), typeAt: at(1), encodingAt: at(2), valueAt: at(3))
+            row.repeatsFirstDevice = repeats
+            rows.append(row)
         }
         return rows
     }
@@ -80,6 +86,22 @@ public enum NVSPerDevice {
                 throw .csv("column `\(name)` appears twice", line: header.line, column: f.column, hint: nil)
             }
             columnOfKey[name] = i
+        }
+        // REPEAT keys: the first device row's value, for every device.
+        var repeated: [String: (value: String, at: CSVLocation)] = [:]
+        for c in config where c.repeatsFirstDevice && repeated[c.key] == nil {
+            guard let col = columnOfKey[c.key] else {
+                throw .csv("the values CSV has no column `\(c.key)`, which the config tags REPEAT (config line \(c.line))",
+                           line: header.line, column: nil,
+                           hint: "add the column; its value in the first device row is used for every device")
+            }
+            guard let first = records.dropFirst().first else { break }
+            guard col < first.fields.count, !first.fields[col].text.isEmpty else {
+                throw .csv("REPEAT key `\(c.key)` has no value in the first device row", line: first.line,
+                           column: col < first.fields.count ? first.fields[col].column : first.endColumn,
+                           hint: "a REPEAT key's value is given once, in the first device row; later rows leave it empty")
+            }
+            repeated[c.key] = (first.fields[col].text, CSVLocation(line: first.line, column: first.fields[col].column))
         }
         var devices: [NVSDevice] = []
         var failures: [NVSError] = []
@@ -110,6 +132,14 @@ public enum NVSPerDevice {
             for c in config {
                 var row = c
                 if c.type == "namespace" { rows.append(row); fromConfig.append(true); continue }
+                if let shared = repeated[c.key] {
+                    row.value = shared.value
+                    row.valueAt = shared.at
+                    row.line = shared.at.line
+                    rows.append(row)
+                    fromConfig.append(false)
+                    continue
+                }
                 if let col = columnOfKey[c.key] {
                     if col < r.fields.count, !r.fields[col].text.isEmpty {
                         row.value = r.fields[col].text
@@ -145,7 +175,8 @@ public enum NVSPerDevice {
         if d.line == device.line {
             return .deviceRow(id: device.id, row: device.line, column: d.column, message: d.message)
         }
-        let whereText = d.line.map { " (config line \($0))" } ?? ""
+        let fromRepeat = device.rows.contains { $0.repeatsFirstDevice && $0.line == d.line }
+        let whereText = d.line.map { fromRepeat ? " (the REPEAT value on line \($0))" : " (config line \($0))" } ?? ""
         return .deviceRow(id: device.id, row: device.line, column: nil, message: d.message + whereText)
     }
 }

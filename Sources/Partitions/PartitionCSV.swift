@@ -132,13 +132,20 @@ extension PartitionTable {
             subtype = UInt8(value)
         }
 
-        // Offset and size. The primary bootloader and partition table entries take theirs from
-        // the layout, whatever the CSV says (as gen_esp32part does).
+        // Offset and size. The primary bootloader, the recovery bootloader and the partition table
+        // entries take their offsets from the layout, whatever the CSV says (`N/A` is usual), and
+        // every bootloader entry is as large as the gap between the primary bootloader and the
+        // table (as gen_esp32part 1.4+, ESP-IDF v5.5+, does).
         let bootloaderOffset = options.chip.bootloaderOffset
         var offset: Int?
         var size: Int?
-        if type == PartitionEntry.Kind.bootloader, subtype == 0 {
+        if type == PartitionEntry.Kind.bootloader, subtype == PartitionEntry.BootloaderSubtype.primary {
             offset = bootloaderOffset
+        } else if type == PartitionEntry.Kind.bootloader, subtype == PartitionEntry.BootloaderSubtype.recovery {
+            guard let recovery = options.recoveryBootloaderOffset else {
+                throw .recoveryBootloaderOffsetMissing(name: name, line: line, column: f[3].column)
+            }
+            offset = recovery
         } else if type == PartitionEntry.Kind.partitionTable, subtype == 0 {
             offset = options.tableOffset
         } else if !f[3].text.isEmpty {

@@ -48,6 +48,14 @@ public struct PartitionEntry: Sendable, Hashable, Codable {
         public static let teeOta: UInt8 = 0x90
     }
 
+    /// Bootloader subtypes (type 0x02): the primary second-stage bootloader, the OTA download slot
+    /// for a new bootloader, and the recovery bootloader the ROM falls back to.
+    public enum BootloaderSubtype {
+        public static let primary: UInt8 = 0x00
+        public static let ota: UInt8 = 0x01
+        public static let recovery: UInt8 = 0x02
+    }
+
     /// App subtypes: factory 0x00, ota_0..ota_15 = 0x10..0x1F, test 0x20.
     public enum AppSubtype {
         public static let factory: UInt8 = 0x00

@@ -18,6 +18,10 @@ public struct PartitionTableOptions: Sendable {
     /// Size of the bootloader image to be flashed at the chip's bootloader offset, when known:
     /// it must end at or before the partition table.
     public var bootloaderSize: Int?
+    /// Flash offset of the recovery bootloader (gen_esp32part `--recovery-bootloader-offset`,
+    /// ESP-IDF `CONFIG_BOOTLOADER_RECOVERY_OFFSET`): where a `bootloader, recovery` entry goes.
+    /// Without it such an entry is an error; it changes nothing else.
+    public var recoveryBootloaderOffset: Int?
 
     public init(tableOffset: Int = 0x8000, chip: ChipSpec = .esp32, flashSize: Int? = nil, md5: Bool = true,
                 secureBootV1: Bool = false, environment: [String: String] = [:]) {

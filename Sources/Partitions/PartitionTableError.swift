@@ -34,6 +34,8 @@ public enum PartitionTableError: Error, Equatable, Sendable {
     case negativeSizeBeforeOffset(name: String, end: Int, offset: Int, line: Int, column: Int)
     /// An explicit offset lies before the end of the previous entry (CSV order must follow addresses).
     case offsetBeforePrevious(name: String, offset: Int, previousEnd: Int, firstEntry: Bool, line: Int, column: Int)
+    /// A `bootloader, recovery` entry without `--recovery-bootloader-offset`.
+    case recoveryBootloaderOffsetMissing(name: String, line: Int, column: Int)
 
     // Table layout
     case tableOffsetMisaligned(tableOffset: Int)
@@ -103,6 +105,9 @@ extension PartitionTableError: DiagnosticConvertible {
             }
             return csv("partition '\(name)' at \(hex(offset)) overlaps the previous partition, which ends at \(hex(previousEnd))",
                        line, column, hint: "list partitions in address order, or leave the offset empty for automatic placement")
+        case let .recoveryBootloaderOffsetMissing(name, line, column):
+            return csv("partition '\(name)' is a recovery bootloader, but no recovery bootloader offset was given", line, column,
+                       hint: "pass --recovery-bootloader-offset (ESP-IDF's CONFIG_BOOTLOADER_RECOVERY_OFFSET, the address the eFuse names)")
         case let .tableOffsetMisaligned(tableOffset):
             return Diagnostic("partition table offset \(hex(tableOffset)) is not a multiple of 0x1000",
                               hint: "the table occupies one 4 KiB flash sector; the default is 0x8000")

@@ -117,11 +117,27 @@ func bigEndian(_ littleEndian: ArraySlice<UInt8>) -> [UInt8] { Array(littleEndia
 /// A public key that can check Secure Boot V2 signatures.
 public enum VerifyingKey: Sendable {
     case rsa(_RSA.Signing.PublicKey)
+    case p192(P192.PublicKey)
     case p256(P256.Signing.PublicKey)
     case p384(P384.Signing.PublicKey)
 
     public var scheme: SignatureScheme {
-        switch self { case .rsa: return .rsa3072; case .p256: return .ecdsa256; case .p384: return .ecdsa384 }
+        switch self {
+        case .rsa: return .rsa3072
+        case .p192: return .ecdsa192
+        case .p256: return .ecdsa256
+        case .p384: return .ecdsa384
+        }
+    }
+
+    /// The curve of an ECDSA key (nil for RSA).
+    public var curve: ECCurve? {
+        switch self {
+        case .rsa: return nil
+        case .p192: return .p192
+        case .p256: return .p256
+        case .p384: return .p384
+        }
     }
 
     /// The block fields for this key (RSA: with the Montgomery constants computed).
@@ -143,6 +159,8 @@ public enum VerifyingKey: Sendable {
                 throw SecureBootError.malformedKey("RSA modulus is even")
             }
             return .rsa(modulus: modulus, exponent: e, rinv: rinv, mdash: mdash)
+        case .p192(let key):
+            return .ecdsa(curve: .p192, x: key.x, y: key.y)
         case .p256(let key):
             let raw = Array(key.rawRepresentation)
             return .ecdsa(curve: .p256, x: Array(raw.prefix(32)), y: Array(raw.suffix(32)))
@@ -156,12 +174,14 @@ public enum VerifyingKey: Sendable {
     public func keyDigest() throws -> [UInt8] { try fields().keyDigest }
 
     /// Checks a standard (big-endian; DER is not accepted here) signature over `contentDigest`,
-    /// which must be SHA-256 (RSA, P-256) or SHA-384 (P-384) of the signed content.
+    /// which must be SHA-256 (RSA, P-192, P-256) or SHA-384 (P-384) of the signed content.
     public func isValidSignature(_ signature: [UInt8], contentDigest: ContentDigest) -> Bool {
         switch (self, contentDigest) {
         case let (.rsa(key), .sha256(digest)):
             guard signature.count == key.keySizeInBits / 8 else { return false }
             return key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: digest, padding: .PSS)
+        case let (.p192(key), .sha256(digest)):
+            return key.isValidSignature(signature, digest: Array(digest))
         case let (.p256(key), .sha256(digest)):
             guard let sig = try? P256.Signing.ECDSASignature(rawRepresentation: signature) else { return false }
             return key.isValidSignature(sig, for: digest)
@@ -185,14 +205,14 @@ public enum VerifyingKey: Sendable {
                     "RSA signature is \(bytes.count) bytes; expected the raw \(size)-byte RSA-PSS signature")
             }
             return bytes
-        case .p256:
-            if let sig = try? P256.Signing.ECDSASignature(derRepresentation: bytes) { return Array(sig.rawRepresentation) }
-            if bytes.count == 64 { return bytes }
-            throw SecureBootError.signatureFormat(index: index, "not a DER ECDSA P-256 signature (nor raw 64-byte r‖s)")
-        case .p384:
-            if let sig = try? P384.Signing.ECDSASignature(derRepresentation: bytes) { return Array(sig.rawRepresentation) }
-            if bytes.count == 96 { return bytes }
-            throw SecureBootError.signatureFormat(index: index, "not a DER ECDSA P-384 signature (nor raw 96-byte r‖s)")
+        case .p192, .p256, .p384:
+            let c = curve?.coordinateSize ?? 0
+            if let (r, s) = try? KeyStructure.ecdsaSignature(bytes), r.count <= c, s.count <= c {
+                return [UInt8](repeating: 0, count: c - r.count) + r + [UInt8](repeating: 0, count: c - s.count) + s
+            }
+            if bytes.count == 2 * c { return bytes }
+            let name = curve?.name ?? "?"
+            throw SecureBootError.signatureFormat(index: index, "not a DER ECDSA \(name) signature (nor raw \(2 * c)-byte r‖s)")
         }
     }
 
@@ -200,13 +220,16 @@ public enum VerifyingKey: Sendable {
     public var pemRepresentation: String {
         switch self {
         case .rsa(let key): return key.pemRepresentation
+        case .p192(let key):
+            // Serializing a fixed, valid structure; swift-asn1 fails only on programming errors.
+            return (try? key.derRepresentation()).map { PEMBlock.encode(label: "PUBLIC KEY", der: $0) } ?? ""
         case .p256(let key): return key.pemRepresentation
         case .p384(let key): return key.pemRepresentation
         }
     }
 
     /// Rebuilds a key from block fields, to check a block with its own key. Nil if the fields do
-    /// not form a usable key (P-192, garbage).
+    /// not form a usable key (a point off the curve, garbage).
     public init?(fields: PublicKeyFields) {
         switch fields {
         case let .rsa(modulus, exponent, _, _):
@@ -216,7 +239,9 @@ public enum VerifyingKey: Sendable {
             self = .rsa(key)
         case let .ecdsa(curve, x, y):
             switch curve {
-            case .p192: return nil
+            case .p192:
+                guard let key = try? P192.PublicKey(x: x, y: y) else { return nil }
+                self = .p192(key)
             case .p256:
                 guard let key = try? P256.Signing.PublicKey(rawRepresentation: x + y) else { return nil }
                 self = .p256(key)
@@ -231,16 +256,16 @@ public enum VerifyingKey: Sendable {
 /// A private key that signs Secure Boot V2 images.
 public enum SigningKey: Sendable {
     case rsa(_RSA.Signing.PrivateKey)
+    case p192(P192.PrivateKey)
     case p256(P256.Signing.PrivateKey)
     case p384(P384.Signing.PrivateKey)
 
-    public var scheme: SignatureScheme {
-        switch self { case .rsa: return .rsa3072; case .p256: return .ecdsa256; case .p384: return .ecdsa384 }
-    }
+    public var scheme: SignatureScheme { publicKey.scheme }
 
     public var publicKey: VerifyingKey {
         switch self {
         case .rsa(let key): return .rsa(key.publicKey)
+        case .p192(let key): return .p192(key.publicKey)
         case .p256(let key): return .p256(key.publicKey)
         case .p384(let key): return .p384(key.publicKey)
         }
@@ -253,19 +278,21 @@ public enum SigningKey: Sendable {
             do { return .rsa(try _RSA.Signing.PrivateKey(keySize: .bits3072)) } catch {
                 throw SecureBootError.signingFailed("RSA key generation failed")
             }
+        case .ecdsa192: return .p192(P192.PrivateKey())
         case .ecdsa256: return .p256(P256.Signing.PrivateKey())
         case .ecdsa384: return .p384(P384.Signing.PrivateKey())
-        case .ecdsa192: throw SecureBootError.unsupportedKeyType("ECDSA P-192 key generation is not supported")
         }
     }
 
     /// Big-endian signature over `contentDigest` (SHA-256, or SHA-384 for P-384): RSA-PSS
-    /// (MGF1-SHA-256, salt 32) or ECDSA raw r‖s.
+    /// (MGF1-SHA-256, salt 32) or ECDSA raw r‖s (P-192: deterministic nonce, RFC 6979).
     public func sign(contentDigest: ContentDigest) throws -> [UInt8] {
         do {
             switch (self, contentDigest) {
             case let (.rsa(key), .sha256(digest)):
                 return Array(try key.signature(for: digest, padding: .PSS).rawRepresentation)
+            case let (.p192(key), .sha256(digest)):
+                return key.signature(digest: Array(digest))
             case let (.p256(key), .sha256(digest)):
                 return Array(try key.signature(for: digest).rawRepresentation)
             case let (.p384(key), .sha384(digest)):
@@ -286,6 +313,9 @@ public enum SigningKey: Sendable {
         switch self {
         case .rsa(let key):
             return key.pemRepresentation
+        case .p192(let key):
+            // A fixed, valid structure: swift-asn1 fails here only on programming errors.
+            return (try? key.sec1DER()).map { PEMBlock.encode(label: "EC PRIVATE KEY", der: $0) } ?? ""
         case .p256(let key):
             return Self.sec1PEM(scalar: Array(key.rawRepresentation), curve: KeyOID.p256,
                                 point: Array(key.publicKey.x963Representation)) ?? key.pemRepresentation
@@ -319,7 +349,7 @@ public enum KeyMaterial: Sendable {
 
     /// Reads a PEM key file as espsecure accepts them: `RSA PRIVATE KEY`, `EC PRIVATE KEY`,
     /// `PRIVATE KEY` (PKCS#8), `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY`. RSA keys must be 3072 bits;
-    /// curves P-256 and P-384 are supported.
+    /// curves P-192, P-256 and P-384 are supported.
     public static func load(pem text: String) throws -> KeyMaterial {
         guard let blocks = PEMBlock.parseAll(text) else {
             throw SecureBootError.malformedKey("PEM base64 body or END line is damaged")
@@ -339,10 +369,17 @@ public enum KeyMaterial: Sendable {
             return .publicKey(.rsa(try rsaPublic(clean)))
         case "EC PRIVATE KEY":
             let curve = try sec1Curve(block.der)
+            if curve == .p192 { return .privateKey(.p192(try p192Private(sec1: block.der))) }
             return .privateKey(try ecPrivate(clean, curve: curve))
         case "PRIVATE KEY":
             let (alg, curve) = try algorithm(ofPKCS8: block.der)
             if alg == .rsa { return .privateKey(.rsa(try rsaPrivate(clean))) }
+            if curve == .p192 {
+                guard let inner = try? KeyStructure.pkcs8(block.der).privateKey else {
+                    throw SecureBootError.malformedKey("PRIVATE KEY is not a PKCS#8 structure")
+                }
+                return .privateKey(.p192(try p192Private(sec1: inner)))
+            }
             return .privateKey(try ecPrivate(clean, curve: curve))
         case "PUBLIC KEY":
             let (alg, curve) = try algorithm(ofSPKI: block.der)
@@ -356,8 +393,13 @@ public enum KeyMaterial: Sendable {
                 do { return .publicKey(.p384(try P384.Signing.PublicKey(pemRepresentation: clean))) } catch {
                     throw SecureBootError.malformedKey("cannot read the P-384 public key")
                 }
-            case .p192, nil:
-                throw SecureBootError.unsupportedKeyType("ECDSA P-192 keys are not supported by espforge")
+            case .p192:
+                guard let point = try? KeyStructure.spki(block.der).key else {
+                    throw SecureBootError.malformedKey("PUBLIC KEY is not a SubjectPublicKeyInfo structure")
+                }
+                return .publicKey(.p192(try P192.PublicKey(x963Representation: point)))
+            case nil:
+                throw SecureBootError.malformedKey("EC key without a named curve")
             }
         default:
             throw SecureBootError.unsupportedPEMLabel(block.label)
@@ -395,10 +437,26 @@ public enum KeyMaterial: Sendable {
                 throw SecureBootError.malformedKey("cannot read the P-384 private key")
             }
         case .p192:
-            throw SecureBootError.unsupportedKeyType("ECDSA P-192 keys are not supported by espforge")
+            throw SecureBootError.malformedKey("P-192 keys are read by p192Private(sec1:)")
         case nil:
             throw SecureBootError.malformedKey("EC key without a named curve")
         }
+    }
+
+    /// A P-192 private key from SEC 1 ECPrivateKey DER; a public point stored with it must match.
+    private static func p192Private(sec1 der: [UInt8]) throws -> P192.PrivateKey {
+        let sec1: (scalar: [UInt8], curve: ASN1ObjectIdentifier?, point: [UInt8]?)
+        do { sec1 = try KeyStructure.sec1(der) } catch {
+            throw SecureBootError.malformedKey("EC private key is not a SEC1 structure (\(asn1Reason(error)))")
+        }
+        if let oid = sec1.curve, oid != KeyOID.p192 {
+            throw SecureBootError.malformedKey("PKCS#8 names P-192 but the inner key names \(KeyOID.name(oid))")
+        }
+        let key = try P192.PrivateKey(scalar: sec1.scalar)
+        if let point = sec1.point, (try? P192.PublicKey(x963Representation: point)) != key.publicKey {
+            throw SecureBootError.malformedKey("the public point stored with the P-192 private key does not belong to it")
+        }
+        return key
     }
 
     private static func curve(forOID oid: ASN1ObjectIdentifier) throws -> ECCurve {
@@ -412,12 +470,13 @@ public enum KeyMaterial: Sendable {
 
     /// SEC1 ECPrivateKey: the named curve, else the curve inferred from the scalar size.
     private static func sec1Curve(_ der: [UInt8]) throws -> ECCurve {
-        let sec1: (scalarLength: Int, curve: ASN1ObjectIdentifier?)
+        let sec1: (scalar: [UInt8], curve: ASN1ObjectIdentifier?, point: [UInt8]?)
         do { sec1 = try KeyStructure.sec1(der) } catch {
             throw SecureBootError.malformedKey("EC PRIVATE KEY is not a SEC1 structure (\(asn1Reason(error)))")
         }
         if let oid = sec1.curve { return try curve(forOID: oid) }
-        switch sec1.scalarLength { // no named curve: infer from the scalar size
+        switch sec1.scalar.count { // no named curve: infer from the scalar size
+        case 24: return .p192
         case 32: return .p256
         case 48: return .p384
         default: throw SecureBootError.malformedKey("EC key without a named curve")

@@ -15,7 +15,7 @@ public struct SecureBootPolicy: Sendable, Equatable {
     public static let esp32s3 = SecureBootPolicy(chip: "esp32s3", displayName: "ESP32-S3", schemes: [.rsa3072], honouredBlocks: 3)
     public static let esp32c3 = SecureBootPolicy(chip: "esp32c3", displayName: "ESP32-C3", schemes: [.rsa3072], honouredBlocks: 3)
     public static let generic = SecureBootPolicy(chip: "generic", displayName: "generic Secure Boot V2",
-                                                 schemes: [.rsa3072, .ecdsa256, .ecdsa384], honouredBlocks: 3)
+                                                 schemes: [.rsa3072, .ecdsa192, .ecdsa256, .ecdsa384], honouredBlocks: 3)
 
     public static let all: [SecureBootPolicy] = [.esp32, .esp32s3, .esp32c3, .generic]
 

@@ -51,7 +51,7 @@ extension SecureBootError: DiagnosticConvertible {
             return Diagnostic("malformed key: \(what)", hint: "check the file is a complete, unmodified PEM key")
         case .unsupportedKeyType(let what):
             return Diagnostic("unsupported key: \(what)",
-                              hint: "Secure Boot V2 keys are RSA-3072 or ECDSA P-256/P-384 (use `espforge secure-boot keygen`)")
+                              hint: "Secure Boot V2 keys are RSA-3072 or ECDSA P-192/P-256/P-384 (use `espforge secure-boot keygen`)")
         case .rsaKeySize(let bits):
             return Diagnostic("RSA key has \(bits) bits; Secure Boot V2 accepts only RSA-3072",
                               hint: "generate one with `espforge secure-boot keygen --scheme rsa3072 -o KEY.pem`")

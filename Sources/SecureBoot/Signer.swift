@@ -166,7 +166,7 @@ public enum SecureBootVerifier {
         public let block: SignatureBlock
         /// The stored image digest equals the digest of the content before the sector.
         public let digestMatches: Bool
-        /// The signature verifies with the block's own key (nil: the key is unusable, e.g. P-192).
+        /// The signature verifies with the block's own key (nil: the block's key is unusable, e.g. a point off the curve).
         public let signatureValid: Bool?
         /// The digest of the content before the sector, with the block's hash function.
         public let contentDigest: ContentDigest

@@ -36,6 +36,8 @@ struct OracleTests {
         KeySet(label: "RSA-3072, 3 blocks", fixtureKeys: [Fx.rsaKey, Fx.rsaKey2, Fx.rsaKey3], generated: [], chip: "esp32c3"),
         KeySet(label: "ECDSA P-256, 2 blocks", fixtureKeys: [Fx.ec256Key], generated: ["ecdsa256"], chip: "generic"),
         KeySet(label: "ECDSA P-384, 2 blocks", fixtureKeys: [Fx.ec384Key], generated: ["ecdsa384"], chip: "generic"),
+        KeySet(label: "ECDSA P-192, 1 block", fixtureKeys: [], generated: ["ecdsa192"], chip: "generic"),
+        KeySet(label: "ECDSA P-192, 3 blocks", fixtureKeys: [], generated: ["ecdsa192", "ecdsa192", "ecdsa192"], chip: "generic"),
     ]
 
     @Test("espforge-signed images verify with espsecure", arguments: keySets)
@@ -58,7 +60,7 @@ struct OracleTests {
             #expect(info.out.contains(spaced), "espsecure signature-info-v2 lists block \(e.index)'s key digest")
         }
         // A key that did not sign is rejected by espsecure too.
-        let foreign = set.fixtureKeys[0] == Fx.rsaKey && keys.count < 3 ? Fx.path(Fx.rsaKey2) : nil
+        let foreign = set.fixtureKeys.first == Fx.rsaKey && keys.count < 3 ? Fx.path(Fx.rsaKey2) : nil
         if let foreign {
             let r = try Oracle.run("espsecure", ["verify-signature", s.path("out.bin"), "--version", "2", "-k", foreign])
             #expect(r.status != 0)
@@ -119,7 +121,7 @@ struct OracleTests {
         let s = try Scratch(); defer { s.remove() }
         var keys = [Fx.rsaKey, Fx.rsaKey2, Fx.rsaKey3, Fx.rsaPub, Fx.ec256Key, Fx.ec256Pub, Fx.ec384Key].map(Fx.path)
         // Keys written by espsecure itself.
-        for scheme in ["ecdsa256", "ecdsa384"] {
+        for scheme in ["ecdsa192", "ecdsa256", "ecdsa384"] {
             let p = s.path("espsecure-\(scheme).pem")
             try espsecureOK(["generate-signing-key", "--version", "2", "--scheme", scheme, p])
             keys.append(p)
@@ -137,7 +139,7 @@ struct OracleTests {
     @Test("espforge keygen: mode 0600, readable by espsecure for every scheme")
     func keygenInterop() throws {
         let s = try Scratch(); defer { s.remove() }
-        for scheme in ["rsa3072", "ecdsa256", "ecdsa384"] {
+        for scheme in ["rsa3072", "ecdsa192", "ecdsa256", "ecdsa384"] {
             let key = s.path("\(scheme).pem"), pub = s.path("\(scheme)-pub.pem")
             let r = try espforgeOK(["secure-boot", "keygen", "--scheme", scheme, "-o", key, "--pub-out", pub])
             let attrs = try FileManager.default.attributesOfItem(atPath: key)

@@ -32,6 +32,9 @@ struct PartitionLayoutOptions: ParsableArguments {
     @Option(help: "Bootloader image to be flashed; checks that it ends before the partition table.")
     var bootloader: String?
 
+    @Option(help: "Flash offset of the recovery bootloader (for a 'bootloader, recovery' entry), as gen_esp32part.")
+    var recoveryBootloaderOffset: String?
+
     func options(md5: Bool = true) throws -> PartitionTableOptions {
         guard let chipSpec = ChipSpec.named(chip) else {
             throw UsageError("unknown chip '\(chip)'", hint: "use one of: " + ChipSpec.all.map(\.name).joined(separator: ", "))
@@ -49,6 +52,12 @@ struct PartitionLayoutOptions: ParsableArguments {
         var options = PartitionTableOptions(tableOffset: tableOffset, chip: chipSpec, flashSize: flash, md5: md5,
                                             secureBootV1: secureV1, environment: ProcessInfo.processInfo.environment)
         if let bootloader { options.bootloaderSize = try FileIO.read(bootloader, limit: .flashContents).count }
+        if let text = recoveryBootloaderOffset {
+            guard let n = NumberParsing.integer(text), n >= 0, n <= Int(UInt32.max) else {
+                throw UsageError("--recovery-bootloader-offset '\(text)' is not a valid offset", hint: "for example 0x3F0000")
+            }
+            options.recoveryBootloaderOffset = n
+        }
         return options
     }
 }

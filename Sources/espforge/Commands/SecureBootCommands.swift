@@ -81,7 +81,7 @@ struct SecureBootKeygen: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: "rsa3072 (ESP32, S3, C3), ecdsa256 or ecdsa384 (not for ESP32).")
+    @Option(name: .long, help: "rsa3072 (ESP32, S3, C3), ecdsa192, ecdsa256 or ecdsa384 (not for ESP32).")
     var scheme: String = "rsa3072"
 
     @Option(name: [.short, .customLong("output")], help: "Private key file to write, or a pkcs11: URI to generate the key on a token.")
@@ -96,8 +96,8 @@ struct SecureBootKeygen: ParsableCommand {
     @OptionGroup var pkcs11: PKCS11Options
 
     func run() throws {
-        guard let scheme = SignatureScheme(rawValue: scheme.lowercased()), scheme != .ecdsa192 else {
-            throw UsageError("unknown --scheme \"\(scheme)\"", hint: "use rsa3072, ecdsa256 or ecdsa384")
+        guard let scheme = SignatureScheme(rawValue: scheme.lowercased()) else {
+            throw UsageError("unknown --scheme \"\(scheme)\"", hint: "use rsa3072, ecdsa192, ecdsa256 or ecdsa384")
         }
         if pkcs11.hsmConfig != nil {
             throw UsageError("--hsm-config is not used by keygen", hint: "name the new key with -o 'pkcs11:slot-id=SLOT;object=LABEL'")
