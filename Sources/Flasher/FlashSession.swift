@@ -22,10 +22,9 @@ public struct SessionOptions: Sendable {
     /// Response timeout in seconds.
     public var timeout = 3.0
     /// Reconnects in a row without a newly verified piece (lost link, chip reset) before giving up.
+    /// After a lost link a region's flash is checked by MD5 piece by piece
+    /// (``LinkPolicy/resumePiece``) and the write resumes at the first piece that differs.
     public var maxReconnects = 5
-    /// After a lost link, a region's flash is checked by MD5 in pieces of this size (a multiple of
-    /// 64 KiB) and the write resumes at the first piece that differs, not at the region's start.
-    public var verifyChunk = 256 * 1024
     /// Opens the port by name: serial and socket:// built in; `virtual:DIR` only with an opener
     /// that has virtual-device support (`VirtualPorts.opener(firmware:)` in VirtualDevice).
     public var ports = PortOpener()
@@ -376,19 +375,18 @@ public final class FlashSession {
             if data.count % 4 != 0 { data += [UInt8](repeating: 0xFF, count: 4 - data.count % 4) }
             let requested = data
             data = try withReconnect { try keepSectorTail(address: region.address, data: data) }
-            let chunk = max(0x10000, options.verifyChunk / 0x10000 * 0x10000)
             // One compressed stream per region (best compression). After a failure, the pieces
             // already on flash are found by MD5 and the stream restarts at the first one that differs.
             var start = 0
             var attempts = 0
             let last: RegionResult = try withReconnect {
                 if attempts > 0 {
-                    let c = try requireClient()
-                    while start < data.count {
-                        let n = min(chunk, data.count - start)
-                        let expected = Array(Insecure.MD5.hash(data: data[start..<(start + n)]))
-                        guard try c.flashMD5(address: region.address + start, size: n) == expected else { break }
-                        start += n
+                    // What the lost connection got onto flash, in the pieces a stream restart uses
+                    // (``LinkPolicy/resumePiece``): a connection that carries less than a large
+                    // piece still counts as progress, so a link cut every few hundred KB finishes.
+                    let resumed = try resumePoint(try requireClient(), address: region.address, data: data, from: start)
+                    if resumed > start {
+                        start = resumed
                         reconnectsWithoutProgress = 0
                     }
                     emit("resume", address: region.address + start, size: data.count - start)

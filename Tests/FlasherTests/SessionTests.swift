@@ -137,6 +137,22 @@ private func expectOnFlash(_ dir: URL, _ regions: [FlashRegion], seed: UInt64) t
         if spec.hasPrefix("disconnect") || spec.hasPrefix("reset") { #expect(outcome.reconnects >= 1) }
     }
 
+    @Test("a region longer than one connection carries (cut every 120 KB): resumed piece by piece, written exactly")
+    func longRegionOverShortConnections() throws {
+        let seed = testSeed()
+        var rng = SeededRandom(seed: seed)
+        let dir = try makeDevice()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Incompressible, so each connection carries at most ~120 KB of it: five or more connections.
+        let regions = [FlashRegion(address: 0x100000, data: rng.bytes(512 * 1024), name: "big")]
+        let outcome = DeviceRunner.flash(port: "virtual:\(dir.path)?faults=disconnect-after=120000&seed=3",
+                                         request: FlashRequest(regions: regions),
+                                         options: options(stub: try esptoolStub()), emit: { _ in })
+        #expect(outcome.ok, "seed \(seed): \(outcome.error ?? "")")
+        #expect(outcome.reconnects >= 4, "\(outcome.reconnects) reconnects")
+        try expectOnFlash(dir, regions, seed: seed)
+    }
+
     @Test func severalDevicesAtOnce() throws {
         let seed = testSeed()
         var rng = SeededRandom(seed: seed)
