@@ -13,3 +13,8 @@ enum Output {
         print(try json(value))
     }
 }
+
+extension String {
+    /// Right-aligns in `n` columns (table cells).
+    func leftPad(_ n: Int) -> String { String(repeating: " ", count: max(0, n - count)) + self }
+}
