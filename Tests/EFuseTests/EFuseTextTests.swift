@@ -17,7 +17,8 @@ import Testing
         let text = s.text
         #expect(text.hasPrefix("Chip: ESP32"))
         #expect(text.contains("MAC 24:0a:c4:12:34:56 (CRC OK)"))
-        #expect(text.contains("JTAG_DISABLE (BLOCK0)           R/W  1\n"))
+        #expect(text.contains("\nJTAG_DISABLE (BLOCK0)          R/W  true\n"))
+        #expect(text.contains("\nFLASH_CRYPT_CNT (BLOCK0)       R/W  0x1\n"))
         #expect(text.contains("  FLASH_CRYPT_CNT: 0x01 -> flash encryption ON; key in BLOCK1: present\n"))
         #expect(text.contains("  JTAG disabled yes, "))
         #expect(!text.contains(key.hexString), "the key is not shown without revealKeys")

@@ -19,8 +19,8 @@ struct CipherFilesTests {
         try AtomicFile.write(plain, to: inPath)
         let summary = try FlashCipherFiles.apply(.encrypt, chip: .esp32, keyPath: keyPath, address: 0x10000,
                                                  flashCryptConfig: 0xF, input: inPath, output: encPath)
-        #expect(summary.bytes == plain.count && summary.address == "0x10000" && summary.flashCryptConfig == "0xF")
-        #expect(summary.text == "Encrypted \(plain.count) bytes at 0x10000 with \(summary.algorithm), FLASH_CRYPT_CONFIG 0xF -> \(encPath)\n")
+        #expect(summary.bytes == plain.count && summary.address == "0x00010000" && summary.flashCryptConfig == "0xF")
+        #expect(summary.text == "Encrypted \(plain.count) bytes at 0x00010000 with \(summary.algorithm), FLASH_CRYPT_CONFIG 0xF -> \(encPath)\n")
         let cipher = try FlashCipher(chip: .esp32, key: key)
         let encrypted = try BoundedFile.read(encPath, limit: .flashContents)
         #expect(encrypted == (try cipher.encrypt(plain, at: 0x10000)))

@@ -40,7 +40,7 @@ struct PartitionTableFileTests {
         #expect(report.format == "binary" && report.md5 == "valid")
         #expect(report.partitions.map(\.name) == ["nvs", "otadata", "phy_init", "ota_0", "ota_1"])
         let ota1 = try #require(report.partitions.last)
-        #expect(ota1.typeName == "app" && ota1.subtypeName == "ota_1" && ota1.offset == 0x110000 && ota1.sizeHex == "0x100000")
+        #expect(ota1.typeName == "app" && ota1.subtypeName == "ota_1" && ota1.offset == 0x110000 && ota1.sizeHex == "0x00100000")
         #expect(try JSONDecoder().decode(PartitionTableReport.self, from: Data(try report.json().utf8)) == report)
         // Too small a flash: the layout error comes back as the problem, not thrown.
         #expect(fromBinary.review(options: PartitionTableOptions(flashSize: 1 << 20)).problem != nil)
