@@ -17,7 +17,12 @@ public enum NVSFiles {
     /// encrypted when `keys` is given; `freshKeys` are the keys made for ``KeySource/fresh``.
     public static func generate(csvPath: String, size: Int, version: Int = 2,
                                 keys: KeySource? = nil) throws -> (image: NVSImage, freshKeys: NVSKeys?) {
-        let text = try BoundedFile.readText(csvPath, limit: .nvsCSV)
+        try generate(csvText: try BoundedFile.readText(csvPath, limit: .nvsCSV), csvPath: csvPath, size: size, version: version, keys: keys)
+    }
+
+    /// As ``generate(csvPath:size:version:keys:)`` for CSV text already read from `csvPath`.
+    public static func generate(csvText text: String, csvPath: String, size: Int, version: Int = 2,
+                                keys: KeySource? = nil) throws -> (image: NVSImage, freshKeys: NVSKeys?) {
         var key: NVSKeys?
         var fresh: NVSKeys?
         switch keys {
@@ -36,7 +41,7 @@ public enum NVSFiles {
             let image = try NVSGenerator.generate(items: try NVSCSV.items(rows, files: files),
                                                   options: NVSImageOptions(size: size, version: version, key: key?.bytes))
             return (image, fresh)
-        } catch let error as NVSError {
+        } catch {
             throw FileContextError(file: csvPath, underlying: error)
         }
     }

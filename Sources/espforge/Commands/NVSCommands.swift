@@ -95,12 +95,14 @@ struct NVSGenerate: ParsableCommand {
                 throw ExitCode(1)
             }
         } else if let output {
+            let text = try FileIO.readText(csv, limit: .nvsCSV)
             if let keygen, FileManager.default.fileExists(atPath: keygen) && !force {
                 throw UsageError(Diagnostic("refusing to overwrite an existing key file", file: keygen,
                                             hint: "use --keys to reuse it, or --force to replace it"))
             }
             let keySource: NVSFiles.KeySource? = !encrypt ? nil : keys.map { .file($0) } ?? .fresh
-            let (image, fresh) = try NVSFiles.generate(csvPath: csv, size: partitionSize, version: version, keys: keySource)
+            let (image, fresh) = try NVSFiles.generate(csvText: text, csvPath: csv, size: partitionSize,
+                                                       version: version, keys: keySource)
             for w in image.warnings { ErrorRenderer.warn(withFile(w, csv)) }
             if let fresh, let keygen { try FileIO.write(fresh.image, to: keygen, secret: true) }
             try FileIO.write(image.bytes, to: output)
