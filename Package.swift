@@ -61,8 +61,9 @@ let package = Package(
         .target(name: "ESPCore"),
 
         // Domain cores (pure: bytes in, bytes out).
+        // (image info reports the Secure Boot V2 signature sector found after an image.)
         .target(name: "ImageFormat", dependencies: [
-            "ESPCore", .product(name: "Crypto", package: "swift-crypto"),
+            "ESPCore", "SecureBoot", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "SecureBoot", dependencies: [
             "ESPCore",

@@ -1,14 +1,12 @@
 import ArgumentParser
 import EFuse
 import ESPCore
-import Foundation
 import ProductionLine
 import SecureBoot
 
 struct EFuseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "efuse",
-        abstract: "Read, decode and burn ESP32 eFuses (plan first, read back after).",
+        commandName: "efuse", abstract: "Read, decode and burn ESP32 eFuses (plan first, read back after).",
         discussion: """
             Every burn is planned against what the chip shows right now and validated before the \
             first register is written: bits only go from 0 to 1, write-protected fields cannot \
@@ -34,10 +32,8 @@ struct EFuseCommand: ParsableCommand {
 }
 
 struct EFusePortOptions: ParsableArguments {
-    @Option(help: "The chip: serial device, socket://HOST:PORT or virtual:DIR.")
-    var port: String
-    @Option(help: "Baud rate for serial ports (ignored for virtual:).")
-    var baud: Int?
+    @Option(help: "The chip: serial device, socket://HOST:PORT or virtual:DIR.") var port: String
+    @Option(help: "Baud rate for serial ports (ignored for virtual:).") var baud: Int?
     @Option(help: "Before connecting: default-reset (DTR/RTS), usb-reset (USB-Serial-JTAG) or no-reset (ignored for virtual:).")
     var before = "default-reset"
 
@@ -69,17 +65,7 @@ enum EFuseCLI {
             throw ExitCode(EFuseExit.notConfirmed)
         }
         let report = try client.execute(plan)
-        print("burned in \(report.programCycles) program cycle\(report.programCycles == 1 ? "" : "s"); read back:")
-        for c in report.changes {
-            print("  \(c.stuck ? "OK  " : "FAIL") \(c.name)" + (c.stuck ? "" : " (\(c.missingBits) of \(c.bits) bits did not stick)"))
-        }
-        for p in report.protections {
-            print("  \(p.stuck ? "OK  " : "FAIL") \(p.kind == .write ? "WR_DIS" : "RD_DIS") bit \(p.bit)")
-        }
-        if report.decodeErrors { print("  FAIL EFUSE_DEC_STATUS reports coding errors") }
-        for (block, n) in report.strayBits.sorted(by: { $0.key < $1.key }) {
-            print("  FAIL BLOCK\(block): \(n) bit\(n == 1 ? "" : "s") read back as 1 that neither the chip had nor the plan asked for")
-        }
+        for line in report.readBackLines { print(line) }
         guard report.allStuck else {
             ErrorRenderer.writeStderr("error: not everything stuck; see the read-back above\n")
             throw ExitCode(EFuseExit.notStuck)
@@ -90,8 +76,7 @@ enum EFuseCLI {
 
 struct EFuseSummaryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "summary",
-        abstract: "Show every eFuse field and the chip's security state.",
+        commandName: "summary", abstract: "Show every eFuse field and the chip's security state.",
         discussion: """
             Reads all four blocks through the eFuse read registers and decodes every field of the \
             ESP32 table with its value and protection (R/W: readable / writeable), then the \
@@ -107,42 +92,17 @@ struct EFuseSummaryCommand: ParsableCommand {
     )
     @OptionGroup var options: EFusePortOptions
     @Flag(help: "Print JSON.") var json = false
-    @Flag(name: .customLong("show-key"), help: "Print a readable (unprotected) flash encryption key in BLOCK1.")
-    var showKey = false
+    @Flag(name: .customLong("show-key"), help: "Print a readable (unprotected) flash encryption key in BLOCK1.") var showKey = false
 
     func run() throws {
-        let s = try options.client().summary(revealKeys: showKey)
-        if json { try Output.printJSON(s); return }
-        print("Chip: \(s.chip.uppercased()) revision \(s.revision), package \(s.package), MAC \(s.mac) (CRC \(s.macCRCValid ? "OK" : "INVALID"))")
-        print("")
-        for f in s.fields {
-            let perms = (f.readable ? "R" : "-") + "/" + (f.writeable ? "W" : "-")
-            let name = "\(f.name) (BLOCK\(f.block))".padding(toLength: 30, withPad: " ", startingAt: 0)
-            print("\(name) \(perms)  \(f.value)")
-        }
-        let sec = s.security
-        func yn(_ b: Bool) -> String { b ? "yes" : "no" }
-        print("")
-        print("Security:")
-        print("  Secure Boot V2 digest in BLOCK2: " + (sec.secureBootDigest ?? (sec.blk2ReadProtected ? "unreadable (read-protected)" : "none"))
-              + (sec.blk2WriteProtected ? " (write-protected)" : ""))
-        print("  ABS_DONE_1 (Secure Boot V2): \(yn(sec.absDone1))\(sec.absDone1 && !sec.secureBootV2Enabled ? " (ignored: revision < v3.0)" : "");  ABS_DONE_0 (V1): \(yn(sec.absDone0))")
-        print("  FLASH_CRYPT_CNT: \(NumberParsing.hex(sec.flashCryptCnt, width: 2)) -> flash encryption \(sec.flashEncryptionEnabled ? "ON" : "off")"
-              + "; key in BLOCK1: \(sec.flashEncryptionKeyPresent ? "present" : "none")\(sec.blk1ReadProtected ? " (read-protected)" : "")")
-        print("  FLASH_CRYPT_CONFIG: " + (sec.flashCryptConfig.map { NumberParsing.hex($0, width: 1) } ?? "hidden (RD_DIS bit 3)"))
-        print("  DISABLE_DL_ENCRYPT \(yn(sec.disableDLEncrypt)), DISABLE_DL_DECRYPT \(yn(sec.disableDLDecrypt)), DISABLE_DL_CACHE \(yn(sec.disableDLCache))")
-        print("  JTAG disabled \(yn(sec.jtagDisabled)), console debug disabled \(yn(sec.consoleDebugDisabled)), UART download disabled \(yn(sec.uartDownloadDisabled))")
-        print("  coding scheme: \(sec.codingScheme ?? "hidden (RD_DIS bit 3)")")
-        print("  write-protected (WR_DIS bits): " + (sec.writeProtectedBits.isEmpty ? "none" : sec.writeProtectedBits.map(String.init).joined(separator: ", ")))
-        print("  read-protected (RD_DIS bits): " + (sec.readProtectedBits.isEmpty ? "none" : sec.readProtectedBits.map(String.init).joined(separator: ", ")))
-        if s.decodeErrors { print("WARNING: EFUSE_DEC_STATUS reports 3/4 coding errors") }
+        let summary = try options.client().summary(revealKeys: showKey)
+        if json { print(try summary.json()) } else { print(summary.text, terminator: "") }
     }
 }
 
 struct EFuseBurnCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "burn",
-        abstract: "Burn eFuse fields: NAME=VALUE ...",
+        commandName: "burn", abstract: "Burn eFuse fields: NAME=VALUE ...",
         discussion: """
             VALUE is the field's new total value in decimal or 0x hex; it must keep every bit \
             that is already set. CUSTOM_MAC takes a MAC (aa:bb:cc:dd:ee:ff) and also burns \
@@ -161,22 +121,14 @@ struct EFuseBurnCommand: ParsableCommand {
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
-        var requests: [EFuseBurnRequest] = []
-        for a in assignments {
-            guard let eq = a.firstIndex(of: "="), eq != a.startIndex else {
-                throw UsageError("'\(a)' is not NAME=VALUE", hint: "e.g. JTAG_DISABLE=1")
-            }
-            requests.append(.field(name: String(a[..<eq]), value: String(a[a.index(after: eq)...])))
-        }
-        guard !requests.isEmpty else { throw UsageError("nothing to burn", hint: "give NAME=VALUE pairs, e.g. JTAG_DISABLE=1") }
+        let requests = try EFuseBurnRequest.fields(assignments)
         try EFuseCLI.run(requests, options: options, yes: yes, dryRun: dryRun)
     }
 }
 
 struct EFuseBurnKeyDigest: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "burn-key-digest",
-        abstract: "Burn a Secure Boot V2 public-key digest into BLOCK2.",
+        commandName: "burn-key-digest", abstract: "Burn a Secure Boot V2 public-key digest into BLOCK2.",
         discussion: """
             Computes the SHA-256 digest of the RSA-3072 public key (from a private or public PEM), \
             as `espforge secure-boot digest` and espefuse do, and burns it into BLOCK2 in natural \
@@ -195,20 +147,14 @@ struct EFuseBurnKeyDigest: ParsableCommand {
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
-        let k = try SecureBootCLI.loadKey(key).verifyingKey
-        guard k.scheme == .rsa3072 else {
-            throw UsageError(Diagnostic("the ESP32 verifies RSA-3072 signatures only; this is a \(k.scheme.displayName) key", file: key,
-                                        hint: "generate one with `espforge secure-boot keygen --scheme rsa3072`"))
-        }
-        let digest = try SecureBootCLI.inFile(key) { try k.keyDigest() }
+        let digest = try SecureBootKeyFiles.esp32KeyDigest(file: key)
         try EFuseCLI.run([.secureBootDigest(digest, writeProtect: !noWriteProtect)], options: options, yes: yes)
     }
 }
 
 struct EFuseBurnKey: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "burn-key",
-        abstract: "Burn a flash encryption key into BLOCK1.",
+        commandName: "burn-key", abstract: "Burn a flash encryption key into BLOCK1.",
         discussion: """
             The 32-byte key file (as `espforge flash-encryption keygen` or espsecure writes it) is \
             burned byte-reversed, which is how the chip and espsecure expect it, then BLOCK1 is \
@@ -227,16 +173,9 @@ struct EFuseBurnKey: ParsableCommand {
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
-        switch purpose.lowercased() {
-        case "flash_encryption", "block1": break
-        case "secure_boot_v2", "block2":
-            throw UsageError("Secure Boot V2 stores a public-key digest, not a key", hint: "use `espforge efuse burn-key-digest --key KEY.pem`")
-        default:
-            throw UsageError("unknown key purpose '\(purpose)'", hint: "use flash_encryption (BLOCK1)")
-        }
-        let key = try FileIO.read(keyFile, limit: .key)
+        let request = try EFuseBurnRequest.key(purpose: purpose, keyFile: keyFile, protect: !noProtectKey)
         do {
-            try EFuseCLI.run([.flashEncryptionKey(key, protect: !noProtectKey)], options: options, yes: yes)
+            try EFuseCLI.run([request], options: options, yes: yes)
         } catch let e as EFusePlanError {
             if case .badKeyLength = e { throw FileContextError(file: keyFile, underlying: e) }
             throw e
@@ -246,8 +185,7 @@ struct EFuseBurnKey: ParsableCommand {
 
 struct EFuseWriteProtect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "write-protect",
-        abstract: "Write-protect eFuse fields or blocks (burn their WR_DIS bits).",
+        commandName: "write-protect", abstract: "Write-protect eFuse fields or blocks (burn their WR_DIS bits).",
         discussion: """
             WR_DIS bits are shared: the plan lists every field a bit locks (e.g. bit 15 locks \
             CONSOLE_DEBUG_DISABLE and all DISABLE_DL_* bits). Already protected names are noted \
@@ -269,8 +207,7 @@ struct EFuseWriteProtect: ParsableCommand {
 
 struct EFuseReadProtect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "read-protect",
-        abstract: "Read-protect eFuse blocks (burn their RD_DIS bits).",
+        commandName: "read-protect", abstract: "Read-protect eFuse blocks (burn their RD_DIS bits).",
         discussion: """
             RD_DIS bit 0 hides BLOCK1, bit 2 BLOCK3, bit 3 FLASH_CRYPT_CONFIG, CODING_SCHEME, \
             KEY_STATUS and BLK3_PART_RESERVE. BLOCK2 is refused: it holds the Secure Boot V2 \

@@ -5,8 +5,7 @@ import Partitions
 
 struct PartitionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "partitions",
-        abstract: "Build, show and validate partition tables.",
+        commandName: "partitions", abstract: "Build, show and validate partition tables.",
         discussion: """
             Reads and writes ESP-IDF partition tables: the CSV format of gen_esp32part.py and the \
             binary table flashed at 0x8000. Built tables are byte-identical to ESP-IDF's.
@@ -17,55 +16,24 @@ struct PartitionsCommand: ParsableCommand {
 
 /// Options shared by the commands that lay out or check a table.
 struct PartitionLayoutOptions: ParsableArguments {
-    @Option(help: "Flash size the table must fit in, e.g. 4MB (default: not checked).")
-    var flashSize: String?
+    @Option(help: "Flash size the table must fit in, e.g. 4MB (default: not checked).") var flashSize: String?
+    @Option(help: "Flash offset of the partition table.") var offset: String = "0x8000"
+    @Option(help: "Chip (gives the bootloader offset): \(ChipSpec.all.map(\.name).joined(separator: ", ")).") var chip: String = "esp32"
+    @Flag(help: "Require app partition sizes to be multiples of 64 KiB (Secure Boot V1).") var secureV1 = false
+    @Option(help: "Bootloader image to be flashed; checks that it ends before the partition table.") var bootloader: String?
 
-    @Option(help: "Flash offset of the partition table.")
-    var offset: String = "0x8000"
-
-    @Option(help: "Chip (gives the bootloader offset): \(ChipSpec.all.map(\.name).joined(separator: ", ")).")
-    var chip: String = "esp32"
-
-    @Flag(help: "Require app partition sizes to be multiples of 64 KiB (Secure Boot V1).")
-    var secureV1 = false
-
-    @Option(help: "Bootloader image to be flashed; checks that it ends before the partition table.")
-    var bootloader: String?
-
-    @Option(help: "Flash offset of the recovery bootloader (for a 'bootloader, recovery' entry), as gen_esp32part.")
-    var recoveryBootloaderOffset: String?
+    @Option(help: "Flash offset of the recovery bootloader (for a 'bootloader, recovery' entry), as gen_esp32part.") var recoveryBootloaderOffset: String?
 
     func options(md5: Bool = true) throws -> PartitionTableOptions {
-        guard let chipSpec = ChipSpec.named(chip) else {
-            throw UsageError("unknown chip '\(chip)'", hint: "use one of: " + ChipSpec.all.map(\.name).joined(separator: ", "))
-        }
-        guard let tableOffset = NumberParsing.integer(offset), tableOffset >= 0, tableOffset <= Int(UInt32.max) else {
-            throw UsageError("--offset '\(offset)' is not a valid offset", hint: "for example 0x8000")
-        }
-        var flash: Int?
-        if let flashSize {
-            guard let n = NumberParsing.size(flashSize), n > 0 else {
-                throw UsageError("--flash-size '\(flashSize)' is not a size", hint: "for example 4MB")
-            }
-            flash = n
-        }
-        var options = PartitionTableOptions(tableOffset: tableOffset, chip: chipSpec, flashSize: flash, md5: md5,
-                                            secureBootV1: secureV1, environment: ProcessInfo.processInfo.environment)
-        if let bootloader { options.bootloaderSize = try FileIO.read(bootloader, limit: .flashContents).count }
-        if let text = recoveryBootloaderOffset {
-            guard let n = NumberParsing.integer(text), n >= 0, n <= Int(UInt32.max) else {
-                throw UsageError("--recovery-bootloader-offset '\(text)' is not a valid offset", hint: "for example 0x3F0000")
-            }
-            options.recoveryBootloaderOffset = n
-        }
-        return options
+        try PartitionTableOptions(chipName: chip, tableOffset: offset, flashSize: flashSize, md5: md5, secureBootV1: secureV1,
+                                  environment: ProcessInfo.processInfo.environment, bootloaderPath: bootloader,
+                                  recoveryBootloaderOffset: recoveryBootloaderOffset)
     }
 }
 
 struct PartitionsBuild: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "build",
-        abstract: "Build a binary partition table from an ESP-IDF partition CSV.",
+        commandName: "build", abstract: "Build a binary partition table from an ESP-IDF partition CSV.",
         discussion: """
             The CSV has one partition per line: Name, Type, SubType, Offset, Size, Flags. Types and \
             subtypes are keywords (app, data, ota_0, nvs, …) or numbers; sizes may use K and M; an \
@@ -80,16 +48,10 @@ struct PartitionsBuild: ParsableCommand {
             """
     )
 
-    @Argument(help: "Partition table CSV.")
-    var csv: String
-
-    @Option(name: .shortAndLong, help: "Output binary table.")
-    var output: String
-
+    @Argument(help: "Partition table CSV.") var csv: String
+    @Option(name: .shortAndLong, help: "Output binary table.") var output: String
     @OptionGroup var layout: PartitionLayoutOptions
-
-    @Flag(help: "Do not append the MD5 entry (like gen_esp32part --disable-md5sum).")
-    var noMD5 = false
+    @Flag(help: "Do not append the MD5 entry (like gen_esp32part --disable-md5sum).") var noMD5 = false
 
     func run() throws {
         let options = try layout.options(md5: !noMD5)
@@ -106,102 +68,15 @@ struct PartitionsBuild: ParsableCommand {
     }
 }
 
-/// Reads a table from a file: binary when it starts with the entry magic `AA 50` or the MD5
-/// magic `EB EB`, CSV otherwise.
-struct LoadedTable {
-    var table: PartitionTable
-    var isBinary: Bool
-    var md5: PartitionTable.Parsed.MD5Status?
-    var warnings: [PartitionWarning]
-
-    static func load(_ path: String, options: PartitionTableOptions, at base: Int? = nil) throws -> LoadedTable {
-        if let base {
-            // A table inside a flash dump: one sector from `base` (only that sector is read);
-            // error offsets are file offsets.
-            guard base >= 0 else { throw UsageError(Diagnostic("--at must not be negative", file: path)) }
-            let (sector, fileSize) = try BoundedFile.read(path, offset: base, count: PartitionTable.sectorSize, limit: .flashContents)
-            guard base < fileSize else {
-                throw UsageError(Diagnostic("--at \(NumberParsing.hex(base)) is past the end of the file (\(fileSize) bytes)", file: path))
-            }
-            let bytes = sector
-            do {
-                let parsed = try PartitionTable.parse(binary: bytes)
-                return LoadedTable(table: parsed.table, isBinary: true, md5: parsed.md5, warnings: parsed.warnings)
-            } catch {
-                var d = error.diagnostic
-                d.offset = (d.offset ?? 0) + base
-                d.file = path
-                throw UsageError(d)
-            }
-        }
-        let bytes = try FileIO.read(path, limit: .partitionTable)
-        do {
-            if bytes.count >= 2, (bytes[0] == 0xAA && bytes[1] == 0x50) || (bytes[0] == 0xEB && bytes[1] == 0xEB)
-                || bytes.allSatisfy({ $0 == 0xFF }) {
-                let parsed = try PartitionTable.parse(binary: bytes)
-                return LoadedTable(table: parsed.table, isBinary: true, md5: parsed.md5, warnings: parsed.warnings)
-            }
-            guard let text = String(validating: bytes, as: UTF8.self) else {
-                throw UsageError(Diagnostic("is neither a binary partition table (it does not start with AA 50) nor UTF-8 CSV text",
-                                            file: path))
-            }
-            let parsed = try PartitionTable.parse(csv: text, options: options)
-            return LoadedTable(table: parsed.table, isBinary: false, md5: nil, warnings: parsed.warnings)
-        } catch let e as UsageError {
-            throw e
-        } catch {
-            throw FileContextError(file: path, underlying: error)
-        }
-    }
-}
-
 func withFile(_ d: Diagnostic, _ file: String) -> Diagnostic {
     var d = d
     if d.file == nil { d.file = file }
     return d
 }
 
-struct PartitionJSON: Codable {
-    var name: String
-    var type: Int
-    var typeName: String?
-    var subtype: Int
-    var subtypeName: String?
-    var offset: Int
-    var offsetHex: String
-    var size: Int
-    var sizeHex: String
-    var encrypted: Bool
-    var readonly: Bool
-    var flags: Int
-
-    init(_ e: PartitionEntry) {
-        name = e.name
-        type = Int(e.type)
-        typeName = PartitionKeywords.typeName(e.type)
-        subtype = Int(e.subtype)
-        subtypeName = PartitionKeywords.subtypeName(type: e.type, subtype: e.subtype)
-        offset = Int(e.offset)
-        offsetHex = NumberParsing.hex(e.offset)
-        size = Int(e.size)
-        sizeHex = NumberParsing.hex(e.size)
-        encrypted = e.isEncrypted
-        readonly = e.isReadOnly
-        flags = Int(e.flags)
-    }
-}
-
-struct PartitionTableJSON: Codable {
-    var format: String
-    var md5: String?
-    var partitions: [PartitionJSON]
-    var warnings: [String]
-}
-
 struct PartitionsShow: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "show",
-        abstract: "Print a partition table as CSV (or JSON).",
+        commandName: "show", abstract: "Print a partition table as CSV (or JSON).",
         discussion: """
             Reads a binary partition table (or a CSV, whose automatic offsets are then filled in) \
             and prints it in gen_esp32part's CSV form, which `partitions build` turns back into the \
@@ -215,15 +90,9 @@ struct PartitionsShow: ParsableCommand {
             """
     )
 
-    @Argument(help: "Binary partition table (or CSV).")
-    var table: String
-
-    @Flag(help: "Print JSON instead of CSV.")
-    var json = false
-
-    @Option(help: "Read the table at this byte offset of the file (e.g. 0x8000 in a flash dump).")
-    var at: String?
-
+    @Argument(help: "Binary partition table (or CSV).") var table: String
+    @Flag(help: "Print JSON instead of CSV.") var json = false
+    @Option(help: "Read the table at this byte offset of the file (e.g. 0x8000 in a flash dump).") var at: String?
     @OptionGroup var layout: PartitionLayoutOptions
 
     func run() throws {
@@ -233,30 +102,17 @@ struct PartitionsShow: ParsableCommand {
             guard let n = NumberParsing.integer(at) else { throw UsageError("--at '\(at)' is not an offset", hint: "for example 0x8000") }
             base = n
         }
-        let loaded = try LoadedTable.load(table, options: options, at: base)
-        var warnings = loaded.warnings
-        switch Result(catching: { () throws(PartitionTableError) -> [PartitionWarning] in
-            try loaded.table.validate(options: options)
-        }) {
-        case let .success(found): warnings += found
-        case let .failure(problem): ErrorRenderer.warn(withFile(problem.diagnostic, table))
-        }
+        let loaded = try PartitionTableFile.load(table, options: options, at: base)
+        let (problem, warnings) = loaded.review(options: options)
+        if let problem { ErrorRenderer.warn(withFile(problem.diagnostic, table)) }
         for w in warnings { ErrorRenderer.warn(withFile(w.diagnostic, table)) }
-        if json {
-            try Output.printJSON(PartitionTableJSON(
-                format: loaded.isBinary ? "binary" : "csv", md5: loaded.md5?.rawValue,
-                partitions: loaded.table.entries.map(PartitionJSON.init),
-                warnings: warnings.map(\.message)))
-        } else {
-            print(loaded.table.csv(), terminator: "")
-        }
+        if json { print(try loaded.report(warnings: warnings).json()) } else { print(loaded.table.csv(), terminator: "") }
     }
 }
 
 struct PartitionsCheck: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "check",
-        abstract: "Validate a partition table (CSV or binary) without writing anything.",
+        commandName: "check", abstract: "Validate a partition table (CSV or binary) without writing anything.",
         discussion: """
             Runs every check `partitions build` runs — overlaps, alignment (apps on 64 KiB, \
             everything else on 4 KiB), flash size, table and bootloader area, duplicate names, \
@@ -268,14 +124,12 @@ struct PartitionsCheck: ParsableCommand {
             """
     )
 
-    @Argument(help: "Partition table CSV or binary.")
-    var table: String
-
+    @Argument(help: "Partition table CSV or binary.") var table: String
     @OptionGroup var layout: PartitionLayoutOptions
 
     func run() throws {
         let options = try layout.options()
-        let loaded = try LoadedTable.load(table, options: options)
+        let loaded = try PartitionTableFile.load(table, options: options)
         let warnings: [PartitionWarning]
         do {
             warnings = loaded.warnings + (try loaded.table.validate(options: options))
