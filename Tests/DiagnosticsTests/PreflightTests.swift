@@ -9,14 +9,14 @@ import TestSupport
 /// Every preflight rule, with a failing and a passing scenario built from real, signed images.
 @Suite(.enabled(if: TestEnvironment.fixturesOrCI, "Espressif fixtures (../shared/fixtures) are missing"))
 struct PreflightRuleTests {
-    func run(_ plan: FlashPlan, _ target: TargetFacts) -> PreflightReport { Preflight.run(plan: plan, target: target) }
+    func run(_ plan: FlashPlan, _ target: TargetFacts) -> PreflightReport { SafetyRules.check(plan: plan, target: target) }
 
     @Test func baselinePassesEveryRule() throws {
         let s = try Scenario.get()
         let report = run(s.plan(), try s.target())
         #expect(report.findings.isEmpty, "unexpected: \(report.findings.map { "\($0.code) \($0.message)" })")
         #expect(report.passed)
-        #expect(report.rulesRun == Preflight.rules.count)
+        #expect(report.rulesRun == SafetyRules.rules.count)
     }
 
     @Test func ruleCodesAreUniqueAndStable() {
@@ -326,9 +326,9 @@ struct PreflightRobustnessTests {
             ef.codingScheme = UInt8.random(in: 0...3, using: &rng)
             let options = FlashOptions(mode: Bool.random(using: &rng) ? "qio" : nil, size: Bool.random(using: &rng) ? "2MB" : nil,
                                        encryptAll: Bool.random(using: &rng))
-            let report = Preflight.run(plan: FlashPlan(entries: entries, options: options, partitionTableOffset: 0x10000, sdkconfig: s.sdkconfig),
+            let report = SafetyRules.check(plan: FlashPlan(entries: entries, options: options, partitionTableOffset: 0x10000, sdkconfig: s.sdkconfig),
                                        target: try s.target(revision: Int.random(in: 0...301, using: &rng), efuses: ef))
-            #expect(report.rulesRun == Preflight.rules.count, "seed \(seed) case \(n)")
+            #expect(report.rulesRun == SafetyRules.rules.count, "seed \(seed) case \(n)")
             _ = HeaderForensics.analyzeSigned(entries[0].bytes)
             _ = HeaderForensics.originalHeaderForSimpleHash(entries[0].bytes)
         }

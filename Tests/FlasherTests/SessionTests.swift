@@ -41,7 +41,7 @@ private func expectOnFlash(_ dir: URL, _ regions: [FlashRegion], seed: UInt64) t
         let session = FlashSession(port: "virtual:" + dir.path, options: options(stub: stub, compress: compress))
         try session.connect()
         #expect(session.client?.isStub == stubMode)
-        let plan = SafetyPlanner.plan(FlashRequest(regions: regions), facts: try #require(session.facts))
+        let plan = FlashSafety.check(FlashRequest(regions: regions), facts: try #require(session.facts))
         let results = try session.write(plan)
         #expect(results.map(\.outcome) == [.written, .written, .written])
         // Compression is used when it shrinks, skipped when it does not (random data), and
@@ -70,7 +70,7 @@ private func expectOnFlash(_ dir: URL, _ regions: [FlashRegion], seed: UInt64) t
         defer { try? FileManager.default.removeItem(at: dir) }
         let session = FlashSession(port: "virtual:" + dir.path, options: options(stub: try esptoolStub()))
         try session.connect()
-        _ = try session.write(SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x2000, data: [UInt8](repeating: 0, count: 0x3000), name: "z")]),
+        _ = try session.write(FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x2000, data: [UInt8](repeating: 0, count: 0x3000), name: "z")]),
                                                 facts: try #require(session.facts)))
         try session.erase(address: 0x3000, size: 0x1000)
         #expect(throws: FlasherError.self) { try session.erase(address: 0x3001, size: 0x1000) }

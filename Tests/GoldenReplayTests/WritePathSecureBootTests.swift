@@ -1,3 +1,4 @@
+import Diagnostics
 import EFuse
 import ESPCore
 import Flasher
@@ -22,8 +23,8 @@ struct WritePathSecureBootTests {
         ChipFacts(spec: .esp32, flashSize: 4 << 20, efuses: try efuses().readable(layout: .esp32))
     }
 
-    static func plan(_ image: [UInt8]) throws -> FlashPlan {
-        SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x1000, data: image, name: "bootloader")]), facts: try facts())
+    static func plan(_ image: [UInt8]) throws -> SafetyReport {
+        FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x1000, data: image, name: "bootloader")]), facts: try facts())
     }
 
     @Test("ROM-rejected images are refused with the reason the ROM gave; the accepted one passes")
