@@ -84,6 +84,11 @@ public enum Preflight {
         HeaderFlashParameters(modeCode: mode, sizeFreqByte: b3, chip: chip).description
     }
 
+    /// `DIO 40m 2MB (byte 2 = 0x02, byte 3 = 0x10)`: the values and the header bytes that hold them.
+    static func headerText(_ chip: ChipSpec, _ mode: UInt8, _ b3: UInt8) -> String {
+        paramText(chip, mode, b3) + " (byte 2 = " + NumberParsing.hex(mode, width: 2) + ", byte 3 = " + NumberParsing.hex(b3, width: 2) + ")"
+    }
+
     // MARK: PF001
 
     static let signedHeaderRewrite = PreflightRule(
@@ -99,8 +104,8 @@ public enum Preflight {
                 file: bl.entry.name, address: bl.entry.address)]
         }
         guard let new = ctx.rewrittenHeader(for: bl) else { return [] }
-        let before = paramText(chip, img.flashModeCode, img.flashSizeFreq)
-        let after = paramText(chip, new.mode, new.sizeFreq)
+        let before = headerText(chip, img.flashModeCode, img.flashSizeFreq)
+        let after = headerText(chip, new.mode, new.sizeFreq)
         let evidence = ["write options: \(ctx.plan.options.rewriteText)",
                         "header now: \(before)", "header after the write: \(after)"]
         if bl.isSigned || ctx.secureBootExpected {

@@ -19,8 +19,8 @@ public enum WriteRules {
         summary: "flash options would rewrite the header of an unsigned bootloader with an appended SHA-256 (--force recomputes it)") { ctx in
         guard let bl = ctx.bootloader, let img = bl.image, img.hashAppended, !bl.isSigned, !ctx.secureBootExpected,
               let chip = img.chip, let new = ctx.rewrittenHeader(for: bl) else { return [] }
-        let built = Preflight.paramText(chip, img.flashModeCode, img.flashSizeFreq)
-        let wanted = Preflight.paramText(chip, new.mode, new.sizeFreq)
+        let built = Preflight.headerText(chip, img.flashModeCode, img.flashSizeFreq)
+        let wanted = Preflight.headerText(chip, new.mode, new.sizeFreq)
         return [Finding(code: "FP002", severity: .error, rule: "flash-params-hashed",
             message: "refusing to change the flash parameters of \(bl.entry.name) at \(hex(bl.entry.address)), which carries an appended SHA-256",
             evidence: ["write options: \(ctx.plan.options.rewriteText)", "header now: \(built)", "header after the write: \(wanted)"],

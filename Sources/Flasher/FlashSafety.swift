@@ -59,7 +59,13 @@ extension ChipFacts {
 /// `check(...).refused` is false; ``FlashSession/write(_:)`` writes the report's entries.
 public enum FlashSafety {
     public static func check(_ request: FlashRequest, facts: ChipFacts) -> SafetyReport {
-        SafetyRules.check(plan: request.plan, target: facts.target, force: request.force)
+        var report = SafetyRules.check(plan: request.plan, target: facts.target, force: request.force)
+        // Written in the order given (the rules see them sorted by address).
+        let written = Dictionary(report.entries.map { ($0.address, $0.bytes) }, uniquingKeysWith: { first, _ in first })
+        report.entries = request.regions.map {
+            PlanEntry(address: $0.address, name: $0.name, bytes: written[$0.address] ?? $0.data, encrypted: request.encrypt)
+        }
+        return report
     }
 
     /// Regions to write, as a named list (provisioning's links), refused with the rules' codes.

@@ -46,12 +46,17 @@ struct PreflightRuleTests {
         var unknown = try s.target()
         unknown.flashSize = nil
         #expect(run(s.plan(options: FlashOptions(size: "detect")), unknown).findings.contains { $0.code == "PF001" && $0.message.contains("detect") })
-        // Unsigned bootloader without Secure Boot: only informational.
+        // Unsigned bootloader without Secure Boot, with an appended SHA-256: FP002 (the one engine
+        // models espforge's write, which recomputes the digest only with --force).
         var sdk = s.sdkconfig
         sdk.values["CONFIG_SECURE_BOOT_V2_ENABLED"] = "n"
         let info = run(FlashPlan(entries: [PlanEntry(address: 0x1000, name: "bl.bin", bytes: s.bootloaderUnsigned)],
                                  options: FlashOptions(size: "4MB"), sdkconfig: sdk), try s.target())
-        #expect(info.findings.first { $0.code == "PF001" }?.severity == .info)
+        #expect(!codes(info).contains("PF001"))
+        let fp002 = try #require(info.findings.first { $0.code == "FP002" })
+        #expect(fp002.severity == .error && fp002.overridable)
+        #expect(!SafetyRules.check(plan: FlashPlan(entries: [PlanEntry(address: 0x1000, name: "bl.bin", bytes: s.bootloaderUnsigned)],
+                                                   options: FlashOptions(size: "4MB"), sdkconfig: sdk), target: try s.target(), force: true).refused)
     }
 
     @Test func pf002HeaderFlashSizeLargerThanChip() throws {
