@@ -69,8 +69,8 @@ public enum FlashSafety {
     }
 
     /// Regions to write, as a named list (provisioning's links), refused with the rules' codes.
-    public static func check(regions: [(name: String, offset: Int, bytes: [UInt8])], facts: ChipFacts) -> SafetyReport {
-        check(FlashRequest(regions: regions.map { FlashRegion(address: $0.offset, data: $0.bytes, name: $0.name) }), facts: facts)
+    public static func check(regions: [(name: String, offset: Int, bytes: [UInt8])], facts: ChipFacts, force: Bool = false) -> SafetyReport {
+        check(FlashRequest(regions: regions.map { FlashRegion(address: $0.offset, data: $0.bytes, name: $0.name) }, force: force), facts: facts)
     }
 }
 

@@ -101,11 +101,13 @@ public final class InProcessLink: DeviceLink {
         try target.save(device)
     }
 
-    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws {
+    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws { try write(regions, force: false) }
+
+    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])], force: Bool) throws {
         // The same safety rules as a write through a loader (LoaderLink), `flash` and `preflight`:
         // one engine (SafetyRules), the same codes on every link.
         let facts = ChipFacts(spec: .esp32, flashSize: device.flash.size, efuses: device.efuses.readable(layout: .esp32))
-        let plan = FlashSafety.check(regions: regions, facts: facts)
+        let plan = FlashSafety.check(regions: regions, facts: facts, force: force)
         if plan.refused { throw ProvisioningError(.write, "the flasher refused the write: \(plan.refusalText)") }
         for r in regions {
             guard r.offset >= 0, r.offset + r.bytes.count <= device.flash.size else {

@@ -105,14 +105,7 @@ struct FlashRead: ParsableCommand {
         let port = try connection.singlePort()
         guard let a = NumberParsing.integer(address), a >= 0 else { throw UsageError("'\(address)' is not an address") }
         guard let n = NumberParsing.size(size), n > 0 else { throw UsageError("'\(size)' is not a size") }
-        let session = FlashSession(port: port, options: try connection.sessionOptions())
-        defer { session.finish() }
-        try session.connect()
-        guard let facts = session.facts, a + n <= facts.flashSize else {
-            throw UsageError("\(NumberParsing.hex(a))+\(NumberParsing.hex(n)) ends past the flash",
-                             hint: "the chip has \((session.facts?.flashSize ?? 0) >> 20)MB")
-        }
-        let data = try session.read(address: a, size: n)
+        let data = try FlashOperations.read(port: port, options: try connection.sessionOptions(), address: a, size: n)
         try FileIO.write(data, to: output)
         if connection.json {
             printEventLine(FlashEvent(device: port, event: "read", address: a, size: n, detail: output))
@@ -139,18 +132,16 @@ struct FlashErase: ParsableCommand {
     func run() throws {
         let port = try connection.singlePort()
         guard range.isEmpty || range.count == 2 else { throw UsageError("give ADDR SIZE or nothing") }
-        let session = FlashSession(port: port, options: try connection.sessionOptions())
-        defer { session.finish() }
-        try session.connect()
-        if range.isEmpty {
-            try session.eraseAll()
-            if !connection.json { print("erased the whole flash") }
-        } else {
+        var parsed: (address: Int, size: Int)?
+        if !range.isEmpty {
             guard let a = NumberParsing.integer(range[0]), let n = NumberParsing.size(range[1]) else {
                 throw UsageError("'\(range[0]) \(range[1])' is not ADDR SIZE", hint: "e.g. 0x9000 0x6000")
             }
-            try session.erase(address: a, size: n)
-            if !connection.json { print("erased \(NumberParsing.hex(n)) bytes at \(NumberParsing.hex(a))") }
+            parsed = (a, n)
+        }
+        try FlashOperations.erase(port: port, options: try connection.sessionOptions(), range: parsed)
+        if !connection.json {
+            print(parsed.map { "erased \(NumberParsing.hex($0.size)) bytes at \(NumberParsing.hex($0.address))" } ?? "erased the whole flash")
         }
         if connection.json { printEventLine(FlashEvent(device: port, event: "erased")) }
     }
@@ -172,10 +163,7 @@ struct FlashVerify: ParsableCommand {
     func run() throws {
         let port = try connection.singlePort()
         let regions = try readRegions(pairs)
-        let session = FlashSession(port: port, options: try connection.sessionOptions())
-        defer { session.finish() }
-        try session.connect()
-        let results = try session.verify(regions)
+        let results = try FlashOperations.verify(port: port, options: try connection.sessionOptions(), regions: regions)
         for r in results {
             if connection.json { printEventLine(r) } else {
                 print("\(NumberParsing.hex(r.address)) \(r.name): \(r.outcome == .verified ? "OK" : "DIFFERS") (md5 \(r.md5))")
