@@ -62,6 +62,26 @@ private let fixtures = TestEnvironment.fixturesOrCI
         #expect(FlashSafety.check(FlashRequest(regions: regions, flashSize: "3MB"), facts: try facts()).blockingCodes == ["FP003"])
     }
 
+    /// An unsigned bootloader without an appended SHA-256: the header is adapted (PF001 info,
+    /// formerly FP000) and the report's entries carry the rewritten bytes; the other entries are
+    /// written as given, in the order given.
+    @Test(.enabled(if: fixtures, "needs ../shared/fixtures"))
+    func unhashedBootloaderHeaderIsAdapted() throws {
+        let hashed = try TestEnvironment.fixtureBytes("secure/bootloader_unsigned_v2.bin")
+        var bl = Array(hashed[0..<(try ESPImage(hashed).checksumOffset + 1)])   // without the appended SHA-256 …
+        bl[23] = 0   // … and without its flag
+        #expect(try !ESPImage(bl).hashAppended)
+        let app = FlashRegion(address: 0x10000, data: [UInt8](repeating: 0x5A, count: 0x100), name: "data")
+        let plan = FlashSafety.check(FlashRequest(regions: [app, FlashRegion(address: 0x1000, data: bl, name: "bl.bin")],
+                                                  flashMode: "qio"), facts: try facts())
+        #expect(!plan.refused, "\(plan.blockingCodes)")
+        #expect(plan.findings.contains { $0.code == "PF001" && $0.severity == .info })
+        #expect(plan.regions.map(\.name) == ["data", "bl.bin"])
+        #expect(plan.regions[0].data == app.data)
+        #expect(plan.regions[1].data[2] == 0 && bl[2] != 0, "the mode byte becomes QIO (0)")
+        #expect(Array(plan.regions[1].data[4...]) == Array(bl[4...]), "only header bytes 2..3 change")
+    }
+
     @Test func geometryRules() throws {
         let a = FlashRegion(address: 0x10000, data: [UInt8](repeating: 1, count: 0x2000), name: "a")
         let b = FlashRegion(address: 0x11000, data: [UInt8](repeating: 2, count: 0x100), name: "b")
