@@ -100,7 +100,8 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
-        // Static checks of a flash plan (preflight) and boot-log analysis (doctor): pure rule engines.
+        // The safety rules of a flash plan (flash, preflight, provision: one engine) and boot-log
+        // analysis (doctor): pure rule engines.
         .target(name: "Diagnostics", dependencies: [
             "ESPCore", "ImageFormat", "SecureBoot", "FlashEncryption", "Partitions", "EFuse",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -124,9 +125,10 @@ let package = Package(
         .target(name: "CSerial"),
         // Links to a chip's loader: serial (termios), socket://, virtual:DIR through an injected opener; reset sequences.
         .target(name: "Transport", dependencies: ["ESPCore", "CSerial"]),
-        // Host-side loader client, flash session (retry/resume), safety planner, multi-device runner.
+        // Host-side loader client, flash session (retry/resume), multi-device runner; its writes are
+        // checked by Diagnostics' safety rules (the one engine of flash, preflight and provision).
         .target(name: "Flasher", dependencies: [
-            "ESPCore", "Loader", "Transport", "EFuse", "ImageFormat", "SecureBoot", "CZlib",
+            "ESPCore", "Loader", "Transport", "EFuse", "Diagnostics", "CZlib",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
@@ -213,7 +215,7 @@ let package = Package(
         ]),
         // The golden QEMU recordings of the real ROM/bootloader (../shared/golden/qemu-esp32) replayed.
         .testTarget(name: "GoldenReplayTests", dependencies: [
-            "BootSimulator", "VirtualDevice", "EFuse", "ESPCore", "Flasher", "Provisioning", "TestSupport",
+            "BootSimulator", "VirtualDevice", "EFuse", "ESPCore", "Flasher", "Provisioning", "TestSupport", "Diagnostics",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "KeyCustodyTests", dependencies: [

@@ -17,8 +17,9 @@ public enum Severity: String, Sendable, Codable, Comparable {
     public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
 }
 
-/// One problem a preflight rule found in a flash plan: a stable code (`PF001` …), what is wrong,
-/// the bytes or fields that show it, why it matters and how to fix it.
+/// One problem a safety rule (``SafetyRules``) found in a flash plan: a stable code (`PF001`,
+/// `RG001` …), what is wrong, the bytes or fields that show it, why it matters and how to fix it.
+/// The one finding type of `flash`, `preflight` and `provision`.
 public struct Finding: Sendable, Codable, Equatable {
     /// Stable identifier of the rule (`PF001`); never reused for another meaning.
     public var code: String
@@ -37,9 +38,16 @@ public struct Finding: Sendable, Codable, Equatable {
     public var file: String?
     /// Flash address concerned, if any.
     public var address: Int?
+    /// `--force` may override it (only where overriding cannot destroy the chip).
+    public var overridable: Bool
+    /// It was an error and `--force` overrode it.
+    public var overridden: Bool = false
+
+    /// An error not overridden: the plan must not be written.
+    public var blocks: Bool { severity == .error && !overridden }
 
     public init(code: String, severity: Severity, rule: String, message: String, evidence: [String] = [],
-                explanation: String, fix: String, file: String? = nil, address: Int? = nil) {
+                explanation: String, fix: String, file: String? = nil, address: Int? = nil, overridable: Bool = false) {
         self.code = code
         self.severity = severity
         self.rule = rule
@@ -49,6 +57,7 @@ public struct Finding: Sendable, Codable, Equatable {
         self.fix = fix
         self.file = file
         self.address = address
+        self.overridable = overridable
     }
 }
 

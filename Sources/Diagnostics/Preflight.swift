@@ -4,9 +4,9 @@ import ImageFormat
 import Partitions
 import SecureBoot
 
-/// One preflight rule: a stable code, a name and a check. Rules are data: add one to
-/// ``Preflight/rules`` and give it a new code (never reuse one).
-public struct PreflightRule: Sendable {
+/// One safety rule: a stable code, a name and a check. Rules are data: add one to
+/// ``Preflight/rules`` or ``WriteRules/rules`` and give it a new code (never reuse one).
+public struct SafetyRule: Sendable {
     public let code: String
     public let name: String
     /// One line: what the rule looks for (shown by `--list-rules`).
@@ -21,14 +21,7 @@ public struct PreflightRule: Sendable {
     }
 }
 
-/// The result of a preflight run.
-public struct PreflightReport: Sendable, Codable {
-    public var findings: [Finding]
-    public var errors: Int { findings.filter { $0.severity == .error }.count }
-    public var warnings: Int { findings.filter { $0.severity == .warning }.count }
-    public var passed: Bool { errors == 0 }
-    public var rulesRun: Int
-}
+public typealias PreflightRule = SafetyRule
 
 /// A complete dry run of the first power-on, provided by the boot simulator (wired in by the
 /// command-line tool): apply `plan` to a copy of the device state in `stateDirectory` (never
@@ -76,22 +69,10 @@ public struct FirstBootPrediction: Sendable, Codable {
     }
 }
 
-/// Static checks of a flash plan against a target, before anything is written.
+/// The PF rules: static checks of a flash plan against a target, before anything is written.
+/// They run with the write rules (``WriteRules``) in the one engine, ``SafetyRules``.
 public enum Preflight {
-    public static func run(plan: FlashPlan, target: TargetFacts, rules: [PreflightRule] = Preflight.rules) -> PreflightReport {
-        let context = PreflightContext(plan: plan, target: target)
-        var findings: [Finding] = []
-        for rule in rules { findings += rule.check(context) }
-        // Errors first, then by code, then by address.
-        findings.sort {
-            if $0.severity != $1.severity { return $0.severity > $1.severity }
-            if $0.code != $1.code { return $0.code < $1.code }
-            return ($0.address ?? -1) < ($1.address ?? -1)
-        }
-        return PreflightReport(findings: findings, rulesRun: rules.count)
-    }
-
-    /// Every rule, in code order.
+    /// The PF rules, in code order.
     public static let rules: [PreflightRule] = [
         signedHeaderRewrite, headerFlashSize, signatureInvalid, keyMismatch, efuseKeyDigest,
         bootloaderOverlapsTable, tableOffset, pastFlashEnd, appTooLarge, minRevision,
@@ -101,6 +82,11 @@ public enum Preflight {
 
     static func paramText(_ chip: ChipSpec, _ mode: UInt8, _ b3: UInt8) -> String {
         HeaderFlashParameters(modeCode: mode, sizeFreqByte: b3, chip: chip).description
+    }
+
+    /// `DIO 40m 2MB (byte 2 = 0x02, byte 3 = 0x10)`: the values and the header bytes that hold them.
+    static func headerText(_ chip: ChipSpec, _ mode: UInt8, _ b3: UInt8) -> String {
+        paramText(chip, mode, b3) + " (byte 2 = " + NumberParsing.hex(mode, width: 2) + ", byte 3 = " + NumberParsing.hex(b3, width: 2) + ")"
     }
 
     // MARK: PF001
@@ -118,8 +104,8 @@ public enum Preflight {
                 file: bl.entry.name, address: bl.entry.address)]
         }
         guard let new = ctx.rewrittenHeader(for: bl) else { return [] }
-        let before = paramText(chip, img.flashModeCode, img.flashSizeFreq)
-        let after = paramText(chip, new.mode, new.sizeFreq)
+        let before = headerText(chip, img.flashModeCode, img.flashSizeFreq)
+        let after = headerText(chip, new.mode, new.sizeFreq)
         let evidence = ["write options: \(ctx.plan.options.rewriteText)",
                         "header now: \(before)", "header after the write: \(after)"]
         if bl.isSigned || ctx.secureBootExpected {
@@ -130,10 +116,12 @@ public enum Preflight {
                 fix: "write signed images with --flash-mode keep --flash-freq keep --flash-size keep (idf.py does for signed builds); if boards differ in flash size, build and sign one bootloader per flash size (CONFIG_ESPTOOLPY_FLASHSIZE) instead of retargeting a signed one",
                 file: bl.entry.name, address: bl.entry.address)]
         }
+        // An appended SHA-256 covers the header: FP002 (write rules) decides.
+        guard !img.hashAppended else { return [] }
         return [Finding(code: "PF001", severity: .info, rule: "signed-header-rewrite",
             message: "the bootloader header at \(hex(bl.entry.address)) will be rewritten by the flash options (unsigned image, harmless)",
             evidence: evidence,
-            explanation: "esptool rewrites header bytes 2..3 and recomputes the appended SHA-256 of an unsigned bootloader; nothing signed is affected.",
+            explanation: "the image is neither signed nor hashed, so header bytes 2..3 may be adapted; nothing signed is affected.",
             fix: "nothing to do; sign only after the header is final", file: bl.entry.name, address: bl.entry.address)]
     }
 
@@ -189,7 +177,8 @@ public enum Preflight {
             }
             out.append(Finding(code: "PF003", severity: .error, rule: "signature-invalid",
                 message: "the signature of the \(e.kind.rawValue) at \(hex(e.entry.address)) is not valid",
-                evidence: problems, explanation: explanation, fix: fix, file: e.entry.name, address: e.entry.address))
+                evidence: problems, explanation: explanation, fix: fix, file: e.entry.name, address: e.entry.address,
+                overridable: !ctx.secureBootEnabled))
         }
         return out
     }
@@ -228,7 +217,8 @@ public enum Preflight {
                     message: "BLK2 (Secure Boot digest) is read-protected, so no signature can be checked against it",
                     evidence: ["RD_DIS bit 1 set"],
                     explanation: "a read-protected BLK2 reads as zeros; every signature check fails and the chip cannot boot signed images.",
-                    fix: "this chip cannot run Secure Boot V2; set it aside", file: e.entry.name, address: e.entry.address))
+                    fix: "this chip cannot run Secure Boot V2; set it aside", file: e.entry.name, address: e.entry.address,
+                    overridable: !ctx.secureBootEnabled))
                 break
             }
             if !keys.contains(ef.block2) {
@@ -237,7 +227,7 @@ public enum Preflight {
                     evidence: ["BLK2 = \(ef.block2.hexString)"] + keys.enumerated().map { "block \($0.offset) key digest = \($0.element.hexString)" },
                     explanation: "the ROM (for the bootloader) and the bootloader (for apps) only accept signatures made with the key whose SHA-256 digest is in BLK2: \"Sig block 0 signed with untrusted key\" and \"secure boot verification failed\" from the ECO3 ROM, or error 8194.",
                     fix: "sign with the key matching BLK2 (espforge secure-boot digest --key KEY.pem must print the BLK2 value)",
-                    file: e.entry.name, address: e.entry.address))
+                    file: e.entry.name, address: e.entry.address, overridable: !ctx.secureBootEnabled))
             }
         }
         return out
@@ -398,7 +388,10 @@ public enum Preflight {
             let expectation: EncryptionExpectation
             if e.entry.address == ctx.target.chip.bootloaderOffset { expectation = .ifValidImage }
             else if e.entry.address == ctx.tableOffset { expectation = .ifValidPartitionTable }
-            else { expectation = layout?.area(containing: e.entry.address)?.expectation ?? .never }
+            // Without a partition table in the plan nothing says which areas stay plaintext:
+            // a plaintext image or table is taken as bound for an encrypted area (FE001's rule).
+            else if let layout { expectation = layout.area(containing: e.entry.address)?.expectation ?? .never }
+            else { expectation = .ifValidImage }
             let plaintextStructure = e.isImage || e.kind == .partitionTable
             if ef.flashEncryptionEnabled, !encryptedWrite, expectation != .never, plaintextStructure {
                 out.append(Finding(code: "PF012", severity: .error, rule: "encryption-mismatch",
@@ -416,8 +409,8 @@ public enum Preflight {
                     message: "\(e.entry.name) is written with --encrypt to \(hex(e.entry.address)), but flash encryption is off on the chip",
                     evidence: ["FLASH_CRYPT_CNT = \(hex(ef.flashCryptCount)) (even: encryption disabled)"],
                     explanation: "the chip stores ciphertext but reads flash as plaintext, so the bootloader sees garbage (\"invalid header\").",
-                    fix: "write plaintext and let the first boot encrypt it, or enable flash encryption first",
-                    file: e.entry.name, address: e.entry.address))
+                    fix: "write plaintext and let the first boot encrypt it, or enable flash encryption first (or --force)",
+                    file: e.entry.name, address: e.entry.address, overridable: true))
             }
         }
         return out
@@ -523,7 +516,8 @@ public enum Preflight {
                     message: "bootloader image written at \(hex(e.entry.address)); the \(ctx.target.chip.displayName) ROM loads it from \(hex(blOffset))",
                     evidence: ["\(e.entry.name): bootloader image (no app descriptor, RAM-only segments)"],
                     explanation: "the ROM finds nothing at \(hex(blOffset)) (\"invalid header: 0xffffffff\") or an old bootloader.",
-                    fix: "write the bootloader at \(hex(blOffset))", file: e.entry.name, address: e.entry.address))
+                    fix: "write the bootloader at \(hex(blOffset)) (or pass --force if this really is data)",
+                    file: e.entry.name, address: e.entry.address, overridable: true))
             }
             if e.entry.address == blOffset, e.kind == .appImage {
                 out.append(Finding(code: "PF016", severity: .error, rule: "wrong-offset",
@@ -551,17 +545,19 @@ public enum Preflight {
 
     static let unsignedUnderSecureBoot = PreflightRule(
         code: "PF017", name: "unsigned-under-secure-boot",
-        summary: "unsigned bootloader or app where Secure Boot V2 is configured or enabled") { ctx in
-        guard ctx.secureBootExpected else { return [] }
+        summary: "unsigned bootloader or app where Secure Boot V2 is configured, enabled or its digest burned") { ctx in
+        let digestBurned = ctx.efuses?.block2Used ?? false
+        guard ctx.secureBootExpected || digestBurned else { return [] }
         var out: [Finding] = []
         for e in ctx.entries where (e.kind == .bootloaderImage || e.kind == .appImage) && !e.isSigned {
-            let why = (ctx.efuses?.absDone1 ?? false) ? "ABS_DONE_1 is burned" : "CONFIG_SECURE_BOOT_V2_ENABLED=y"
+            let why = ctx.secureBootEnabled ? "ABS_DONE_1 is burned"
+                : (ctx.sdk?.secureBootV2 ?? false) ? "CONFIG_SECURE_BOOT_V2_ENABLED=y" : "a key digest is burned in BLK2"
             out.append(Finding(code: "PF017", severity: .error, rule: "unsigned-under-secure-boot",
                 message: "the \(e.kind.rawValue) at \(hex(e.entry.address)) has no Secure Boot V2 signature, but \(why)",
                 evidence: ["no signature sector at \(hex(e.image?.signatureSectorOffset ?? 0)) in \(e.entry.name)"],
                 explanation: "unsigned images are rejected (\"No signature block magic byte found at signature sector\" and \"secure boot verification failed\" from the ECO3 ROM for the bootloader, error 8194 for apps).",
                 fix: "sign it: espforge secure-boot sign --key KEY.pem \(e.entry.name) -o signed.bin",
-                file: e.entry.name, address: e.entry.address))
+                file: e.entry.name, address: e.entry.address, overridable: !ctx.secureBootEnabled))
         }
         return out
     }
@@ -579,8 +575,8 @@ public enum Preflight {
                 message: "\(e.entry.name) is built for \(built), the target is \(ctx.target.chip.displayName)",
                 evidence: ["extended header chip_id = \(img.chipID)"],
                 explanation: "the bootloader refuses images for another chip (\"mismatch chip ID\").",
-                fix: "build for \(ctx.target.chip.name) (idf.py set-target \(ctx.target.chip.name))",
-                file: e.entry.name, address: e.entry.address))
+                fix: "build for \(ctx.target.chip.name) (idf.py set-target \(ctx.target.chip.name)) (or --force)",
+                file: e.entry.name, address: e.entry.address, overridable: true))
         }
         return out
     }

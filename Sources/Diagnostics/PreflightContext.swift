@@ -83,6 +83,9 @@ public struct PreflightContext: Sendable {
     public var sdk: SDKConfig? { plan.sdkconfig }
     public var efuses: SecurityFuseFacts? { target.efuses }
 
+    /// ABS_DONE_1 is burned: the ROM verifies the bootloader; no Secure Boot finding may be overridden.
+    public var secureBootEnabled: Bool { efuses?.absDone1 ?? false }
+
     /// Secure Boot V2 is (or will be) in force: configured, burned, or the images are signed.
     public var secureBootExpected: Bool {
         (sdk?.secureBootV2 ?? false) || (efuses?.absDone1 ?? false)

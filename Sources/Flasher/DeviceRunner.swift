@@ -71,10 +71,11 @@ public enum DeviceRunner {
         do {
             try session.connect()
             guard let facts = session.facts else { throw FlasherError.gaveUp(port: port, why: "no chip facts") }
-            let plan = SafetyPlanner.plan(request, facts: facts)
+            let plan = FlashSafety.check(request, facts: facts)
             for f in plan.findings {
+                let evidence = f.evidence.isEmpty ? "" : " (\(f.evidence.joined(separator: "; ")))"
                 emit(FlashEvent(device: port, event: "finding", address: f.address,
-                                detail: "\(f.code) \(f.severity.rawValue)\(f.overridden ? " (overridden by --force)" : ""): \(f.message) — \(f.explanation). Fix: \(f.fix)"))
+                                detail: "\(f.code) \(f.severity.rawValue)\(f.overridden ? " (overridden by --force)" : ""): \(f.message)\(evidence) — \(f.explanation). Fix: \(f.fix)"))
             }
             if plan.refused {
                 outcome.refused = plan.blockingCodes

@@ -1,4 +1,5 @@
 import Crypto
+import Diagnostics
 import EFuse
 import ESPCore
 import Foundation
@@ -367,7 +368,7 @@ public final class FlashSession {
     // MARK: Write
 
     /// Writes a checked plan. Refuses a plan with blocking findings without sending anything.
-    public func write(_ plan: FlashPlan) throws -> [RegionResult] {
+    public func write(_ plan: SafetyReport) throws -> [RegionResult] {
         guard !plan.refused else { throw FlasherError.refused(codes: plan.blockingCodes) }
         var results: [RegionResult] = []
         for region in plan.regions {

@@ -17,7 +17,8 @@ enum BootDiagnosis {
     }
 }
 
-/// Preflight (the PF rules) on this device's plan, with this device's facts.
+/// The safety rules (the one engine of flash, preflight and provision) on this device's whole
+/// plan, with this device's facts and the build's configuration.
 enum DevicePreflight {
     struct Entry { var name: String; var offset: Int; var bytes: [UInt8] }
 
@@ -30,7 +31,7 @@ enum DevicePreflight {
                                  efuses: facts, source: "device")
         let plan = FlashPlan(entries: entries.map { PlanEntry(address: $0.offset, name: $0.name, bytes: $0.bytes) },
                              partitionTableOffset: partitionTableOffset, sdkconfig: SDKConfig(values: sdkconfigValues))
-        return Preflight.run(plan: plan, target: target).findings
+        return SafetyRules.check(plan: plan, target: target).findings
             .filter { $0.severity == .error }
             .map { "\($0.code): \($0.message)" }
     }

@@ -58,7 +58,10 @@ public protocol DeviceLink: AnyObject {
     func identify() throws -> LinkFacts
     func readEFuses() throws -> EFuseArray
     func burn(_ requests: [EFuseBurnRequest]) throws
-    /// Writes (name, flash offset, bytes) regions exactly as given (ciphertext already encrypted).
+    /// Writes (name, flash offset, bytes) regions exactly as given (ciphertext already encrypted),
+    /// after the safety rules (``FlashSafety``, the engine `flash` and `preflight` use) accepted
+    /// them. `force` overrides the overridable findings (drills only).
+    func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])], force: Bool) throws
     func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws
     /// Resets the chip into its firmware and watches the first boot; afterwards the link talks
     /// to the loader again.
@@ -66,6 +69,10 @@ public protocol DeviceLink: AnyObject {
     /// Device-side virtual time spent so far (virtual devices; 0 when unknown).
     var virtualMilliseconds: Int { get }
     func close()
+}
+
+extension DeviceLink {
+    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])], force: Bool) throws { try write(regions) }
 }
 
 /// Where a device is: opens its link.

@@ -73,17 +73,15 @@ public final class LoaderLink: DeviceLink {
         }
     }
 
-    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws {
+    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws { try write(regions, force: false) }
+
+    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])], force: Bool) throws {
         let s = try live()
         guard let facts = s.facts else { throw ProvisioningError(.write, "no connection to \(port)") }
-        // The flasher's safety rules see the regions exactly as they will be written (headers are
-        // never rewritten: no --flash-mode/--flash-freq/--flash-size).
-        let request = FlashRequest(regions: regions.map { FlashRegion(address: $0.offset, data: $0.bytes, name: $0.name) })
-        let plan = SafetyPlanner.plan(request, facts: facts)
-        if plan.refused {
-            let why = plan.findings.filter(\.blocks).map { "\($0.code): \($0.message)" }.joined(separator: "; ")
-            throw ProvisioningError(.write, "the flasher refused the write: \(why)")
-        }
+        // The safety rules (the same engine as `flash` and `preflight`) see the regions exactly as
+        // they will be written (headers are never rewritten: no --flash-mode/--flash-freq/--flash-size).
+        let plan = FlashSafety.check(regions: regions, facts: facts, force: force)
+        if plan.refused { throw ProvisioningError(.write, "the flasher refused the write: \(plan.refusalText)") }
         _ = try s.write(plan)
     }
 

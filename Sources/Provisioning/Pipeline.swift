@@ -22,7 +22,8 @@ public struct Provisioner: Sendable {
     public var onEvent: (@Sendable (ProvisionEvent) -> Void)?
     /// Seed for the simulated first boot's RNG (nil: the host's).
     public var rngSeed: UInt64?
-    /// Run the PF rules at preflight (off only to exercise later failure paths in drills).
+    /// Run the safety rules at preflight, and refuse overridable findings at the write (off only
+    /// to exercise later failure paths in drills: the write is then forced, as `flash --force`).
     public var preflightRules = true
     /// Asked before each step that is not yet done: true stops the device there (a station
     /// stopping: every finished step is recorded, so the device resumes from it later).
@@ -384,7 +385,7 @@ public struct Provisioner: Sendable {
             }
             regions.append((name, offset, data))
         }
-        try run.link.write(regions)
+        try run.link.write(regions, force: !preflightRules)
         if job.mode == .host {
             // Arm: encryption on (odd count) and the key unreadable and unwritable from now on.
             try burn(run, [.field(name: "FLASH_CRYPT_CNT", value: job.release ? "127" : "1"),

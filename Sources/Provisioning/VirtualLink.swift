@@ -101,16 +101,14 @@ public final class InProcessLink: DeviceLink {
         try target.save(device)
     }
 
-    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws {
-        // The same safety rules as a write through a loader (LoaderLink): among them the Secure
-        // Boot V2 signature check (SB001/SB002/SB004/SB005) when the chip has a digest or ABS_DONE_1.
+    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws { try write(regions, force: false) }
+
+    public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])], force: Bool) throws {
+        // The same safety rules as a write through a loader (LoaderLink), `flash` and `preflight`:
+        // one engine (SafetyRules), the same codes on every link.
         let facts = ChipFacts(spec: .esp32, flashSize: device.flash.size, efuses: device.efuses.readable(layout: .esp32))
-        let plan = SafetyPlanner.plan(FlashRequest(regions: regions.map { FlashRegion(address: $0.offset, data: $0.bytes, name: $0.name) }),
-                                      facts: facts)
-        if plan.refused {
-            let why = plan.findings.filter(\.blocks).map { "\($0.code): \($0.message)" }.joined(separator: "; ")
-            throw ProvisioningError(.write, "the flasher refused the write: \(why)")
-        }
+        let plan = FlashSafety.check(regions: regions, facts: facts, force: force)
+        if plan.refused { throw ProvisioningError(.write, "the flasher refused the write: \(plan.refusalText)") }
         for r in regions {
             guard r.offset >= 0, r.offset + r.bytes.count <= device.flash.size else {
                 throw ProvisioningError(.write, "\(r.name) at 0x\(String(r.offset, radix: 16)) does not fit the flash")

@@ -9,14 +9,14 @@ import TestSupport
 /// Every preflight rule, with a failing and a passing scenario built from real, signed images.
 @Suite(.enabled(if: TestEnvironment.fixturesOrCI, "Espressif fixtures (../shared/fixtures) are missing"))
 struct PreflightRuleTests {
-    func run(_ plan: FlashPlan, _ target: TargetFacts) -> PreflightReport { Preflight.run(plan: plan, target: target) }
+    func run(_ plan: FlashPlan, _ target: TargetFacts) -> PreflightReport { SafetyRules.check(plan: plan, target: target) }
 
     @Test func baselinePassesEveryRule() throws {
         let s = try Scenario.get()
         let report = run(s.plan(), try s.target())
         #expect(report.findings.isEmpty, "unexpected: \(report.findings.map { "\($0.code) \($0.message)" })")
         #expect(report.passed)
-        #expect(report.rulesRun == Preflight.rules.count)
+        #expect(report.rulesRun == SafetyRules.rules.count)
     }
 
     @Test func ruleCodesAreUniqueAndStable() {
@@ -46,12 +46,17 @@ struct PreflightRuleTests {
         var unknown = try s.target()
         unknown.flashSize = nil
         #expect(run(s.plan(options: FlashOptions(size: "detect")), unknown).findings.contains { $0.code == "PF001" && $0.message.contains("detect") })
-        // Unsigned bootloader without Secure Boot: only informational.
+        // Unsigned bootloader without Secure Boot, with an appended SHA-256: FP002 (the one engine
+        // models espforge's write, which recomputes the digest only with --force).
         var sdk = s.sdkconfig
         sdk.values["CONFIG_SECURE_BOOT_V2_ENABLED"] = "n"
         let info = run(FlashPlan(entries: [PlanEntry(address: 0x1000, name: "bl.bin", bytes: s.bootloaderUnsigned)],
                                  options: FlashOptions(size: "4MB"), sdkconfig: sdk), try s.target())
-        #expect(info.findings.first { $0.code == "PF001" }?.severity == .info)
+        #expect(!codes(info).contains("PF001"))
+        let fp002 = try #require(info.findings.first { $0.code == "FP002" })
+        #expect(fp002.severity == .error && fp002.overridable)
+        #expect(!SafetyRules.check(plan: FlashPlan(entries: [PlanEntry(address: 0x1000, name: "bl.bin", bytes: s.bootloaderUnsigned)],
+                                                   options: FlashOptions(size: "4MB"), sdkconfig: sdk), target: try s.target(), force: true).refused)
     }
 
     @Test func pf002HeaderFlashSizeLargerThanChip() throws {
@@ -326,9 +331,9 @@ struct PreflightRobustnessTests {
             ef.codingScheme = UInt8.random(in: 0...3, using: &rng)
             let options = FlashOptions(mode: Bool.random(using: &rng) ? "qio" : nil, size: Bool.random(using: &rng) ? "2MB" : nil,
                                        encryptAll: Bool.random(using: &rng))
-            let report = Preflight.run(plan: FlashPlan(entries: entries, options: options, partitionTableOffset: 0x10000, sdkconfig: s.sdkconfig),
+            let report = SafetyRules.check(plan: FlashPlan(entries: entries, options: options, partitionTableOffset: 0x10000, sdkconfig: s.sdkconfig),
                                        target: try s.target(revision: Int.random(in: 0...301, using: &rng), efuses: ef))
-            #expect(report.rulesRun == Preflight.rules.count, "seed \(seed) case \(n)")
+            #expect(report.rulesRun == SafetyRules.rules.count, "seed \(seed) case \(n)")
             _ = HeaderForensics.analyzeSigned(entries[0].bytes)
             _ = HeaderForensics.originalHeaderForSimpleHash(entries[0].bytes)
         }

@@ -61,7 +61,7 @@ private final class PortBox: @unchecked Sendable { var port: SwappingPort? }
         let session = FlashSession(port: "virtual:" + first.path, options: o)
         try session.connect()
         let region = FlashRegion(address: 0x10000, data: [UInt8](repeating: 0x5A, count: 0x4000), name: "app.bin")
-        let plan = SafetyPlanner.plan(FlashRequest(regions: [region]), facts: try #require(session.facts))
+        let plan = FlashSafety.check(FlashRequest(regions: [region]), facts: try #require(session.facts))
         try #require(box.port).armed = true
         var caught: FlasherError?
         do { _ = try session.write(plan) } catch let e as FlasherError { caught = e }

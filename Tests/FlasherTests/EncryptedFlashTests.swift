@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// `espforge flash write --encrypt` on a virtual chip: the key burned with `espforge efuse burn-key`
-/// encrypts the data in the chip's engine, giving exactly espsecure's ciphertext; refused (FE003)
+/// encrypts the data in the chip's engine, giving exactly espsecure's ciphertext; refused (PF012)
 /// while flash encryption is off unless forced.
 @Suite(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)))
 struct EncryptedFlashTests {
@@ -29,7 +29,7 @@ struct EncryptedFlashTests {
         try ok(["efuse", "burn", "--port", port, "FLASH_CRYPT_CONFIG=0xF", "--yes"])
 
         let refused = try Espforge.run(["flash", "write", "--port", port, "--encrypt", "0x20000", data])
-        #expect(refused.status == 1 && refused.err.contains("FE003"), "seed \(seed): \(refused.err)")
+        #expect(refused.status == 1 && refused.err.contains("PF012"), "seed \(seed): \(refused.err)")
 
         try ok(["efuse", "burn", "--port", port, "FLASH_CRYPT_CNT=1", "--yes"])
         try ok(["flash", "write", "--port", port, "--encrypt", "0x20000", data])

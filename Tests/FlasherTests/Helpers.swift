@@ -26,6 +26,11 @@ func setBlock2(_ a: inout EFuseArray, _ digest: [UInt8]) {
     _ = a.program(block: 2, words: words, layout: .esp32)
 }
 
+/// A (non-zero) flash encryption key in BLOCK1, as a chip with flash encryption on has.
+func setFlashKey(_ a: inout EFuseArray) {
+    _ = a.program(block: 1, words: (1...8).map { UInt32($0) * 0x0101_0101 }, layout: .esp32)
+}
+
 func flashContents(_ dir: URL) throws -> [UInt8] {
     try DeviceStore(directory: dir.path).load().flash.bytes
 }

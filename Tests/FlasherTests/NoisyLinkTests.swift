@@ -113,7 +113,7 @@ import VirtualDevice
         let port = MarginalPort(inner: inner, seed: 7) { baud in baud > 460_800 ? 2e-3 : 2e-5 }
         let session = FlashSession(openPort: port, options: options(stub: try esptoolStub(), baud: 921_600))
         try session.connect()
-        let plan = SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x10000, data: data, name: "app")]),
+        let plan = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x10000, data: data, name: "app")]),
                                       facts: try #require(session.facts))
         let results = try session.write(plan)
         session.finishWithoutReset()

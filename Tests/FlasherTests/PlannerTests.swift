@@ -22,22 +22,23 @@ private let fixtures = TestEnvironment.fixturesOrCI
         let signed = try TestEnvironment.fixtureBytes("secure/bootloader_signed_v2_rsa.bin")
         let request = FlashRequest(regions: [FlashRegion(address: 0x1000, data: signed, name: "bootloader.bin")],
                                    flashSize: "4MB")
-        let plan = SafetyPlanner.plan(request, facts: try facts())
+        let plan = FlashSafety.check(request, facts: try facts())
         #expect(plan.refused)
-        let f = try #require(plan.findings.first { $0.code == "FP001" })
+        // PF001 (was FP001 before the one engine: docs/errors.md).
+        let f = try #require(plan.findings.first { $0.code == "PF001" })
         #expect(!f.overridable)
         // Names the bytes, the built value and the requested value.
-        #expect(f.message.contains("header bytes 2-3"))
-        #expect(f.message.contains("byte 3 = 0x10 (2MB, 40m)"), "\(f.message)")
-        #expect(f.message.contains("byte 3 = 0x20 (4MB, 40m)"), "\(f.message)")
+        #expect(f.message.contains("header bytes 2..3"))
+        #expect(f.evidence.contains { $0.contains("header now") && $0.contains("2MB") && $0.contains("byte 3 = 0x10") }, "\(f.evidence)")
+        #expect(f.evidence.contains { $0.contains("after the write") && $0.contains("4MB") && $0.contains("byte 3 = 0x20") }, "\(f.evidence)")
         #expect(f.explanation.contains("signature"))
         #expect(f.fix.contains("keep"))
         // --force does not override it, and the data is untouched.
-        let forced = SafetyPlanner.plan(FlashRequest(regions: request.regions, flashSize: "4MB", force: true), facts: try facts())
+        let forced = FlashSafety.check(FlashRequest(regions: request.regions, flashSize: "4MB", force: true), facts: try facts())
         #expect(forced.refused)
         #expect(forced.regions[0].data == signed)
         // The default (keep) writes it as signed.
-        let keep = SafetyPlanner.plan(FlashRequest(regions: request.regions), facts: try facts())
+        let keep = FlashSafety.check(FlashRequest(regions: request.regions), facts: try facts())
         #expect(!keep.refused)
         #expect(keep.regions[0].data == signed)
     }
@@ -48,17 +49,37 @@ private let fixtures = TestEnvironment.fixturesOrCI
         let image = try ESPImage(unsigned)
         #expect(image.hashAppended)
         let regions = [FlashRegion(address: 0x1000, data: unsigned, name: "bl.bin")]
-        let plan = SafetyPlanner.plan(FlashRequest(regions: regions, flashMode: "qio"), facts: try facts())
+        let plan = FlashSafety.check(FlashRequest(regions: regions, flashMode: "qio"), facts: try facts())
         #expect(plan.blockingCodes == ["FP002"])
-        let forced = SafetyPlanner.plan(FlashRequest(regions: regions, flashMode: "qio", force: true), facts: try facts())
+        let forced = FlashSafety.check(FlashRequest(regions: regions, flashMode: "qio", force: true), facts: try facts())
         #expect(!forced.refused)
         let out = try ESPImage(forced.regions[0].data)
         #expect(out.flashModeCode == 0)
         #expect(out.digestValid == true)
         // Same value as built: nothing to change, no finding.
-        let same = SafetyPlanner.plan(FlashRequest(regions: regions, flashMode: "dio"), facts: try facts())
-        #expect(same.findings.isEmpty)
-        #expect(SafetyPlanner.plan(FlashRequest(regions: regions, flashSize: "3MB"), facts: try facts()).blockingCodes == ["FP003"])
+        let same = FlashSafety.check(FlashRequest(regions: regions, flashMode: "dio"), facts: try facts())
+        #expect(same.findings.allSatisfy { $0.code == "PF006" && $0.severity == .warning }, "\(same.findings.map(\.code))")
+        #expect(FlashSafety.check(FlashRequest(regions: regions, flashSize: "3MB"), facts: try facts()).blockingCodes == ["FP003"])
+    }
+
+    /// An unsigned bootloader without an appended SHA-256: the header is adapted (PF001 info,
+    /// formerly FP000) and the report's entries carry the rewritten bytes; the other entries are
+    /// written as given, in the order given.
+    @Test(.enabled(if: fixtures, "needs ../shared/fixtures"))
+    func unhashedBootloaderHeaderIsAdapted() throws {
+        let hashed = try TestEnvironment.fixtureBytes("secure/bootloader_unsigned_v2.bin")
+        var bl = Array(hashed[0..<(try ESPImage(hashed).checksumOffset + 1)])   // without the appended SHA-256 …
+        bl[23] = 0   // … and without its flag
+        #expect(try !ESPImage(bl).hashAppended)
+        let app = FlashRegion(address: 0x10000, data: [UInt8](repeating: 0x5A, count: 0x100), name: "data")
+        let plan = FlashSafety.check(FlashRequest(regions: [app, FlashRegion(address: 0x1000, data: bl, name: "bl.bin")],
+                                                  flashMode: "qio"), facts: try facts())
+        #expect(!plan.refused, "\(plan.blockingCodes)")
+        #expect(plan.findings.contains { $0.code == "PF001" && $0.severity == .info })
+        #expect(plan.regions.map(\.name) == ["data", "bl.bin"])
+        #expect(plan.regions[0].data == app.data)
+        #expect(plan.regions[1].data[2] == 0 && bl[2] != 0, "the mode byte becomes QIO (0)")
+        #expect(Array(plan.regions[1].data[4...]) == Array(bl[4...]), "only header bytes 2..3 change")
     }
 
     @Test func geometryRules() throws {
@@ -67,8 +88,8 @@ private let fixtures = TestEnvironment.fixturesOrCI
         let c = FlashRegion(address: 0x3FF000, data: [UInt8](repeating: 3, count: 0x2000), name: "c")
         let d = FlashRegion(address: 0x20010, data: [1, 2, 3, 4], name: "d")
         let e = FlashRegion(address: 0x30000, data: [], name: "e")
-        let plan = SafetyPlanner.plan(FlashRequest(regions: [c, b, a, d, e], force: true), facts: try facts())
-        #expect(Set(plan.blockingCodes) == ["RG001", "RG002", "RG003", "RG004"])
+        let plan = FlashSafety.check(FlashRequest(regions: [c, b, a, d, e], force: true), facts: try facts())
+        #expect(Set(plan.blockingCodes) == ["RG001", "PF008", "RG003", "RG004"])  // PF008 was RG002
         #expect(plan.findings.first { $0.code == "RG001" }?.message.contains("overlaps b") == true)
         #expect(plan.findings.allSatisfy { !$0.fix.isEmpty })
     }
@@ -77,23 +98,27 @@ private let fixtures = TestEnvironment.fixturesOrCI
     func plaintextOnAnEncryptedChip() throws {
         let bl = try TestEnvironment.fixtureBytes("secure/bootloader.bin")
         let enc = try TestEnvironment.fixtureBytes("secure/bootloader-encrypted.bin")
-        let on = try facts { set(&$0, "FLASH_CRYPT_CNT", 1) }
-        let plain = SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x1000, data: bl, name: "bl")], force: true), facts: on)
-        #expect(plain.blockingCodes == ["FE001"])
-        #expect(plain.findings[0].message.contains("FLASH_CRYPT_CNT = 0x01"))
+        let on = try facts { set(&$0, "FLASH_CRYPT_CNT", 1); setFlashKey(&$0) }
+        let plain = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x1000, data: bl, name: "bl")], force: true), facts: on)
+        #expect(plain.blockingCodes == ["PF012"])  // was FE001
+        #expect(plain.findings[0].evidence.contains { $0.contains("FLASH_CRYPT_CNT = 0x1") })
         // Ciphertext (already encrypted for the chip's key) is accepted, with a note.
-        let cipher = SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x1000, data: enc, name: "enc")]), facts: on)
+        let cipher = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x1000, data: enc, name: "enc")]), facts: on)
         #expect(!cipher.refused)
         #expect(cipher.findings.map(\.code) == ["FE004"])
         // Even count = off again: no rule.
-        let off = try facts { set(&$0, "FLASH_CRYPT_CNT", 3) }
-        #expect(SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x1000, data: bl, name: "bl")]), facts: off).findings.isEmpty)
+        let off = try facts { set(&$0, "FLASH_CRYPT_CNT", 3); setFlashKey(&$0) }
+        #expect(FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x1000, data: bl, name: "bl")]), facts: off).findings.isEmpty)
+        // … and without a key in BLOCK1 the count is refused on its own (PF014).
+        let noKey = try facts { set(&$0, "FLASH_CRYPT_CNT", 3) }
+        #expect(FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x1000, data: bl, name: "bl")]), facts: noKey).blockingCodes == ["PF014"])
         // --encrypt with download-mode encryption disabled.
-        let noDL = try facts { set(&$0, "FLASH_CRYPT_CNT", 1); set(&$0, "DISABLE_DL_ENCRYPT", 1) }
-        #expect(SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x1000, data: bl, name: "bl")], encrypt: true), facts: noDL).blockingCodes == ["FE002"])
+        let noDL = try facts { set(&$0, "FLASH_CRYPT_CNT", 1); set(&$0, "DISABLE_DL_ENCRYPT", 1); setFlashKey(&$0) }
+        #expect(FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x1000, data: bl, name: "bl")], encrypt: true), facts: noDL).blockingCodes == ["PF015"])  // was FE002
         // --encrypt on a chip without flash encryption: overridable.
-        let p = SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x1000, data: bl, name: "bl")], encrypt: true), facts: try facts())
-        #expect(p.blockingCodes == ["FE003"])
+        let p = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x1000, data: bl, name: "bl")], encrypt: true), facts: try facts())
+        #expect(p.blockingCodes == ["PF012"])  // was FE003
+        #expect(p.findings[0].overridable)
     }
 
     @Test(.enabled(if: fixtures, "needs ../shared/fixtures"))
@@ -103,34 +128,35 @@ private let fixtures = TestEnvironment.fixturesOrCI
         let digest = try TestEnvironment.fixtureBytes("secure/rsa_public_key_digest.bin")
         let region = { (d: [UInt8]) in [FlashRegion(address: 0x1000, data: d, name: "bl")] }
         let good = try facts { setBlock2(&$0, digest); set(&$0, "ABS_DONE_1", 1) }
-        #expect(SafetyPlanner.plan(FlashRequest(regions: region(signed)), facts: good).findings.isEmpty)
+        let accepted = FlashSafety.check(FlashRequest(regions: region(signed)), facts: good)
+        #expect(accepted.findings.allSatisfy { $0.code == "PF006" && $0.severity == .warning }, "\(accepted.findings.map(\.code))")
         // Another key's digest burned, Secure Boot on: refused, --force cannot help.
         var other = digest
         other[0] ^= 0xFF
         let wrong = try facts { setBlock2(&$0, other); set(&$0, "ABS_DONE_1", 1) }
-        let p = SafetyPlanner.plan(FlashRequest(regions: region(signed), force: true), facts: wrong)
-        #expect(p.blockingCodes == ["SB001"])
+        let p = FlashSafety.check(FlashRequest(regions: region(signed), force: true), facts: wrong)
+        #expect(p.blockingCodes == ["PF005"])  // was SB001
         #expect(p.findings[0].overridable == false)
         // Digest burned but Secure Boot not yet enabled: the chip still boots, --force may override.
         let prepared = try facts { setBlock2(&$0, other) }
-        let q = SafetyPlanner.plan(FlashRequest(regions: region(signed), force: true), facts: prepared)
+        let q = FlashSafety.check(FlashRequest(regions: region(signed), force: true), facts: prepared)
         #expect(!q.refused)
         #expect(q.findings.first?.overridden == true)
         // Unsigned bootloader on a Secure Boot chip.
-        #expect(SafetyPlanner.plan(FlashRequest(regions: region(unsigned), force: true), facts: good).blockingCodes == ["SB002"])
+        #expect(FlashSafety.check(FlashRequest(regions: region(unsigned), force: true), facts: good).blockingCodes == ["PF017"])  // was SB002
     }
 
     @Test(.enabled(if: fixtures, "needs ../shared/fixtures"))
     func bootloaderAtTheWrongOffset() throws {
         let bl = try TestEnvironment.fixtureBytes("secure/bootloader.bin")
-        let plan = SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x0, data: bl, name: "bl")]), facts: try facts())
-        #expect(plan.blockingCodes == ["BL001"])
+        let plan = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x0, data: bl, name: "bl")]), facts: try facts())
+        #expect(plan.blockingCodes == ["PF016"])  // was BL001
         #expect(plan.findings[0].message.contains("0x1000"))
-        let forced = SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x0, data: bl, name: "bl")], force: true), facts: try facts())
+        let forced = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x0, data: bl, name: "bl")], force: true), facts: try facts())
         #expect(!forced.refused)
         // An app at its partition is no bootloader.
         let app = try TestEnvironment.fixtureBytes("secure/hello-world-signed.bin")
-        #expect(SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x10000, data: app, name: "app")]), facts: try facts()).findings.isEmpty)
+        #expect(FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x10000, data: app, name: "app")]), facts: try facts()).findings.isEmpty)
     }
 
     @Test func randomInputNeverCrashesThePlanner() throws {
@@ -141,7 +167,7 @@ private let fixtures = TestEnvironment.fixturesOrCI
             var data = rng.bytes(Int.random(in: 0...600, using: &rng))
             if !data.isEmpty, Bool.random(using: &rng) { data[0] = 0xE9 }
             let addr = [0, 0x1000, 0x8000, 0x10000, Int.random(in: 0...0x500000, using: &rng)].randomElement(using: &rng) ?? 0
-            _ = SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: addr, data: data, name: "r")],
+            _ = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: addr, data: data, name: "r")],
                                                 flashMode: "dio", flashSize: "8MB"), facts: f)
         }
         // Stub JSON parsing survives garbage too.

@@ -59,7 +59,7 @@ final class TamperingPort: ChipPort {
         let data = rng.bytes(0x4000 * 4)
         let session = FlashSession(openPort: port, options: options(stub: stubMode ? try esptoolStub() : nil, compress: false))
         try session.connect()
-        let results = try session.write(SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x40000, data: data, name: "d")]),
+        let results = try session.write(FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x40000, data: data, name: "d")]),
                                                            facts: try #require(session.facts)))
         session.finish()
         #expect(results.first?.outcome == .written)
@@ -88,14 +88,14 @@ final class TamperingPort: ChipPort {
         var events: [FlashEvent] = []
         session.onEvent = { events.append($0) }
         try session.connect()
-        let plan = SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x50000, data: data, name: "d")]),
+        let plan = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x50000, data: data, name: "d")]),
                                       facts: try #require(session.facts))
         #expect(try session.write(plan).first?.outcome == .written)
         #expect(events.contains { $0.event == "retry" })
         // Now corrupt every block: the write must fail and never report "written".
         remaining = .max
         events = []
-        #expect(throws: FlasherError.self) { _ = try session.write(SafetyPlanner.plan(
+        #expect(throws: FlasherError.self) { _ = try session.write(FlashSafety.check(
             FlashRequest(regions: [FlashRegion(address: 0x60000, data: data, name: "e")]), facts: try #require(session.facts))) }
         #expect(!events.contains { $0.event == "written" })
         session.finish()

@@ -41,7 +41,7 @@ private func expectOnFlash(_ dir: URL, _ regions: [FlashRegion], seed: UInt64) t
         let session = FlashSession(port: "virtual:" + dir.path, options: options(stub: stub, compress: compress))
         try session.connect()
         #expect(session.client?.isStub == stubMode)
-        let plan = SafetyPlanner.plan(FlashRequest(regions: regions), facts: try #require(session.facts))
+        let plan = FlashSafety.check(FlashRequest(regions: regions), facts: try #require(session.facts))
         let results = try session.write(plan)
         #expect(results.map(\.outcome) == [.written, .written, .written])
         // Compression is used when it shrinks, skipped when it does not (random data), and
@@ -70,7 +70,7 @@ private func expectOnFlash(_ dir: URL, _ regions: [FlashRegion], seed: UInt64) t
         defer { try? FileManager.default.removeItem(at: dir) }
         let session = FlashSession(port: "virtual:" + dir.path, options: options(stub: try esptoolStub()))
         try session.connect()
-        _ = try session.write(SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x2000, data: [UInt8](repeating: 0, count: 0x3000), name: "z")]),
+        _ = try session.write(FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x2000, data: [UInt8](repeating: 0, count: 0x3000), name: "z")]),
                                                 facts: try #require(session.facts)))
         try session.erase(address: 0x3000, size: 0x1000)
         #expect(throws: FlasherError.self) { try session.erase(address: 0x3001, size: 0x1000) }
@@ -115,7 +115,7 @@ private func expectOnFlash(_ dir: URL, _ regions: [FlashRegion], seed: UInt64) t
                                          request: FlashRequest(regions: [FlashRegion(address: 0x1000, data: signed, name: "bl")], flashSize: "4MB"),
                                          options: options(stub: nil), emit: { _ in })
         #expect(!outcome.ok)
-        #expect(outcome.refused == ["FP001"])
+        #expect(outcome.refused == ["PF001"])
         #expect(try flashContents(dir).allSatisfy { $0 == 0xFF })
         #expect(try stats(dir).total.pagePrograms == 0)
     }
@@ -265,9 +265,9 @@ final class EventLog: @unchecked Sendable {
         let bl = TestEnvironment.fixture("secure/bootloader_signed_v2_rsa.bin").path
         let r = try Espforge.run(["flash", "write", "--port", "virtual:" + dir.path, "--flash-size", "4MB", "--no-stub", "0x1000", bl])
         #expect(r.status == 1)
-        #expect(r.err.contains("FP001 error: refusing to change the flash parameters of the signed image"))
-        #expect(r.err.contains("byte 3 = 0x10 (2MB, 40m)"))
-        #expect(r.err.contains("byte 3 = 0x20 (4MB, 40m)"))
+        #expect(r.err.contains("PF001 error: the flash options --flash-size 4MB would rewrite header bytes 2..3 of the signed bootloader"), "\(r.err)")
+        #expect(r.err.contains("byte 3 = 0x10"))
+        #expect(r.err.contains("byte 3 = 0x20"))
         #expect(r.out.contains("REFUSED"))
         #expect(try flashContents(dir).allSatisfy { $0 == 0xFF })
         // keep (the default) writes it byte for byte.

@@ -1,3 +1,4 @@
+import Diagnostics
 import EFuse
 import ESPCore
 import Flasher
@@ -22,8 +23,8 @@ struct WritePathSecureBootTests {
         ChipFacts(spec: .esp32, flashSize: 4 << 20, efuses: try efuses().readable(layout: .esp32))
     }
 
-    static func plan(_ image: [UInt8]) throws -> FlashPlan {
-        SafetyPlanner.plan(FlashRequest(regions: [FlashRegion(address: 0x1000, data: image, name: "bootloader")]), facts: try facts())
+    static func plan(_ image: [UInt8]) throws -> SafetyReport {
+        FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x1000, data: image, name: "bootloader")]), facts: try facts())
     }
 
     @Test("ROM-rejected images are refused with the reason the ROM gave; the accepted one passes")
@@ -33,13 +34,14 @@ struct WritePathSecureBootTests {
         // Tampered payload and the seed's header rewrite: key digest right, signature wrong.
         for path in ["B3-sbv2-rom-tampered/inputs/ramhello-tampered.bin", "B4-seed-signed-rewritten/inputs/bl8-signed-rewritten.bin"] {
             let p = try Self.plan(try GoldenCorpus.bytes(path))
-            #expect(p.refused && p.blockingCodes == ["SB005"], "\(path): \(p.findings.map(\.code))")
-            #expect(p.findings.first { $0.code == "SB005" }?.overridable == false, "ABS_DONE_1 is set: --force must not override")
+            // PF003 (was SB005 before the one engine: docs/errors.md).
+            #expect(p.refused && p.blockingCodes == ["PF003"], "\(path): \(p.findings.map(\.code))")
+            #expect(p.findings.first { $0.code == "PF003" }?.overridable == false, "ABS_DONE_1 is set: --force must not override")
         }
         let untrusted = try Self.plan(try GoldenCorpus.bytes("B3-sbv2-rom-untrusted/inputs/ramhello-untrusted.bin"))
-        #expect(untrusted.blockingCodes == ["SB001"])
+        #expect(untrusted.blockingCodes == ["PF005"])  // was SB001
         let unsigned = try Self.plan(try GoldenCorpus.bytes("B3-sbv2-rom-unsigned/inputs/ramhello-unsigned.bin"))
-        #expect(unsigned.blockingCodes == ["SB002"])
+        #expect(unsigned.blockingCodes == ["PF017"])  // was SB002
     }
 
     @Test("a signature block with a bad CRC is reported as damaged, not as unsigned")
@@ -47,8 +49,8 @@ struct WritePathSecureBootTests {
         var image = try GoldenCorpus.bytes("B3-sbv2-rom-signed/inputs/ramhello-signed.bin")
         image[4096 + 1196] ^= 0x01   // a CRC32 byte of block 0 (sector at 0x1000 of the file)
         let p = try Self.plan(image)
-        #expect(p.blockingCodes == ["SB004"], "\(p.findings.map { "\($0.code) \($0.message)" })")
-        #expect(p.findings.first { $0.code == "SB004" }?.message.contains("CRC") == true)
+        #expect(p.blockingCodes == ["PF003"], "\(p.findings.map { "\($0.code) \($0.message)" })")  // was SB004
+        #expect(p.findings.first { $0.code == "PF003" }?.evidence.contains { $0.contains("CRC32") } == true)
     }
 
     @Test("provisioning's in-process link refuses the tampered bootloader and writes nothing")

@@ -26,16 +26,10 @@ struct FlashWrite: ParsableCommand {
         commandName: "write",
         abstract: "Write files to flash (compressed through the stub, MD5-verified, with safety rules).",
         discussion: """
-            Safety findings have stable codes: FP001 flash-params-signed, FP002 flash-params-hashed, \
-            FP003 flash-params-invalid, RG001 region-overlap, RG002 region-past-end, RG003 \
-            region-unaligned, RG004 region-empty, FE001 plaintext-on-encrypted-chip, FE002 \
-            encrypt-download-disabled, FE003 encrypt-without-flash-encryption, SB001 \
-            bootloader-key-mismatch, SB002 bootloader-unsigned, SB004 bootloader-signature-damaged (bad \
-            block CRC), SB005 bootloader-signature-invalid (image digest or RSA-PSS signature does not \
-            match: tampered, or header rewritten after signing — the check preflight's PF003 runs), BL001 \
-            bootloader-offset, BL002 image-chip-mismatch. --force overrides only FP002, FE003, BL001, \
-            BL002 and SB001/SB002/SB004/SB005 \
-            while Secure Boot is not yet enabled — the rules whose override cannot brick the chip.
+            Before anything is sent the plan is checked by the safety rules `espforge preflight` and \
+            `provision` use (one engine, stable codes: `espforge preflight --list-rules`; \
+            docs/safety-rules.md). --force overrides only the findings whose override cannot brick the \
+            chip (never a Secure Boot finding once ABS_DONE_1 is burned, never a signed header rewrite).
 
             Data is sent compressed only through the flasher stub. Through the ROM loader (--no-stub, \
             or no stub found) ESP32 writes go uncompressed: the ESP32 ROM's compressed write also \
@@ -84,34 +78,13 @@ struct FlashWrite: ParsableCommand {
 /// Summary table (or JSON summary events); exit 1 if any device failed.
 func report(_ outcomes: [DeviceOutcome], json: Bool) throws {
     if json {
-        for o in outcomes { printEventLine(SummaryEvent(summary: o)) }
+        for o in outcomes { printEventLine(FlashSummary.Event(o)) }
     } else {
-        let width = max(8, outcomes.map(\.device.count).max() ?? 8)
-        print("")
-        print("device".padding(toLength: width, withPad: " ", startingAt: 0) + " result   regions  written  unchanged  retries  reconnects  seconds")
-        for o in outcomes {
-            let written = o.regions.filter { $0.outcome == .written }.count
-            let unchanged = o.regions.filter { $0.outcome == .unchanged }.count
-            let result = o.ok ? "ok      " : (o.refused.isEmpty ? "FAILED  " : "REFUSED ")
-            print(o.device.padding(toLength: width, withPad: " ", startingAt: 0) + " " + result
-                  + " \(String(o.regions.count).leftPad(7))  \(String(written).leftPad(7))  \(String(unchanged).leftPad(9))"
-                  + "  \(String(o.retries).leftPad(7))  \(String(o.reconnects).leftPad(10))  \(String(format: "%7.2f", o.seconds))")
-        }
-        for o in outcomes {
-            if let l = o.link, l.adapted || l.restarts > 0 { print("\(o.device): link adapted: \(l.summary)") }
-        }
-        for o in outcomes where !o.ok {
-            ErrorRenderer.writeStderr("error: " + Diagnostic.terminalSafe("\(o.device): \(o.error ?? "failed")") + "\n")
-        }
+        print(FlashSummary.table(outcomes), terminator: "")
+        for line in FlashSummary.failures(outcomes) { ErrorRenderer.writeStderr("error: " + Diagnostic.terminalSafe(line) + "\n") }
     }
     if outcomes.contains(where: { !$0.ok }) { throw ExitCode(1) }
 }
-
-struct SummaryEvent: Encodable {
-    let event = "summary"
-    let summary: DeviceOutcome
-}
-
 
 struct FlashRead: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -132,14 +105,7 @@ struct FlashRead: ParsableCommand {
         let port = try connection.singlePort()
         guard let a = NumberParsing.integer(address), a >= 0 else { throw UsageError("'\(address)' is not an address") }
         guard let n = NumberParsing.size(size), n > 0 else { throw UsageError("'\(size)' is not a size") }
-        let session = FlashSession(port: port, options: try connection.sessionOptions())
-        defer { session.finish() }
-        try session.connect()
-        guard let facts = session.facts, a + n <= facts.flashSize else {
-            throw UsageError("\(NumberParsing.hex(a))+\(NumberParsing.hex(n)) ends past the flash",
-                             hint: "the chip has \((session.facts?.flashSize ?? 0) >> 20)MB")
-        }
-        let data = try session.read(address: a, size: n)
+        let data = try FlashOperations.read(port: port, options: try connection.sessionOptions(), address: a, size: n)
         try FileIO.write(data, to: output)
         if connection.json {
             printEventLine(FlashEvent(device: port, event: "read", address: a, size: n, detail: output))
@@ -166,18 +132,16 @@ struct FlashErase: ParsableCommand {
     func run() throws {
         let port = try connection.singlePort()
         guard range.isEmpty || range.count == 2 else { throw UsageError("give ADDR SIZE or nothing") }
-        let session = FlashSession(port: port, options: try connection.sessionOptions())
-        defer { session.finish() }
-        try session.connect()
-        if range.isEmpty {
-            try session.eraseAll()
-            if !connection.json { print("erased the whole flash") }
-        } else {
+        var parsed: (address: Int, size: Int)?
+        if !range.isEmpty {
             guard let a = NumberParsing.integer(range[0]), let n = NumberParsing.size(range[1]) else {
                 throw UsageError("'\(range[0]) \(range[1])' is not ADDR SIZE", hint: "e.g. 0x9000 0x6000")
             }
-            try session.erase(address: a, size: n)
-            if !connection.json { print("erased \(NumberParsing.hex(n)) bytes at \(NumberParsing.hex(a))") }
+            parsed = (a, n)
+        }
+        try FlashOperations.erase(port: port, options: try connection.sessionOptions(), range: parsed)
+        if !connection.json {
+            print(parsed.map { "erased \(NumberParsing.hex($0.size)) bytes at \(NumberParsing.hex($0.address))" } ?? "erased the whole flash")
         }
         if connection.json { printEventLine(FlashEvent(device: port, event: "erased")) }
     }
@@ -199,10 +163,7 @@ struct FlashVerify: ParsableCommand {
     func run() throws {
         let port = try connection.singlePort()
         let regions = try readRegions(pairs)
-        let session = FlashSession(port: port, options: try connection.sessionOptions())
-        defer { session.finish() }
-        try session.connect()
-        let results = try session.verify(regions)
+        let results = try FlashOperations.verify(port: port, options: try connection.sessionOptions(), regions: regions)
         for r in results {
             if connection.json { printEventLine(r) } else {
                 print("\(NumberParsing.hex(r.address)) \(r.name): \(r.outcome == .verified ? "OK" : "DIFFERS") (md5 \(r.md5))")
