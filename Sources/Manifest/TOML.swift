@@ -404,7 +404,9 @@ struct TOMLParser {
                 case UInt8(ascii: "f"): out.append(0x0C)
                 case UInt8(ascii: "u"), UInt8(ascii: "U"):
                     let n = e == UInt8(ascii: "u") ? 4 : 8
+                    // Exactly n hex digits (UInt32(_:radix:) alone would also take a sign: \u+0e9).
                     guard index + n <= bytes.count,
+                          bytes[index..<index + n].allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
                           let v = UInt32(String(decoding: bytes[index..<index + n], as: UTF8.self), radix: 16),
                           let scalar = Unicode.Scalar(v) else {
                         throw TOMLError("invalid \\\(Character(Unicode.Scalar(e))) escape", at: escAt,

@@ -89,6 +89,7 @@ struct TOMLTests {
         ("s = 'open\nx = 1", 1, 5, "unterminated string"),
         ("s = \"\"\"multi\"\"\"", 1, 5, "multi-line"),
         ("s = \"bad \\q\"", 1, 10, "invalid escape"),
+        ("s = \"\\u+0e9\"", 1, 6, "escape"),   // a sign is no hex digit (found by the tomllib differential test, seed 3543400642998392844)
         ("x = 007", 1, 5, "leading zeros"),
         ("x = 0x", 1, 5, "malformed"),
         ("x = 1__0", 1, 5, "malformed"),
