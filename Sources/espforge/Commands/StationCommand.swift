@@ -70,7 +70,7 @@ struct StationCommand: AsyncParsableCommand {
 
     func run() async throws {
         let loaded = try ProvisionSetup.load(manifestPath: manifest, pkcs11: pkcs11, escrowKey: escrowKey)
-        let slots = try slotList(loaded)
+        let slots = try StationSlot.parse(ports: ports, manifestSlots: loaded.stationSlots)
         var link = LoaderLinkOptions()
         try checkBaud(baud)
         link.session.baud = baud
@@ -98,7 +98,7 @@ struct StationCommand: AsyncParsableCommand {
         } else if dashboardTokenFile != nil {
             throw UsageError("--dashboard-token-file without --dashboard", hint: "add --dashboard HOST:PORT")
         }
-        let view = StationView(mode: json ? .json : isatty(STDOUT_FILENO) == 1 ? .live : .lines, slots: slots)
+        let view = StationView(mode: json ? .json : isatty(STDOUT_FILENO) == 1 ? .live : .lines)
         let registryHandle = try await openRegistry(url: registry ?? loaded.registryURL)
         var run = ProvisionSetup.RunOptions()
         run.resume = true
@@ -138,34 +138,6 @@ struct StationCommand: AsyncParsableCommand {
         view.finish(end)
         try? await registryHandle.close()
         if end.stopping == .immediate { throw ExitCode(130) }
-    }
-
-    func slotList(_ loaded: ProvisionSetup.Loaded) throws -> [StationSlot] {
-        var slots: [StationSlot] = []
-        if ports.isEmpty {
-            slots = loaded.stationSlots.map { StationSlot(name: $0.name, port: $0.port) }
-            guard !slots.isEmpty else {
-                throw UsageError("no slots: give --port (repeat for each slot) or [station] slots in the manifest",
-                                 hint: "e.g. --port A1=/dev/ttyUSB0, or slots = [{ name = \"A1\", port = \"/dev/ttyUSB0\" }]")
-            }
-        } else {
-            for (i, p) in ports.enumerated() {
-                if let eq = p.firstIndex(of: "="), !p.hasPrefix("virtual:"), !p.hasPrefix("socket:"), !p.hasPrefix("/") {
-                    let name = String(p[..<eq]), port = String(p[p.index(after: eq)...])
-                    guard !name.isEmpty, !port.isEmpty else { throw UsageError("--port '\(p)' is not NAME=PORT") }
-                    slots.append(StationSlot(name: name, port: port))
-                } else {
-                    slots.append(StationSlot(name: "S\(i + 1)", port: p))
-                }
-            }
-        }
-        guard Set(slots.map(\.port)).count == slots.count else { throw UsageError("the same port is given to two slots") }
-        guard Set(slots.map(\.name)).count == slots.count else { throw UsageError("the same slot name is given twice") }
-        guard !slots.contains(where: { $0.port.hasPrefix("virtual:") && !$0.port.contains("?") }) else {
-            throw UsageError("a station slot needs a link a board can be taken out of",
-                             hint: "use a serial port, socket://HOST:PORT (e.g. `espforge device fleet`) or virtual:DIR?lines=auto")
-        }
-        return slots
     }
 }
 
