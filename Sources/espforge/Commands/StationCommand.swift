@@ -84,20 +84,7 @@ struct StationCommand: AsyncParsableCommand {
         options.policy.removalPoll = removalPoll
         options.stopTimeout = stopTimeout
 
-        var dashboardConfig: DashboardConfig?
-        if let dashboard {
-            let token = try dashboardTokenFile.map { path -> String in
-                let text = try FileIO.readText(path, limit: .key).trimmingCharacters(in: .whitespacesAndNewlines)
-                guard text.count >= 16 else {
-                    throw UsageError(Diagnostic("the dashboard token is shorter than 16 characters", file: path,
-                                                hint: "e.g. `openssl rand -hex 32 > token && chmod 600 token`"))
-                }
-                return text
-            }
-            dashboardConfig = try DashboardConfig.parse(dashboard, token: token)
-        } else if dashboardTokenFile != nil {
-            throw UsageError("--dashboard-token-file without --dashboard", hint: "add --dashboard HOST:PORT")
-        }
+        let dashboardConfig = try DashboardConfig.parse(dashboard, tokenFile: dashboardTokenFile)
         let view = StationView(mode: json ? .json : isatty(STDOUT_FILENO) == 1 ? .live : .lines)
         let registryHandle = try await openRegistry(url: registry ?? loaded.registryURL)
         var run = ProvisionSetup.RunOptions()
@@ -108,10 +95,7 @@ struct StationCommand: AsyncParsableCommand {
         let limit = maxBoards
         station.addObserver { event in
             view.show(event, station)
-            if let limit, event.event == .result, let c = event.counters,
-               c.passed + c.failed + c.skipped + c.stopped >= limit, station.snapshot().stopping == nil {
-                station.requestStop(.graceful)
-            }
+            if let limit, station.reachedLimit(event, boards: limit) { station.requestStop(.graceful) }
         }
         let signals = StationSignals { station.requestStop() }
         view.start(station)
@@ -126,12 +110,7 @@ struct StationCommand: AsyncParsableCommand {
                 }
             }
         }
-        if let maxSeconds {
-            Task {
-                try? await Task.sleep(nanoseconds: UInt64(max(0, maxSeconds) * 1e9))
-                station.requestStop(.graceful)
-            }
-        }
+        if let maxSeconds { station.stopAfter(seconds: maxSeconds) }
         let end = await station.run()
         signals.cancel()
         server?.cancel()
