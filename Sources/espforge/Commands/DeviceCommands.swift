@@ -1,5 +1,4 @@
 import ArgumentParser
-import BootSimulator
 import ESPCore
 import Foundation
 import ProductionLine
@@ -97,30 +96,18 @@ struct DeviceServe: ParsableCommand {
         guard (listen != nil) != pty else {
             throw UsageError("choose exactly one of --listen HOST:PORT and --pty", hint: "e.g. --listen 127.0.0.1:0")
         }
-        let store = DeviceStore(directory: state)
-        let device = try store.load()
-        let plan = try faults.map { try FaultPlan(spec: $0) }
-        let engine = ProtocolEngine(device: device)
-        // Leaving the loader for the firmware boots the device (sdkconfig remembered in the folder).
-        // With no sdkconfig remembered, each boot infers the options from the device as it is then.
-        engine.firmware = VirtualFirmware.hook(config: try SimulatorSDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },
-                                               onInferred: { SimulatorSDKConfig.printAssumptions($0) })
-        let server = DeviceServer(store: store, engine: engine, faultPlan: plan, faultSeed: seed, realtime: realtime)
-        guard idleTimeout >= 0 else { throw UsageError("--idle-timeout must be 0 (never) or a number of seconds") }
-        server.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
+        var options = VirtualDeviceServing.Options()
+        (options.faults, options.seed, options.realtime, options.idleTimeout) = (faults, seed, realtime, idleTimeout)
+        options.onInferred = { SimulatorSDKConfig.printAssumptions($0) }
+        let server = try VirtualDeviceServing.server(state: state, options)
         DeviceServer.installSignalHandlers()
         if let listen {
-            let parts = listen.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2, let port = Int(parts[1]) else {
-                throw UsageError("'\(listen)' is not HOST:PORT", hint: "e.g. --listen 127.0.0.1:5555")
-            }
-            let (fd, bound) = try DeviceServer.listen(host: String(parts[0]), port: port)
+            let address = try VirtualDeviceServing.listenAddress(listen)
+            let (fd, bound) = try DeviceServer.listen(host: address.host, port: address.port)
             FileHandle.standardOutput.write(Data("listening on 127.0.0.1:\(bound)\n".utf8))
             try server.serveTCP(listenFD: fd, maxSeconds: maxSeconds)
         } else {
-            try server.servePTY(maxSeconds: maxSeconds) { path in
-                FileHandle.standardOutput.write(Data("pty \(path)\n".utf8))
-            }
+            try server.servePTY(maxSeconds: maxSeconds) { path in FileHandle.standardOutput.write(Data("pty \(path)\n".utf8)) }
         }
     }
 }

@@ -28,17 +28,7 @@ struct ConnectionOptions: ParsableArguments {
     var json = false
 
     func sessionOptions(needStub: Bool = true) throws -> SessionOptions {
-        let b = try parseResetMode(before)
-        guard let a = AfterMode.parse(after) else {
-            throw UsageError("--after '\(after)' is not known", hint: "use hard-reset or no-reset")
-        }
-        try checkBaud(baud)
-        guard timeout > 0, timeout <= 600 else { throw UsageError("--timeout must be between 0 and 600 seconds") }
-        var o = SessionOptions()
-        o.baud = baud
-        o.before = b
-        o.after = a
-        o.timeout = timeout
+        var o = try SessionOptions.parse(baud: baud, before: before, after: after, timeout: timeout)
         o.ports = BoardPorts.opener
         if needStub { o.stub = try loadStub(path: stub, noStub: noStub, json: json) }
         return o
@@ -61,20 +51,11 @@ struct ConnectionOptions: ParsableArguments {
     }
 }
 
-/// `--before`, checked.
-func parseResetMode(_ text: String) throws -> ResetMode {
-    guard let mode = ResetMode.parse(text) else {
-        throw UsageError("--before '\(text)' is not a reset mode", hint: "use default-reset, usb-reset or no-reset")
-    }
-    return mode
-}
+/// `--before`, checked (``SessionOptions/resetMode(_:)``).
+func parseResetMode(_ text: String) throws -> ResetMode { try SessionOptions.resetMode(text) }
 
 /// `--baud`, checked against what the ESP32 UART can do.
-func checkBaud(_ baud: Int) throws {
-    guard baud >= 300, baud <= 5_000_000 else {
-        throw UsageError("--baud \(baud) is out of range", hint: "the ESP32 UART runs from 300 to 5000000 baud")
-    }
-}
+func checkBaud(_ baud: Int) throws { try SessionOptions.checkBaud(baud) }
 
 /// The flasher stub (``StubChoice``): `--stub FILE`, else one found in the known places (no
 /// process is started), else nil (the ROM loader). Says which stub is used, or why the ROM loader
