@@ -57,7 +57,7 @@ struct DeviceFleet: ParsableCommand {
         fflush(nil)
         // SIGINT/SIGTERM: no more boards; the ones in slots finish their connection.
         signal(SIGPIPE, SIG_IGN)
-        let signals = StationSignals { fleet.stop() }
+        let signals = StopSignals { fleet.stop() }
         let truth = fleet.wait()
         signals.cancel()
         let data = try truth.json()

@@ -97,7 +97,7 @@ struct StationCommand: AsyncParsableCommand {
             view.show(event, station)
             if let limit, station.reachedLimit(event, boards: limit) { station.requestStop(.graceful) }
         }
-        let signals = StationSignals { station.requestStop() }
+        let signals = StopSignals { station.requestStop() }
         view.start(station)
         var server: Task<Void, Never>?
         if let dashboardConfig {
@@ -117,25 +117,5 @@ struct StationCommand: AsyncParsableCommand {
         view.finish(end)
         try? await registryHandle.close()
         if end.stopping == .immediate { throw ExitCode(130) }
-    }
-}
-
-/// SIGINT/SIGTERM handed to the station (first: graceful, second: at once).
-final class StationSignals: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-
-    init(_ handler: @escaping @Sendable () -> Void) {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler(handler: handler)
-            s.resume()
-            sources.append(s)
-        }
-    }
-
-    func cancel() {
-        for s in sources { s.cancel() }
-        sources = []
     }
 }
