@@ -199,3 +199,23 @@ struct InitTests {
         #expect(missing.status == 1 && missing.err.contains("no such directory"))
     }
 }
+
+@Suite("ManifestInit: init as a library call")
+struct ManifestInitLibraryTests {
+    @Test func writesTheManifestAndSaysWhatItWrote() throws {
+        let p = try SyntheticProject()
+        defer { p.remove() }
+        let out = p.root.appendingPathComponent("espforge.toml").path
+        let written = try ManifestInit.write(buildDir: p.build.path, output: out, force: false)
+        let m = try Manifest.parse(try String(contentsOfFile: out, encoding: .utf8))
+        #expect(m.flashEncryption.mode != .none)
+        #expect(written.summary == "wrote \(out): esp32, 8MB flash, secure boot v2, flash encryption \(m.flashEncryption.mode.rawValue), "
+                + "\(m.images.all.count) images")
+        #expect(m.buildDir == "build" && m.chip.flashSize == 8 << 20)
+        #expect(!written.build.notes.isEmpty)
+        // An existing manifest is kept unless forced; a missing build folder is named.
+        #expect(throws: UsageError.self) { try ManifestInit.write(buildDir: p.build.path, output: out, force: false) }
+        #expect(throws: UsageError.self) { try ManifestInit.write(buildDir: p.root.path + "/nope", output: out, force: true) }
+        #expect(try ManifestInit.write(buildDir: p.build.path, output: out, force: true).path == out)
+    }
+}

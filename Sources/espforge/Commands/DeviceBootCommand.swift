@@ -1,9 +1,5 @@
 import ArgumentParser
-import BootSimulator
-import ESPCore
-import Foundation
 import ProductionLine
-import VirtualDevice
 
 struct DeviceBoot: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,69 +36,11 @@ struct DeviceBoot: ParsableCommand {
     @Flag(help: "Print the outcome as JSON (includes the log).") var json = false
 
     func run() throws {
-        let store = DeviceStore(directory: state)
-        var device = try store.load()
-        let remembered = state + "/sdkconfig"
-        var configText: String?
-        if let sdkconfig {
-            let text = try FileIO.readText(sdkconfig, limit: .configText)
-            _ = try parse(text, file: sdkconfig)
-            try FileIO.write(text, to: remembered)
-            configText = text
-        } else if FileManager.default.fileExists(atPath: remembered) {
-            configText = try FileIO.readText(remembered, limit: .configText)
-        }
-        var config: BootConfig
-        if let configText {
-            config = BootConfig(sdkconfig: try parse(configText, file: sdkconfig ?? remembered))
-        } else {
-            // No sdkconfig: the options the flash and eFuses show (each assumption printed).
-            let inferred = BuildInference.infer(device: device)
-            SimulatorSDKConfig.printAssumptions(inferred.assumptions)
-            config = BootConfig(sdkconfig: inferred.sdkconfig)
-        }
-        if let strapping {
-            guard let v = NumberParsing.integer(strapping), v >= 0, v <= 0xFF else {
-                throw UsageError("'\(strapping)' is not a strapping byte", hint: "e.g. --strapping 0x13")
-            }
-            config.strapping = UInt8(v)
-        }
-        config.rngSeed = rngSeed
-        let outcome = BootSimulator(config: config).boot(device: &device)
-        try store.saveWholeFlash(device.flash)
-        try store.saveEFuses(device.efuses)
-        try store.saveStats(device.stats)
-        if json {
-            try Output.printJSON(outcome)
-        } else {
-            print(outcome.consoleText, terminator: "")
-            print("")
-            print("--- espforge: \(summary(outcome))")
-            if !outcome.efusesBurned.isEmpty {
-                print("--- eFuses burned: " + outcome.efusesBurned.map { "\($0.name) \($0.before)→\($0.after)" }.joined(separator: ", "))
-            }
-            if !outcome.encryptedRegions.isEmpty {
-                print("--- encrypted in place: " + outcome.encryptedRegions.map {
-                    "\($0.name) (\(NumberParsing.hex($0.offset)), \(NumberParsing.hex($0.length, width: 1)) bytes)"
-                }.joined(separator: ", "))
-            }
-            print("--- virtual time \(outcome.virtualMilliseconds) ms, \(outcome.resets) power cycle(s)")
-        }
+        var options = VirtualDeviceBoot.Options()
+        (options.sdkconfigPath, options.strapping, options.rngSeed) = (sdkconfig, strapping, rngSeed)
+        options.onInferred = { SimulatorSDKConfig.printAssumptions($0) }
+        let outcome = try VirtualDeviceBoot.run(state: state, options)
+        if json { try Output.printJSON(outcome) } else { print(VirtualDeviceBoot.text(outcome), terminator: "") }
         if !outcome.running { throw ExitCode(2) }
-    }
-
-    func parse(_ text: String, file: String) throws -> SDKConfig {
-        do { return try SDKConfig.parse(text) } catch { throw FileContextError(file: file, underlying: error) }
-    }
-
-    func summary(_ o: BootOutcome) -> String {
-        switch o.result {
-        case .appStarted:
-            return "app started from \(o.bootedPartition ?? "?") at \(NumberParsing.hex(o.bootedOffset ?? 0))"
-        case .ramImageStarted:
-            return o.reason ?? "the ROM started a RAM image (not an ESP-IDF bootloader)"
-        default:
-            return "no app started (\(o.result.rawValue)): \(o.reason ?? "")" + (o.errorCode.map { ", last error \($0)" } ?? "")
-        }
     }
 }

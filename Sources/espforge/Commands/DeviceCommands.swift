@@ -1,6 +1,4 @@
 import ArgumentParser
-import BootSimulator
-import EFuse
 import ESPCore
 import Foundation
 import ProductionLine
@@ -50,28 +48,12 @@ struct DeviceCreate: ParsableCommand {
 
     func run() throws {
         let sdkconfigText = try sdkconfig.map { try FileIO.readText($0, limit: .configText) }
-        guard let size = NumberParsing.size(flashSize) else {
-            throw UsageError("'\(flashSize)' is not a size", hint: "e.g. --flash-size 4MB")
-        }
-        var id: UInt32 = 0x16_40EF
-        if let flashID {
-            guard let v = NumberParsing.integer(flashID), v >= 0, v <= 0xFF_FFFF else {
-                throw UsageError("'\(flashID)' is not a 24-bit JEDEC id", hint: "e.g. --flash-id 0x1640EF")
-            }
-            id = UInt32(v)
-        } else {
-            // Size code in the top byte follows the flash size (0x16 = 4 MB).
-            id = (Device.jedecSizeCode(for: size) << 16) | 0x40EF
-        }
-        var seed: UInt64 = 1469598103934665603
-        for b in URL(fileURLWithPath: state).standardizedFileURL.path.utf8 { seed = (seed ^ UInt64(b)) &* 1099511628211 }
-        let description = DeviceDescription(chip: chip.lowercased(), chipRevision: chipRev, package: 1,
-                                            mac: mac ?? Device.defaultMAC(seed: seed), flashSize: size, flashID: id)
+        let description = try DeviceReports.description(chip: chip, flashSize: flashSize, chipRevision: chipRev, mac: mac,
+                                                        flashID: flashID, statePath: state)
         let device = try Device.create(description)
         try DeviceStore(directory: state).create(device, force: force)
         if let sdkconfigText { try FileIO.write(sdkconfigText, to: state + "/sdkconfig") }
-        print("created virtual \(chip.uppercased()) rev v\(chipRev).0 in \(state): MAC \(device.description.mac), "
-              + "flash \(size >> 20)MB (JEDEC id 0x\(String(id, radix: 16)))")
+        print(DeviceReports.createdLine(device.description, state: state))
     }
 }
 
@@ -114,30 +96,18 @@ struct DeviceServe: ParsableCommand {
         guard (listen != nil) != pty else {
             throw UsageError("choose exactly one of --listen HOST:PORT and --pty", hint: "e.g. --listen 127.0.0.1:0")
         }
-        let store = DeviceStore(directory: state)
-        let device = try store.load()
-        let plan = try faults.map { try FaultPlan(spec: $0) }
-        let engine = ProtocolEngine(device: device)
-        // Leaving the loader for the firmware boots the device (sdkconfig remembered in the folder).
-        // With no sdkconfig remembered, each boot infers the options from the device as it is then.
-        engine.firmware = VirtualFirmware.hook(config: try SimulatorSDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },
-                                               onInferred: { SimulatorSDKConfig.printAssumptions($0) })
-        let server = DeviceServer(store: store, engine: engine, faultPlan: plan, faultSeed: seed, realtime: realtime)
-        guard idleTimeout >= 0 else { throw UsageError("--idle-timeout must be 0 (never) or a number of seconds") }
-        server.idleTimeout = idleTimeout > 0 ? idleTimeout : nil
+        var options = VirtualDeviceServing.Options()
+        (options.faults, options.seed, options.realtime, options.idleTimeout) = (faults, seed, realtime, idleTimeout)
+        options.onInferred = { SimulatorSDKConfig.printAssumptions($0) }
+        let server = try VirtualDeviceServing.server(state: state, options)
         DeviceServer.installSignalHandlers()
         if let listen {
-            let parts = listen.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2, let port = Int(parts[1]) else {
-                throw UsageError("'\(listen)' is not HOST:PORT", hint: "e.g. --listen 127.0.0.1:5555")
-            }
-            let (fd, bound) = try DeviceServer.listen(host: String(parts[0]), port: port)
+            let address = try VirtualDeviceServing.listenAddress(listen)
+            let (fd, bound) = try DeviceServer.listen(host: address.host, port: address.port)
             FileHandle.standardOutput.write(Data("listening on 127.0.0.1:\(bound)\n".utf8))
             try server.serveTCP(listenFD: fd, maxSeconds: maxSeconds)
         } else {
-            try server.servePTY(maxSeconds: maxSeconds) { path in
-                FileHandle.standardOutput.write(Data("pty \(path)\n".utf8))
-            }
+            try server.servePTY(maxSeconds: maxSeconds) { path in FileHandle.standardOutput.write(Data("pty \(path)\n".utf8)) }
         }
     }
 }
@@ -160,26 +130,9 @@ struct DeviceStatsCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let device = try DeviceStore(directory: state).load()
-        let s = device.stats
-        if json { return try Output.printJSON(s) }
-        func show(_ title: String, _ c: DeviceCounters) {
-            print(title)
-            print("  bytes in/out:   \(c.bytesIn) / \(c.bytesOut)")
-            print("  commands:       \(c.commands)")
-            print("  erases:         \(c.sectorErases) sector, \(c.blockErases) block, \(c.chipErases) chip")
-            print("  page programs:  \(c.pagePrograms)")
-            print("  eFuse programs: \(c.efusePrograms)")
-            print(String(format: "  virtual time:   %.3f s (wire %.3f s, flash %.3f s)", c.virtualSeconds, c.wireSeconds, c.flashSeconds))
-        }
-        show("since creation (\(s.connections) connection(s)):", s.total)
-        show("last connection:", s.lastConnection)
-        let f = s.faults
-        if s.faultSpec != nil || f != FaultCounters() {
-            print("faults (spec \(s.faultSpec ?? "-"), seed \(s.faultSeed.map(String.init) ?? "-")):")
-            print("  dropped bytes \(f.droppedBytes), flipped bits \(f.flippedBits), stalls \(f.stalls), "
-                  + "disconnects \(f.disconnects), resets \(f.resets)")
-        }
+        let stats = try DeviceStore(directory: state).load().stats
+        if json { return try Output.printJSON(stats) }
+        print(DeviceReports.statsText(stats))
     }
 }
 
@@ -211,10 +164,7 @@ struct DeviceDump: ParsableCommand {
         }
         let fields = DeviceInspector.fields(device.efuses)
         if json { return try Output.printJSON(fields) }
-        for f in fields {
-            let flags = (f.writeProtected ? " [write-protected]" : "") + (f.readProtected ? " [read-protected]" : "")
-            print("BLOCK\(f.block) \(f.name.padding(toLength: 22, withPad: " ", startingAt: 0)) \(f.value)\(flags)")
-        }
+        print(DeviceReports.efuseText(fields))
     }
 }
 
@@ -235,48 +185,9 @@ struct DeviceInspect: ParsableCommand {
     @Option(help: "State folder of the device.") var state: String
     @Flag(help: "Print JSON.") var json = false
 
-    struct Report: Codable {
-        var chip: String
-        var revision: String
-        var mac: String
-        var flashSize: Int
-        var flashID: String
-        var flashMap: [DeviceInspector.Region]
-        var security: [String: String]
-        var powerOn: PowerOnReport
-    }
-
     func run() throws {
-        let device = try DeviceStore(directory: state).load()
-        let d = device.description
-        let fields = DeviceInspector.fields(device.efuses)
-        let securityNames = ["FLASH_CRYPT_CNT", "FLASH_CRYPT_CONFIG", "ABS_DONE_0", "ABS_DONE_1", "JTAG_DISABLE",
-                             "DISABLE_DL_ENCRYPT", "DISABLE_DL_DECRYPT", "DISABLE_DL_CACHE", "UART_DOWNLOAD_DIS",
-                             "CONSOLE_DEBUG_DISABLE", "WR_DIS", "RD_DIS", "CODING_SCHEME"]
-        var security: [String: String] = [:]
-        for f in fields where securityNames.contains(f.name) { security[f.name] = f.value }
-        for b in 1...3 {
-            let raw = device.efuses.blocks[b]
-            security["BLOCK\(b)"] = raw.allSatisfy { $0 == 0 } ? "empty" : "programmed"
-        }
-        let report = Report(chip: "ESP32-D0WD\(d.chipRevision >= 3 ? "-V3" : "")", revision: "v\(d.chipRevision).0",
-                            mac: d.mac, flashSize: d.flashSize, flashID: NumberParsing.hex(d.flashID, width: 6),
-                            flashMap: DeviceInspector.flashMap(device.flash), security: security,
-                            powerOn: device.powerOn(using: BootSimulator(config: BootConfig(
-                                sdkconfig: try .rememberedOrInferred(inStateFolder: state, device: device, quiet: json)))))
+        let report = try DeviceInspection.of(state: state) { if !json { SimulatorSDKConfig.printAssumptions($0) } }
         if json { return try Output.printJSON(report) }
-        print("chip:      \(report.chip) (revision \(report.revision))")
-        print("MAC:       \(report.mac)")
-        print("flash:     \(d.flashSize >> 20)MB, JEDEC id \(report.flashID)")
-        print("flash map:")
-        for r in report.flashMap {
-            print("  \(NumberParsing.hex(r.start))-\(NumberParsing.hex(r.end - 1))  \(r.kind)")
-        }
-        print("security eFuses:")
-        for (k, v) in security.sorted(by: { $0.key < $1.key }) {
-            print("  \(k.padding(toLength: 22, withPad: " ", startingAt: 0)) \(v)")
-        }
-        print("power-on:  \(report.powerOn.detail)")
+        print(report.text)
     }
-
 }

@@ -56,27 +56,12 @@ struct DeviceFleet: ParsableCommand {
         for (i, u) in urls.enumerated() { print("slot \(i + 1) \(u)") }
         fflush(nil)
         // SIGINT/SIGTERM: no more boards; the ones in slots finish their connection.
-        signal(SIGINT, SIG_IGN); signal(SIGTERM, SIG_IGN); signal(SIGPIPE, SIG_IGN)
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { fleet.stop() }
-            s.resume()
-            sources.append(s)
-        }
+        signal(SIGPIPE, SIG_IGN)
+        let signals = StopSignals { fleet.stop() }
         let truth = fleet.wait()
-        _ = sources
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        let data = try encoder.encode(truth)
-        try FileIO.write(Array(data), to: dir + "/truth.json")
-        if json { print(String(decoding: data, as: UTF8.self)); return }
-        let defective = truth.boards.filter { $0.defect != nil }
-        print("\(truth.boards.filter { $0.inserted != nil }.count) of \(truth.boards.count) boards went through \(urls.count) slots; "
-              + "\(defective.count) defective; truth in \(dir)/truth.json")
-        for b in defective {
-            print("  slot \(b.slot + 1) \(b.mac) \(b.defect?.rawValue ?? "-") (expected \(b.expected), taken out: \(b.removal ?? "-"))")
-        }
+        signals.cancel()
+        let data = try truth.json()
+        try FileIO.write(data, to: dir + "/truth.json")
+        print(json ? String(decoding: data, as: UTF8.self) : truth.summary(truthPath: dir + "/truth.json"))
     }
 }

@@ -101,24 +101,17 @@ struct ProvisionCommand: AsyncParsableCommand {
     }
 }
 
-/// `provision` and `demo`: the library's line entry point, rendered.
+/// `provision` and `demo`: the library's line entry point (``ProvisionSetup``), rendered by ``ProvisionReport``.
 enum ProvisionRun {
     /// Provisions every port in parallel; prints progress and the summary. Returns the exit code.
     static func run(_ loaded: ProvisionSetup.Loaded, ports: [String], registryURL: String?, resume: Bool, json: Bool,
                     link: LoaderLinkOptions = LoaderLinkOptions(), realtime: Bool = false, rngSeed: UInt64? = nil) async throws -> Int32 {
         let printer = Printer(json: json, ports: ports)
         var options = ProvisionSetup.RunOptions(registryURL: registryURL)
-        options.resume = resume
-        options.link = link
-        options.realtime = realtime
-        options.rngSeed = rngSeed
+        (options.resume, options.link, options.realtime, options.rngSeed) = (resume, link, realtime, rngSeed)
         options.onEvent = { printer.event($0) }
         options.onPoolLoaded = { p in
-            if json {
-                if let text = try? Output.jsonLine(p) { printer.line(text) }
-            } else {
-                printer.line("pool \(p.pool): \(p.added) identities added from the values CSV (\(p.total) in the pool, \(p.claimed) claimed)")
-            }
+            if let text = json ? try? Output.jsonLine(p) : ProvisionReport.poolLine(p) { printer.line(text) }
         }
         if let crash = ProcessInfo.processInfo.environment["ESPFORGE_TEST_CRASH_AFTER"], !crash.isEmpty {
             // Test-only: simulate a killed process right after a step was recorded ok.
@@ -129,33 +122,12 @@ enum ProvisionRun {
             for r in results { printer.line(try Output.jsonLine(["summary": r])) }
         } else {
             printer.line("")
-            printer.line(summaryTable(results))
+            printer.line(ProvisionReport.summaryTable(results))
         }
-        let failed = results.filter { !$0.ok }
-        if !failed.isEmpty {
-            for f in failed {
-                var why = "\(f.port)\(f.mac.map { " (\($0))" } ?? ""): \(f.failedStep ?? "?"): \(f.reason ?? "failed")"
-                if let d = f.diagnosis { why += " — doctor: \(d)" }
-                ErrorRenderer.writeStderr("espforge: device failed: " + Diagnostic.terminalSafe(why) + "\n")
-            }
-            return 1
+        for f in results where !f.ok {
+            ErrorRenderer.writeStderr("espforge: device failed: " + Diagnostic.terminalSafe(ProvisionReport.failureLine(f)) + "\n")
         }
-        return 0
-    }
-
-    static func summaryTable(_ results: [ProvisionResult]) -> String {
-        var rows = [["PORT", "MAC", "IDENTITY", "RESULT", "DETAIL"]]
-        for r in results {
-            let detail = r.state == .skipped ? "already provisioned as \(r.identity ?? r.mac ?? "?"): left alone"
-                : r.ok ? "booted \(r.bootedPartition ?? "-")"
-                : "\(r.failedStep ?? "?"): \(r.reason ?? "")" + (r.diagnosis.map { " [doctor: \($0)]" } ?? "")
-            rows.append([r.port, r.mac ?? "-", r.identity ?? "-", r.state == .skipped ? "skipped" : r.ok ? "ok" : "FAILED", detail])
-        }
-        var widths = [Int](repeating: 0, count: 4)
-        for row in rows { for i in 0..<4 { widths[i] = max(widths[i], row[i].count) } }
-        return rows.map { row in
-            (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ") + "  " + row[4]
-        }.joined(separator: "\n") + "\n" + ProvisionSetup.counts(results)
+        return results.contains { !$0.ok } ? 1 : 0
     }
 }
 
@@ -173,56 +145,28 @@ extension ProvisionSetup {
 /// redrawn in place; otherwise (pipes, CI logs) one line per finished step.
 final class Printer: @unchecked Sendable {
     let json: Bool
-    let ports: [String]
     let live: Bool
     let lock = NSLock()
-    var status: [String: String] = [:]
-    var drawn = false
+    var board: ProvisionReport.LiveBoard
 
     init(json: Bool, ports: [String] = []) {
         self.json = json
-        self.ports = ports
         live = !json && !ports.isEmpty && isatty(STDOUT_FILENO) == 1
+        board = ProvisionReport.LiveBoard(ports: ports)
     }
 
     func event(_ e: ProvisionEvent) {
         if json {
             if let text = try? Output.jsonLine(e) { line(text) }
-            return
+        } else if live {
+            lock.withLock { FileHandle.standardOutput.write(Data(board.update(e).utf8)) }
+        } else if let text = ProvisionReport.eventLine(e) {
+            line(text)
         }
-        if live {
-            lock.lock(); defer { lock.unlock() }
-            let who = e.mac ?? ""
-            let what: String
-            switch e.state {
-            case .started: what = "\(e.step)…"
-            case .done: what = "done" + (e.detail.map { " (\($0))" } ?? "")
-            case .failed: what = "FAILED at \(e.step): \(e.detail ?? "")"
-            default: what = "\(e.step) \(e.state.rawValue)"
-            }
-            status[e.port] = "\(who)  \(what)"
-            var text = drawn ? "\u{1B}[\(ports.count)A" : ""
-            for p in ports { text += "\r\u{1B}[2K" + p + "  " + (status[p] ?? "waiting") + "\n" }
-            drawn = true
-            FileHandle.standardOutput.write(Data(text.utf8))
-            return
-        }
-        guard e.state != .started, e.state != .done else { return }
-        let who = e.mac.map { "\(e.port) \($0)" } ?? e.port
-        line("[\(who)] \(e.step): \(e.state.rawValue)" + (e.detail.map { " — \($0)" } ?? ""))
     }
 
     func line(_ text: String) {
         lock.lock(); defer { lock.unlock() }
         FileHandle.standardOutput.write(Data((text + "\n").utf8))
-    }
-}
-
-extension Output {
-    /// One compact JSON object (for event streams).
-    static func jsonLine<T: Encodable>(_ value: T) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import ESPCore
 import Foundation
 import KeyCustody
-import NVS
+import ProductionLine
 import Registry
 
 /// `registry unseal`: offline recovery of a device's escrowed keys.
@@ -36,27 +36,12 @@ struct RegistryUnseal: AsyncParsableCommand {
             throw FileContextError(file: escrowKey, underlying: e)
         }
         let mac = self.mac
-        let records: [SealedKeyRecord] = try await withRegistry(try await options.open()) { reg in
-            guard let store = reg as? any EscrowStore else { throw UsageError("this registry has no escrow table") }
-            return try await store.sealedKeys(mac: mac)
-        }
-        guard !records.isEmpty else {
-            throw UsageError("no escrowed keys for \(mac) in the registry",
-                             hint: "escrow is on only when the manifest has [escrow] public_key or provision got --escrow-key")
-        }
+        let records = try await withRegistry(try await options.open()) { try await EscrowRecovery.records($0, mac: mac) }
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        let newest = Dictionary(grouping: records, by: \.kind).mapValues { $0.last! }
-        let name = records[0].mac.replacingOccurrences(of: ":", with: "")
-        for r in records where all || newest[r.kind]?.id == r.id {
-            var secret = try key.unseal(r.sealed, context: EscrowContext(mac: r.mac, identity: r.identity, kind: r.kind))
-            defer { for i in secret.indices { secret[i] = 0 } }
-            var bytes = secret
-            if r.kind == "nvs_keys" {
-                do { bytes = try NVSKeys(raw: secret).image } catch { throw UsageError("the unsealed nvs_keys are not 64 bytes") }
-            }
-            let suffix = newest[r.kind]?.id == r.id ? "" : "-\(r.id ?? 0)"
-            let path = (output as NSString).appendingPathComponent("\(name)-\(r.kind)\(suffix).bin")
-            try FileIO.write(bytes, to: path, secret: true)
+        for w in EscrowRecovery.wanted(records, all: all) {
+            let path = (output as NSString).appendingPathComponent(w.fileName)
+            try FileIO.write(try EscrowRecovery.open(w.record, with: key), to: path, secret: true)
+            let r = w.record
             print("wrote \(path) (mode 0600; \(r.kind), identity \(r.identity ?? "-"), sealed \(r.createdAt ?? "?"))")
         }
     }
@@ -94,27 +79,6 @@ struct RegistryEscrowKeygen: ParsableCommand {
     }
 }
 
-/// A sealed key as exports show it: the blob stays sealed.
-struct EscrowReport: Codable {
-    var kind: String
-    var identity: String?
-    var scheme: String
-    var recipient: String
-    var sealed: String
-    var createdAt: String?
-
-    init(_ r: SealedKeyRecord) {
-        kind = r.kind; identity = r.identity; scheme = r.scheme; recipient = r.recipient
-        sealed = Data(r.sealed).base64EncodedString(); createdAt = r.createdAt
-    }
-
-    static func of(_ reg: any DeviceRegistry, mac: String) async throws -> [EscrowReport]? {
-        guard let store = reg as? any EscrowStore else { return nil }
-        let records = try await store.sealedKeys(mac: mac)
-        return records.isEmpty ? nil : records.map(EscrowReport.init)
-    }
-}
-
 /// Hidden: the cost of escrow per device, for scripts/bench-custody (seal two keys — a 32-byte
 /// flash key and 64 bytes of NVS keys — and store both blobs in the given registry).
 struct RegistryEscrowBench: AsyncParsableCommand {
@@ -131,27 +95,10 @@ struct RegistryEscrowBench: AsyncParsableCommand {
         do { recipient = try EscrowRecipient.load(pem: try FileIO.readText(escrowKey, limit: .key)) } catch let e as KeyCustodyError {
             throw FileContextError(file: escrowKey, underlying: e)
         }
-        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
-        var records: [SealedKeyRecord] = []
-        let t0 = now()
-        for i in 0..<count {
-            let mac = String(format: "02:00:00:%02x:%02x:%02x", (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF)
-            for (kind, size) in [("flash_encryption_key", 32), ("nvs_keys", 64)] {
-                let secret = (0..<size).map { _ in UInt8.random(in: 0...255) }
-                let blob = try recipient.seal(secret, context: EscrowContext(mac: mac, identity: "BENCH-\(i)", kind: kind))
-                records.append(SealedKeyRecord(mac: mac, kind: kind, identity: "BENCH-\(i)", scheme: recipient.schemeName,
-                                               recipient: recipient.recipientFingerprint, sealed: blob))
-            }
+        let f = try await withRegistry(try await options.open(create: true)) {
+            try await EscrowRecovery.bench(recipient: recipient, registry: $0, devices: count)
         }
-        let t1 = now()
-        let batch = records
-        try await withRegistry(try await options.open(create: true)) { reg in
-            guard let store = reg as? any EscrowStore else { throw UsageError("this registry has no escrow table") }
-            for r in batch { try await store.storeSealedKey(r) }
-        }
-        let t2 = now()
-        let sealMs = Double(t1 - t0) / 1e6 / Double(count), storeMs = Double(t2 - t1) / 1e6 / Double(count)
         print(String(format: "%@ escrow, %d devices: sealing %.3f ms per device, storing %.3f ms per device (2 blobs each)",
-                     recipient.schemeName, count, sealMs, storeMs))
+                     f.scheme, f.devices, f.sealMilliseconds, f.storeMilliseconds))
     }
 }

@@ -36,13 +36,7 @@ struct SoakAuditCommand: AsyncParsableCommand {
 
     func run() async throws {
         let loaded = try ProvisionSetup.load(manifestPath: manifest)
-        var folders: [String] = []
-        for root in deviceRoots {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-            for name in names.sorted() where FileManager.default.fileExists(atPath: root + "/" + name + "/device.json") {
-                folders.append(root + "/" + name)
-            }
-        }
+        let folders = SoakAudit.deviceFolders(under: deviceRoots)
         guard !folders.isEmpty else { throw UsageError("no virtual device folders under --devices", hint: "give the folder holding the drill's device folders") }
         let reg = try await openRegistry(url: registry ?? loaded.registryURL)
         var audit = SoakAudit(job: loaded.job, registry: reg, secureBoot: loaded.sdkconfig.secureBootV2)
@@ -54,30 +48,8 @@ struct SoakAuditCommand: AsyncParsableCommand {
         if json {
             print(try Output.jsonLine(figures))
         } else {
-            print(Self.render(figures))
+            print(figures.text)
         }
         if !figures.mustBeZeroHold { throw ExitCode(1) }
-    }
-
-    static func render(_ f: SoakAudit.Figures) -> String {
-        var lines = [
-            "devices                                  \(f.devices)",
-            "provisioned                              \(f.provisioned)",
-            "failed cleanly                           \(f.failedCleanly)",
-        ]
-        for (reason, n) in f.failureReasons.sorted(by: { $0.value > $1.value }) { lines.append("  \(n) × \(Diagnostic.terminalSafe(reason))") }
-        lines += [
-            "silent wrong writes (must be 0)          \(f.silentWrongWrites)",
-            "identities claimed twice (must be 0)     \(f.identitiesClaimedTwice)",
-            "identities lost (must be 0)              \(f.identitiesLost)",
-            "  pool \(f.poolRows): \(f.identitiesFree) free, \(f.identitiesHeldByFailed) held by cleanly failed devices",
-            "inconsistent records (must be 0)         \(f.inconsistentRecords)",
-            "key bytes outside chip/escrow (must be 0) \(f.keyBytesOutside)",
-            "escrow not recovering the keys (must be 0) \(f.escrowNotRecovering) of \(f.escrowChecked) checked",
-            "boards refused by the line (must be 0)   \(f.refusedBoards)",
-            "  \(f.keysSearched) keys searched in \(f.filesScanned) files, \(f.bytesScanned) bytes",
-        ]
-        for p in f.problems { lines.append("problem: " + Diagnostic.terminalSafe(p)) }
-        return lines.joined(separator: "\n")
     }
 }

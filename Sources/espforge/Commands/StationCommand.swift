@@ -70,7 +70,7 @@ struct StationCommand: AsyncParsableCommand {
 
     func run() async throws {
         let loaded = try ProvisionSetup.load(manifestPath: manifest, pkcs11: pkcs11, escrowKey: escrowKey)
-        let slots = try slotList(loaded)
+        let slots = try StationSlot.parse(ports: ports, manifestSlots: loaded.stationSlots)
         var link = LoaderLinkOptions()
         try checkBaud(baud)
         link.session.baud = baud
@@ -84,21 +84,8 @@ struct StationCommand: AsyncParsableCommand {
         options.policy.removalPoll = removalPoll
         options.stopTimeout = stopTimeout
 
-        var dashboardConfig: DashboardConfig?
-        if let dashboard {
-            let token = try dashboardTokenFile.map { path -> String in
-                let text = try FileIO.readText(path, limit: .key).trimmingCharacters(in: .whitespacesAndNewlines)
-                guard text.count >= 16 else {
-                    throw UsageError(Diagnostic("the dashboard token is shorter than 16 characters", file: path,
-                                                hint: "e.g. `openssl rand -hex 32 > token && chmod 600 token`"))
-                }
-                return text
-            }
-            dashboardConfig = try DashboardConfig.parse(dashboard, token: token)
-        } else if dashboardTokenFile != nil {
-            throw UsageError("--dashboard-token-file without --dashboard", hint: "add --dashboard HOST:PORT")
-        }
-        let view = StationView(mode: json ? .json : isatty(STDOUT_FILENO) == 1 ? .live : .lines, slots: slots)
+        let dashboardConfig = try DashboardConfig.parse(dashboard, tokenFile: dashboardTokenFile)
+        let view = StationView(mode: json ? .json : isatty(STDOUT_FILENO) == 1 ? .live : .lines)
         let registryHandle = try await openRegistry(url: registry ?? loaded.registryURL)
         var run = ProvisionSetup.RunOptions()
         run.resume = true
@@ -108,12 +95,9 @@ struct StationCommand: AsyncParsableCommand {
         let limit = maxBoards
         station.addObserver { event in
             view.show(event, station)
-            if let limit, event.event == .result, let c = event.counters,
-               c.passed + c.failed + c.skipped + c.stopped >= limit, station.snapshot().stopping == nil {
-                station.requestStop(.graceful)
-            }
+            if let limit, station.reachedLimit(event, boards: limit) { station.requestStop(.graceful) }
         }
-        let signals = StationSignals { station.requestStop() }
+        let signals = StopSignals { station.requestStop() }
         view.start(station)
         var server: Task<Void, Never>?
         if let dashboardConfig {
@@ -126,65 +110,12 @@ struct StationCommand: AsyncParsableCommand {
                 }
             }
         }
-        if let maxSeconds {
-            Task {
-                try? await Task.sleep(nanoseconds: UInt64(max(0, maxSeconds) * 1e9))
-                station.requestStop(.graceful)
-            }
-        }
+        if let maxSeconds { station.stopAfter(seconds: maxSeconds) }
         let end = await station.run()
         signals.cancel()
         server?.cancel()
         view.finish(end)
         try? await registryHandle.close()
         if end.stopping == .immediate { throw ExitCode(130) }
-    }
-
-    func slotList(_ loaded: ProvisionSetup.Loaded) throws -> [StationSlot] {
-        var slots: [StationSlot] = []
-        if ports.isEmpty {
-            slots = loaded.stationSlots.map { StationSlot(name: $0.name, port: $0.port) }
-            guard !slots.isEmpty else {
-                throw UsageError("no slots: give --port (repeat for each slot) or [station] slots in the manifest",
-                                 hint: "e.g. --port A1=/dev/ttyUSB0, or slots = [{ name = \"A1\", port = \"/dev/ttyUSB0\" }]")
-            }
-        } else {
-            for (i, p) in ports.enumerated() {
-                if let eq = p.firstIndex(of: "="), !p.hasPrefix("virtual:"), !p.hasPrefix("socket:"), !p.hasPrefix("/") {
-                    let name = String(p[..<eq]), port = String(p[p.index(after: eq)...])
-                    guard !name.isEmpty, !port.isEmpty else { throw UsageError("--port '\(p)' is not NAME=PORT") }
-                    slots.append(StationSlot(name: name, port: port))
-                } else {
-                    slots.append(StationSlot(name: "S\(i + 1)", port: p))
-                }
-            }
-        }
-        guard Set(slots.map(\.port)).count == slots.count else { throw UsageError("the same port is given to two slots") }
-        guard Set(slots.map(\.name)).count == slots.count else { throw UsageError("the same slot name is given twice") }
-        guard !slots.contains(where: { $0.port.hasPrefix("virtual:") && !$0.port.contains("?") }) else {
-            throw UsageError("a station slot needs a link a board can be taken out of",
-                             hint: "use a serial port, socket://HOST:PORT (e.g. `espforge device fleet`) or virtual:DIR?lines=auto")
-        }
-        return slots
-    }
-}
-
-/// SIGINT/SIGTERM handed to the station (first: graceful, second: at once).
-final class StationSignals: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-
-    init(_ handler: @escaping @Sendable () -> Void) {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler(handler: handler)
-            s.resume()
-            sources.append(s)
-        }
-    }
-
-    func cancel() {
-        for s in sources { s.cancel() }
-        sources = []
     }
 }

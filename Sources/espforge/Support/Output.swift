@@ -7,6 +7,13 @@ enum Output {
     static func printJSON<T: Encodable>(_ value: T) throws {
         print(try json(value))
     }
+
+    /// One compact JSON object (for event streams).
+    static func jsonLine<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
 }
 
 extension String {

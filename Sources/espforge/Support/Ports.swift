@@ -28,17 +28,7 @@ struct ConnectionOptions: ParsableArguments {
     var json = false
 
     func sessionOptions(needStub: Bool = true) throws -> SessionOptions {
-        let b = try parseResetMode(before)
-        guard let a = AfterMode.parse(after) else {
-            throw UsageError("--after '\(after)' is not known", hint: "use hard-reset or no-reset")
-        }
-        try checkBaud(baud)
-        guard timeout > 0, timeout <= 600 else { throw UsageError("--timeout must be between 0 and 600 seconds") }
-        var o = SessionOptions()
-        o.baud = baud
-        o.before = b
-        o.after = a
-        o.timeout = timeout
+        var o = try SessionOptions.parse(baud: baud, before: before, after: after, timeout: timeout)
         o.ports = BoardPorts.opener
         if needStub { o.stub = try loadStub(path: stub, noStub: noStub, json: json) }
         return o
@@ -61,68 +51,19 @@ struct ConnectionOptions: ParsableArguments {
     }
 }
 
-/// `--before`, checked.
-func parseResetMode(_ text: String) throws -> ResetMode {
-    guard let mode = ResetMode.parse(text) else {
-        throw UsageError("--before '\(text)' is not a reset mode", hint: "use default-reset, usb-reset or no-reset")
-    }
-    return mode
-}
+/// `--before`, checked (``SessionOptions/resetMode(_:)``).
+func parseResetMode(_ text: String) throws -> ResetMode { try SessionOptions.resetMode(text) }
 
 /// `--baud`, checked against what the ESP32 UART can do.
-func checkBaud(_ baud: Int) throws {
-    guard baud >= 300, baud <= 5_000_000 else {
-        throw UsageError("--baud \(baud) is out of range", hint: "the ESP32 UART runs from 300 to 5000000 baud")
-    }
-}
+func checkBaud(_ baud: Int) throws { try SessionOptions.checkBaud(baud) }
 
-/// The flasher stub: `--stub FILE`, else one found by ``StubLocator`` (no process is started),
-/// else nil (the ROM loader). Says which stub is used, or why the ROM loader is: one line on
-/// stderr, or with `json` one `{"event":"stub",...}` line on stdout.
+/// The flasher stub (``StubChoice``): `--stub FILE`, else one found in the known places (no
+/// process is started), else nil (the ROM loader). Says which stub is used, or why the ROM loader
+/// is: one line on stderr, or with `json` one `{"event":"stub",...}` line on stdout.
 func loadStub(path: String?, noStub: Bool = false, json: Bool) throws -> StubImage? {
-    var choice = StubChoiceEvent(loader: "rom")
-    var stub: StubImage?
-    if noStub {
-        choice.reason = "--no-stub"
-    } else if let path {
-        stub = try StubImage.parse(json: try FileIO.read(path, limit: .stubJSON), source: path)
-        choice = StubChoiceEvent(loader: "stub", path: path, foundBy: "--stub")
-    } else {
-        let search = StubLocator.search()
-        if let missing = search.missingExplicit {
-            throw FlasherError.stubMissing("$ESPFORGE_STUB names '\(missing)', which is not a readable file")
-        }
-        if let found = search.found {
-            stub = try StubImage.parse(json: try FileIO.read(found.path, limit: .stubJSON), source: found.path)
-            choice = StubChoiceEvent(loader: "stub", path: found.path, foundBy: found.foundBy)
-        } else {
-            choice.reason = "no esptool stub found in \(search.searched.count) places (set $ESPFORGE_STUB, "
-                + "pass --stub FILE, or install esptool in the active virtualenv)"
-            choice.searched = search.searched
-        }
-    }
-    if json {
-        printEventLine(choice)
-    } else if let p = choice.path {
-        ErrorRenderer.writeStderr("stub: " + Diagnostic.terminalSafe("\(p) (from \(choice.foundBy ?? "?"))") + "\n")
-    } else {
-        ErrorRenderer.writeStderr("stub: none, using the ROM loader: " + Diagnostic.terminalSafe(choice.reason ?? "") + "\n")
-    }
-    return stub
-}
-
-/// Which loader a command talks to and why (the `--json` form of ``loadStub(path:noStub:json:)``).
-struct StubChoiceEvent: Encodable {
-    let event = "stub"
-    var loader: String
-    var path: String?
-    var foundBy: String?
-    var reason: String?
-    var searched: [String]?
-
-    enum CodingKeys: String, CodingKey {
-        case event, loader, path, foundBy = "found_by", reason, searched
-    }
+    let choice = try StubChoice.resolve(path: path, noStub: noStub)
+    if json { printEventLine(choice) } else { ErrorRenderer.writeStderr(choice.line) }
+    return choice.stub
 }
 
 /// Parses `ADDR FILE [ADDR FILE ...]` into regions (files read here, at the edge).
@@ -149,48 +90,24 @@ func printEventLine<T: Encodable>(_ value: T) {
     }
 }
 
-/// Human progress: one line per device (redrawn in place on a terminal) and the findings.
+/// Human progress (``FlashProgressBoard``): one line per device (redrawn in place on a
+/// terminal) and the findings; with `json` the events themselves.
 final class ProgressPrinter: @unchecked Sendable {
-    let devices: [String]
     let json: Bool
-    let tty: Bool
-    private var lines: [String: String] = [:]
-    private var drawn = 0
+    private var board: FlashProgressBoard
 
     init(devices: [String], json: Bool) {
-        self.devices = devices
         self.json = json
-        tty = isatty(1) != 0
+        board = FlashProgressBoard(devices: devices, redraws: isatty(1) != 0)
     }
 
     func handle(_ e: FlashEvent) {
         if json { return printEventLine(e) }
-        let where_ = e.address.map { NumberParsing.hex($0) } ?? ""
-        switch e.event {
-        case "progress":
-            let pct = (e.size ?? 0) > 0 ? 100 * (e.done ?? 0) / max(1, e.size ?? 1) : 0
-            lines[e.device] = "\(where_) \(pct)%"
-            if tty { redraw() }
-            return
-        case "finding":
-            ErrorRenderer.writeStderr(Diagnostic.terminalSafe("\(e.device): \(e.detail ?? "")") + "\n")
-            return
-        case "connected", "stub", "reconnect", "retry", "keep":
-            lines[e.device] = "\(e.event): \(e.detail ?? "")"
-        case "written", "unchanged", "verified", "mismatch", "erased":
-            lines[e.device] = "\(where_) \(e.event) (\(e.size ?? 0) bytes\(e.detail.map { ", " + $0 } ?? ""))"
-        case "done": lines[e.device] = "done"
-        case "failed": lines[e.device] = "FAILED: \(e.detail ?? "")"
-        default: lines[e.device] = e.event
+        switch board.take(e) {
+        case .none: break
+        case .line(let text): print(text)
+        case .redraw(let text): FileHandle.standardOutput.write(Data(text.utf8))
+        case .stderr(let text): ErrorRenderer.writeStderr(text)
         }
-        if tty { redraw() } else { print("\(e.device): \(lines[e.device] ?? "")") }
-    }
-
-    private func redraw() {
-        var out = drawn > 0 ? "\u{1B}[\(drawn)A" : ""
-        for d in devices { out += "\u{1B}[2K\(d): \(lines[d] ?? "…")\n" }
-        drawn = devices.count
-        FileHandle.standardOutput.write(Data(out.utf8))
     }
 }
-

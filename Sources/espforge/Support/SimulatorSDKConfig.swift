@@ -10,15 +10,12 @@ extension SimulatorSDKConfig {
     /// The remembered sdkconfig, else the options inferred from the device (assumptions printed
     /// on stderr as `espforge:` lines unless `quiet`).
     static func rememberedOrInferred(inStateFolder state: String, device: Device, quiet: Bool = false) throws -> SimulatorSDKConfig {
-        if let remembered = try remembered(inStateFolder: state) { return remembered }
-        let inferred = BuildInference.infer(device: device)
-        if !quiet { printAssumptions(inferred.assumptions) }
-        return inferred.sdkconfig
+        let (config, assumptions) = try rememberedOrInferred(inStateFolder: state, device: device)
+        if !quiet, let assumptions { printAssumptions(assumptions) }
+        return config
     }
 
     static func printAssumptions(_ notes: [String]) {
-        var text = "espforge: no sdkconfig given or remembered; the bootloader's options are inferred:\n"
-        for n in notes { text += "espforge:   \(n)\n" }
-        FileHandle.standardError.write(Data(text.utf8))
+        FileHandle.standardError.write(Data(assumptionsText(notes).utf8))
     }
 }

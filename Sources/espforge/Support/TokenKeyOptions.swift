@@ -3,9 +3,6 @@ import ESPCore
 import Foundation
 import KeyCustody
 import SecureBoot
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Options for keys on PKCS#11 tokens (`--key pkcs11:…`). The PIN is never an option: it comes
 /// from a PIN file, `$ESPFORGE_PKCS11_PIN` or a no-echo prompt.
@@ -27,17 +24,7 @@ struct PKCS11Options: ParsableArguments {
 enum TokenCLI {
     /// File, environment, then (on a terminal only) a no-echo prompt.
     static func pinSource(file: String?, uriPinSource: String? = nil) -> PINSource {
-        var prompt: (@Sendable (String) -> [UInt8]?)? = nil
-        if isatty(STDIN_FILENO) == 1 { prompt = { (token: String) -> [UInt8]? in TokenCLI.promptPIN(token) } }
-        return PINSource(file: file ?? uriPinSource, environment: ProcessInfo.processInfo.environment, prompt: prompt)
-    }
-
-    static func promptPIN(_ token: String) -> [UInt8]? {
-        guard let p = getpass("PIN for token \(token): ") else { return nil }
-        let length = strlen(p)
-        let bytes = [UInt8](UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: length))
-        memset(p, 0, length)
-        return bytes.isEmpty ? nil : bytes
+        PINSource.interactive(file: file ?? uriPinSource)
     }
 
     static func isToken(_ key: String) -> Bool { PKCS11URI.isURI(key) }

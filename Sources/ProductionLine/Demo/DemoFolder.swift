@@ -9,27 +9,29 @@ import Foundation
 /// write stay. A folder with files but no record is refused, unless it is a demo written before
 /// the record existed (recognised by its generated manifest), in which case only the demo's own
 /// file names are removed.
-struct DemoFolder {
-    static let recordName = ".espforge-demo-files"
-    static let fixedFiles = [
+public struct DemoFolder {
+    public static let recordName = ".espforge-demo-files"
+    public static let fixedFiles = [
         "signing_key.pem", "bootloader.bin", "app.bin", "partition-table.bin", "partitions.csv", "sdkconfig",
         "nvs-config.csv", "nvs-values.csv", "espforge.toml",
         "registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm", "registry.sqlite-journal",
     ]
-    static let generatedManifestMarker = "espforge demo manifest (generated)"
+    public static let generatedManifestMarker = "espforge demo manifest (generated)"
 
-    let dir: String
-    var record: String { dir + "/" + Self.recordName }
+    public let dir: String
+    public var record: String { dir + "/" + Self.recordName }
+
+    public init(dir: String) { self.dir = dir }
 
     /// Entries (relative paths) a demo with `devices` devices writes; device folders end in `/`.
-    static func entries(devices: Int) -> [String] {
+    public static func entries(devices: Int) -> [String] {
         fixedFiles + (1...max(1, devices)).map { "devices/dev\($0)/" }
     }
 
     /// Makes the folder ready for a new demo: creates it, or clears an earlier demo's own entries.
     /// Returns how many entries of an earlier demo were removed.
     @discardableResult
-    func prepare(devices: Int) throws -> Int {
+    public func prepare(devices: Int) throws -> Int {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: dir, isDirectory: &isDir) {
@@ -72,7 +74,7 @@ struct DemoFolder {
 
     /// Only names a demo can have written: no absolute paths or `..` (the record is a file in a
     /// folder others may write to).
-    static func isOwnEntry(_ entry: String) -> Bool {
+    public static func isOwnEntry(_ entry: String) -> Bool {
         if fixedFiles.contains(entry) { return true }
         let parts = entry.split(separator: "/", omittingEmptySubsequences: false)
         return parts.count == 3 && parts[0] == "devices" && parts[1].hasPrefix("dev")
