@@ -1,4 +1,5 @@
 import ESPCore
+import Foundation
 
 /// Printing helpers: machine-readable JSON with stable key order.
 enum Output {
