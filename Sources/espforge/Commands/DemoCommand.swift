@@ -20,23 +20,16 @@ struct DemoCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "How many virtual devices.")
-    var devices: Int = 4
-
+    @Option(help: "How many virtual devices.") var devices: Int = 4
     @Option(help: "Folder for the devices, key, images, manifest and registry (an earlier demo's files in it are replaced; other files stay).")
     var dir: String = "demo-out"
 
-    @Option(help: "Flash encryption mode: host or on-chip.")
-    var mode: String = "host"
-
+    @Option(help: "Flash encryption mode: host or on-chip.") var mode: String = "host"
     @Option(name: .customLong("app-size"), help: "Size of the synthesized app's code, e.g. 96K or 1MB (it must fit the 1.6 MB ota_0 partition).")
     var appSize: String = "96K"
 
-    @Flag(help: "Hold each device's result until its virtual provisioning time (flash writes and first boot, time model) has passed in real time.")
-    var realtime = false
-
-    @Flag(help: "One JSON event per line.")
-    var json = false
+    @Flag(help: "Hold each device's result until its virtual provisioning time (flash writes and first boot, time model) has passed in real time.") var realtime = false
+    @Flag(help: "One JSON event per line.") var json = false
 
     func run() async throws {
         let options = try DemoLine.Options(devices: devices, dir: dir, mode: mode, appSize: appSize)

@@ -31,8 +31,7 @@ struct DeviceBoot: ParsableCommand {
     @Option(help: "State folder of the device.") var state: String
     @Option(help: "The project's sdkconfig (remembered in the state folder).") var sdkconfig: String?
     @Option(help: "Strapping value the ROM prints as boot:0x.. (default 0x13, a board booting from flash; QEMU prints 0x12).") var strapping: String?
-    @Option(name: .customLong("rng-seed"), help: "Seed for the simulated hardware RNG (reproducible keys; tests only).")
-    var rngSeed: UInt64?
+    @Option(name: .customLong("rng-seed"), help: "Seed for the simulated hardware RNG (reproducible keys; tests only).") var rngSeed: UInt64?
     @Flag(help: "Print the outcome as JSON (includes the log).") var json = false
 
     func run() throws {

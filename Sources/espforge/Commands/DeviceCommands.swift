@@ -40,8 +40,7 @@ struct DeviceCreate: ParsableCommand {
     @Option(name: .customLong("flash-size"), help: "Flash size: 1MB, 2MB, 4MB, 8MB or 16MB.") var flashSize = "4MB"
     @Option(name: .customLong("chip-rev"), help: "Major chip revision 0…3 (3 = ESP32-D0WD-V3).") var chipRev = 3
     @Option(help: "Factory MAC (default: 24:0a:c4 and three bytes derived from the state path).") var mac: String?
-    @Option(name: .customLong("flash-id"), help: "JEDEC id as RDID returns it (default 0x1640EF, Winbond W25Q32).")
-    var flashID: String?
+    @Option(name: .customLong("flash-id"), help: "JEDEC id as RDID returns it (default 0x1640EF, Winbond W25Q32).") var flashID: String?
     @Option(help: "State folder to create.") var state: String
     @Flag(help: "Replace an existing device in the folder.") var force = false
     @Option(help: "The project's sdkconfig, remembered for `device boot`.") var sdkconfig: String?
@@ -87,10 +86,8 @@ struct DeviceServe: ParsableCommand {
     @Option(help: "Fault specification, e.g. drop=0.001,flip=0.0005.") var faults: String?
     @Option(help: "Seed for the fault generator.") var seed: UInt64 = 1
     @Flag(help: "Sleep for virtual time (slow, for demos).") var realtime = false
-    @Option(name: .customLong("max-seconds"), help: "Stop after this many seconds of wall time (safety net for scripts).")
-    var maxSeconds: Double?
-    @Option(name: .customLong("idle-timeout"), help: "Disconnect a TCP client that sends nothing for this many seconds (0: never).")
-    var idleTimeout: Double = 30
+    @Option(name: .customLong("max-seconds"), help: "Stop after this many seconds of wall time (safety net for scripts).") var maxSeconds: Double?
+    @Option(name: .customLong("idle-timeout"), help: "Disconnect a TCP client that sends nothing for this many seconds (0: never).") var idleTimeout: Double = 30
 
     func run() throws {
         guard (listen != nil) != pty else {

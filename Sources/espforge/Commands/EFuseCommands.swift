@@ -1,5 +1,6 @@
 import ArgumentParser
 import EFuse
+import Flasher
 import ESPCore
 import ProductionLine
 import SecureBoot
@@ -34,11 +35,10 @@ struct EFuseCommand: ParsableCommand {
 struct EFusePortOptions: ParsableArguments {
     @Option(help: "The chip: serial device, socket://HOST:PORT or virtual:DIR.") var port: String
     @Option(help: "Baud rate for serial ports (ignored for virtual:).") var baud: Int?
-    @Option(help: "Before connecting: default-reset (DTR/RTS), usb-reset (USB-Serial-JTAG) or no-reset (ignored for virtual:).")
-    var before = "default-reset"
+    @Option(help: "Before connecting: default-reset (DTR/RTS), usb-reset (USB-Serial-JTAG) or no-reset (ignored for virtual:).") var before = "default-reset"
 
     func client() throws -> EFuseClient {
-        EFuseClient(access: try openRegisterAccess(port: port, baud: baud, before: try parseResetMode(before)))
+        EFuseClient(access: try openRegisterAccess(port: port, baud: baud, before: try SessionOptions.resetMode(before)))
     }
 }
 
@@ -49,28 +49,15 @@ enum EFuseExit {
 
 enum EFuseCLI {
     /// Plans, prints the plan, and burns only with `yes`. Never prints key material.
-    static func run(_ requests: [EFuseBurnRequest], options: EFusePortOptions, yes: Bool, dryRun: Bool = false,
-                    json: Bool = false) throws {
-        let client = try options.client()
-        let plan = try client.plan(requests)
-        print("eFuse burn plan for \(options.port):")
-        for line in plan.lines { print(line) }
-        if plan.isEmpty { return }
-        if dryRun {
-            print("dry run: nothing was burned")
-            return
-        }
-        guard yes else {
-            print("nothing was burned: eFuse burns are irreversible; run again with --yes to burn exactly this plan")
-            throw ExitCode(EFuseExit.notConfirmed)
-        }
-        let report = try client.execute(plan)
-        for line in report.readBackLines { print(line) }
-        guard report.allStuck else {
+    static func run(_ requests: [EFuseBurnRequest], options: EFusePortOptions, yes: Bool, dryRun: Bool = false) throws {
+        switch try EFuseBurnRun.run(requests, client: try options.client(), portName: options.port, confirmed: yes,
+                                    dryRun: dryRun, emit: { print($0) }) {
+        case .notConfirmed: throw ExitCode(EFuseExit.notConfirmed)
+        case .burned(allStuck: false):
             ErrorRenderer.writeStderr("error: not everything stuck; see the read-back above\n")
             throw ExitCode(EFuseExit.notStuck)
+        case .nothingToDo, .dryRun, .burned(allStuck: true): return
         }
-        print("all requested bits read back as burned")
     }
 }
 

@@ -58,7 +58,7 @@ struct FlashWrite: ParsableCommand {
 
     func run() throws {
         let ports = try connection.allPorts()
-        let regions = try readRegions(pairs)
+        let regions = try FlashRegionFiles.read(pairs: pairs)
         var options = try connection.sessionOptions()
         options.compress = !noCompress
         options.skipUnchanged = skipUnchanged
@@ -162,7 +162,7 @@ struct FlashVerify: ParsableCommand {
 
     func run() throws {
         let port = try connection.singlePort()
-        let regions = try readRegions(pairs)
+        let regions = try FlashRegionFiles.read(pairs: pairs)
         let results = try FlashOperations.verify(port: port, options: try connection.sessionOptions(), regions: regions)
         for r in results {
             if connection.json { printEventLine(r) } else {

@@ -20,14 +20,9 @@ struct InitCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "ESP-IDF build directory (the one holding flasher_args.json).")
-    var buildDir: String = "build"
-
-    @Option(name: .shortAndLong, help: "Manifest to write.")
-    var output: String = "espforge.toml"
-
-    @Flag(help: "Overwrite an existing manifest.")
-    var force = false
+    @Option(help: "ESP-IDF build directory (the one holding flasher_args.json).") var buildDir: String = "build"
+    @Option(name: .shortAndLong, help: "Manifest to write.") var output: String = "espforge.toml"
+    @Flag(help: "Overwrite an existing manifest.") var force = false
 
     func run() throws {
         let written = try ManifestInit.write(buildDir: buildDir, output: output, force: force)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ESPCore
+import Flasher
 import ProductionLine
 
 struct PreflightCommand: ParsableCommand {
@@ -37,50 +38,30 @@ struct PreflightCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "ADDR FILE pairs to be written (instead of or in addition to --build-dir).")
-    var pairs: [String] = []
-
-    @Option(name: .customLong("build-dir"), help: "ESP-IDF build folder (flasher_args.json, sdkconfig).")
-    var buildDir: String?
-    @Option(help: "sdkconfig to use (default: found next to the build folder).")
-    var sdkconfig: String?
+    @Argument(help: "ADDR FILE pairs to be written (instead of or in addition to --build-dir).") var pairs: [String] = []
+    @Option(name: .customLong("build-dir"), help: "ESP-IDF build folder (flasher_args.json, sdkconfig).") var buildDir: String?
+    @Option(help: "sdkconfig to use (default: found next to the build folder).") var sdkconfig: String?
     @Option(name: .customLong("partition-table-offset"), help: "CONFIG_PARTITION_TABLE_OFFSET (default: from sdkconfig, else where the plan writes a table).")
     var partitionTableOffset: String?
 
     // Target.
-    @Option(help: "Virtual device state folder to check against (chip, revision, flash size, eFuses).")
-    var state: String?
-    @Option(help: "Port of the target chip to read (serial device, socket://HOST:PORT or virtual:DIR).")
-    var port: String?
-    @Option(help: "With --port: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.")
-    var before = "default-reset"
-    @Option(help: "Target chip: esp32, esp32s3, esp32c3.")
-    var chip: String?
-    @Option(name: .customLong("flash-size"), help: "Target flash size, e.g. 4MB.")
-    var flashSize: String?
-    @Option(name: .customLong("chip-rev"), help: "Target chip revision: 3, 3.0, v3.1 or 301.")
-    var chipRev: String?
-    @Option(name: .customLong("efuse-summary"), help: "`espefuse summary --format json` output of the target.")
-    var efuseSummary: String?
+    @Option(help: "Virtual device state folder to check against (chip, revision, flash size, eFuses).") var state: String?
+    @Option(help: "Port of the target chip to read (serial device, socket://HOST:PORT or virtual:DIR).") var port: String?
+    @Option(help: "With --port: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.") var before = "default-reset"
+    @Option(help: "Target chip: esp32, esp32s3, esp32c3.") var chip: String?
+    @Option(name: .customLong("flash-size"), help: "Target flash size, e.g. 4MB.") var flashSize: String?
+    @Option(name: .customLong("chip-rev"), help: "Target chip revision: 3, 3.0, v3.1 or 301.") var chipRev: String?
+    @Option(name: .customLong("efuse-summary"), help: "`espefuse summary --format json` output of the target.") var efuseSummary: String?
 
     // Write options.
-    @Option(name: .customLong("write-flash-mode"), help: "--flash-mode the write will use (default keep).")
-    var writeFlashMode: String?
-    @Option(name: .customLong("write-flash-freq"), help: "--flash-freq the write will use (default keep).")
-    var writeFlashFreq: String?
-    @Option(name: .customLong("write-flash-size"), help: "--flash-size the write will use (default keep).")
-    var writeFlashSize: String?
-    @Flag(help: "The write uses --encrypt (the chip encrypts every file).")
-    var encrypt = false
-
-    @Flag(help: "Also write the plan into a copy of the device and power it on (first-boot dry run).")
-    var simulate = false
-    @Option(name: .customLong("rng-seed"), help: ArgumentHelp("Seed for the simulated RNG (tests only).", visibility: .hidden))
-    var rngSeed: UInt64?
-    @Flag(name: .customLong("list-rules"), help: "List the rules and exit.")
-    var listRules = false
-    @Flag(help: "Print JSON.")
-    var json = false
+    @Option(name: .customLong("write-flash-mode"), help: "--flash-mode the write will use (default keep).") var writeFlashMode: String?
+    @Option(name: .customLong("write-flash-freq"), help: "--flash-freq the write will use (default keep).") var writeFlashFreq: String?
+    @Option(name: .customLong("write-flash-size"), help: "--flash-size the write will use (default keep).") var writeFlashSize: String?
+    @Flag(help: "The write uses --encrypt (the chip encrypts every file).") var encrypt = false
+    @Flag(help: "Also write the plan into a copy of the device and power it on (first-boot dry run).") var simulate = false
+    @Option(name: .customLong("rng-seed"), help: ArgumentHelp("Seed for the simulated RNG (tests only).", visibility: .hidden)) var rngSeed: UInt64?
+    @Flag(name: .customLong("list-rules"), help: "List the rules and exit.") var listRules = false
+    @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         if listRules {
@@ -90,7 +71,7 @@ struct PreflightCommand: ParsableCommand {
         var r = PreflightRequest()
         r.pairs = pairs
         (r.buildDir, r.sdkconfig, r.partitionTableOffset) = (buildDir, sdkconfig, partitionTableOffset)
-        (r.state, r.port, r.before) = (state, port, try parseResetMode(before))
+        (r.state, r.port, r.before) = (state, port, try SessionOptions.resetMode(before))
         (r.chip, r.flashSize, r.chipRevision, r.efuseSummary) = (chip, flashSize, chipRev, efuseSummary)
         (r.writeFlashMode, r.writeFlashFreq, r.writeFlashSize) = (writeFlashMode, writeFlashFreq, writeFlashSize)
         (r.encrypt, r.simulate, r.rngSeed) = (encrypt, simulate, rngSeed)

@@ -46,33 +46,17 @@ struct ProvisionCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "The production manifest (espforge.toml).")
-    var manifest: String = "espforge.toml"
-
-    @Option(name: .customLong("port"), help: "A device port: virtual:DIR, /dev/ttyUSB0 or socket://HOST:PORT (repeat for several devices).")
-    var ports: [String] = []
-
-    @Option(help: "Serial and socket ports: UART rate for writing (CHANGE_BAUDRATE after SYNC).")
-    var baud = 921_600
-
-    @Option(help: "Serial ports: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.")
-    var before = "default-reset"
-
+    @Option(help: "The production manifest (espforge.toml).") var manifest: String = "espforge.toml"
+    @Option(name: .customLong("port"), help: "A device port: virtual:DIR, /dev/ttyUSB0 or socket://HOST:PORT (repeat for several devices).") var ports: [String] = []
+    @Option(help: "Serial and socket ports: UART rate for writing (CHANGE_BAUDRATE after SYNC).") var baud = 921_600
+    @Option(help: "Serial ports: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.") var before = "default-reset"
     @Option(help: "Flasher stub in esptool's JSON format (default: $ESPFORGE_STUB, else esptool's in the active virtualenv, the oracle venv, pip's user or the system site-packages; no interpreter is run).")
     var stub: String?
 
-    @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.")
-    var noStub = false
-
-    @Option(help: "Registry: a SQLite file, sqlite:PATH or postgres://… (default: the manifest's, else espforge-registry.sqlite).")
-    var registry: String?
-
-    @Flag(help: "Continue each device after its last safe step recorded in the registry.")
-    var resume = false
-
-    @Flag(help: "One JSON event per line instead of progress lines and a table.")
-    var json = false
-
+    @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.") var noStub = false
+    @Option(help: "Registry: a SQLite file, sqlite:PATH or postgres://… (default: the manifest's, else espforge-registry.sqlite).") var registry: String?
+    @Flag(help: "Continue each device after its last safe step recorded in the registry.") var resume = false
+    @Flag(help: "One JSON event per line instead of progress lines and a table.") var json = false
     @Option(name: .customLong("escrow-key"),
             help: "Escrow public key PEM (X25519 or RSA): seal every per-device key to it before use (overrides [escrow] public_key).")
     var escrowKey: String?
@@ -90,9 +74,9 @@ struct ProvisionCommand: AsyncParsableCommand {
         var link = LoaderLinkOptions()
         link.session.ports = BoardPorts.opener
         if ports.contains(where: { !$0.hasPrefix("virtual:") || $0.contains("?") }) {
-            try checkBaud(baud)
+            try SessionOptions.checkBaud(baud)
             link.session.baud = baud
-            link.session.before = try parseResetMode(before)
+            link.session.before = try SessionOptions.resetMode(before)
             link.session.stub = try loadStub(path: stub, noStub: noStub, json: json)
         }
         let code = try await ProvisionRun.run(loaded, ports: ports, registryURL: registry ?? loaded.registryURL,

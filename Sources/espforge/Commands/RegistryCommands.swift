@@ -61,10 +61,8 @@ struct RegistryList: AsyncParsableCommand {
     )
 
     @OptionGroup var options: RegistryOptions
-    @Option(help: "Only devices with this status: in_progress, provisioned, failed, rma.")
-    var status: String?
-    @Flag(help: "Print JSON.")
-    var json = false
+    @Option(help: "Only devices with this status: in_progress, provisioned, failed, rma.") var status: String?
+    @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
         let wanted = try status.map(RegistryReports.status)
@@ -85,10 +83,8 @@ struct RegistryShow: AsyncParsableCommand {
     )
 
     @OptionGroup var options: RegistryOptions
-    @Argument(help: "MAC address of the device (aa:bb:cc:dd:ee:ff).")
-    var mac: String
-    @Flag(help: "Print JSON.")
-    var json = false
+    @Argument(help: "MAC address of the device (aa:bb:cc:dd:ee:ff).") var mac: String
+    @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
         let mac = self.mac
@@ -116,8 +112,7 @@ struct RegistryExport: AsyncParsableCommand {
     @OptionGroup var options: RegistryOptions
     @Flag(help: "Write CSV.") var csv = false
     @Flag(help: "Write JSON.") var json = false
-    @Option(name: .shortAndLong, help: "Output file (default: standard output).")
-    var output: String?
+    @Option(name: .shortAndLong, help: "Output file (default: standard output).") var output: String?
 
     func validate() throws {
         guard csv != json else { throw ValidationError("pass exactly one of --csv or --json") }

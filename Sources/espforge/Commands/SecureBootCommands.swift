@@ -62,8 +62,7 @@ struct SecureBootKeygen: ParsableCommand {
     )
 
     @Option(name: .long, help: "rsa3072 (ESP32, S3, C3), ecdsa192, ecdsa256 or ecdsa384 (not for ESP32).") var scheme: String = "rsa3072"
-    @Option(name: [.short, .customLong("output")], help: "Private key file to write, or a pkcs11: URI to generate the key on a token.")
-    var output: String
+    @Option(name: [.short, .customLong("output")], help: "Private key file to write, or a pkcs11: URI to generate the key on a token.") var output: String
     @Option(name: .customLong("pub-out"), help: "Also write the public key PEM here.") var pubOut: String?
     @Flag(help: "Overwrite an existing key file.") var force = false
     @OptionGroup var pkcs11: PKCS11Options

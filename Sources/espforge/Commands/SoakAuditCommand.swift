@@ -25,11 +25,9 @@ struct SoakAuditCommand: AsyncParsableCommand {
 
     @Option(help: "The production manifest the drill provisioned with.") var manifest: String
     @Option(help: "Registry: a SQLite file, sqlite:PATH or postgres://… (default: the manifest's).") var registry: String?
-    @Option(name: .customLong("devices"), help: "A folder holding one virtual device folder per device (repeatable).")
-    var deviceRoots: [String] = []
+    @Option(name: .customLong("devices"), help: "A folder holding one virtual device folder per device (repeatable).") var deviceRoots: [String] = []
     @Option(name: .customLong("scan"), help: "A file or folder to search for key bytes (repeatable).") var scan: [String] = []
-    @Option(name: .customLong("pool-rows"), help: "Identities in the values CSV (rows missing from the pool count as lost).")
-    var poolRows: Int?
+    @Option(name: .customLong("pool-rows"), help: "Identities in the values CSV (rows missing from the pool count as lost).") var poolRows: Int?
     @Option(name: .customLong("escrow-private"), help: "The line's escrow private key PEM: check that escrow recovers every provisioned device's keys.")
     var escrowPrivate: String?
     @Flag(help: "Print JSON.") var json = false

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ESPCore
+import Flasher
 import Foundation
 import Manifest
 import ProductionLine
@@ -34,47 +35,31 @@ struct StationCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "The production manifest (espforge.toml).")
-    var manifest: String = "espforge.toml"
-    @Option(name: .customLong("port"), help: "A slot: PORT or NAME=PORT (repeat); default: the manifest's [station] slots.")
-    var ports: [String] = []
-    @Option(help: "UART rate for writing (CHANGE_BAUDRATE after SYNC).")
-    var baud = 921_600
-    @Option(help: "Serial ports: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.")
-    var before = "default-reset"
-    @Option(help: "Flasher stub in esptool's JSON format (default: found as `provision` finds it).")
-    var stub: String?
-    @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.")
-    var noStub = false
-    @Option(help: "Registry: a SQLite file, sqlite:PATH or postgres://… (default: the manifest's).")
-    var registry: String?
-    @Flag(help: "One JSON event per line.")
-    var json = false
-    @Option(name: .customLong("escrow-key"), help: "Escrow public key PEM (overrides [escrow] public_key).")
-    var escrowKey: String?
-    @Option(name: .customLong("stop-timeout"), help: "Seconds a stop waits for in-flight boards to reach a safe step.")
-    var stopTimeout = 120.0
-    @Option(name: .customLong("faulty-after"), help: "Link errors in a row that mark a slot faulty.")
-    var faultyAfter = 3
-    @Option(name: .customLong("removal-poll"), help: "Seconds between checks that a finished board was taken out.")
-    var removalPoll = 1.5
-    @Option(name: .customLong("max-boards"), help: "Stop (as on Ctrl-C) once this many boards have a result.")
-    var maxBoards: Int?
-    @Option(name: .customLong("max-seconds"), help: "Stop (as on Ctrl-C) after this many seconds (a safety net for scripts).")
-    var maxSeconds: Double?
-    @Option(help: "Serve the read-only web dashboard on HOST:PORT (e.g. 127.0.0.1:8080; other addresses need --dashboard-token-file).")
-    var dashboard: String?
-    @Option(name: .customLong("dashboard-token-file"), help: "File holding the dashboard's bearer token (mode 0600).")
-    var dashboardTokenFile: String?
+    @Option(help: "The production manifest (espforge.toml).") var manifest: String = "espforge.toml"
+    @Option(name: .customLong("port"), help: "A slot: PORT or NAME=PORT (repeat); default: the manifest's [station] slots.") var ports: [String] = []
+    @Option(help: "UART rate for writing (CHANGE_BAUDRATE after SYNC).") var baud = 921_600
+    @Option(help: "Serial ports: how to enter the loader: default-reset (DTR/RTS), usb-reset or no-reset.") var before = "default-reset"
+    @Option(help: "Flasher stub in esptool's JSON format (default: found as `provision` finds it).") var stub: String?
+    @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.") var noStub = false
+    @Option(help: "Registry: a SQLite file, sqlite:PATH or postgres://… (default: the manifest's).") var registry: String?
+    @Flag(help: "One JSON event per line.") var json = false
+    @Option(name: .customLong("escrow-key"), help: "Escrow public key PEM (overrides [escrow] public_key).") var escrowKey: String?
+    @Option(name: .customLong("stop-timeout"), help: "Seconds a stop waits for in-flight boards to reach a safe step.") var stopTimeout = 120.0
+    @Option(name: .customLong("faulty-after"), help: "Link errors in a row that mark a slot faulty.") var faultyAfter = 3
+    @Option(name: .customLong("removal-poll"), help: "Seconds between checks that a finished board was taken out.") var removalPoll = 1.5
+    @Option(name: .customLong("max-boards"), help: "Stop (as on Ctrl-C) once this many boards have a result.") var maxBoards: Int?
+    @Option(name: .customLong("max-seconds"), help: "Stop (as on Ctrl-C) after this many seconds (a safety net for scripts).") var maxSeconds: Double?
+    @Option(help: "Serve the read-only web dashboard on HOST:PORT (e.g. 127.0.0.1:8080; other addresses need --dashboard-token-file).") var dashboard: String?
+    @Option(name: .customLong("dashboard-token-file"), help: "File holding the dashboard's bearer token (mode 0600).") var dashboardTokenFile: String?
     @OptionGroup var pkcs11: PKCS11Options
 
     func run() async throws {
         let loaded = try ProvisionSetup.load(manifestPath: manifest, pkcs11: pkcs11, escrowKey: escrowKey)
         let slots = try StationSlot.parse(ports: ports, manifestSlots: loaded.stationSlots)
         var link = LoaderLinkOptions()
-        try checkBaud(baud)
+        try SessionOptions.checkBaud(baud)
         link.session.baud = baud
-        link.session.before = try parseResetMode(before)
+        link.session.before = try SessionOptions.resetMode(before)
         link.session.stub = try loadStub(path: stub, noStub: noStub, json: json)
         guard faultyAfter >= 1 else { throw UsageError("--faulty-after must be 1 or more") }
         guard removalPoll > 0, removalPoll <= 60 else { throw UsageError("--removal-poll must be between 0 and 60 seconds") }

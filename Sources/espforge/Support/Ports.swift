@@ -12,20 +12,14 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("port"), help: ArgumentHelp(
         "Serial device, socket://HOST:PORT or virtual:DIR (repeat for several devices).", valueName: "PORT"))
     var ports: [String] = []
-    @Option(help: "UART rate after SYNC at 115200 (CHANGE_BAUDRATE), e.g. 921600; any rate the adapter takes.")
-    var baud = 115_200
-    @Option(help: "Before connecting: default-reset (DTR/RTS), usb-reset (USB-Serial-JTAG) or no-reset.")
-    var before = "default-reset"
-    @Option(help: "Afterwards: hard-reset (EN pulse) or no-reset.")
-    var after = "hard-reset"
+    @Option(help: "UART rate after SYNC at 115200 (CHANGE_BAUDRATE), e.g. 921600; any rate the adapter takes.") var baud = 115_200
+    @Option(help: "Before connecting: default-reset (DTR/RTS), usb-reset (USB-Serial-JTAG) or no-reset.") var before = "default-reset"
+    @Option(help: "Afterwards: hard-reset (EN pulse) or no-reset.") var after = "hard-reset"
     @Option(help: "Flasher stub in esptool's JSON format (default: $ESPFORGE_STUB, else esptool's in the active virtualenv, the oracle venv, pip's user or the system site-packages; no interpreter is run).")
     var stub: String?
-    @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.")
-    var noStub = false
-    @Option(help: "Response timeout in seconds.")
-    var timeout = 3.0
-    @Flag(help: "Print JSON (one event per line for flash commands).")
-    var json = false
+    @Flag(name: .customLong("no-stub"), help: "Talk to the ROM loader only.") var noStub = false
+    @Option(help: "Response timeout in seconds.") var timeout = 3.0
+    @Flag(help: "Print JSON (one event per line for flash commands).") var json = false
 
     func sessionOptions(needStub: Bool = true) throws -> SessionOptions {
         var o = try SessionOptions.parse(baud: baud, before: before, after: after, timeout: timeout)
@@ -51,12 +45,6 @@ struct ConnectionOptions: ParsableArguments {
     }
 }
 
-/// `--before`, checked (``SessionOptions/resetMode(_:)``).
-func parseResetMode(_ text: String) throws -> ResetMode { try SessionOptions.resetMode(text) }
-
-/// `--baud`, checked against what the ESP32 UART can do.
-func checkBaud(_ baud: Int) throws { try SessionOptions.checkBaud(baud) }
-
 /// The flasher stub (``StubChoice``): `--stub FILE`, else one found in the known places (no
 /// process is started), else nil (the ROM loader). Says which stub is used, or why the ROM loader
 /// is: one line on stderr, or with `json` one `{"event":"stub",...}` line on stdout.
@@ -66,28 +54,9 @@ func loadStub(path: String?, noStub: Bool = false, json: Bool) throws -> StubIma
     return choice.stub
 }
 
-/// Parses `ADDR FILE [ADDR FILE ...]` into regions (files read here, at the edge).
-func readRegions(_ args: [String]) throws -> [FlashRegion] {
-    guard !args.isEmpty, args.count % 2 == 0 else {
-        throw UsageError("expected ADDR FILE pairs", hint: "e.g. 0x1000 bootloader.bin 0x8000 partition-table.bin")
-    }
-    var out: [FlashRegion] = []
-    for i in stride(from: 0, to: args.count, by: 2) {
-        guard let a = NumberParsing.integer(args[i]), a >= 0, a < 1 << 30 else {
-            throw UsageError("'\(args[i])' is not a flash address", hint: "e.g. 0x10000")
-        }
-        out.append(FlashRegion(address: a, data: try FileIO.read(args[i + 1], limit: .flashContents), name: args[i + 1]))
-    }
-    return out
-}
-
 /// One machine-readable event per line.
 func printEventLine<T: Encodable>(_ value: T) {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    if let d = try? e.encode(value) {
-        FileHandle.standardOutput.write(d + Data("\n".utf8))
-    }
+    if let line = try? Output.jsonLine(value) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
 }
 
 /// Human progress (``FlashProgressBoard``): one line per device (redrawn in place on a
