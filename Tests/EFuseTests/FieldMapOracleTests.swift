@@ -75,6 +75,40 @@ import Testing
         #expect(EFuseFieldMapSummary(words: w, map: map, revealKeys: true).field("BLOCK_KEY0")?.hex?.hasPrefix("a5a5") == true)
     }
 
+    @Test(arguments: chips) func decodeCommandPrintsTheLibrarySummary(chip: String) throws {
+        let map = try #require(EFuseFieldMap.named(chip))
+        let dir = try TestEnvironment.temporaryDirectory("espforge-fieldmap")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var w = EFuseBlockWords(map: map)
+        w.setInteger(try #require(map.field(named: "SECURE_BOOT_EN")), 1)
+        w.setInteger(try #require(map.field(named: "KEY_PURPOSE_1")), 9)
+        w.setBytes(try #require(map.field(named: "BLOCK_KEY1")), [UInt8](repeating: 0x5A, count: 32))
+        w.setInteger(try #require(map.field(named: "KEY_PURPOSE_0")), 4)
+        w.setBytes(try #require(map.field(named: "BLOCK_KEY0")), [UInt8](repeating: 0xC3, count: 32))
+        w.setInteger(try #require(map.field(named: "WR_DIS")), 1 << 24)
+        let file = dir.appendingPathComponent("efuse.bin").path
+        try Data(EFuseVirtualFile.encode(w, map: map)).write(to: URL(fileURLWithPath: file))
+
+        let json = try Espforge.run(["efuse", "decode", "--chip", chip, "--from-file", file, "--json"])
+        #expect(json.status == 0, "\(json.err)")
+        let decoded = try JSONDecoder().decode(EFuseFieldMapSummary.self, from: Data(json.stdout))
+        #expect(decoded == EFuseFieldMapSummary(words: w, map: map))
+        #expect(decoded.security.secureBootDigestSlots == [0] && decoded.keyBlocks[1].digest == String(repeating: "5a", count: 32))
+
+        let text = try Espforge.run(["efuse", "decode", "--chip", chip, "--from-file", file])
+        #expect(text.status == 0)
+        #expect(text.out.contains("SECURE_BOOT_EN yes"))
+        #expect(text.out.contains("BLOCK_KEY1: SECURE_BOOT_DIGEST0, programmed (write-protected)"))
+        #expect(text.out.contains(String(repeating: "5a", count: 32)))
+        #expect(!text.out.lowercased().contains("c3 c3") && !text.out.lowercased().contains("c3c3"), "a readable XTS key was printed")
+
+        let wrongChip = try Espforge.run(["efuse", "decode", "--chip", "esp32", "--from-file", file])
+        #expect(wrongChip.status == 1 && wrongChip.err.contains("no eFuse field map for chip 'esp32'"))
+        try Data([UInt8](repeating: 0, count: 100)).write(to: URL(fileURLWithPath: file))
+        let short = try Espforge.run(["efuse", "decode", "--chip", chip, "--from-file", file])
+        #expect(short.status == 1 && short.err.contains("has 100 bytes"))
+    }
+
     // MARK: - differential tests against espefuse --virt
 
     /// Burns with the oracle, then compares. Each step is one espefuse invocation.
@@ -153,6 +187,37 @@ import Testing
         #expect(compared == map.fields.count + map.composites.count)
         #expect(mine.mac == "10:22:33:44:55:66" && mine.revision == "v1.9")
         #expect(mine.security.aggressiveRevoke && mine.security.secureBootDigestSlots == [2])
+    }
+
+    /// Every field's WR_DIS and RD_DIS bit, checked with six files: file k sets the WR_DIS bits whose
+    /// index has bit k set (and the same for RD_DIS, k < 3), the last file sets all of them. A field
+    /// with the wrong protection bit (or none where espefuse has one) is writeable/readable in some
+    /// file where espefuse says it is not, or the other way round.
+    @Test(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)), arguments: chips)
+    func protectionBitsAgreeWithEspefuse(chip: String) throws {
+        let map = try #require(EFuseFieldMap.named(chip))
+        let dir = try TestEnvironment.temporaryDirectory("espforge-fieldmap")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let wrDis = try #require(map.field(named: "WR_DIS")), rdDis = try #require(map.field(named: "RD_DIS"))
+        for k in 0...5 {
+            var w = EFuseBlockWords(map: map)
+            func pattern(_ bits: Int) -> UInt64 {
+                var v: UInt64 = 0
+                for n in 0..<bits where k == 5 || (n >> k) & 1 == 1 { v |= UInt64(1) << UInt64(n) }
+                return v
+            }
+            let wr = pattern(32)
+            let rd: UInt64 = k < 3 || k == 5 ? pattern(7) : 0
+            w.setInteger(wrDis, wr)
+            w.setInteger(rdDis, rd)
+            let file = dir.appendingPathComponent("efuse\(k).bin").path
+            try Data(EFuseVirtualFile.encode(w, map: map)).write(to: URL(fileURLWithPath: file))
+            let mine = EFuseFieldMapSummary(words: w, map: map)
+            let (problems, compared) = compare(mine, try oracleSummary(chip, file, dir), map: map)
+            #expect(problems.isEmpty, "\(chip) WR_DIS \(NumberParsing.hex(wr)) RD_DIS \(NumberParsing.hex(rd)): \(problems.joined(separator: "\n"))")
+            #expect(compared == map.fields.count + map.composites.count)
+            #expect(mine.fields.contains { !$0.writeable })
+        }
     }
 
     // MARK: - helpers
