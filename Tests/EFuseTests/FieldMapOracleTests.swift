@@ -252,8 +252,8 @@ import Testing
                 if (e["value"] as? NSNumber)?.uint64Value != f.integer { out.append("\(f.name): \(f.value) vs \(String(describing: e["value"]))") }
                 continue
             }
-            if e["readable"] as? Bool != f.readable { out.append("\(f.name): readable \(f.readable) vs \(String(describing: e["readable"]))") }
-            if e["writeable"] as? Bool != f.writeable { out.append("\(f.name): writeable \(f.writeable) vs \(String(describing: e["writeable"]))") }
+            if e["readable"] as? Bool != f.readable { out.append("\(f.name): readable \(f.readable) vs espefuse \((e["readable"] as? Bool).map { "\($0)" } ?? "missing")") }
+            if e["writeable"] as? Bool != f.writeable { out.append("\(f.name): writeable \(f.writeable) vs espefuse \((e["writeable"] as? Bool).map { "\($0)" } ?? "missing")") }
             if e["block"] as? Int != f.block || e["word"] as? Int != f.word || e["pos"] as? Int != f.bit
                 || e["bit_len"] as? Int != f.width {
                 out.append("\(f.name): position \(f.block)/\(f.word)/\(f.bit)/\(f.width) vs \(e["block"] ?? "")/\(e["word"] ?? "")/\(e["pos"] ?? "")/\(e["bit_len"] ?? "")")
