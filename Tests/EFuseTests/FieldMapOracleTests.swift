@@ -189,6 +189,40 @@ import Testing
         #expect(mine.security.aggressiveRevoke && mine.security.secureBootDigestSlots == [2])
     }
 
+    /// Three Secure Boot V2 digests burned by `espefuse burn-key-digest` (one call, three RSA-3072
+    /// keys from espsecure), one slot revoked: our slots and digests match espsecure's digests and
+    /// every field matches espefuse's summary.
+    @Test(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)), arguments: chips)
+    func threeKeyDigestsAgreeWithEspefuse(chip: String) throws {
+        let map = try #require(EFuseFieldMap.named(chip))
+        let dir = try TestEnvironment.temporaryDirectory("espforge-fieldmap")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let efuseFile = dir.appendingPathComponent("efuse.bin").path
+        var burn = ["burn-key-digest"]
+        var digests: [String] = []
+        for slot in 0..<3 {
+            let pem = dir.appendingPathComponent("key\(slot).pem").path
+            let digest = dir.appendingPathComponent("digest\(slot).bin").path
+            let g = try Oracle.run("espsecure", ["generate-signing-key", "--version", "2", "--scheme", "rsa3072", pem])
+            #expect(g.status == 0, "\(g.err)")
+            let d = try Oracle.run("espsecure", ["digest-sbv2-public-key", "--keyfile", pem, "--output", digest])
+            #expect(d.status == 0, "\(d.err)")
+            digests.append([UInt8](try Data(contentsOf: URL(fileURLWithPath: digest))).hexString)
+            burn += ["BLOCK_KEY\(slot + 3)", pem, "SECURE_BOOT_DIGEST\(slot)"]
+        }
+        try oracle(chip, efuseFile, burn)
+        try oracle(chip, efuseFile, ["burn-efuse", "SECURE_BOOT_KEY_REVOKE1", "1", "SECURE_BOOT_EN", "1"])
+
+        let words = try EFuseVirtualFile.decode([UInt8](Data(contentsOf: URL(fileURLWithPath: efuseFile))), map: map)
+        let mine = EFuseFieldMapSummary(words: words, map: map)
+        let (problems, compared) = compare(mine, try oracleSummary(chip, efuseFile, dir), map: map)
+        #expect(problems.isEmpty, "\(chip): \(problems.joined(separator: "\n"))")
+        #expect(compared == map.fields.count + map.composites.count)
+        #expect(mine.security.secureBootDigestSlots == [0, 1, 2] && mine.security.revokedDigestSlots == [1])
+        #expect(mine.keyBlocks[3...].map(\.digest) == digests.map { Optional($0) })
+        #expect(mine.keyBlocks[3...].allSatisfy { $0.writeProtected && !$0.readProtected })
+    }
+
     /// Every field's WR_DIS and RD_DIS bit, checked with six files: file k sets the WR_DIS bits whose
     /// index has bit k set (and the same for RD_DIS, k < 3), the last file sets all of them. A field
     /// with the wrong protection bit (or none where espefuse has one) is writeable/readable in some
