@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func everyCommandHasHelpWithAnExample() throws {
-        for sub in ["summary", "burn", "burn-key-digest", "burn-key", "write-protect", "read-protect"] {
+        for sub in ["summary", "burn", "burn-key-digest", "burn-key", "write-protect", "read-protect", "decode"] {
             let r = try Espforge.run(["efuse", sub, "--help"])
             #expect(r.status == 0 && r.out.contains("Example:") && r.out.contains("espforge efuse \(sub)"), "\(sub)")
         }

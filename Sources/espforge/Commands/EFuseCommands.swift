@@ -28,7 +28,7 @@ struct EFuseCommand: ParsableCommand {
               espforge efuse burn --port virtual:dev1 ABS_DONE_1=1 --yes
             """,
         subcommands: [EFuseSummaryCommand.self, EFuseBurnCommand.self, EFuseBurnKeyDigest.self, EFuseBurnKey.self,
-                      EFuseWriteProtect.self, EFuseReadProtect.self]
+                      EFuseWriteProtect.self, EFuseReadProtect.self, EFuseDecodeCommand.self]
     )
 }
 
