@@ -1,4 +1,5 @@
 import ESPCore
+import Foundation
 
 /// The raw words of every block of a chip described by an ``EFuseFieldMap``, as the read
 /// registers show them (read-protected blocks read as zero on a real chip).
@@ -327,5 +328,48 @@ extension EFuseFieldMapSummary {
         mac = values.first { $0.name == "MAC" }?.value ?? "?"
         keyBlocks = keys
         fields = values
+    }
+}
+
+extension EFuseFieldMapSummary {
+    /// The text `espforge efuse decode` prints: every field with R/W protection and value, the key
+    /// blocks (purpose, state, digest), then the security state.
+    public func text(map: EFuseFieldMap) -> String {
+        let s = self
+        var out = ""
+        out += ("Chip: \(s.chip.uppercased()) revision \(s.revision), MAC \(s.mac)") + "\n"
+        out += "\n"
+        for f in s.fields {
+            let perms = (f.readable ? "R" : "-") + "/" + (f.writeable ? "W" : "-")
+            let block = f.width == 0 || f.name == map.blockNames[f.block] ? "" : " (\(map.blockNames[f.block]))"
+            out += ("\((f.name + block).padding(toLength: 46, withPad: " ", startingAt: 0)) \(perms)  \(f.value)") + "\n"
+        }
+        func yn(_ b: Bool) -> String { b ? "yes" : "no" }
+        func list(_ v: [Int]) -> String { v.isEmpty ? "none" : v.map(String.init).joined(separator: ", ") }
+        out += "\n"
+        out += ("Key blocks:") + "\n"
+        for k in s.keyBlocks {
+            var notes: [String] = []
+            if k.readProtected { notes.append("read-protected") }
+            if k.writeProtected { notes.append("write-protected") }
+            if k.purposeWriteProtected { notes.append("purpose locked") }
+            let state = k.readProtected ? "unreadable" : (k.empty ? "empty" : "programmed")
+            out += ("  BLOCK_KEY\(k.index): \(k.purposeName), \(state)" + (notes.isEmpty ? "" : " (\(notes.joined(separator: ", ")))")
+                  + (k.digest.map { "\n    digest \($0)" } ?? "")) + "\n"
+        }
+        let sec = s.security
+        out += "\n"
+        out += ("Security:") + "\n"
+        out += ("  SECURE_BOOT_EN \(yn(sec.secureBootEnabled)); digest slots \(list(sec.secureBootDigestSlots)); "
+              + "revoked \(list(sec.revokedDigestSlots)); aggressive revoke \(yn(sec.aggressiveRevoke))") + "\n"
+        out += ("  SPI_BOOT_CRYPT_CNT \(NumberParsing.hex(sec.spiBootCryptCnt, width: 1)) -> flash encryption "
+              + "\(sec.flashEncryptionEnabled ? "ON" : "off"); keys: "
+              + (sec.flashEncryptionKeyPurposes.isEmpty ? "none" : sec.flashEncryptionKeyPurposes.joined(separator: ", "))) + "\n"
+        out += ("  DIS_DOWNLOAD_MANUAL_ENCRYPT \(yn(sec.disDownloadManualEncrypt)), ENABLE_SECURITY_DOWNLOAD "
+              + "\(yn(sec.enableSecurityDownload)), DIS_DOWNLOAD_MODE \(yn(sec.disDownloadMode)), DIS_DIRECT_BOOT \(yn(sec.disDirectBoot))") + "\n"
+        out += ("  DIS_USB_JTAG \(yn(sec.disUSBJTAG)), DIS_PAD_JTAG \(yn(sec.disPadJTAG))") + "\n"
+        out += ("  write-protected (WR_DIS bits): \(list(sec.writeProtectedBits))") + "\n"
+        out += ("  read-protected (RD_DIS bits): \(list(sec.readProtectedBits))") + "\n"
+        return out
     }
 }

@@ -4,8 +4,7 @@ import ESPCore
 /// The root command. Each command group lives in `Commands/` in a file of its own.
 struct Espforge: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "espforge",
-        abstract: "Turn an ESP-IDF build into secured ESP32 devices, byte-exact and without surprises.",
+        commandName: "espforge", abstract: "Turn an ESP-IDF build into secured ESP32 devices, byte-exact and without surprises.",
         discussion: """
             espforge builds and inspects firmware images, signs them for Secure Boot V2, encrypts \
             flash contents on the host, builds partition tables and (encrypted) NVS images. Every \

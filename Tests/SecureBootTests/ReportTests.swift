@@ -56,7 +56,8 @@ struct SecureBootReportTests {
         let before = try Data(contentsOf: URL(fileURLWithPath: priv))
         #expect(throws: UsageError.self) { try SecureBootKeyFiles.generate(scheme, privateKeyPath: priv, publicKeyPath: nil, overwrite: false) }
         #expect(try Data(contentsOf: URL(fileURLWithPath: priv)) == before)
-        #expect(throws: UsageError.self) { try SecureBootKeyFiles.scheme(named: "ecdsa192") }
+        #expect(try SecureBootKeyFiles.scheme(named: "ecdsa192") == .ecdsa192, "P-192 keys can be generated (espsecure's ecdsa192)")
+        #expect(throws: UsageError.self) { try SecureBootKeyFiles.scheme(named: "ecdsa521") }
         // The ESP32 BLOCK2 digest needs RSA-3072.
         do {
             _ = try SecureBootKeyFiles.esp32KeyDigest(file: priv)

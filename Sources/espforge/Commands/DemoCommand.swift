@@ -4,8 +4,7 @@ import ProductionLine
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "demo",
-        abstract: "Provision a tray of virtual ESP32s end to end, with nothing but espforge.",
+        commandName: "demo", abstract: "Provision a tray of virtual ESP32s end to end, with nothing but espforge.",
         discussion: """
             Creates everything in --dir: N virtual ESP32 rev 3 devices with 4 MB flash, a throwaway \
             RSA-3072 signing key, the seed board's partition table, a bootloader and an app that \

@@ -3,8 +3,7 @@ import ProductionLine
 
 struct DeviceBoot: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "boot",
-        abstract: "Power a virtual device on: simulate the ESP32 ROM and the ESP-IDF bootloader's first boot.",
+        commandName: "boot", abstract: "Power a virtual device on: simulate the ESP32 ROM and the ESP-IDF bootloader's first boot.",
         discussion: """
             Runs the ESP32 (rev 3) ROM and the ESP-IDF second-stage bootloader (v4.4 behaviour and \
             log wording) against the device's flash and eFuses, configured by the project's sdkconfig \

@@ -6,8 +6,7 @@ import VirtualDevice
 
 struct DeviceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "device",
-        abstract: "A virtual ESP32 in download mode that esptool and espefuse can talk to.",
+        commandName: "device", abstract: "A virtual ESP32 in download mode that esptool and espefuse can talk to.",
         discussion: """
             A virtual device is a folder (--state DIR) holding device.json (chip, revision, MAC, \
             flash size and JEDEC id), flash.bin (the NOR flash), efuse.bin (the eFuse words) and \
@@ -25,8 +24,7 @@ struct DeviceCommand: ParsableCommand {
 
 struct DeviceCreate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "create",
-        abstract: "Create a blank virtual ESP32 (flash erased, eFuses in factory state).",
+        commandName: "create", abstract: "Create a blank virtual ESP32 (flash erased, eFuses in factory state).",
         discussion: """
             The eFuses get the factory MAC with its CRC, package, chip revision bits, CPU rating and \
             calibration values; everything else is 0 (coding scheme NONE, nothing protected).
@@ -58,8 +56,7 @@ struct DeviceCreate: ParsableCommand {
 
 struct DeviceServe: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve",
-        abstract: "Serve a virtual device on a loopback TCP port or a pseudo-terminal.",
+        commandName: "serve", abstract: "Serve a virtual device on a loopback TCP port or a pseudo-terminal.",
         discussion: """
             With --listen the chosen port is printed on stdout as `listening on 127.0.0.1:PORT` \
             (port 0 picks a free one). With --pty the device path is printed as `pty /dev/pts/N`. \
@@ -73,7 +70,7 @@ struct DeviceServe: ParsableCommand {
             disconnect-after=N (bytes), reset-after=N (commands). --realtime sleeps for the virtual \
             time so progress bars move at the speed of a real chip.
 
-            One client at a time, like a serial port: a second TCP client gets one line,             `espforge: busy: …`, and is closed. A TCP client that sends nothing for --idle-timeout             seconds (default 30; 0 = never) is disconnected so a stuck client cannot hold the device.
+            One client at a time, like a serial port: a second TCP client gets one line, `espforge: busy: …`, and is closed. A TCP client that sends nothing for --idle-timeout seconds (default 30; 0 = never) is disconnected so a stuck client cannot hold the device.
 
             Example:
               espforge device serve --state dev1 --listen 127.0.0.1:0
@@ -111,8 +108,7 @@ struct DeviceServe: ParsableCommand {
 
 struct DeviceStatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "stats",
-        abstract: "Show traffic, flash operations, injected faults and virtual time of a device.",
+        commandName: "stats", abstract: "Show traffic, flash operations, injected faults and virtual time of a device.",
         discussion: """
             Virtual time counts UART wire time (10 bits per byte at the current baud), command \
             turnaround and W25Q32JV flash timings; it is deterministic, so it compares clients on \
@@ -135,8 +131,7 @@ struct DeviceStatsCommand: ParsableCommand {
 
 struct DeviceDump: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dump",
-        abstract: "Write out the flash image or print the eFuses of a device.",
+        commandName: "dump", abstract: "Write out the flash image or print the eFuses of a device.",
         discussion: """
             Example:
               espforge device dump --state dev1 --flash -o flash.bin
@@ -167,8 +162,7 @@ struct DeviceDump: ParsableCommand {
 
 struct DeviceInspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "inspect",
-        abstract: "Summarize a device: chip, MAC, flash contents map, security eFuses, power-on view.",
+        commandName: "inspect", abstract: "Summarize a device: chip, MAC, flash contents map, security eFuses, power-on view.",
         discussion: """
             The power-on view is what `espforge device boot` would report, predicted on a copy \
             (the state folder is not changed): the boot simulator under the sdkconfig remembered in \

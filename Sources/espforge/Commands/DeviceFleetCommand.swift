@@ -6,8 +6,7 @@ import VirtualDevice
 
 struct DeviceFleet: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "fleet",
-        abstract: "Serve station slots on loopback where virtual boards are put in and taken out, as an operator would.",
+        commandName: "fleet", abstract: "Serve station slots on loopback where virtual boards are put in and taken out, as an operator would.",
         discussion: """
             Every slot is a socket:// port on 127.0.0.1 that stays the same all run; a slot is \
             empty (connections refused) until a board is in. Each board is a fresh virtual ESP32 \

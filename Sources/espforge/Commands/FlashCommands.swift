@@ -5,8 +5,7 @@ import Foundation
 
 struct FlashCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "flash",
-        abstract: "Write, read, erase and verify flash through the serial loader, refusing unsafe writes.",
+        commandName: "flash", abstract: "Write, read, erase and verify flash through the serial loader, refusing unsafe writes.",
         discussion: """
             Every write is checked against the chip's eFuses before the first byte is sent (Secure \
             Boot key digest, flash encryption, bootloader offset, flash size, overlaps; flash \
@@ -23,8 +22,7 @@ struct FlashCommand: ParsableCommand {
 
 struct FlashWrite: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "write",
-        abstract: "Write files to flash (compressed through the stub, MD5-verified, with safety rules).",
+        commandName: "write", abstract: "Write files to flash (compressed through the stub, MD5-verified, with safety rules).",
         discussion: """
             Before anything is sent the plan is checked by the safety rules `espforge preflight` and \
             `provision` use (one engine, stable codes: `espforge preflight --list-rules`; \
@@ -88,8 +86,7 @@ func report(_ outcomes: [DeviceOutcome], json: Bool) throws {
 
 struct FlashRead: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "read",
-        abstract: "Read flash into a file (stub: streamed and MD5-checked; ROM: 64 bytes per command).",
+        commandName: "read", abstract: "Read flash into a file (stub: streamed and MD5-checked; ROM: 64 bytes per command).",
         discussion: """
             Example:
               espforge flash read --port virtual:dev1 0x0 0x400000 -o flash.bin
@@ -117,8 +114,7 @@ struct FlashRead: ParsableCommand {
 
 struct FlashErase: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "erase",
-        abstract: "Erase the whole flash, or ADDR SIZE (4 KiB aligned).",
+        commandName: "erase", abstract: "Erase the whole flash, or ADDR SIZE (4 KiB aligned).",
         discussion: """
             Example:
               espforge flash erase --port virtual:dev1 0x9000 0x6000
@@ -149,8 +145,7 @@ struct FlashErase: ParsableCommand {
 
 struct FlashVerify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "verify",
-        abstract: "Compare flash with files by MD5 (exit 1 on any difference).",
+        commandName: "verify", abstract: "Compare flash with files by MD5 (exit 1 on any difference).",
         discussion: """
             Example:
               espforge flash verify --port virtual:dev1 0x1000 bootloader.bin 0x10000 app.bin

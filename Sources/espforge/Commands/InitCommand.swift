@@ -3,8 +3,7 @@ import Manifest
 
 struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "init",
-        abstract: "Write a production manifest (espforge.toml) from an ESP-IDF build directory.",
+        commandName: "init", abstract: "Write a production manifest (espforge.toml) from an ESP-IDF build directory.",
         discussion: """
             Reads the build directory's flasher_args.json (images and offsets) and the project's \
             sdkconfig (chip, flash size — flasher_args.json says `keep` under Secure Boot V2 — flash \

@@ -5,8 +5,7 @@ import ProductionLine
 
 struct PreflightCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "preflight",
-        abstract: "Check a flash plan against the target chip before anything is written.",
+        commandName: "preflight", abstract: "Check a flash plan against the target chip before anything is written.",
         discussion: """
             The plan is ADDR FILE pairs or an ESP-IDF build folder (--build-dir: flasher_args.json, \
             sdkconfig, partition table). The target comes from a virtual device (--state DIR: chip, \

@@ -13,8 +13,7 @@ import ProductionLine
 
 struct ProvisionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "provision",
-        abstract: "Provision devices end to end from a manifest: identify, claim, write, first boot, verify, burn, record.",
+        commandName: "provision", abstract: "Provision devices end to end from a manifest: identify, claim, write, first boot, verify, burn, record.",
         discussion: """
             Runs the per-device pipeline on every --port in parallel: connect → identify (MAC, \
             revision, flash, security eFuses) → claim the next identity of the manifest's NVS values \

@@ -7,8 +7,7 @@ import Registry
 /// Used by the tests to run several claiming processes against one registry at once.
 struct RegistryClaim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "claim",
-        abstract: "Claim identities for devices (testing and recovery).",
+        commandName: "claim", abstract: "Claim identities for devices (testing and recovery).",
         discussion: """
             Claims the next free identity of POOL for each MAC, atomically; a MAC that already \
             holds one gets it back. Prints one JSON object per claim.

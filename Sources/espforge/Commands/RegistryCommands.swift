@@ -6,8 +6,7 @@ import Registry
 
 struct RegistryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "registry",
-        abstract: "List, show and export the device registry of a production line; identity pools; RMA.",
+        commandName: "registry", abstract: "List, show and export the device registry of a production line; identity pools; RMA.",
         discussion: """
             The registry records every provisioned device: MAC, chip revision, flash id, station, \
             manifest hash, image SHA-256s, key digests and key ids (never keys), the identity it \
@@ -49,8 +48,7 @@ func withRegistry<T>(_ registry: any DeviceRegistry, _ body: (any DeviceRegistry
 
 struct RegistryList: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "list",
-        abstract: "List the devices in the registry, one line each.",
+        commandName: "list", abstract: "List the devices in the registry, one line each.",
         discussion: """
             Columns: MAC, status (in_progress, provisioned, failed, rma), claimed identity, station, the \
             last step that finished ok (where --resume would continue) and the last update (UTC).
@@ -74,8 +72,7 @@ struct RegistryList: AsyncParsableCommand {
 
 struct RegistryShow: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "show",
-        abstract: "Show one device: facts, identity, eFuse summary and every step.",
+        commandName: "show", abstract: "Show one device: facts, identity, eFuse summary and every step.",
         discussion: """
             Example:
               espforge registry show 24:0a:c4:12:34:56 --json
@@ -96,8 +93,7 @@ struct RegistryShow: AsyncParsableCommand {
 
 struct RegistryExport: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "export",
-        abstract: "Export all devices as CSV (one row per device) or JSON (with their steps).",
+        commandName: "export", abstract: "Export all devices as CSV (one row per device) or JSON (with their steps).",
         discussion: """
             CSV columns: mac, status, chip, chip_revision, flash_id, flash_size, station, \
             manifest_hash, identity_pool, identity, image_hashes, key_digests, key_ids, \
@@ -128,8 +124,7 @@ struct RegistryExport: AsyncParsableCommand {
 
 struct RegistryPool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "pool",
-        abstract: "Load an identity pool from a per-device values CSV, and show how much of it is claimed.",
+        commandName: "pool", abstract: "Load an identity pool from a per-device values CSV, and show how much of it is claimed.",
         discussion: """
             The pool's identities are the first column of the values CSV (after its header line), \
             keyed by their value. Only the ids, where each came from (file and line) and a SHA-256 \
@@ -163,8 +158,7 @@ struct RegistryPool: AsyncParsableCommand {
 
 struct RegistryMark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "mark",
-        abstract: "Take a device out of the line (RMA): the only way a record leaves `provisioned`.",
+        commandName: "mark", abstract: "Take a device out of the line (RMA): the only way a record leaves `provisioned`.",
         discussion: """
             Sets the device's status to `rma` and records an `rma` event with the time, the reason, \
             the station and the previous status. Provisioning never changes an `rma` or \
@@ -196,8 +190,7 @@ struct RegistryMark: AsyncParsableCommand {
 
 struct RegistryEvents: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "events",
-        abstract: "The line's event log: refused boards, boards plugged in again, RMA marks.",
+        commandName: "events", abstract: "The line's event log: refused boards, boards plugged in again, RMA marks.",
         discussion: """
             Example:
               espforge registry events --mac 24:0a:c4:12:34:56

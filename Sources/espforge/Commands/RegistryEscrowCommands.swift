@@ -8,8 +8,7 @@ import Registry
 /// `registry unseal`: offline recovery of a device's escrowed keys.
 struct RegistryUnseal: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "unseal",
-        abstract: "Recover a device's escrowed keys with the escrow private key (offline, for RMA and field recovery).",
+        commandName: "unseal", abstract: "Recover a device's escrowed keys with the escrow private key (offline, for RMA and field recovery).",
         discussion: """
             Reads the sealed blobs of one device from the registry and opens them with the escrow \
             private key: the newest blob of each kind is what the device holds (older ones are from \
@@ -50,8 +49,7 @@ struct RegistryUnseal: AsyncParsableCommand {
 /// `registry escrow-keygen`: a fresh X25519 escrow key pair.
 struct RegistryEscrowKeygen: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "escrow-keygen",
-        abstract: "Generate an X25519 escrow key pair (PEM, as openssl genpkey -algorithm X25519 writes).",
+        commandName: "escrow-keygen", abstract: "Generate an X25519 escrow key pair (PEM, as openssl genpkey -algorithm X25519 writes).",
         discussion: """
             The public key goes to the line ([escrow] public_key = "escrow_pub.pem"); the private \
             key (mode 0600) belongs offline with whoever is allowed to recover devices. An RSA key \

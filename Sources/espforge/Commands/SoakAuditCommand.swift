@@ -9,8 +9,7 @@ import Registry
 /// `soak-audit` (hidden): the end-of-drill audit of `scripts/soak-provision` (``SoakAudit``).
 struct SoakAuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "soak-audit",
-        abstract: "Audit a soak drill: virtual devices against the plan and the registry, the identity pool, key bytes in files.",
+        commandName: "soak-audit", abstract: "Audit a soak drill: virtual devices against the plan and the registry, the identity pool, key bytes in files.",
         discussion: """
             Reads every virtual device folder given (flash and eFuses, as files; nothing is changed), \
             compares each device recorded provisioned with the manifest's plan (flash decrypted with \

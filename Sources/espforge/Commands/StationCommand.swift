@@ -10,8 +10,7 @@ import StationDashboard
 
 struct StationCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "station",
-        abstract: "Run a provisioning station all shift: boards in, provisioned, result shown, boards out.",
+        commandName: "station", abstract: "Run a provisioning station all shift: boards in, provisioned, result shown, boards out.",
         discussion: """
             Slots come from --port (repeat; NAME=PORT names a slot, else S1, S2, …) or the \
             manifest's [station] slots = [{ name = "A1", port = "/dev/serial/by-path/…" }, …]. Each \
