@@ -166,14 +166,26 @@ public enum ChipProbe {
     }
 
     /// All eFuse read registers, as an array (read-protected bits read as zero, as on the chip).
+    /// Register reads carry no checksum: the whole set is read again until two readings in a row
+    /// agree (at most 6), so one flipped bit on a noisy link cannot change the MAC the registry
+    /// keys the device by, nor the security state the line decides on. Readings that never agree
+    /// are a link failure (``FlasherError/badResponse(command:why:)``).
     public static func readEFuses(_ access: RegisterAccess, layout: EFuseLayout = .esp32) throws -> EFuseArray {
-        var bytes: [UInt8] = []
-        for (block, count) in layout.blockWordCounts.enumerated() {
-            for w in 0..<count {
-                let v = try access.readRegister(layout.registerBase + layout.readRegisterOffsets[block] + UInt32(4 * w))
-                bytes.appendLE(v)
+        func reading() throws -> [UInt8] {
+            var bytes: [UInt8] = []
+            for (block, count) in layout.blockWordCounts.enumerated() {
+                for w in 0..<count {
+                    bytes.appendLE(try access.readRegister(layout.registerBase + layout.readRegisterOffsets[block] + UInt32(4 * w)))
+                }
             }
+            return bytes
         }
-        return try EFuseArray(layout: layout, bytes: bytes)
+        var last = try reading()
+        for _ in 1..<6 {
+            let next = try reading()
+            if next == last { return try EFuseArray(layout: layout, bytes: next) }
+            last = next
+        }
+        throw FlasherError.badResponse(command: "READ_REG (eFuses)", why: "no two readings of the eFuses agreed")
     }
 }

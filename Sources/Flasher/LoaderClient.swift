@@ -154,6 +154,15 @@ public final class LoaderClient: RegisterAccess {
                 }
                 return r
             }
+            // The ESP32 ROM ends its replies with four status bytes, the stub with two. A ROM-shaped
+            // reply while the stub runs means the chip left the stub (a command header damaged on
+            // the wire can turn into FLASH_END, which reboots it): sending on as if to the stub
+            // would feed the ROM a compressed write, and the ROM writes stale bytes past the region.
+            if isStub, [.flashBegin, .flashDeflBegin, .flashData, .flashDeflData].contains(op),
+               r.data.count == outputLength + 4, r.data[outputLength + 2] == 0, r.data[outputLength + 3] == 0 {
+                frames = []
+                throw FlasherError.deviceReset
+            }
             guard let st = r.status(outputLength: outputLength), r.data.count >= outputLength + 2 else {
                 damagedFrames.append(frame)
                 if let st = r.status(outputLength: 0), st.status != 0 {
