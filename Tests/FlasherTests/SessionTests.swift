@@ -120,7 +120,9 @@ private func expectOnFlash(_ dir: URL, _ regions: [FlashRegion], seed: UInt64) t
         #expect(try stats(dir).total.pagePrograms == 0)
     }
 
-    @Test(arguments: ["flip=0.00003", "drop=0.00003", "drop=0.00002,flip=0.00002,stall=0.02:5", "disconnect-after=120000", "reset-after=70"])
+    // reset-after=90: after the connection (SYNC, chip, eFuses read until two readings agree, stub: about
+    // 75 commands) and during the write, so the session must reconnect and resume.
+    @Test(arguments: ["flip=0.00003", "drop=0.00003", "drop=0.00002,flip=0.00002,stall=0.02:5", "disconnect-after=120000", "reset-after=90"])
     func faultsAreSurvivedInProcess(spec: String) throws {
         let seed = testSeed()
         var rng = SeededRandom(seed: seed)
