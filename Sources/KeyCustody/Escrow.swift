@@ -2,6 +2,7 @@ import Crypto
 import _CryptoExtras
 import ESPCore
 import Foundation
+import SecureBoot
 
 /// What a sealed blob is bound to: the device's MAC, its identity and which key it is. The same
 /// bytes are HPKE's `info` and part of the AEAD's associated data, so a blob opens only for the
@@ -80,29 +81,6 @@ enum X25519DER {
     static let pkcs8Prefix: [UInt8] = [0x30, 0x2E, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x6E, 0x04, 0x22, 0x04, 0x20]
 }
 
-enum SimplePEM {
-    /// The first PEM block: label and DER.
-    static func decode(_ text: String) -> (label: String, der: [UInt8])? {
-        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-        guard let b = lines.firstIndex(where: { $0.hasPrefix("-----BEGIN ") && $0.hasSuffix("-----") }) else { return nil }
-        let label = String(lines[b].dropFirst(11).dropLast(5))
-        guard let e = lines[(b + 1)...].firstIndex(where: { $0 == "-----END \(label)-----" }) else { return nil }
-        guard let data = Data(base64Encoded: lines[(b + 1)..<e].joined()) else { return nil }
-        return (label, [UInt8](data))
-    }
-
-    static func encode(label: String, der: [UInt8]) -> String {
-        let b64 = Data(der).base64EncodedString()
-        var out = "-----BEGIN \(label)-----\n"
-        var i = b64.startIndex
-        while i < b64.endIndex {
-            let j = b64.index(i, offsetBy: 64, limitedBy: b64.endIndex) ?? b64.endIndex
-            out += b64[i..<j] + "\n"
-            i = j
-        }
-        return out + "-----END \(label)-----\n"
-    }
-}
 
 /// The escrow public key configured on the line (`[escrow] public_key`, `--escrow-key`):
 /// X25519 (HPKE) or RSA ≥ 2048 bits (RSA-OAEP-SHA256). Only this half is ever on the line PC.
@@ -120,7 +98,8 @@ public struct EscrowRecipient: Sendable {
     }
 
     public static func load(pem text: String) throws(KeyCustodyError) -> EscrowRecipient {
-        guard let (label, der) = SimplePEM.decode(text) else { throw .escrowKey(why: "not a PEM file") }
+        guard let block = PEMBlock.parseAll(text)?.first else { throw .escrowKey(why: "not a PEM file") }
+        let (label, der) = (block.label, block.der)
         if label.contains("PRIVATE") {
             throw .escrowKey(why: "this is a PRIVATE key; the line gets only the escrow PUBLIC key (the private half stays offline)")
         }
@@ -171,7 +150,8 @@ public struct EscrowPrivateKey: Sendable {
     public let fingerprint: [UInt8]
 
     public static func load(pem text: String) throws(KeyCustodyError) -> EscrowPrivateKey {
-        guard let (label, der) = SimplePEM.decode(text) else { throw .escrowKey(why: "not a PEM file") }
+        guard let block = PEMBlock.parseAll(text)?.first else { throw .escrowKey(why: "not a PEM file") }
+        let (label, der) = (block.label, block.der)
         guard label.contains("PRIVATE") else { throw .escrowKey(why: "unsealing needs the escrow PRIVATE key, this is \(label)") }
         if der.count == 48, Array(der.prefix(16)) == X25519DER.pkcs8Prefix {
             do {
@@ -190,8 +170,8 @@ public struct EscrowPrivateKey: Sendable {
     /// A fresh X25519 escrow key pair as PEM (private PKCS#8, public SPKI), as openssl writes them.
     public static func generateX25519() -> (privatePEM: String, publicPEM: String) {
         let k = Curve25519.KeyAgreement.PrivateKey()
-        return (SimplePEM.encode(label: "PRIVATE KEY", der: X25519DER.pkcs8Prefix + Array(k.rawRepresentation)),
-                SimplePEM.encode(label: "PUBLIC KEY", der: X25519DER.spkiPrefix + Array(k.publicKey.rawRepresentation)))
+        return (PEMBlock.encode(label: "PRIVATE KEY", der: X25519DER.pkcs8Prefix + Array(k.rawRepresentation)),
+                PEMBlock.encode(label: "PUBLIC KEY", der: X25519DER.spkiPrefix + Array(k.publicKey.rawRepresentation)))
     }
 
     /// Opens a blob sealed for `context`. Fails if the blob was sealed to another escrow key, for

@@ -7,14 +7,14 @@ import SwiftASN1
 /// requires 64-character lines and no RFC 1421 headers: OpenSSL and espsecure accept any line
 /// length, and an encrypted key (`Proc-Type: 4,ENCRYPTED`) must be reported as such, not as
 /// damaged PEM. The DER inside is read by swift-asn1 (KeyStructures.swift); PEM is written by it.
-struct PEMBlock {
-    let label: String
-    let der: [UInt8]
+public struct PEMBlock: Sendable, Equatable {
+    public let label: String
+    public let der: [UInt8]
     /// Whether RFC 1421 headers marked it encrypted (`Proc-Type: 4,ENCRYPTED`).
-    let encrypted: Bool
+    public let encrypted: Bool
 
     /// All PEM blocks in `text`, in order. Malformed base64 → nil.
-    static func parseAll(_ text: String) -> [PEMBlock]? {
+    public static func parseAll(_ text: String) -> [PEMBlock]? {
         var blocks: [PEMBlock] = []
         var label: String?
         var body = ""
@@ -42,7 +42,7 @@ struct PEMBlock {
     }
 
     /// PEM text with 64-character lines and `\n` line ends (as OpenSSL writes it), through swift-asn1.
-    static func encode(label: String, der: [UInt8]) -> String {
+    public static func encode(label: String, der: [UInt8]) -> String {
         PEMDocument(type: label, derBytes: der).pemString + "\n"
     }
 }
