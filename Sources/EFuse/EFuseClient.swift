@@ -96,15 +96,12 @@ public struct EFuseClient {
         try agreeing { try EFuseSnapshot.read(from: access, layout: layout) }
     }
 
-    /// Readings until two in a row agree (at most `maxSnapshotReads`).
+    /// Readings until two in a row agree (at most `maxSnapshotReads`), see ``RegisterReadings.agreeing(maxReadings:_:)``.
     func agreeing<T: Equatable>(_ read: () throws -> T) throws -> T {
-        var last = try read()
-        for _ in 1..<max(2, maxSnapshotReads) {
-            let next = try read()
-            if next == last { return next }
-            last = next
+        guard let value = try RegisterReadings.agreeing(maxReadings: maxSnapshotReads, read) else {
+            throw EFuseClientError.unstableReadings(maxSnapshotReads)
         }
-        throw EFuseClientError.unstableReadings(maxSnapshotReads)
+        return value
     }
 
     public func summary(revealKeys: Bool = false) throws -> EFuseSummary {

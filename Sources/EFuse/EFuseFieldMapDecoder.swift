@@ -152,27 +152,6 @@ extension EFuseFieldMapError: DiagnosticConvertible {
     }
 }
 
-/// One field's decoded value.
-public struct EFuseFieldValue: Sendable, Equatable, Codable {
-    public var name: String
-    public var block: Int
-    public var word: Int
-    public var bit: Int
-    public var width: Int
-    public var description: String
-    /// The value of fields of up to 64 bits.
-    public var integer: UInt64?
-    /// Wider fields and MACs: the bytes in storage order, hex.
-    public var hex: String?
-    /// Human-readable: `true`/`false`, a number, a key purpose name, a MAC, hex bytes, or `?`
-    /// for a read-protected field; key blocks that are readable keys are never shown.
-    public var value: String
-    public var readable: Bool
-    public var writeable: Bool
-    public var writeProtectBit: Int?
-    public var readProtectBit: Int?
-}
-
 /// One of the six key blocks.
 public struct EFuseKeyBlockState: Sendable, Equatable, Codable {
     public var index: Int
@@ -221,9 +200,9 @@ public struct EFuseFieldMapSummary: Sendable, Equatable, Codable {
     public var keyBlocks: [EFuseKeyBlockState]
     public var security: EFuseFieldMapSecurity
     /// Table fields in table order, then the composite values (WAFER_VERSION_MINOR, …).
-    public var fields: [EFuseFieldValue]
+    public var fields: [EFuseFieldReport]
 
-    public func field(_ name: String) -> EFuseFieldValue? { fields.first { $0.name == name.uppercased() } }
+    public func field(_ name: String) -> EFuseFieldReport? { fields.first { $0.name == name.uppercased() } }
 }
 
 extension EFuseFieldMapSummary {
@@ -240,7 +219,7 @@ extension EFuseFieldMapSummary {
             keyRange.contains(block) && (map.keyPurposes.first { $0.value == purposeOf(block: block) }?.readProtected ?? false)
         }
 
-        var values: [EFuseFieldValue] = []
+        var values: [EFuseFieldReport] = []
         for f in map.fields {
             let wp = f.writeProtect ?? map.blockWriteProtectBits[f.block]
             let rp = f.readProtect ?? map.blockReadProtectBits[f.block]
@@ -270,7 +249,7 @@ extension EFuseFieldMapSummary {
                 value = String(integer ?? 0)
             }
             if !readable { value = "?" }
-            values.append(EFuseFieldValue(
+            values.append(EFuseFieldReport(
                 name: f.name, block: f.block, word: f.word, bit: f.bit, width: f.width, description: f.description,
                 integer: integer, hex: hex, value: value, readable: readable, writeable: writeable,
                 writeProtectBit: wp, readProtectBit: rp))
@@ -278,7 +257,7 @@ extension EFuseFieldMapSummary {
         for c in map.composites {
             var v: UInt64 = 0
             for p in c.parts { v |= UInt64(int(p.field)) << UInt64(p.shift) }
-            values.append(EFuseFieldValue(
+            values.append(EFuseFieldReport(
                 name: c.name, block: 0, word: 0, bit: 0, width: 0, description: c.description,
                 integer: v, hex: nil, value: String(v), readable: true, writeable: true,
                 writeProtectBit: nil, readProtectBit: nil))

@@ -180,12 +180,9 @@ public enum ChipProbe {
             }
             return bytes
         }
-        var last = try reading()
-        for _ in 1..<6 {
-            let next = try reading()
-            if next == last { return try EFuseArray(layout: layout, bytes: next) }
-            last = next
+        guard let bytes = try RegisterReadings.agreeing(maxReadings: 6, reading) else {
+            throw FlasherError.badResponse(command: "READ_REG (eFuses)", why: "no two readings of the eFuses agreed")
         }
-        throw FlasherError.badResponse(command: "READ_REG (eFuses)", why: "no two readings of the eFuses agreed")
+        return try EFuseArray(layout: layout, bytes: bytes)
     }
 }
