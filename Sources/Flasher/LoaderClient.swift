@@ -213,8 +213,11 @@ public final class LoaderClient: RegisterAccess {
                 switch e {
                 case .deviceReset: throw e
                 case .timeout, .badResponse: lastError = e
-                case let .commandFailed(_, _, code) where Self.isTransient(code) || LoaderErrorCode(rawValue: code) == nil:
-                    // A code no loader sends is a reply damaged on the wire.
+                case let .commandFailed(_, _, code)
+                    where Self.isTransient(code) || LoaderErrorCode(rawValue: code) == nil || code == LoaderErrorCode.undefined.rawValue:
+                    // A code no loader sends is a reply damaged on the wire; so is a failure status
+                    // with error 0 ("undefined"): one flipped bit turns a success's status byte 0
+                    // into 2 (the command is safe to repeat, so it is).
                     lastError = e
                 default: throw e
                 }
