@@ -52,13 +52,15 @@ import Testing
                 #expect(o.status != 0, "espefuse accepted \(step.oracle)", sourceLocation: sourceLocation)
                 #expect(m.status == 1, "espforge did not refuse \(step.mine): \(m.out)", sourceLocation: sourceLocation)
                 #expect(m.err.contains("error:"), sourceLocation: sourceLocation)
-                #expect(try bytes(mine) == before, "a refused burn changed the file", sourceLocation: sourceLocation)
+                let unchanged = try bytes(mine) == before
+                #expect(unchanged, "a refused burn changed the file", sourceLocation: sourceLocation)
             } else {
                 #expect(o.status == 0, "espefuse \(step.oracle): \(o.out.suffix(800)) \(o.err.suffix(400))", sourceLocation: sourceLocation)
                 #expect(m.status == 0, "espforge \(step.mine): \(m.out) \(m.err)", sourceLocation: sourceLocation)
             }
             let a = try bytes(theirs), b = try bytes(mine)
-            #expect(a == b, "\(chip) after \(step.mine): files differ at register offsets \(differences(a, b))", sourceLocation: sourceLocation)
+            let identical = a == b
+            #expect(identical, "\(chip) after \(step.mine): files differ at register offsets \(differences(a, b))", sourceLocation: sourceLocation)
             return m.out
         }
 

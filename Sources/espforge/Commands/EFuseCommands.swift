@@ -22,10 +22,16 @@ struct EFuseCommand: ParsableCommand {
             download mode) or virtual:DIR (a virtual device folder, in-process). --before picks \
             the reset into the ROM loader as for `chip` and `flash`.
 
+            ESP32-S3 / ESP32-C3: --chip esp32s3|esp32c3 --virt-file FILE instead of --port burns \
+            an `espefuse --virt` eFuse file offline (summary, burn, burn-key, burn-key-digest, \
+            write-protect, read-protect), with the same plan / --yes / read-back and the file \
+            left byte-identical to what espefuse 5.6.0 writes. See docs/efuse-s3-c3.md.
+
             Example:
               espforge efuse summary --port virtual:dev1
               espforge efuse burn-key-digest --port virtual:dev1 --key signing_key.pem --yes
               espforge efuse burn --port virtual:dev1 ABS_DONE_1=1 --yes
+              espforge efuse burn-key --chip esp32s3 --virt-file efuse.bin BLOCK_KEY0 key.bin XTS_AES_128_KEY --yes
             """,
         subcommands: [EFuseSummaryCommand.self, EFuseBurnCommand.self, EFuseBurnKeyDigest.self, EFuseBurnKey.self,
                       EFuseWriteProtect.self, EFuseReadProtect.self, EFuseDecodeCommand.self]
