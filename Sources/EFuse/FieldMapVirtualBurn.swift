@@ -92,7 +92,10 @@ extension EFuseVirtualFile {
 public enum FieldMapVirtualBurn {
     public static func run(_ operation: FieldMapBurnOperation, chip: String, file path: String, confirmed: Bool,
                            dryRun: Bool = false, emit: (String) -> Void) throws -> EFuseBurnRun.Outcome {
-        let (map, words) = try EFuseVirtualFile.read(path, chip: chip)
+        guard let map = EFuseFieldMap.named(chip) else { throw EFuseFieldMapError.unknownChip(chip) }
+        let file: [UInt8]
+        do { file = try BoundedFile.read(path, limit: EFuseVirtualFile.limit) } catch { throw EFuseFieldMapError.file(error) }
+        let words = try EFuseVirtualFile.decode(file, map: map, name: path)
         let plan = try operation.plan(words: words, map: map)
         emit("eFuse burn plan for \(map.chip.uppercased()) virtual eFuse file \(path):")
         plan.lines.forEach { emit("  " + $0) }
@@ -109,8 +112,6 @@ public enum FieldMapVirtualBurn {
             emit("nothing was burned: eFuse burns are irreversible; run again with --yes to burn exactly this plan")
             return .notConfirmed
         }
-        let file: [UInt8]
-        do { file = try BoundedFile.read(path, limit: EFuseVirtualFile.limit) } catch { throw EFuseFieldMapError.file(error) }
         let out = try EFuseVirtualFile.burned(file, plan: plan, map: map, name: path)
         do { try AtomicFile.write(out, to: path) } catch { throw EFuseFieldMapError.file(error) }
         let (_, back) = try EFuseVirtualFile.read(path, chip: chip)

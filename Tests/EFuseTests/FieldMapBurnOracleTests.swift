@@ -161,7 +161,9 @@ import Testing
         var pems: [String] = []
         for slot in 0..<4 {
             let pem = b.path("key\(slot).pem")
-            let g = try Oracle.run("espsecure", ["generate-signing-key", "--version", "2", "--scheme", "rsa3072", pem])
+            // Three RSA-3072 keys and one ECDSA P-256 key (espsecure digests both).
+            let scheme = slot == 3 ? "ecdsa256" : "rsa3072"
+            let g = try Oracle.run("espsecure", ["generate-signing-key", "--version", "2", "--scheme", scheme, pem])
             #expect(g.status == 0, "\(g.err)")
             pems.append(pem)
         }
