@@ -105,6 +105,11 @@ import Testing
         ]
         if chip == "esp32s3" {
             steps.append(Step(oracle: ["burn-key", "BLOCK_KEY2", k64, "XTS_AES_256_KEY"], mine: ["burn-key", "BLOCK_KEY2", k64, "XTS_AES_256_KEY"]))
+            // The next free block after BLOCK_KEY4 is BLOCK_KEY5, which cannot hold an XTS key: both refuse.
+            steps.append(Step(oracle: ["burn-key", "BLOCK_KEY4", k64, "XTS_AES_256_KEY"], mine: ["burn-key", "BLOCK_KEY4", k64, "XTS_AES_256_KEY"], refused: true))
+            // The S3 ROM cannot boot with both: both refuse.
+            steps.append(Step(oracle: ["burn-efuse", "DIS_USB_JTAG", "1", "DIS_USB_SERIAL_JTAG", "1"],
+                              mine: ["burn", "DIS_USB_JTAG=1", "DIS_USB_SERIAL_JTAG=1"], refused: true))
         } else {
             // The C3 has no XTS-AES-256: both refuse, nothing changes.
             steps.append(Step(oracle: ["burn-key", "BLOCK_KEY2", k64, "XTS_AES_256_KEY"], mine: ["burn-key", "BLOCK_KEY2", k64, "XTS_AES_256_KEY"], refused: true))
@@ -116,6 +121,11 @@ import Testing
                  mine: ["burn", "SPI_BOOT_CRYPT_CNT=1", "SECURE_BOOT_EN=1", "SECURE_BOOT_KEY_REVOKE2=1", "DIS_PAD_JTAG=1",
                         "DIS_DOWNLOAD_MANUAL_ENCRYPT=1", "SECURE_VERSION=0x1234", "KEY_PURPOSE_5=6"]),
             Step(oracle: ["burn-efuse", "CUSTOM_MAC", "10:22:33:44:55:66"], mine: ["burn", "CUSTOM_MAC=10:22:33:44:55:66"]),
+            // BLOCK_USR_DATA now holds data (Reed–Solomon: programmed once): both refuse.
+            Step(oracle: ["burn-efuse", "BLOCK_USR_DATA", String(repeating: "a5", count: 32)],
+                 mine: ["burn", "BLOCK_USR_DATA=" + String(repeating: "a5", count: 32)], refused: true),
+            // KEY_PURPOSE_5 was set to HMAC_DOWN_JTAG above: a key of that purpose goes in.
+            Step(oracle: ["burn-key", "BLOCK_KEY5", k4, "HMAC_DOWN_JTAG"], mine: ["burn-key", "BLOCK_KEY5", k4, "HMAC_DOWN_JTAG"]),
             // A bit would have to clear: both refuse.
             Step(oracle: ["burn-efuse", "SPI_BOOT_CRYPT_CNT", "2"], mine: ["burn", "SPI_BOOT_CRYPT_CNT=2"], refused: true),
             // A key into a block that holds one: both refuse.
@@ -136,6 +146,7 @@ import Testing
         #expect(s.security.spiBootCryptCnt == 3 && !s.security.flashEncryptionEnabled)
         #expect(s.security.readProtectedBits.contains(6) && s.security.revokedDigestSlots == [2])
         #expect(s.field("CUSTOM_MAC")?.value == "10:22:33:44:55:66")
+        #expect(s.keyBlocks[5].purposeName == "HMAC_DOWN_JTAG" && s.keyBlocks[5].readProtected && s.keyBlocks[5].purposeWriteProtected)
     }
 
     /// Every key purpose of the chip, one fresh file each, with and without the protections.
