@@ -255,6 +255,38 @@ import Testing
         #expect(FieldMapBurnError.purposeNotOnChip("XTS_AES_256_KEY", chip: "esp32c3").diagnostic.hint?.contains("XTS_AES_128_KEY") == true)
     }
 
+    // MARK: the virtual file
+
+    /// A burn writes the blocks' read registers and the program-cycle registers only; every other
+    /// byte of the register space stays; an empty plan leaves the file as it is.
+    @Test(arguments: chips) func virtualFileBurnTouchesOnlyItsRegisters(chip: String) throws {
+        let m = try map(chip)
+        var rng = SeededRandom(seed: 17)
+        let junk = (0..<512).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let regsJunk = Array(junk.reversed())
+        // Zero the blocks' read registers so the plan is valid; keep junk everywhere else.
+        var regs = regsJunk
+        let blocks = Int(m.readRegisterOffset(block: 0))..<Int(m.readRegisterOffset(block: 10) + 32)
+        for i in blocks { regs[i] = 0 }
+        let file = Array(regs.reversed())
+        let w = try EFuseVirtualFile.decode(file, map: m)
+        let empty = try FieldMapBurnPlanner.writeProtect(["DIS_PAD_JTAG"], words: w.settingWRDIS(2, map: m), map: m)
+        let unchanged = try EFuseVirtualFile.burned(file, plan: empty, map: m)
+        #expect(empty.isEmpty && unchanged == file)
+        let plan = try FieldMapBurnPlanner.burnKeys([.init(block: "BLOCK_KEY1", data: key(5), purpose: "USER")], words: w, map: m)
+        let out = Array(try EFuseVirtualFile.burned(file, plan: plan, map: m).reversed())
+        let p = try #require(EFuseProgramRegisters.of(chip: chip))
+        var allowed = Set(blocks)
+        for o in [p.conf, p.cmd] + p.timing.map(\.offset) { allowed.formUnion(o..<o + 4) }
+        allowed.formUnion(p.pgmData..<(p.checkValue + 12))
+        for i in 0..<512 where !allowed.contains(i) { #expect(out[i] == regs[i], "register byte \(i) changed") }
+        #expect(Array(out[p.checkValue..<p.checkValue + 12]) == EFuseReedSolomon.checkValue(key(5)))
+        #expect(out[p.pgmData..<p.pgmData + 32].allSatisfy { $0 == 0 })
+        #expect(out[p.conf..<p.conf + 4].loadLE(UInt32.self) == 0x5AA5)
+        let back = try EFuseVirtualFile.decode(Array(out.reversed()), map: m)
+        #expect(back == plan.applied(to: w, map: m))
+    }
+
     // MARK: Reed–Solomon
 
     /// A vector recorded from `espefuse --virt --chip esp32c3 burn-key BLOCK_KEY1 k.bin USER`: the
@@ -284,5 +316,13 @@ import Testing
             let theirs = try #require(o as? [Int]).map { UInt8($0) }
             #expect(EFuseReedSolomon.checkValue(c.map { UInt8($0) }) == theirs, "\(c)")
         }
+    }
+}
+
+extension EFuseBlockWords {
+    func settingWRDIS(_ bit: Int, map: EFuseFieldMap) -> EFuseBlockWords {
+        var c = self
+        if let f = map.field(named: "WR_DIS") { c.setInteger(f, integer(f) | 1 << UInt64(bit)) }
+        return c
     }
 }
