@@ -63,6 +63,14 @@ import Testing
         #expect(refusal { () throws(FieldMapBurnError) in
             try FieldMapBurnPlanner.burnFields([("SECURE_BOOT_EN", "1"), ("secure_boot_en", "1")], words: w, map: m)
         } == .duplicateName("SECURE_BOOT_EN"))
+        var hidden = w
+        hidden.setInteger(try #require(m.field(named: "RD_DIS")), 1 << 6)
+        #expect(refusal { () throws(FieldMapBurnError) in
+            try FieldMapBurnPlanner.burnFields([("BLOCK_SYS_DATA2", String(repeating: "01", count: 32))], words: hidden, map: m)
+        } == .readProtected("BLOCK_SYS_DATA2", bit: 6))
+        #expect(refusal { () throws(FieldMapBurnError) in try FieldMapBurnPlanner.burnKeys([], words: w, map: m) } == .nothingRequested("burn-key"))
+        #expect(refusal { () throws(FieldMapBurnError) in try FieldMapBurnPlanner.writeProtect([], words: w, map: m) } == .nothingRequested("write-protect"))
+        #expect(refusal { () throws(FieldMapBurnError) in try FieldMapBurnPlanner.readProtect([], words: w, map: m) } == .nothingRequested("read-protect"))
         // Reed–Solomon blocks are programmed once.
         let mac = try FieldMapBurnPlanner.burnFields([("CUSTOM_MAC", "10:22:33:44:55:66")], words: w, map: m)
         let withMac = mac.applied(to: w, map: m)
