@@ -113,7 +113,8 @@ public enum FieldMapVirtualBurn {
             return .notConfirmed
         }
         let out = try EFuseVirtualFile.burned(file, plan: plan, map: map, name: path)
-        do { try AtomicFile.write(out, to: path) } catch { throw EFuseFieldMapError.file(error) }
+        // 0600: the file can hold keys left readable (USER, --no-read-protect).
+        do { try AtomicFile.write(out, to: path, mode: AtomicFile.secretMode) } catch { throw EFuseFieldMapError.file(error) }
         let (_, back) = try EFuseVirtualFile.read(path, chip: chip)
         let lines = readBack(plan: plan, before: words, after: back, map: map)
         lines.lines.forEach(emit)

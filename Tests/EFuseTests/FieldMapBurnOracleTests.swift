@@ -218,6 +218,8 @@ import Testing
         #expect(try b.bytes(b.mine) == before)
         let y = try Espforge.run(["efuse", "burn-key", "--chip", "esp32s3", "--virt-file", b.mine, "BLOCK_KEY1", k, "HMAC_UP", "--yes"])
         #expect(y.status == 0 && y.out.contains("all requested bits read back as burned"))
+        let mode = try FileManager.default.attributesOfItem(atPath: b.mine)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
         for out in [r.out, y.out, r.err, y.err] {
             #expect(!out.contains(key.hexString) && !out.contains(Array(key.reversed()).hexString))
         }
