@@ -65,8 +65,8 @@ public enum FieldMapBurnPlanner {
         let nbytes = (field.width + 7) / 8
         if field.name.hasSuffix("MAC") && field.width == 48 {
             let parts = value.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 6, parts.allSatisfy({ $0.count == 2 }),
-                  let bytes = Optional(parts.compactMap { UInt8($0, radix: 16) }), bytes.count == 6 else {
+            let bytes = parts.compactMap { $0.count == 2 && $0.allSatisfy(\.isHexDigit) ? UInt8($0, radix: 16) : nil }
+            guard parts.count == 6, bytes.count == 6 else {
                 throw .badValue(field.name, value, expected: "a MAC address aa:bb:cc:dd:ee:ff")
             }
             guard bytes[0] & 1 == 0 else { throw .badValue(field.name, value, expected: "a unicast MAC (first byte even)") }
@@ -111,7 +111,7 @@ public enum FieldMapBurnPlanner {
 
     static func hexBytes(_ s: String) -> [UInt8]? {
         let chars = Array(s)
-        guard chars.count % 2 == 0 else { return nil }
+        guard chars.count % 2 == 0, chars.allSatisfy(\.isHexDigit) else { return nil }
         var out: [UInt8] = []
         var i = 0
         while i < chars.count {
@@ -138,7 +138,7 @@ public enum FieldMapBurnPlanner {
                     throw .purposeNotOnChip(purposeName, chip: map.chip)
                 }
                 guard r.data.count == 64 else { throw .badKeyLength(block: map.blockNames[block], purpose: purposeName, expected: 64, actual: r.data.count) }
-                let taken = Set(named) .union(triples.map(\.block))
+                let taken = Set(named).union(triples.map(\.block))
                 guard let second = nextFreeKeyBlock(after: block, excluding: taken, words: words, map: map) else {
                     throw .noSecondKeyBlock(first: map.blockNames[block])
                 }
