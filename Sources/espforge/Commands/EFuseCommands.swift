@@ -22,10 +22,16 @@ struct EFuseCommand: ParsableCommand {
             download mode) or virtual:DIR (a virtual device folder, in-process). --before picks \
             the reset into the ROM loader as for `chip` and `flash`.
 
+            ESP32-S3 / ESP32-C3: --chip esp32s3|esp32c3 --virt-file FILE instead of --port burns \
+            an `espefuse --virt` eFuse file offline (summary, burn, burn-key, burn-key-digest, \
+            write-protect, read-protect), with the same plan / --yes / read-back and the file \
+            left byte-identical to what espefuse 5.6.0 writes. See docs/efuse-s3-c3.md.
+
             Example:
               espforge efuse summary --port virtual:dev1
               espforge efuse burn-key-digest --port virtual:dev1 --key signing_key.pem --yes
               espforge efuse burn --port virtual:dev1 ABS_DONE_1=1 --yes
+              espforge efuse burn-key --chip esp32s3 --virt-file efuse.bin BLOCK_KEY0 key.bin XTS_AES_128_KEY --yes
             """,
         subcommands: [EFuseSummaryCommand.self, EFuseBurnCommand.self, EFuseBurnKeyDigest.self, EFuseBurnKey.self,
                       EFuseWriteProtect.self, EFuseReadProtect.self, EFuseDecodeCommand.self]
@@ -33,12 +39,26 @@ struct EFuseCommand: ParsableCommand {
 }
 
 struct EFusePortOptions: ParsableArguments {
-    @Option(help: "The chip: serial device, socket://HOST:PORT or virtual:DIR.") var port: String
+    @Option(help: "The ESP32: serial device, socket://HOST:PORT or virtual:DIR.") var port: String?
     @Option(help: "Baud rate for serial ports (ignored for virtual:).") var baud: Int?
     @Option(help: "Before connecting: default-reset (DTR/RTS), usb-reset (USB-Serial-JTAG) or no-reset (ignored for virtual:).") var before = "default-reset"
+    @Option(help: "With --virt-file: esp32s3 or esp32c3.") var chip: String?
+    @Option(name: .customLong("virt-file"), help: "An ESP32-S3/C3 virtual eFuse file (espefuse --virt --path-efuse-file format), burned offline.") var virtFile: String?
+
+    /// The chip and file of an offline burn, or nil for the ESP32 over --port.
+    func virtual() throws -> (chip: String, file: String)? {
+        guard let virtFile else {
+            if chip != nil { throw UsageError("--chip needs --virt-file", hint: "the ESP32 over a port takes --port only; S3/C3 eFuses are burned offline with --chip CHIP --virt-file FILE") }
+            return nil
+        }
+        guard port == nil else { throw UsageError("--port and --virt-file cannot be used together", hint: "--virt-file burns an S3/C3 eFuse file offline; --port talks to an ESP32") }
+        guard let chip else { throw UsageError("--virt-file needs --chip", hint: "add --chip esp32s3 or --chip esp32c3") }
+        return (chip, virtFile)
+    }
 
     func client() throws -> EFuseClient {
-        EFuseClient(access: try openRegisterAccess(port: port, baud: baud, before: try SessionOptions.resetMode(before)))
+        guard let port else { throw UsageError("missing --port", hint: "give --port PORT (ESP32), or --chip esp32s3|esp32c3 --virt-file FILE") }
+        return EFuseClient(access: try openRegisterAccess(port: port, baud: baud, before: try SessionOptions.resetMode(before)))
     }
 }
 
@@ -50,8 +70,18 @@ enum EFuseExit {
 enum EFuseCLI {
     /// Plans, prints the plan, and burns only with `yes`. Never prints key material.
     static func run(_ requests: [EFuseBurnRequest], options: EFusePortOptions, yes: Bool, dryRun: Bool = false) throws {
-        switch try EFuseBurnRun.run(requests, client: try options.client(), portName: options.port, confirmed: yes,
-                                    dryRun: dryRun, emit: { print($0) }) {
+        let client = try options.client()
+        try finish(try EFuseBurnRun.run(requests, client: client, portName: options.port ?? "", confirmed: yes,
+                                        dryRun: dryRun, emit: { print($0) }))
+    }
+
+    /// An offline S3/C3 burn on a virtual eFuse file.
+    static func runVirtual(_ operation: FieldMapBurnOperation, chip: String, file: String, yes: Bool, dryRun: Bool = false) throws {
+        try finish(try FieldMapVirtualBurn.run(operation, chip: chip, file: file, confirmed: yes, dryRun: dryRun, emit: { print($0) }))
+    }
+
+    static func finish(_ outcome: EFuseBurnRun.Outcome) throws {
+        switch outcome {
         case .notConfirmed: throw ExitCode(EFuseExit.notConfirmed)
         case .burned(allStuck: false):
             ErrorRenderer.writeStderr("error: not everything stuck; see the read-back above\n")
@@ -82,6 +112,12 @@ struct EFuseSummaryCommand: ParsableCommand {
     @Flag(name: .customLong("show-key"), help: "Print a readable (unprotected) flash encryption key in BLOCK1.") var showKey = false
 
     func run() throws {
+        if let v = try options.virtual() {
+            let (map, words) = try EFuseVirtualFile.read(v.file, chip: v.chip)
+            let s = EFuseFieldMapSummary(words: words, map: map, revealKeys: showKey)
+            if json { try Output.printJSON(s) } else { print(s.text(map: map), terminator: "") }
+            return
+        }
         let summary = try options.client().summary(revealKeys: showKey)
         if json { print(try summary.json()) } else { print(summary.text, terminator: "") }
     }
@@ -108,6 +144,16 @@ struct EFuseBurnCommand: ParsableCommand {
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
+        if let v = try options.virtual() {
+            let pairs = try assignments.map { a -> (name: String, value: String) in
+                guard let eq = a.firstIndex(of: "="), eq != a.startIndex else {
+                    throw UsageError("'\(a)' is not NAME=VALUE", hint: "e.g. SECURE_BOOT_EN=1 SPI_BOOT_CRYPT_CNT=1")
+                }
+                return (String(a[..<eq]), String(a[a.index(after: eq)...]))
+            }
+            try EFuseCLI.runVirtual(.burn(pairs), chip: v.chip, file: v.file, yes: yes, dryRun: dryRun)
+            return
+        }
         let requests = try EFuseBurnRequest.fields(assignments)
         try EFuseCLI.run(requests, options: options, yes: yes, dryRun: dryRun)
     }
@@ -129,11 +175,23 @@ struct EFuseBurnKeyDigest: ParsableCommand {
             """
     )
     @OptionGroup var options: EFusePortOptions
-    @Option(help: "RSA-3072 private or public key PEM.") var key: String
-    @Flag(name: .customLong("no-write-protect"), help: "Leave BLOCK2 writable.") var noWriteProtect = false
+    @Option(help: "ESP32: RSA-3072 private or public key PEM.") var key: String?
+    @Argument(help: "S3/C3 (--virt-file): BLOCK_KEYn KEYFILE SECURE_BOOT_DIGESTn, one to three triples.") var triples: [String] = []
+    @Flag(name: .customLong("no-write-protect"), help: "Leave the digest block(s) writable.") var noWriteProtect = false
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
+        if let v = try options.virtual() {
+            guard key == nil else { throw UsageError("--key is for the ESP32", hint: "with --virt-file give BLOCK_KEYn KEYFILE SECURE_BOOT_DIGESTn triples") }
+            let requests = try EFuseKeyArguments.triples(triples, command: "burn-key-digest") { file in
+                do { return try KeyMaterial.load(file: file).verifyingKey.keyDigest() } catch { throw FileContextError(file: file, underlying: error) }
+            }
+            try EFuseCLI.runVirtual(.burnKeyDigests(requests, noWriteProtect: noWriteProtect), chip: v.chip, file: v.file, yes: yes)
+            return
+        }
+        guard let key, triples.isEmpty else {
+            throw UsageError("the ESP32 takes --key PEM", hint: "e.g. burn-key-digest --port virtual:dev1 --key signing_key.pem")
+        }
         let digest = try SecureBootKeyFiles.esp32KeyDigest(file: key)
         try EFuseCLI.run([.secureBootDigest(digest, writeProtect: !noWriteProtect)], options: options, yes: yes)
     }
@@ -154,12 +212,33 @@ struct EFuseBurnKey: ParsableCommand {
             """
     )
     @OptionGroup var options: EFusePortOptions
-    @Argument(help: "Key purpose: flash_encryption (BLOCK1).") var purpose: String
-    @Argument(help: "Key file (32 bytes).") var keyFile: String
-    @Flag(name: .customLong("no-protect-key"), help: "Leave BLOCK1 readable and writable.") var noProtectKey = false
+    @Argument(help: "ESP32: PURPOSE KEYFILE (flash_encryption, 32 bytes). S3/C3 (--virt-file): BLOCK_KEYn KEYFILE PURPOSE triples.") var arguments: [String]
+    @Flag(name: .customLong("no-protect-key"), help: "ESP32: leave BLOCK1 readable and writable.") var noProtectKey = false
+    @Flag(name: .customLong("no-read-protect"), help: "S3/C3: leave secret keys readable.") var noReadProtect = false
+    @Flag(name: .customLong("no-write-protect"), help: "S3/C3: leave the key blocks writable.") var noWriteProtect = false
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
+        if let v = try options.virtual() {
+            let requests = try EFuseKeyArguments.triples(arguments, command: "burn-key") { file in
+                try BoundedFile.read(file, limit: .key)
+            }
+            do {
+                try EFuseCLI.runVirtual(.burnKeys(requests, noReadProtect: noReadProtect, noWriteProtect: noWriteProtect),
+                                        chip: v.chip, file: v.file, yes: yes)
+            } catch let e as FieldMapBurnError {
+                if case let .badKeyLength(block, _, _, _) = e,
+                   let i = requests.firstIndex(where: { $0.block.uppercased() == block }) {
+                    throw FileContextError(file: arguments[3 * i + 1], underlying: e)
+                }
+                throw e
+            }
+            return
+        }
+        guard arguments.count == 2 else {
+            throw UsageError("the ESP32 takes PURPOSE KEYFILE", hint: "e.g. burn-key --port virtual:dev1 flash_encryption flash_key.bin")
+        }
+        let purpose = arguments[0], keyFile = arguments[1]
         let request = try EFuseBurnRequest.key(purpose: purpose, keyFile: keyFile, protect: !noProtectKey)
         do {
             try EFuseCLI.run([request], options: options, yes: yes)
@@ -188,6 +267,10 @@ struct EFuseWriteProtect: ParsableCommand {
 
     func run() throws {
         guard !names.isEmpty else { throw UsageError("no field names given", hint: "e.g. write-protect DISABLE_DL_ENCRYPT") }
+        if let v = try options.virtual() {
+            try EFuseCLI.runVirtual(.writeProtect(names), chip: v.chip, file: v.file, yes: yes)
+            return
+        }
         try EFuseCLI.run(names.map { .writeProtect($0) }, options: options, yes: yes)
     }
 }
@@ -210,6 +293,24 @@ struct EFuseReadProtect: ParsableCommand {
 
     func run() throws {
         guard !names.isEmpty else { throw UsageError("no field names given", hint: "e.g. read-protect BLOCK3") }
+        if let v = try options.virtual() {
+            try EFuseCLI.runVirtual(.readProtect(names), chip: v.chip, file: v.file, yes: yes)
+            return
+        }
         try EFuseCLI.run(names.map { .readProtect($0) }, options: options, yes: yes)
+    }
+}
+
+/// `BLOCK FILE PURPOSE` triples of the S3/C3 burn-key and burn-key-digest.
+enum EFuseKeyArguments {
+    static func triples(_ args: [String], command: String,
+                        load: (String) throws -> [UInt8]) throws -> [FieldMapBurnPlanner.KeyRequest] {
+        guard !args.isEmpty, args.count % 3 == 0 else {
+            throw UsageError("\(command) takes BLOCK FILE PURPOSE triples (\(args.count) arguments given)",
+                             hint: "e.g. \(command) --chip esp32s3 --virt-file efuse.bin BLOCK_KEY0 key.bin \(command == "burn-key" ? "XTS_AES_128_KEY" : "SECURE_BOOT_DIGEST0")")
+        }
+        return try stride(from: 0, to: args.count, by: 3).map { i in
+            FieldMapBurnPlanner.KeyRequest(block: args[i], data: try load(args[i + 1]), purpose: args[i + 2])
+        }
     }
 }
