@@ -112,19 +112,19 @@ public enum KeyPurposeRules {
 
     static let ignoredBlocks = SafetyRule(
         code: "PF022", name: "ignored-signature-blocks",
-        summary: "signature blocks past the ones the chip checks (ESP32: block 0 only; S3/C3: three), or a damaged block hiding later ones") { ctx in
+        summary: "signature blocks past the ones the chip checks (ESP32: block 0 only; S3/C3: three)") { ctx in
         var out: [Finding] = []
         for e in signedImages(ctx) {
             let blocks = e.trust(ctx)
             let honouredKeys = Set(blocks.filter(\.honoured).map(\.keyDigest))
-            let ignored = blocks.filter { !$0.honoured && !honouredKeys.contains($0.keyDigest) }
+            let ignored = blocks.filter { !$0.honoured && $0.crcValid && !honouredKeys.contains($0.keyDigest) }
             guard !ignored.isEmpty else { continue }
             let limit = ctx.honouredBlocks
             out.append(Finding(code: "PF022", severity: .warning, rule: "ignored-signature-blocks",
                 message: "\(e.label) has signature block(s) \(ignored.map { String($0.index) }.joined(separator: ", ")) that \(ctx.target.chip.displayName) never checks",
-                evidence: ignored.map(blockText) + ["\(ctx.target.chip.displayName) checks " + (limit == 1 ? "block 0 only" : "blocks 0-\(limit - 1), up to the first damaged one")],
+                evidence: ignored.map(blockText) + ["\(ctx.target.chip.displayName) checks " + (limit == 1 ? "block 0 only" : "blocks 0-\(limit - 1)")],
                 explanation: "a key that appears only in an ignored block is not a working key for this chip: rotating to it later would leave no image it accepts.",
-                fix: limit == 1 ? "sign with the trusted key first (block 0)" : "keep every key the chip should accept in the first \(limit) blocks, and repair or drop damaged blocks",
+                fix: limit == 1 ? "sign with the trusted key first (block 0)" : "keep every key the chip should accept in the first \(limit) blocks",
                 file: e.entry.name, address: e.entry.address, overridable: true))
         }
         return out
