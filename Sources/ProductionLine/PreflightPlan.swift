@@ -128,7 +128,14 @@ public enum PreflightRun {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
                 throw UsageError(Diagnostic("not a JSON object", file: efuseSummary, hint: "write it with `espefuse summary --format json --file FILE`"))
             }
-            do { facts.efuses = try SecurityFuseFacts(espefuseSummary: obj) } catch {
+            do {
+                // ESP32-S3/C3 summaries are read through the chip's field map.
+                if let map = EFuseFieldMap.named(facts.chip.name) {
+                    facts.efuses = try SecurityFuseFacts(espefuseSummary: obj, map: map)
+                } else {
+                    facts.efuses = try SecurityFuseFacts(espefuseSummary: obj)
+                }
+            } catch {
                 throw FileContextError(file: efuseSummary, underlying: error)
             }
         }

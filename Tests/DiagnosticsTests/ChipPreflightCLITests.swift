@@ -84,3 +84,50 @@ struct ChipPreflightCLITests {
         #expect(blank.status == 0, "\(blank.out)\(blank.err)")
     }
 }
+
+/// `espefuse summary --format json` of an S3/C3 gives the same facts as the eFuse file it was
+/// printed from (the state: two digests, one revoked, an XTS-AES-128 key, encryption on, Secure
+/// Boot on, download encryption off).
+@Suite(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)))
+struct ChipSummaryJSONTests {
+    @Test(arguments: ["esp32s3", "esp32c3"])
+    func summaryJSONAndEFuseFileGiveTheSameFacts(_ chip: String) throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-chip-json")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("efuse.bin").path
+        func espefuse(_ args: [String]) throws {
+            let r = try Oracle.run("espefuse", ["--virt", "--chip", chip, "--path-efuse-file", file, "--do-not-confirm"] + args)
+            #expect(r.status == 0, "espefuse \(args.joined(separator: " ")): \(r.out.suffix(400)) \(r.err.suffix(400))")
+        }
+        let key = dir.appendingPathComponent("xts.bin")
+        try Data((0..<32).map { UInt8($0 * 7 + 1) }).write(to: key)
+        try espefuse(["burn-key-digest", "BLOCK_KEY2", TestEnvironment.fixture("secure/rsa_secure_boot_signing_key.pem").path, "SECURE_BOOT_DIGEST0",
+                      "BLOCK_KEY3", TestEnvironment.fixture("secure/rsa_secure_boot_signing_key2.pem").path, "SECURE_BOOT_DIGEST1"])
+        try espefuse(["burn-key", "BLOCK_KEY0", key.path, "XTS_AES_128_KEY"])
+        try espefuse(["burn-efuse", "SECURE_BOOT_KEY_REVOKE1", "1", "SECURE_BOOT_EN", "1", "SPI_BOOT_CRYPT_CNT", "1",
+                      "DIS_DOWNLOAD_MANUAL_ENCRYPT", "1", "DIS_PAD_JTAG", "1"])
+        let json = dir.appendingPathComponent("summary.json").path
+        try espefuse(["summary", "--format", "json", "--file", json])
+
+        let fromFile = try SecurityFuseFacts.read(efuseFile: file, chip: chip).facts
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        let fromJSON = try SecurityFuseFacts(espefuseSummary: obj, map: try #require(EFuseFieldMap.named(chip)))
+        #expect(fromJSON == fromFile)
+        let kb = try #require(fromJSON.keyBlocks)
+        #expect(kb.digestSlots.map(\.slot) == [0, 1] && kb.revokedSlots == [1] && kb.secureBootEnabled && kb.disPadJTAG)
+        #expect(kb.keyBlocks[0].purpose == "XTS_AES_128_KEY" && kb.keyBlocks[0].readProtected && kb.keyBlocks[0].content == nil)
+        #expect(fromJSON.flashEncryptionEnabled && fromJSON.flashEncryptionKeyPresent && fromJSON.disableDLEncrypt)
+        // An ESP32 summary is not an S3/C3 one.
+        #expect(throws: PreflightInputError.self) {
+            try SecurityFuseFacts(espefuseSummary: ["FLASH_CRYPT_CNT": ["value": 0]], map: try #require(EFuseFieldMap.named(chip)))
+        }
+        // Through the command: the same findings as with --efuse-file.
+        let f = chip == "esp32s3" ? try ChipFixture.s3() : try ChipFixture.c3()
+        let files = ChipPreflightCLITests.Files(dir: dir)
+        let plan = try ChipPreflightCLITests().pairs(f, key: 1, in: files)
+        let viaJSON = try Espforge.run(["preflight", "--chip", chip, "--chip-rev", "0.3", "--efuse-summary", json, "--json"] + plan)
+        let viaFile = try Espforge.run(["preflight", "--chip", chip, "--chip-rev", "0.3", "--efuse-file", file, "--json"] + plan)
+        let a = try ChipPreflightCLITests().codes(viaJSON), b = try ChipPreflightCLITests().codes(viaFile)
+        #expect(a == b && a.contains("PF021") && viaJSON.status == 1, "\(viaJSON.out) \(viaJSON.err)")
+    }
+}

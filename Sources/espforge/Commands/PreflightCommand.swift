@@ -10,9 +10,10 @@ struct PreflightCommand: ParsableCommand {
             The plan is ADDR FILE pairs or an ESP-IDF build folder (--build-dir: flasher_args.json, \
             sdkconfig, partition table). The target comes from a virtual device (--state DIR: chip, \
             revision, flash size and eFuses) or from flags (--chip, --flash-size, --chip-rev, and \
-            optionally --efuse-summary FILE written by `espefuse summary --format json`; for \
-            ESP32-S3/C3 --efuse-file FILE, an `espefuse --virt --path-efuse-file` file: key blocks \
-            and purposes, digest slots and revocations, SPI_BOOT_CRYPT_CNT, download-mode eFuses). The flash \
+            optionally --efuse-summary FILE written by `espefuse summary --format json`, for an \
+            ESP32, ESP32-S3 or ESP32-C3 as --chip says; for ESP32-S3/C3 also --efuse-file FILE, an \
+            `espefuse --virt --path-efuse-file` file: key blocks and purposes, digest slots and \
+            revocations, SPI_BOOT_CRYPT_CNT, download-mode eFuses). The flash \
             options are the ones the write will use (--write-flash-mode/--write-flash-freq/\
             --write-flash-size, default keep; with --build-dir the build's own flash settings). \
             --port reads a chip through its ROM loader (serial port, socket://, virtual:DIR): chip, \
@@ -53,7 +54,7 @@ struct PreflightCommand: ParsableCommand {
     @Option(help: "Target chip: esp32, esp32s3, esp32c3.") var chip: String?
     @Option(name: .customLong("flash-size"), help: "Target flash size, e.g. 4MB.") var flashSize: String?
     @Option(name: .customLong("chip-rev"), help: "Target chip revision: 3, 3.0, v3.1 or 301.") var chipRev: String?
-    @Option(name: .customLong("efuse-summary"), help: "`espefuse summary --format json` output of the target (ESP32).") var efuseSummary: String?
+    @Option(name: .customLong("efuse-summary"), help: "`espefuse summary --format json` output of the target (ESP32, ESP32-S3, ESP32-C3: give --chip).") var efuseSummary: String?
     @Option(name: .customLong("efuse-file"), help: "ESP32-S3/C3 eFuses: an `espefuse --virt --path-efuse-file` file (as `efuse decode --from-file` reads it).") var efuseFile: String?
 
     // Write options.
