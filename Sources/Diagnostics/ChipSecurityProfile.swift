@@ -66,7 +66,7 @@ public struct ChipSecurityProfile: Sendable {
                       allowedBy: "CONFIG_SECURE_BOOT_ALLOW_JTAG") { $0.disPadJTAG },
         HardeningFuse(name: "DIS_USB_JTAG", why: "JTAG over USB-Serial-JTAG can halt the CPU and read RAM after the image is verified",
                       allowedBy: "CONFIG_SECURE_BOOT_ALLOW_JTAG") { $0.disUSBJTAG },
-        HardeningFuse(name: "DIS_DIRECT_BOOT", why: "direct boot runs code from flash without the ROM checking a signed bootloader",
+        HardeningFuse(name: "DIS_DIRECT_BOOT", why: "the ROM's direct-boot mode (code run straight from flash, no image header) stays available",
                       allowedBy: nil) { $0.disDirectBoot },
     ]
 

@@ -8,7 +8,7 @@ import SecureBoot
 public enum KeyPurposeRules {
     public static let rules: [SafetyRule] = [
         digestNotBurned, digestWrongPurpose, revokedKey, ignoredBlocks, keyBlocksForFirstBoot,
-        aggressiveRevoke, spiBootCryptCnt, xtsKey, secureDownloadMode, hardening,
+        aggressiveRevoke, spiBootCryptCnt, xtsKey, secureDownloadMode, hardening, firstBootRevocation,
     ]
 
     static func signedImages(_ ctx: PreflightContext) -> [AnalyzedEntry] {
@@ -311,6 +311,45 @@ public enum KeyPurposeRules {
             explanation: open.map(\.why).joined(separator: "; ") + ". ESP-IDF burns these when it enables Secure Boot in release mode.",
             fix: "burn them (espefuse burn-efuse \(open.map { "\($0.name) 1" }.joined(separator: " "))) unless debugging access is intended (CONFIG_SECURE_BOOT_ALLOW_JTAG)",
             overridable: true)]
+    }
+}
+
+extension KeyPurposeRules {
+    // MARK: PF029
+
+    /// When the bootloader enables Secure Boot it counts the digests it trusts (the ones it burns
+    /// from its own signature blocks, or the live pre-loaded slots) and burns
+    /// SECURE_BOOT_KEY_REVOKEn for every slot index from that count to 2 (ESP-IDF v5,
+    /// `check_and_generate_secure_boot_keys`).
+    static let firstBootRevocation = SafetyRule(
+        code: "PF029", name: "first-boot-revocation",
+        summary: "S3/C3: enabling Secure Boot revokes the digest slots past the trusted count: no later key rotation, or a used slot revoked") { ctx in
+        guard let kb = ctx.keyBlocks, let profile = ctx.security, ctx.sdk?.secureBootV2 == true, !kb.secureBootEnabled,
+              let bl = ctx.bootloader, bl.isSigned else { return [] }
+        let slots = kb.digestSlots
+        let live = slots.filter { !$0.revoked }
+        let count = slots.isEmpty ? Set(ctx.honouredKeyDigests(bl)).count : live.count
+        guard count > 0, count < profile.digestSlots else { return [] }
+        let doomed = Array(count..<profile.digestSlots)
+        let hit = live.filter { doomed.contains($0.slot) }
+        let already = Set(kb.revokedSlots)
+        let newly = doomed.filter { !already.contains($0) }
+        guard !newly.isEmpty else { return [] }
+        if !hit.isEmpty {
+            return [Finding(code: "PF029", severity: .error, rule: "first-boot-revocation",
+                message: "enabling Secure Boot would revoke digest slot \(hit.map { String($0.slot) }.joined(separator: ", ")), which holds a key digest",
+                evidence: slots.map(slotText) + ["\(count) live digest(s): the bootloader revokes slot \(newly.map(String.init).joined(separator: ", "))"],
+                explanation: "the bootloader revokes the slots numbered from the count of trusted digests up to 2, by number, not by use: a digest burned in a higher slot than the count is revoked with them, and images signed with its key stop booting.",
+                fix: "burn pre-loaded digests into the lowest slots (SECURE_BOOT_DIGEST0 first, no gaps), or revoke the stray slot on purpose before the first boot",
+                file: bl.entry.name, address: bl.entry.address, overridable: false)]
+        }
+        return [Finding(code: "PF029", severity: .warning, rule: "first-boot-revocation",
+            message: "the first boot will revoke digest slot \(newly.map(String.init).joined(separator: ", ")): only \(count) key(s) can ever sign for this chip",
+            evidence: (slots.isEmpty ? ["the bootloader is signed with \(count) key(s); no digest is burned yet"] : slots.map(slotText))
+                + ["SECURE_BOOT_KEY_REVOKE\(newly.map(String.init).joined(separator: ", ")) will be burned"],
+            explanation: "when the bootloader enables Secure Boot it revokes every digest slot it does not fill, so no key can be added for rotation later.",
+            fix: "to keep rotation possible, sign the bootloader with every key you may rotate to (up to \(profile.digestSlots)) before the first boot",
+            file: bl.entry.name, address: bl.entry.address, overridable: true)]
     }
 }
 

@@ -329,6 +329,28 @@ struct ChipRulesTests {
         #expect(findings(run(try f.plan(), f.target(try f.secured())), "PF028").isEmpty)
     }
 
+    // MARK: PF029
+
+    @Test(arguments: chips)
+    func pf029FirstBootRevokesTheSlotsPastTheCount(_ chip: String) throws {
+        let f = try Self.fixture(chip)
+        // No digest yet, bootloader signed with one key: slots 1 and 2 will be revoked (warning).
+        let one = findings(run(try f.plan(sdk: sbSDK), f.target(try f.facts())), "PF029")
+        #expect(one.count == 1 && one[0].severity == .warning && one[0].message.contains("slot 1, 2"))
+        // Three keys: nothing to revoke.
+        #expect(findings(run(try f.plan(bootloaderKeys: [0, 1, 2], sdk: sbSDK), f.target(try f.facts())), "PF029").isEmpty)
+        // A pre-loaded digest in slot 2 only: the count is 1, so slot 2 itself is revoked (error).
+        let high = try f.facts { try $0.digest(slot: 2, keyBlock: 0, try ChipFixture.digest(0)) }
+        let bad = findings(run(try f.plan(sdk: sbSDK), f.target(high)), "PF029")
+        #expect(bad.count == 1 && bad[0].severity == .error && !bad[0].overridable && bad[0].message.contains("slot 2"))
+        // The same digest in slot 0: only the empty slots go (warning).
+        let low = try f.facts { try $0.digest(slot: 0, keyBlock: 0, try ChipFixture.digest(0)) }
+        #expect(findings(run(try f.plan(sdk: sbSDK), f.target(low)), "PF029").map(\.severity) == [.warning])
+        // Secure Boot already on, or not configured: silent.
+        #expect(findings(run(try f.plan(sdk: sbSDK), f.target(try f.secured())), "PF029").isEmpty)
+        #expect(findings(run(try f.plan(), f.target(high)), "PF029").isEmpty)
+    }
+
     // MARK: shared rules with per-chip names and limits
 
     @Test func pf011SecureBootNeedsC3Revision3() throws {
