@@ -156,17 +156,26 @@ public enum Preflight {
         summary: "Secure Boot V2 signature block damaged, digest mismatch or RSA-PSS failure") { ctx in
         var out: [Finding] = []
         for e in ctx.entries where e.isSigned {
-            guard let inspection = e.signature, let check = inspection.checks.first else { continue }
+            // The blocks the chip checks (ESP32: block 0; S3/C3: up to three, to the first damaged one).
+            guard let inspection = e.signature, !inspection.checks.isEmpty else { continue }
             var problems: [String] = []
-            if !check.block.crcValid { problems.append("block 0 CRC32 stored \(hex(check.block.storedCRC)), computed \(hex(check.block.computedCRC))") }
-            if !check.digestMatches {
-                problems.append("block 0 image digest \(check.block.imageDigest.hexString.prefix(16))… ≠ SHA-256 of the content \(check.contentDigest.bytes.hexString.prefix(16))…")
+            var valid: [Int] = []
+            var anyDigestMismatch = false
+            for check in inspection.checks.prefix(ctx.honouredBlocks) {
+                let i = check.index
+                var p: [String] = []
+                if !check.block.crcValid { p.append("block \(i) CRC32 stored \(hex(check.block.storedCRC)), computed \(hex(check.block.computedCRC))") }
+                if !check.digestMatches {
+                    p.append("block \(i) image digest \(check.block.imageDigest.hexString.prefix(16))… ≠ SHA-256 of the content \(check.contentDigest.bytes.hexString.prefix(16))…")
+                    anyDigestMismatch = true
+                }
+                if check.signatureValid == false { p.append("block \(i) RSA-PSS/ECDSA signature does not verify with the block's key") }
+                if p.isEmpty { valid.append(i) } else { problems += p }
             }
-            if check.signatureValid == false { problems.append("block 0 RSA-PSS/ECDSA signature does not verify with the block's key") }
             guard !problems.isEmpty else { continue }
             var explanation = "the bootloader (and, once Secure Boot is on, the ROM) rejects this image: \"Sig block 0 invalid\" and error 8194 (ESP_ERR_IMAGE_INVALID)."
             var fix = "sign the final image again (espforge secure-boot sign) and flash exactly that file"
-            if !check.digestMatches {
+            if anyDigestMismatch {
                 let forensic = HeaderForensics.analyzeSigned(e.entry.bytes)
                 if case let .headerRewritten(built, found, rehashed) = forensic.verdict {
                     problems.append("header rewritten after signing: built as \(built), found as \(found)"
@@ -174,6 +183,15 @@ public enum Preflight {
                     explanation += " The content matches the signature exactly when header bytes 2..3 are put back: the flash parameters were changed after signing."
                     fix = "flash the image as it was signed (--flash-size keep --flash-mode keep --flash-freq keep); for a different flash size build and sign a separate image"
                 }
+            }
+            if !valid.isEmpty {
+                // Another checked block verifies (S3/C3): the image can still boot through it.
+                out.append(Finding(code: "PF003", severity: .warning, rule: "signature-invalid",
+                    message: "a signature block of the \(e.kind.rawValue) at \(hex(e.entry.address)) is not valid; block \(valid.map(String.init).joined(separator: ", ")) still verifies",
+                    evidence: problems,
+                    explanation: "the chip skips a block that does not verify and tries the next, so the image verifies through a valid block whose key is trusted; with SECURE_BOOT_AGGRESSIVE_REVOKE a failing block of a trusted key revokes that key (PF024).",
+                    fix: fix, file: e.entry.name, address: e.entry.address, overridable: true))
+                continue
             }
             out.append(Finding(code: "PF003", severity: .error, rule: "signature-invalid",
                 message: "the signature of the \(e.kind.rawValue) at \(hex(e.entry.address)) is not valid",

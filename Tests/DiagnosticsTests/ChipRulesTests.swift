@@ -361,6 +361,32 @@ struct ChipRulesTests {
         #expect(findings(run(try s3.plan(), s3.target(nil, revision: 0)), "PF011").isEmpty)
     }
 
+    /// S3/C3 check three blocks: a bad block 0 with a good block 1 is a warning there; on the
+    /// ESP32 (block 0 only) the same damage is an error.
+    @Test func pf003InvalidBlockWithAValidOneAfterIt() throws {
+        let f = try ChipFixture.s3()
+        var plan = try f.plan(bootloaderKeys: [0, 1], appKeys: [0, 1])
+        let sector = plan.entries[2].bytes.count - SignatureSector.size
+        plan.entries[2].bytes[sector + 900] ^= 0x55          // block 0's signature
+        let crc = CRC32.checksum(plan.entries[2].bytes[sector..<(sector + SignatureBlock.crcOffset)])
+        plan.entries[2].bytes.storeLE(crc, at: sector + SignatureBlock.crcOffset)
+        let s3 = findings(run(plan, f.target(nil)), "PF003")
+        #expect(s3.count == 1 && s3[0].severity == .warning && s3[0].message.contains("block 1 still verifies"))
+        #expect(s3[0].evidence == ["block 0 RSA-PSS/ECDSA signature does not verify with the block's key"])
+        // The app also has a trusted slot for key 1 only: the chip accepts it, nothing else fires.
+        let slot1 = try f.facts { try $0.digest(slot: 0, keyBlock: 0, try ChipFixture.digest(1)) }
+        #expect(run(plan, f.target(slot1)).errors == 0)
+        // ESP32: block 0 is all it checks.
+        let s = try Scenario.get()
+        var app = try SecureBootSigner.sign(image: s.appUnsigned, keys: [try ChipFixture.key(0), try ChipFixture.key(1)],
+                                            append: false, policy: .generic).image
+        let at = app.count - SignatureSector.size
+        app[at + 900] ^= 0x55
+        app.storeLE(CRC32.checksum(app[at..<(at + SignatureBlock.crcOffset)]), at: at + SignatureBlock.crcOffset)
+        let esp32 = findings(run(s.plan(app: app), try s.target()), "PF003")
+        #expect(!esp32.isEmpty && esp32.allSatisfy { $0.severity == .error })
+    }
+
     @Test(arguments: chips)
     func pf004AppKeyAmongTheBootloadersThreeBlocks(_ chip: String) throws {
         let f = try Self.fixture(chip)
