@@ -15,17 +15,20 @@ public struct KeyBlockFuseFacts: Sendable, Equatable, Codable {
         public var empty: Bool
         public var readProtected: Bool
         public var writeProtected: Bool
+        /// KEY_PURPOSE_n's WR_DIS bit is burned.
+        public var purposeWriteProtected: Bool
         /// The 32 bytes as software reads them, for readable blocks whose purpose is not a secret
         /// key (digests, user data); nil otherwise. Never a secret key.
         public var content: [UInt8]?
 
         public init(index: Int, purpose: String, empty: Bool, readProtected: Bool = false,
-                    writeProtected: Bool = false, content: [UInt8]? = nil) {
+                    writeProtected: Bool = false, purposeWriteProtected: Bool = false, content: [UInt8]? = nil) {
             self.index = index
             self.purpose = purpose
             self.empty = empty
             self.readProtected = readProtected
             self.writeProtected = writeProtected
+            self.purposeWriteProtected = purposeWriteProtected
             self.content = content
         }
 
@@ -36,8 +39,9 @@ public struct KeyBlockFuseFacts: Sendable, Equatable, Codable {
             return n
         }
 
-        /// Free for a new key or digest: empty, purpose USER, nothing protected.
-        public var unused: Bool { empty && purpose == "USER" && !readProtected && !writeProtected }
+        /// Free for a new key or digest: empty, purpose USER, nothing protected (ESP-IDF's test
+        /// for a block it may burn).
+        public var unused: Bool { empty && purpose == "USER" && !readProtected && !writeProtected && !purposeWriteProtected }
 
         static let digestPurposePrefix = "SECURE_BOOT_DIGEST"
     }
@@ -105,7 +109,7 @@ extension KeyBlockFuseFacts {
                 content = [UInt8](hexString: hex)
             }
             return KeyBlock(index: k.index, purpose: k.purposeName, empty: k.empty, readProtected: k.readProtected,
-                            writeProtected: k.writeProtected, content: content)
+                            writeProtected: k.writeProtected, purposeWriteProtected: k.purposeWriteProtected, content: content)
         }
         self.init(keyBlocks: blocks)
         secureBootEnabled = sec.secureBootEnabled

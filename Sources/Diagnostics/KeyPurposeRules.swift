@@ -64,7 +64,7 @@ public enum KeyPurposeRules {
                 guard let digest = [UInt8](hexString: b.keyDigest) else { continue }
                 for k in kb.keyBlocks where k.digestSlot == nil && k.content == digest {
                     let alsoInSlot = blocks.contains { $0.honoured && $0.slot != nil }
-                    let purposeLocked = k.purpose != "USER"
+                    let purposeLocked = k.purpose != "USER" || k.purposeWriteProtected
                     out.append(Finding(code: "PF020", severity: alsoInSlot ? .warning : .error, rule: "digest-wrong-purpose",
                         message: "BLOCK_KEY\(k.index) holds the digest of the key that signed \(e.label), but its purpose is \(k.purpose), not SECURE_BOOT_DIGESTn",
                         evidence: [blockText(b), "BLOCK_KEY\(k.index): KEY_PURPOSE_\(k.index) = \(k.purpose), content = \(digest.hexString)"],

@@ -222,6 +222,9 @@ struct ChipRulesTests {
         let bad = findings(run(try f.plan(bootloaderKeys: [0, 1, 2], appKeys: [0], sdk: sdk), f.target(crowded)), "PF023")
         #expect(bad.count == 1 && bad[0].severity == .error && bad[0].message.contains("4 key block(s)") && bad[0].message.contains("only 3"))
         #expect(findings(run(try f.plan(bootloaderKeys: [0, 1, 2], appKeys: [0], sdk: sdk), f.target(try f.facts())), "PF023").isEmpty)
+        // Blocks whose KEY_PURPOSE_n is write-protected (WR_DIS 8-10) cannot take a new purpose.
+        let lockedPurposes = try f.facts { e in for bit in 8...10 { e.writeProtect(bit) } }
+        #expect(findings(run(try f.plan(bootloaderKeys: [0, 1, 2], appKeys: [0], sdk: sdk), f.target(lockedPurposes)), "PF023").count == 1)
         #expect(findings(run(try f.plan(bootloaderKeys: [0, 1], appKeys: [0], sdk: sdk), f.target(crowded)), "PF023").isEmpty)
     }
 
