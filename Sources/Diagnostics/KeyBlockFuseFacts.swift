@@ -143,6 +143,12 @@ extension SecurityFuseFacts {
         waferVersionMinor = summary.minorRevision
     }
 
+    /// From the blocks of an S3/C3-style chip as read through its registers (read-protected
+    /// blocks as zeros), e.g. by a loader session or a virtual device.
+    public init(words: EFuseBlockWords, map: EFuseFieldMap) {
+        self.init(fieldMap: EFuseFieldMapSummary(words: words, map: map))
+    }
+
     /// Reads an `espefuse --virt --path-efuse-file` file of `chip` (esp32s3, esp32c3).
     public static func read(efuseFile path: String, chip: String) throws(EFuseFieldMapError) -> (facts: SecurityFuseFacts, summary: EFuseFieldMapSummary) {
         let (map, words) = try EFuseVirtualFile.read(path, chip: chip)

@@ -60,7 +60,7 @@ struct ChipFixture: Sendable {
     }
 
     func facts(_ edit: (inout EFuseWordsEditor) throws -> Void = { _ in }) throws -> SecurityFuseFacts {
-        SecurityFuseFacts(fieldMap: EFuseFieldMapSummary(words: try words(edit), map: map))
+        SecurityFuseFacts(words: try words(edit), map: map)
     }
 
     /// A production chip: key 0's digest in slot 0 (BLOCK_KEY0), Secure Boot on, JTAG and direct boot off.
