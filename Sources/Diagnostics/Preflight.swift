@@ -78,7 +78,7 @@ public enum Preflight {
         bootloaderOverlapsTable, tableOffset, pastFlashEnd, appTooLarge, minRevision,
         secureBootUnsupported, plaintextToEncrypted, nvsFlags, flashCryptCount, downloadMode,
         wrongOffset, unsignedUnderSecureBoot, chipMismatch,
-    ]
+    ] + KeyPurposeRules.rules
 
     static func paramText(_ chip: ChipSpec, _ mode: UInt8, _ b3: UInt8) -> String {
         HeaderFlashParameters(modeCode: mode, sizeFreqByte: b3, chip: chip).description
@@ -156,17 +156,26 @@ public enum Preflight {
         summary: "Secure Boot V2 signature block damaged, digest mismatch or RSA-PSS failure") { ctx in
         var out: [Finding] = []
         for e in ctx.entries where e.isSigned {
-            guard let inspection = e.signature, let check = inspection.checks.first else { continue }
+            // The blocks the chip checks (ESP32: block 0; S3/C3: up to three, to the first damaged one).
+            guard let inspection = e.signature, !inspection.checks.isEmpty else { continue }
             var problems: [String] = []
-            if !check.block.crcValid { problems.append("block 0 CRC32 stored \(hex(check.block.storedCRC)), computed \(hex(check.block.computedCRC))") }
-            if !check.digestMatches {
-                problems.append("block 0 image digest \(check.block.imageDigest.hexString.prefix(16))… ≠ SHA-256 of the content \(check.contentDigest.bytes.hexString.prefix(16))…")
+            var valid: [Int] = []
+            var anyDigestMismatch = false
+            for check in inspection.checks.prefix(ctx.honouredBlocks) {
+                let i = check.index
+                var p: [String] = []
+                if !check.block.crcValid { p.append("block \(i) CRC32 stored \(hex(check.block.storedCRC)), computed \(hex(check.block.computedCRC))") }
+                if !check.digestMatches {
+                    p.append("block \(i) image digest \(check.block.imageDigest.hexString.prefix(16))… ≠ SHA-256 of the content \(check.contentDigest.bytes.hexString.prefix(16))…")
+                    anyDigestMismatch = true
+                }
+                if check.signatureValid == false { p.append("block \(i) RSA-PSS/ECDSA signature does not verify with the block's key") }
+                if p.isEmpty { valid.append(i) } else { problems += p }
             }
-            if check.signatureValid == false { problems.append("block 0 RSA-PSS/ECDSA signature does not verify with the block's key") }
             guard !problems.isEmpty else { continue }
             var explanation = "the bootloader (and, once Secure Boot is on, the ROM) rejects this image: \"Sig block 0 invalid\" and error 8194 (ESP_ERR_IMAGE_INVALID)."
             var fix = "sign the final image again (espforge secure-boot sign) and flash exactly that file"
-            if !check.digestMatches {
+            if anyDigestMismatch {
                 let forensic = HeaderForensics.analyzeSigned(e.entry.bytes)
                 if case let .headerRewritten(built, found, rehashed) = forensic.verdict {
                     problems.append("header rewritten after signing: built as \(built), found as \(found)"
@@ -174,6 +183,15 @@ public enum Preflight {
                     explanation += " The content matches the signature exactly when header bytes 2..3 are put back: the flash parameters were changed after signing."
                     fix = "flash the image as it was signed (--flash-size keep --flash-mode keep --flash-freq keep); for a different flash size build and sign a separate image"
                 }
+            }
+            if !valid.isEmpty {
+                // Another checked block verifies (S3/C3): the image can still boot through it.
+                out.append(Finding(code: "PF003", severity: .warning, rule: "signature-invalid",
+                    message: "a signature block of the \(e.kind.rawValue) at \(hex(e.entry.address)) is not valid; block \(valid.map(String.init).joined(separator: ", ")) still verifies",
+                    evidence: problems,
+                    explanation: "the chip skips a block that does not verify and tries the next, so the image verifies through a valid block whose key is trusted; with SECURE_BOOT_AGGRESSIVE_REVOKE a failing block of a trusted key revokes that key (PF024).",
+                    fix: fix, file: e.entry.name, address: e.entry.address, overridable: true))
+                continue
             }
             out.append(Finding(code: "PF003", severity: .error, rule: "signature-invalid",
                 message: "the signature of the \(e.kind.rawValue) at \(hex(e.entry.address)) is not valid",
@@ -188,14 +206,16 @@ public enum Preflight {
     static let keyMismatch = PreflightRule(
         code: "PF004", name: "key-mismatch",
         summary: "bootloader and app signed with different keys") { ctx in
-        guard let bl = ctx.bootloader, let blKey = bl.block0KeyDigest else { return [] }
+        // The bootloader trusts the keys of the blocks the chip honours (ESP32: block 0 only).
+        guard let bl = ctx.bootloader, case let blKeys = ctx.honouredKeyDigests(bl), !blKeys.isEmpty else { return [] }
         var out: [Finding] = []
         for app in ctx.apps where app.isSigned {
             let appKeys = app.signature?.checks.map(\.block.keyDigest) ?? []
-            if appKeys.contains(blKey) { continue }
+            if appKeys.contains(where: { blKeys.contains($0) }) { continue }
             out.append(Finding(code: "PF004", severity: .error, rule: "key-mismatch",
                 message: "the app at \(hex(app.entry.address)) is not signed with the bootloader's key",
-                evidence: ["bootloader block 0 key digest \(blKey.hexString)"] + appKeys.enumerated().map { "app block \($0.offset) key digest \($0.element.hexString)" },
+                evidence: blKeys.enumerated().map { "bootloader block \($0.offset) key digest \($0.element.hexString)" }
+                    + appKeys.enumerated().map { "app block \($0.offset) key digest \($0.element.hexString)" },
                 explanation: "on first boot the bootloader requires one of the app's signature blocks to use a key whose digest matches its own (\"No application key digest matches the bootloader key digest.\"), and fails with Secure Boot v2 failed (-1).",
                 fix: "sign bootloader and every app with the same key (espforge secure-boot sign --key KEY.pem)",
                 file: app.entry.name, address: app.entry.address))
@@ -208,7 +228,8 @@ public enum Preflight {
     static let efuseKeyDigest = PreflightRule(
         code: "PF005", name: "efuse-key-digest",
         summary: "signing key digest differs from the digest burned in BLK2 (or BLK2 is read-protected)") { ctx in
-        guard let ef = ctx.efuses, ef.block2Used || ef.absDone1 else { return [] }
+        // The ESP32's one digest in BLK2; key-purpose chips are checked by PF019-PF021.
+        guard let ef = ctx.efuses, ef.keyBlocks == nil, ef.block2Used || ef.absDone1 else { return [] }
         var out: [Finding] = []
         for e in ctx.entries where e.isSigned && (e.kind == .bootloaderImage || e.kind == .appImage) {
             guard let keys = e.signature?.checks.map(\.block.keyDigest), !keys.isEmpty else { continue }
@@ -353,17 +374,20 @@ public enum Preflight {
 
     static let secureBootUnsupported = PreflightRule(
         code: "PF011", name: "secure-boot-v2-unsupported",
-        summary: "Secure Boot V2 on an ESP32 below v3.0 or with the 3/4 coding scheme") { ctx in
-        guard ctx.target.chip.name == "esp32" else { return [] }
+        summary: "Secure Boot V2 on a chip revision without it (ESP32 below v3.0, ESP32-C3 below v0.3) or with the ESP32's 3/4 coding scheme") { ctx in
+        guard let profile = ctx.security else { return [] }
         let wanted = ctx.secureBootExpected || ctx.entries.contains { $0.isSigned }
         guard wanted else { return [] }
         var out: [Finding] = []
-        if let rev = ctx.target.chipRevision, rev < 300 {
+        let minimum = profile.minSecureBootV2Revision
+        if let rev = ctx.target.chipRevision, rev < minimum {
+            let chip = ctx.target.chip.displayName
             out.append(Finding(code: "PF011", severity: .error, rule: "secure-boot-v2-unsupported",
-                message: "Secure Boot V2 needs ESP32 revision v3.0 or newer; the target is \(revisionText(rev))",
+                message: "Secure Boot V2 needs \(chip) revision \(revisionText(minimum)) or newer; the target is \(revisionText(rev))",
                 evidence: ["chip revision \(revisionText(rev)) (\(ctx.target.source))"],
-                explanation: "the ROM of earlier revisions has no RSA-PSS verification and no ABS_DONE_1; the bootloader cannot enable Secure Boot V2.",
-                fix: "use ESP32 v3 (ECO3) chips, or Secure Boot V1 on older ones"))
+                explanation: "the ROM of earlier revisions has no Secure Boot V2 (RSA-PSS) verification; the bootloader cannot enable Secure Boot V2.",
+                fix: profile.policy.honouredBlocks == 1 ? "use ESP32 v3 (ECO3) chips, or Secure Boot V1 on older ones"
+                    : "use \(chip) chips of revision \(revisionText(minimum)) or newer"))
         }
         if let ef = ctx.efuses, ef.codingSchemeIsThreeQuarters {
             out.append(Finding(code: "PF011", severity: .error, rule: "secure-boot-v2-unsupported",
@@ -381,6 +405,7 @@ public enum Preflight {
         code: "PF012", name: "encryption-mismatch",
         summary: "plaintext written to an encrypted chip, or ciphertext to one that reads plaintext") { ctx in
         guard let ef = ctx.efuses else { return [] }
+        let names = ctx.security ?? .esp32
         var out: [Finding] = []
         let layout = ctx.encryptionLayout
         for e in ctx.entries {
@@ -396,18 +421,18 @@ public enum Preflight {
             if ef.flashEncryptionEnabled, !encryptedWrite, expectation != .never, plaintextStructure {
                 out.append(Finding(code: "PF012", severity: .error, rule: "encryption-mismatch",
                     message: "plaintext \(e.kind.rawValue) written to \(hex(e.entry.address)) on a chip with flash encryption on",
-                    evidence: ["FLASH_CRYPT_CNT = \(hex(ef.flashCryptCount)) (odd: encryption enabled)",
+                    evidence: ["\(names.cryptCounter) = \(hex(ef.flashCryptCount)) (odd: encryption enabled)",
                                "first bytes \(Array(e.entry.bytes.prefix(4)).hexString) are plaintext (\(e.kind.rawValue))"],
                     explanation: "the chip decrypts everything it reads from this region: a plaintext bootloader gives \"flash read err, 1000\", a plaintext table \"invalid magic number\", a plaintext app \"invalid magic byte\".",
                     fix: ef.disableDLEncrypt
-                        ? "encrypt on the host with the device key (espforge flash-encryption encrypt) and write the ciphertext; --encrypt is disabled on this chip (DISABLE_DL_ENCRYPT)"
+                        ? "encrypt on the host with the device key (espforge flash-encryption encrypt) and write the ciphertext; --encrypt is disabled on this chip (\(names.downloadEncryptDisable))"
                         : "write with --encrypt (development mode), or write host-encrypted ciphertext",
                     file: e.entry.name, address: e.entry.address))
             }
             if !ef.flashEncryptionEnabled, encryptedWrite {
                 out.append(Finding(code: "PF012", severity: .error, rule: "encryption-mismatch",
                     message: "\(e.entry.name) is written with --encrypt to \(hex(e.entry.address)), but flash encryption is off on the chip",
-                    evidence: ["FLASH_CRYPT_CNT = \(hex(ef.flashCryptCount)) (even: encryption disabled)"],
+                    evidence: ["\(names.cryptCounter) = \(hex(ef.flashCryptCount)) (even: encryption disabled)"],
                     explanation: "the chip stores ciphertext but reads flash as plaintext, so the bootloader sees garbage (\"invalid header\").",
                     fix: "write plaintext and let the first boot encrypt it, or enable flash encryption first (or --force)",
                     file: e.entry.name, address: e.entry.address, overridable: true))
@@ -448,8 +473,8 @@ public enum Preflight {
 
     static let flashCryptCount = PreflightRule(
         code: "PF014", name: "flash-crypt-cnt",
-        summary: "FLASH_CRYPT_CNT exhausted or write-protected, or set without a key") { ctx in
-        guard let ef = ctx.efuses else { return [] }
+        summary: "FLASH_CRYPT_CNT exhausted or write-protected, or set without a key (ESP32; PF025 for S3/C3)") { ctx in
+        guard let ef = ctx.efuses, ef.keyBlocks == nil else { return [] }
         var out: [Finding] = []
         let cnt = ef.flashCryptCount & 0x7F
         let evidence = ["FLASH_CRYPT_CNT = \(hex(cnt)) (\(cnt.nonzeroBitCount) of 7 bits burned)"]
@@ -484,11 +509,12 @@ public enum Preflight {
         code: "PF015", name: "download-mode",
         summary: "download-mode eFuses make the planned write impossible") { ctx in
         guard let ef = ctx.efuses, !ctx.plan.entries.isEmpty else { return [] }
+        let names = ctx.security ?? .esp32
         var out: [Finding] = []
         if ef.uartDownloadDisabled {
             out.append(Finding(code: "PF015", severity: .error, rule: "download-mode",
                 message: "UART download mode is disabled on the target: nothing can be written over the serial port",
-                evidence: ["UART_DOWNLOAD_DIS = 1"],
+                evidence: ["\(names.downloadDisable) = 1"],
                 explanation: "the ROM no longer enters the serial loader; esptool cannot connect.",
                 fix: "update through OTA from the running app; this chip cannot be flashed over UART again"))
         }
@@ -496,8 +522,8 @@ public enum Preflight {
         if encrypted, ef.disableDLEncrypt {
             out.append(Finding(code: "PF015", severity: .error, rule: "download-mode",
                 message: "the plan writes with --encrypt, but download-mode encryption is disabled",
-                evidence: ["DISABLE_DL_ENCRYPT = 1"],
-                explanation: "in release mode the ROM refuses encrypted writes from the serial loader.",
+                evidence: ["\(names.downloadEncryptDisable) = 1"],
+                explanation: "in release mode the ROM refuses encrypted writes from the serial loader (files encrypted on the host and written as they are still work).",
                 fix: "encrypt the files on the host with the device key and write the ciphertext without --encrypt"))
         }
         return out
@@ -546,12 +572,13 @@ public enum Preflight {
     static let unsignedUnderSecureBoot = PreflightRule(
         code: "PF017", name: "unsigned-under-secure-boot",
         summary: "unsigned bootloader or app where Secure Boot V2 is configured, enabled or its digest burned") { ctx in
-        let digestBurned = ctx.efuses?.block2Used ?? false
+        let digestBurned = ctx.efuses?.secureBootDigestBurned ?? false
+        let names = ctx.security ?? .esp32
         guard ctx.secureBootExpected || digestBurned else { return [] }
         var out: [Finding] = []
         for e in ctx.entries where (e.kind == .bootloaderImage || e.kind == .appImage) && !e.isSigned {
-            let why = ctx.secureBootEnabled ? "ABS_DONE_1 is burned"
-                : (ctx.sdk?.secureBootV2 ?? false) ? "CONFIG_SECURE_BOOT_V2_ENABLED=y" : "a key digest is burned in BLK2"
+            let why = ctx.secureBootEnabled ? "\(names.secureBootFlag) is burned"
+                : (ctx.sdk?.secureBootV2 ?? false) ? "CONFIG_SECURE_BOOT_V2_ENABLED=y" : "a key digest is burned in \(names.digestLocation)"
             out.append(Finding(code: "PF017", severity: .error, rule: "unsigned-under-secure-boot",
                 message: "the \(e.kind.rawValue) at \(hex(e.entry.address)) has no Secure Boot V2 signature, but \(why)",
                 evidence: ["no signature sector at \(hex(e.image?.signatureSectorOffset ?? 0)) in \(e.entry.name)"],

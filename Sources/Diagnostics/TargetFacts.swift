@@ -25,8 +25,22 @@ public struct SecurityFuseFacts: Sendable, Equatable, Codable {
     public var flashCryptCountWriteProtected = false
     /// Minor chip revision (WAFER_VERSION_MINOR), when known.
     public var waferVersionMinor: Int?
+    /// The key-purpose eFuse state of an ESP32-S3 / ESP32-C3 (nil on ESP32, whose digest is in
+    /// BLK2 and key in BLK1). When set, the fields above carry that chip's equivalents
+    /// (``init(fieldMap:)``): the crypt counter is SPI_BOOT_CRYPT_CNT, ``absDone1`` is
+    /// SECURE_BOOT_EN, ``uartDownloadDisabled`` DIS_DOWNLOAD_MODE and ``disableDLEncrypt``
+    /// DIS_DOWNLOAD_MANUAL_ENCRYPT; BLK1/BLK2 stay empty. ``ChipSecurityProfile`` names them.
+    public var keyBlocks: KeyBlockFuseFacts?
 
     public init() {}
+
+    /// Secure Boot V2 is enabled on the chip (ABS_DONE_1 on ESP32, SECURE_BOOT_EN on S3/C3).
+    public var secureBootEnabled: Bool { absDone1 }
+    /// A Secure Boot V2 key digest is burned (BLK2, or a SECURE_BOOT_DIGESTn key block).
+    public var secureBootDigestBurned: Bool {
+        if let kb = keyBlocks { return !kb.digestSlots.isEmpty }
+        return block2Used
+    }
 
     /// Odd number of FLASH_CRYPT_CNT bits: flash encryption is on.
     public var flashEncryptionEnabled: Bool { flashCryptCount.nonzeroBitCount % 2 == 1 }

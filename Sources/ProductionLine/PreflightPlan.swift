@@ -1,4 +1,5 @@
 import Diagnostics
+import EFuse
 import ESPCore
 import Foundation
 import VirtualDevice
@@ -127,9 +128,27 @@ public enum PreflightRun {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
                 throw UsageError(Diagnostic("not a JSON object", file: efuseSummary, hint: "write it with `espefuse summary --format json --file FILE`"))
             }
-            do { facts.efuses = try SecurityFuseFacts(espefuseSummary: obj) } catch {
+            do {
+                // ESP32-S3/C3 summaries are read through the chip's field map.
+                if let map = EFuseFieldMap.named(facts.chip.name) {
+                    facts.efuses = try SecurityFuseFacts(espefuseSummary: obj, map: map)
+                } else {
+                    facts.efuses = try SecurityFuseFacts(espefuseSummary: obj)
+                }
+            } catch {
                 throw FileContextError(file: efuseSummary, underlying: error)
             }
+        }
+        if let efuseFile = r.efuseFile {
+            guard r.efuseSummary == nil else { throw UsageError("give either --efuse-summary or --efuse-file, not both") }
+            guard EFuseFieldMap.named(facts.chip.name) != nil else {
+                throw UsageError("--efuse-file reads ESP32-S3 / ESP32-C3 eFuse files; the target is \(facts.chip.displayName)",
+                                 hint: "pass --chip esp32s3 or --chip esp32c3 (for an ESP32 use --efuse-summary or --port)")
+            }
+            let read = try SecurityFuseFacts.read(efuseFile: efuseFile, chip: facts.chip.name)
+            facts.efuses = read.facts
+            if r.chipRevision == nil { facts.chipRevision = read.summary.majorRevision * 100 + read.summary.minorRevision }
+            facts.source += ", eFuses from \(efuseFile)"
         }
         return facts
     }

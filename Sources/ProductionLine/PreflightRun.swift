@@ -20,6 +20,9 @@ public struct PreflightRequest: Sendable {
     public var flashSize: String?
     public var chipRevision: String?
     public var efuseSummary: String?
+    /// An `espefuse --virt --path-efuse-file` file of an ESP32-S3 / ESP32-C3 (as `efuse decode
+    /// --from-file` reads it): the key blocks, Secure Boot and flash-encryption eFuses.
+    public var efuseFile: String?
     /// The write's options (nil: the build's, else keep).
     public var writeFlashMode: String?
     public var writeFlashFreq: String?

@@ -22,7 +22,7 @@ struct PreflightRuleTests {
     @Test func ruleCodesAreUniqueAndStable() {
         let all = Preflight.rules.map(\.code)
         #expect(Set(all).count == all.count)
-        #expect(all == (1...18).map { String(format: "PF%03d", $0) })
+        #expect(all == (1...29).map { String(format: "PF%03d", $0) })
     }
 
     // PF001: the seed — an 8MB-signed bootloader written with --flash-size 4MB.

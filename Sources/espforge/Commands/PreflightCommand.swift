@@ -10,7 +10,10 @@ struct PreflightCommand: ParsableCommand {
             The plan is ADDR FILE pairs or an ESP-IDF build folder (--build-dir: flasher_args.json, \
             sdkconfig, partition table). The target comes from a virtual device (--state DIR: chip, \
             revision, flash size and eFuses) or from flags (--chip, --flash-size, --chip-rev, and \
-            optionally --efuse-summary FILE written by `espefuse summary --format json`). The flash \
+            optionally --efuse-summary FILE written by `espefuse summary --format json`, for an \
+            ESP32, ESP32-S3 or ESP32-C3 as --chip says; for ESP32-S3/C3 also --efuse-file FILE, an \
+            `espefuse --virt --path-efuse-file` file: key blocks and purposes, digest slots and \
+            revocations, SPI_BOOT_CRYPT_CNT, download-mode eFuses). The flash \
             options are the ones the write will use (--write-flash-mode/--write-flash-freq/\
             --write-flash-size, default keep; with --build-dir the build's own flash settings). \
             --port reads a chip through its ROM loader (serial port, socket://, virtual:DIR): chip, \
@@ -32,6 +35,7 @@ struct PreflightCommand: ParsableCommand {
 
             Example:
               espforge preflight --build-dir build --chip esp32 --flash-size 4MB --chip-rev 3
+              espforge preflight --chip esp32s3 --efuse-file efuses.bin 0x0 bootloader-signed.bin 0x8000 partitions.bin 0x10000 app-signed.bin
               espforge preflight --state dev1 --write-flash-size 4MB 0x1000 bootloader-signed.bin 0x8000 partitions.bin 0x60000 app-signed.bin
               espforge preflight --simulate --state dev1 --sdkconfig sdkconfig 0x1000 bootloader.bin 0x10000 partitions.bin 0x60000 app.bin
             """
@@ -50,7 +54,8 @@ struct PreflightCommand: ParsableCommand {
     @Option(help: "Target chip: esp32, esp32s3, esp32c3.") var chip: String?
     @Option(name: .customLong("flash-size"), help: "Target flash size, e.g. 4MB.") var flashSize: String?
     @Option(name: .customLong("chip-rev"), help: "Target chip revision: 3, 3.0, v3.1 or 301.") var chipRev: String?
-    @Option(name: .customLong("efuse-summary"), help: "`espefuse summary --format json` output of the target.") var efuseSummary: String?
+    @Option(name: .customLong("efuse-summary"), help: "`espefuse summary --format json` output of the target (ESP32, ESP32-S3, ESP32-C3: give --chip).") var efuseSummary: String?
+    @Option(name: .customLong("efuse-file"), help: "ESP32-S3/C3 eFuses: an `espefuse --virt --path-efuse-file` file (as `efuse decode --from-file` reads it).") var efuseFile: String?
 
     // Write options.
     @Option(name: .customLong("write-flash-mode"), help: "--flash-mode the write will use (default keep).") var writeFlashMode: String?
@@ -71,7 +76,7 @@ struct PreflightCommand: ParsableCommand {
         r.pairs = pairs
         (r.buildDir, r.sdkconfig, r.partitionTableOffset) = (buildDir, sdkconfig, partitionTableOffset)
         (r.state, r.port, r.before) = (state, port, try SessionOptions.resetMode(before))
-        (r.chip, r.flashSize, r.chipRevision, r.efuseSummary) = (chip, flashSize, chipRev, efuseSummary)
+        (r.chip, r.flashSize, r.chipRevision, r.efuseSummary, r.efuseFile) = (chip, flashSize, chipRev, efuseSummary, efuseFile)
         (r.writeFlashMode, r.writeFlashFreq, r.writeFlashSize) = (writeFlashMode, writeFlashFreq, writeFlashSize)
         (r.encrypt, r.simulate, r.rngSeed) = (encrypt, simulate, rngSeed)
         let outcome = try PreflightRun.run(r)

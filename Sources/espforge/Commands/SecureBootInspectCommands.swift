@@ -1,6 +1,8 @@
 // `secure-boot digest-to-sign | verify | info | digest`: reading signed images and keys (the
 // group and the signing commands are in SecureBootCommands.swift).
 import ArgumentParser
+import Diagnostics
+import EFuse
 import ESPCore
 import SecureBoot
 
@@ -47,32 +49,67 @@ struct SecureBootDigestToSign: ParsableCommand {
 
 struct SecureBootVerify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "verify", abstract: "Check that a signed image carries a valid signature block for a key.",
+        commandName: "verify", abstract: "Check which signature blocks of a signed image verify (and, with eFuses, whether the chip accepts it).",
         discussion: """
-            Exit status 0 if a signature block that the chip honours is valid (magic, CRC, image \
-            digest, signature) and was made with the given key (private or public PEM); otherwise \
-            exit status 1 with the reason for each block. Blocks are scanned like the bootloader \
-            does: in order, stopping at the first damaged one. With --chip esp32 (default) only \
-            block 0 counts.
+            Lists each signature block (up to three): scheme, key digest, CRC, image digest, \
+            signature, and which --key verifies it. Blocks are scanned like the bootloader does: in \
+            order, stopping at the first damaged one; with --chip esp32 (default) only block 0 counts, \
+            esp32s3/esp32c3 check blocks 0-2. --key may be given several times; exit status 0 when \
+            every key verifies a block the chip checks (a block whose key, digest and signature all \
+            check out, as `espsecure verify-signature` decides).
+
+            With --efuse-file FILE (an `espefuse --virt --path-efuse-file` file of an ESP32-S3 or \
+            ESP32-C3, with --chip) each block is matched against the key blocks with purpose \
+            SECURE_BOOT_DIGEST0-2: which digest slot holds its key, whether SECURE_BOOT_KEY_REVOKEn \
+            is burned for it, and whether the chip would accept the image (a checked block that \
+            verifies with a key in a slot that is not revoked); --key is then optional. Exit status \
+            1 when the chip would not accept it.
 
             Example:
               espforge secure-boot verify --key signing_pub.pem bootloader-signed.bin
+              espforge secure-boot verify --chip esp32s3 --key k0.pem --key k1.pem bootloader-signed.bin
+              espforge secure-boot verify --chip esp32c3 --efuse-file efuses.bin bootloader-signed.bin --json
             """
     )
 
-    @Option(name: .long, help: "Private or public key PEM, or a PKCS#11 URI (the public key on the token).") var key: String?
+    @Option(name: .long, help: "Private or public key PEM, or a PKCS#11 URI (the public key on the token); repeatable.") var key: [String] = []
     @OptionGroup var pkcs11: PKCS11Options
     @Option(name: .long, help: "Chip rules: esp32 (default), esp32s3, esp32c3, generic.") var chip: String = "esp32"
+    @Option(name: .customLong("efuse-file"), help: "ESP32-S3/C3 eFuses (`espefuse --virt --path-efuse-file` file): match blocks to digest slots.") var efuseFile: String?
+    @Flag(help: "Print JSON.") var json = false
     @Argument(help: "Signed image.") var image: String
 
     func run() throws {
         let policy = try SecureBootCLI.policy(chip)
-        let k = try TokenCLI.verifyingKey(key, pkcs11)
-        let bytes = try FileIO.read(image, limit: .flashContents)
-        let index = try SecureBootCLI.inFile(image) {
-            try SecureBootVerifier.verify(image: bytes, key: k, policy: policy)
+        var keys: [(name: String, key: VerifyingKey)] = []
+        if key.isEmpty {
+            if efuseFile == nil || pkcs11.hsmConfig != nil { keys.append(("key", try TokenCLI.verifyingKey(nil, pkcs11))) }
+        } else {
+            for k in key { keys.append((k, try TokenCLI.verifyingKey(k, pkcs11))) }
         }
-        print("OK: signature block \(index) of \(image) is valid for \(k.scheme.displayName) key digest \(try k.keyDigest().hexString)")
+        let bytes = try FileIO.read(image, limit: .flashContents)
+        if keys.count == 1, efuseFile == nil, !json {
+            // One key: the verdict and reasons as before, then the blocks.
+            let k = keys[0].key
+            let index = try SecureBootCLI.inFile(image) { try SecureBootVerifier.verify(image: bytes, key: k, policy: policy) }
+            print("OK: signature block \(index) of \(image) is valid for \(k.scheme.displayName) key digest \(try k.keyDigest().hexString)")
+            let report = try SecureBootCLI.inFile(image) {
+                try SecureBootVerifyReport.run(image: bytes, name: image, policy: policy, keys: keys, efuses: nil)
+            }
+            return print(report.text, terminator: "")
+        }
+        var efuses: KeyBlockFuseFacts?
+        if let efuseFile {
+            guard EFuseFieldMap.named(policy.chip) != nil else {
+                throw UsageError("--efuse-file needs --chip esp32s3 or --chip esp32c3", hint: "the file is read with that chip's eFuse field map")
+            }
+            efuses = try SecurityFuseFacts.read(efuseFile: efuseFile, chip: policy.chip).facts.keyBlocks
+        }
+        let report = try SecureBootCLI.inFile(image) {
+            try SecureBootVerifyReport.run(image: bytes, name: image, policy: policy, keys: keys, efuses: efuses)
+        }
+        if json { print(try report.json()) } else { print(report.text, terminator: "") }
+        if !report.ok { throw ExitCode(1) }
     }
 }
 
