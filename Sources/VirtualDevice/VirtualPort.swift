@@ -124,7 +124,7 @@ public final class VirtualPort: ChipPort {
     public func save() throws {
         try store.saveFlashSectors(engine.device.flash, sectors: engine.takeDirtySectors())
         if engine.efusesDirty {
-            try store.saveEFuses(engine.device.efuses)
+            try store.saveEFuses(of: engine.device)
             engine.efusesDirty = false
         }
         try store.saveStats(engine.stats)
