@@ -36,7 +36,7 @@ public final class VirtualPort: ChipPort {
         kind = resetLines ? .serial : .virtual
         store = DeviceStore(directory: directory)
         engine = ProtocolEngine(device: try store.load())
-        if resetLines { engine.firmware = firmware }
+        if resetLines, engine.chip == nil { engine.firmware = firmware }
         faultPlan = try faults.map { try FaultPlan(spec: $0) }
         faultSeed = seed
         begin()
