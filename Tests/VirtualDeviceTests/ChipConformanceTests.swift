@@ -167,3 +167,47 @@ import VirtualDevice
         #expect(flash[0xA0000..<(0xA0000 + plain.count)].allSatisfy { $0 == 0xFF })
     }
 }
+
+/// Issue 17 §2: `espforge chip info` on virtual S3/C3 devices reports the chip, MAC, revision and
+/// the S3/C3 security state (not an ESP32's).
+@Suite struct ChipInfoOnFieldMapChipsTests {
+    @Test(arguments: ChipConformanceTests.chips)
+    func chipInfoReportsTheChipAndItsSecurityState(chip: String) throws {
+        let seed = testSeed()
+        var rng = SeededRandom(seed: seed)
+        let vc = try #require(VirtualChip.named(chip))
+        let mac = (vc.macOUI + rng.bytes(3)).map { String(format: "%02x", $0) }.joined(separator: ":")
+        let dev = try ServedDevice(mac: mac, extra: ["--chip", chip, "--chip-rev-minor", "1"])
+        // Fuses as a secured chip has them: Secure Boot on with a digest in BLOCK_KEY2 (slot 1),
+        // flash encryption on (one SPI_BOOT_CRYPT_CNT bit), slot 0 revoked.
+        let map = vc.efuseMap
+        var words = try EFuseVirtualFile.read(dev.state + "/efuse.bin", chip: chip).1
+        func set(_ name: String, _ v: UInt64) throws { words.setInteger(try #require(map.field(named: name)), v) }
+        try set("SECURE_BOOT_EN", 1)
+        try set("SPI_BOOT_CRYPT_CNT", 1)
+        try set("KEY_PURPOSE_2", 10)
+        try set("SECURE_BOOT_KEY_REVOKE0", 1)
+        let digest = rng.bytes(32)
+        words.setBytes(try #require(map.field(named: "BLOCK_KEY2")), digest)
+        try Data(EFuseVirtualFile.encode(words, map: map)).write(to: URL(fileURLWithPath: dev.state + "/efuse.bin"))
+        try dev.start()
+        defer { dev.stop() }
+
+        let text = try Espforge.run(["chip", "info", "--port", dev.portURL, "--before", "no-reset"])
+        #expect(text.status == 0, "\(text.err)")
+        #expect(text.out.contains("Chip:         \(chip == "esp32s3" ? "ESP32-S3 (QFN56)" : "ESP32-C3 (QFN32)") (revision v0.1)"), "\(text.out)")
+        #expect(text.out.contains("MAC:          \(mac)"))
+        #expect(text.out.contains("SECURE_BOOT_EN yes; digest slots 1; revoked 0"))
+        #expect(text.out.contains("flash encryption ON"))
+        #expect(!text.out.contains("ABS_DONE"), "an ESP32 report")
+
+        let json = try Espforge.run(["chip", "info", "--port", dev.portURL, "--before", "no-reset", "--json"])
+        #expect(json.status == 0, "\(json.err)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout)) as? [String: Any])
+        #expect(obj["chip"] as? String == vc.displayName)
+        #expect(obj["mac"] as? String == mac)
+        let summary = try #require(obj["fieldMapSummary"] as? [String: Any])
+        let keys = try #require(summary["keyBlocks"] as? [[String: Any]])
+        #expect(keys[2]["digest"] as? String == digest.map { String(format: "%02x", $0) }.joined())
+    }
+}
