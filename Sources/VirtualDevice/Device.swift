@@ -34,6 +34,8 @@ public enum DeviceError: Error, Equatable, Sendable {
     case unsupportedChip(String)
     case badFlashSize(Int)
     case badRevision(chip: String, String)
+    /// What is not modelled for this chip yet (e.g. the boot simulator on an ESP32-S3/C3).
+    case notModelled(chip: String, String)
     case badFlashID(UInt32)
     case stateMissing(String)
     case stateDamaged(String, String)
@@ -52,6 +54,9 @@ extension DeviceError: DiagnosticConvertible {
         case let .badRevision(chip, rev):
             return Diagnostic("chip revision \(rev) is not a revision of an \(chip)",
                               hint: "give --chip-rev 0…3 and --chip-rev-minor 0…15, e.g. --chip-rev 0 --chip-rev-minor 4")
+        case let .notModelled(chip, what):
+            return Diagnostic("\(what) is not modelled for the \(chip) yet",
+                              hint: "the virtual \(chip) speaks the ROM loader, the stub and the eFuse controller; see docs/virtual-device-chips.md")
         case let .badFlashSize(s):
             return Diagnostic("flash size \(s) is not supported",
                               hint: "use a power of two from 1MB to 16MB, e.g. --flash-size 4MB")

@@ -110,6 +110,10 @@ public final class ProtocolEngine {
         }
     }
 
+    /// An S3/C3's eFuses as its read registers show them (what the ROM checks: after a burn, only
+    /// once the controller has reloaded).
+    private var shownEFuses: EFuseBlockWords? { fieldEFuse?.shown }
+
     /// The ROM of an S3/C3 accepts FLASH_BEGIN's fifth word (encrypted write) too.
     private var acceptsEncryptFlag: Bool { mode == .stub || chip != nil }
 
@@ -365,6 +369,13 @@ public final class ProtocolEngine {
     private func handle(_ p: CommandPacket) {
         let op = p.opcode
         guard let known = p.op else { return unsupported(op) }
+        if let chip, mode == .rom, let shown = shownEFuses, chip.secureDownloadMode(shown),
+           !VirtualChip.secureDownloadCommands.contains(known) {
+            // ENABLE_SECURITY_DOWNLOAD: the ROM keeps only SYNC, SPI setup, baud, plain flash
+            // writes and GET_SECURITY_INFO (ESP-IDF "Secure Download Mode"; documentation only).
+            note("command 0x\(String(op, radix: 16)) refused in secure download mode")
+            return reply(op, error: .invalidMessage)
+        }
         switch known {
         case .sync:
             guard p.data == LoaderProtocol.syncPayload else { return note("SYNC with a wrong payload ignored") }
@@ -462,7 +473,7 @@ public final class ProtocolEngine {
             // ROM and stub of the S3/C3 answer with 20 bytes computed from the eFuses; the ESP32
             // ROM does not know the command.
             guard let chip else { return unsupported(op) }
-            reply(op, output: chip.securityInfo(device.cells ?? EFuseBlockWords(map: chip.efuseMap)))
+            reply(op, output: chip.securityInfo(shownEFuses ?? EFuseBlockWords(map: chip.efuseMap)))
         case .flashEncryptData:
             unsupported(op)
         }
@@ -502,8 +513,9 @@ public final class ProtocolEngine {
             // The S3/C3 engine in download mode: refused under DIS_DOWNLOAD_MANUAL_ENCRYPT or
             // without an XTS key purpose (ROM and stub alike).
             let cells = device.cells ?? EFuseBlockWords(map: chip.efuseMap)
-            if chip.manualEncryptDisabled(cells) || chip.flashEncryptionKey(cells) == nil {
-                note(chip.manualEncryptDisabled(cells) ? "encrypted write refused: DIS_DOWNLOAD_MANUAL_ENCRYPT"
+            let disabled = chip.manualEncryptDisabled(shownEFuses ?? cells)
+            if disabled || chip.flashEncryptionKey(cells) == nil {
+                note(disabled ? "encrypted write refused: DIS_DOWNLOAD_MANUAL_ENCRYPT"
                                                        : "encrypted write refused: no XTS key in the eFuses")
                 return reply(op, error: mode == .stub ? .stubNotImplemented : .invalidParameter)
             }

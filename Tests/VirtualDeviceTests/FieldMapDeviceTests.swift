@@ -1,4 +1,5 @@
 import EFuse
+import Loader
 import ESPCore
 import Foundation
 import Testing
@@ -66,5 +67,79 @@ struct FieldMapDeviceTests {
         let shown = try EFuseVirtualFile.decode(try BoundedFile.read(store.efusePath, limit: .deviceState), map: map)
         #expect(shown.bytes(of: key).allSatisfy { $0 == 0 })
         #expect(try store.load().cells == cells)
+    }
+}
+
+/// The S3/C3 ROM loader in memory: detection facts, GET_SECURITY_INFO, secure download mode.
+@Suite("S3/C3 ROM loader (engine)")
+struct FieldMapEngineTests {
+    final class Link {
+        let engine: ProtocolEngine
+        var decoder = SLIPDecoder()
+        init(_ device: Device) {
+            engine = ProtocolEngine(device: device)
+            engine.beginConnection()
+        }
+        func command(_ op: Opcode, _ words: [UInt32] = []) throws -> ResponsePacket? {
+            var d: [UInt8] = []
+            for w in words { d.appendLE(w) }
+            return try decoder.frames(engine.receive(SLIP.encode(CommandPacket(op, data: d).encode()))).first
+                .map { try ResponsePacket.decode($0) }
+        }
+    }
+
+    func device(_ chip: String, _ edit: (inout EFuseBlockWords, EFuseFieldMap) -> Void = { _, _ in }) throws -> Device {
+        var d = try Device.create(DeviceDescription(chip: chip, chipRevision: 0, package: 0, mac: "7c:df:a1:01:02:03"))
+        var cells = try #require(d.cells)
+        edit(&cells, try #require(d.chip).efuseMap)
+        d.cells = cells
+        return d
+    }
+
+    @Test(arguments: ["esp32s3", "esp32c3"])
+    func securityInfoIsComputedFromTheEFuses(chip: String) throws {
+        let dev = try device(chip) { c, map in
+            c.setInteger(map.field(named: "SECURE_BOOT_EN")!, 1)
+            c.setInteger(map.field(named: "SECURE_BOOT_KEY_REVOKE1")!, 1)
+            c.setInteger(map.field(named: "SOFT_DIS_JTAG")!, 0b011)   // even count: not disabled
+            c.setInteger(map.field(named: "DIS_PAD_JTAG")!, 1)
+            c.setInteger(map.field(named: "SPI_BOOT_CRYPT_CNT")!, 0b001)
+            c.setInteger(map.field(named: "KEY_PURPOSE_0")!, 4)
+            c.setInteger(map.field(named: "KEY_PURPOSE_5")!, 11)
+        }
+        let link = Link(dev)
+        let r = try #require(try link.command(.getSecurityInfo))
+        #expect(r.status(outputLength: 20)?.status == 0)
+        let d = r.data
+        #expect(Array(d[0..<4]).loadLE(UInt32.self) == (1 << 0) | (1 << 4) | (1 << 7))
+        #expect(d[4] == 1)
+        #expect(Array(d[5..<12]) == [4, 0, 0, 0, 0, 11, 0])
+        #expect(Array(d[12..<16]).loadLE(UInt32.self) == (chip == "esp32s3" ? 9 : 5))
+        #expect(Array(d[16..<20]).loadLE(UInt32.self) == UInt32(dev.description.minorRevision ?? -1))
+        #expect(d.count == 24, "20 bytes and the ROM's 4 status bytes")
+        // Chip-detect magic and the MAC as esptool reads it (BLOCK1 words 0 and 1).
+        let vc = try #require(dev.chip)
+        #expect(try link.command(.readReg, [0x4000_1000])?.value == vc.magicValue)
+        let mac0 = try #require(try link.command(.readReg, [vc.efuseMap.controllerBase + 0x44])).value
+        let mac1 = try #require(try link.command(.readReg, [vc.efuseMap.controllerBase + 0x48])).value
+        #expect(mac0 == 0xA101_0203 && mac1 & 0xFFFF == 0x7CDF)
+    }
+
+    @Test func theESP32ROMDoesNotKnowGetSecurityInfo() throws {
+        let link = Link(try Device.create(DeviceDescription(mac: "24:0a:c4:00:00:01")))
+        let r = try #require(try link.command(.getSecurityInfo))
+        #expect(r.status(outputLength: 0)?.status != 0)
+    }
+
+    @Test func secureDownloadModeKeepsOnlyItsCommandsAndDisDownloadModeSilencesTheROM() throws {
+        let sdm = Link(try device("esp32c3") { c, map in c.setInteger(map.field(named: "ENABLE_SECURITY_DOWNLOAD")!, 1) })
+        let info = try #require(try sdm.command(.getSecurityInfo))
+        #expect(Array(info.data[0..<4]).loadLE(UInt32.self) & (1 << 2) != 0)
+        let read = try #require(try sdm.command(.readReg, [0x4000_1000]))
+        #expect(read.status(outputLength: 0)?.status != 0)
+        #expect(try sdm.command(.spiAttach, [0, 0])?.status(outputLength: 0)?.status == 0)
+
+        let off = Link(try device("esp32s3") { c, map in c.setInteger(map.field(named: "DIS_DOWNLOAD_MODE")!, 1) })
+        #expect(try off.command(.sync) == nil)
     }
 }

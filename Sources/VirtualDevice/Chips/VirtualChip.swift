@@ -1,5 +1,6 @@
 import EFuse
 import ESPCore
+import Loader
 
 /// How the ROM loader and the flasher stub of a chip with the newer eFuse controller (ESP32-S3,
 /// ESP32-C3) differ from the ESP32 that ``ProtocolEngine`` models natively: registers, chip
@@ -47,6 +48,14 @@ public struct VirtualChip: Sendable {
     public let encryptedWriteAlign: Int
 
     public static let all: [VirtualChip] = [.esp32s3, .esp32c3]
+
+    /// What the ROM still accepts in Secure Download Mode (ENABLE_SECURITY_DOWNLOAD): SYNC, SPI
+    /// attach / parameters, baud, flash writes (plain and compressed) and GET_SECURITY_INFO. From
+    /// the ESP-IDF security documentation; the same for both chips.
+    public static let secureDownloadCommands: Set<Opcode> = [
+        .sync, .spiAttach, .spiSetParams, .changeBaudrate, .flashBegin, .flashData, .flashEnd,
+        .flashDeflBegin, .flashDeflData, .flashDeflEnd, .getSecurityInfo,
+    ]
 
     public static func named(_ chip: String) -> VirtualChip? {
         let key = chip.lowercased().replacingOccurrences(of: "-", with: "")

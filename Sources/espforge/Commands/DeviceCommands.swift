@@ -158,7 +158,7 @@ struct DeviceDump: ParsableCommand {
             print("wrote \(device.flash.size) bytes of flash to \(output)")
             return
         }
-        let fields = DeviceInspector.fields(device.efuses)
+        let fields = DeviceInspector.fields(of: device)
         if json { return try Output.printJSON(fields) }
         print(DeviceReports.efuseText(fields))
     }
