@@ -4,6 +4,7 @@ import ESPCore
 import Foundation
 import Testing
 import TestSupport
+import Transport
 @testable import VirtualDevice
 #if canImport(Glibc)
 import Glibc
@@ -141,5 +142,38 @@ struct FieldMapEngineTests {
 
         let off = Link(try device("esp32s3") { c, map in c.setInteger(map.field(named: "DIS_DOWNLOAD_MODE")!, 1) })
         #expect(try off.command(.sync) == nil)
+    }
+}
+
+/// `virtual:DIR?lines=usb-jtag`: the modem lines drive the USB-Serial-JTAG peripheral's reset logic.
+@Suite("USB-Serial-JTAG reset (virtual port)")
+struct USBSerialJTAGResetTests {
+    @Test func usbResetEntersDownloadModeAndHardResetAndClassicResetBootTheFirmware() throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-usbjtag").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = dir + "/dev"
+        try DeviceStore(directory: state).create(try Device.create(DeviceDescription(chip: "esp32c3", chipRevision: 0, package: 0,
+                                                                                     mac: "58:cf:79:00:00:01")), force: false)
+        let address = try VirtualPortAddress.parse("virtual:\(state)?lines=usb-jtag")
+        #expect(address.usbSerialJTAG && address.resetLines)
+        let port = try VirtualPort(name: address.name, directory: state, usbSerialJTAG: true)
+        #expect(port.kind == .serial)
+        let noSleep: ResetSequence.Sleep = { _ in }
+
+        try ResetSequence.hardReset(port, sleep: noSleep)
+        _ = try port.read(timeout: 0)
+        #expect(port.engine.mode == .userCode, "a USB hard reset boots the firmware")
+
+        try ResetSequence.usbJTAG(port, sleep: noSleep)
+        let banner = String(decoding: try port.read(timeout: 0), as: UTF8.self)
+        #expect(banner.contains("ESP-ROM:esp32c3"))
+        #expect(banner.contains("waiting for download"))
+        #expect(port.engine.mode == .rom)
+
+        // The classic two-transistor sequence does not reach download mode through this peripheral.
+        try ResetSequence.classic(port, attempt: 0, sleep: noSleep)
+        #expect(port.engine.mode == .userCode)
+        #expect(throws: TransportError.self) { try VirtualPortAddress.parse("virtual:\(state)?lines=usb") }
+        port.close()
     }
 }

@@ -28,6 +28,8 @@ extension VirtualChip {
         ],
         xts128Purpose: 4,
         xts256Purposes: nil,
-        encryptedWriteAlign: 16
+        encryptedWriteAlign: 16,
+        romBannerHead: "ESP-ROM:esp32c3-api1-20210207\r\nBuild:Feb  7 2021\r\n",
+        downloadBootName: "DOWNLOAD(USB/UART0/1)"
     )
 }

@@ -28,6 +28,8 @@ extension VirtualChip {
         ],
         xts128Purpose: 4,
         xts256Purposes: [2, 3],
-        encryptedWriteAlign: 16
+        encryptedWriteAlign: 16,
+        romBannerHead: "ESP-ROM:esp32s3-20210327\r\nBuild:Mar 27 2021\r\n",
+        downloadBootName: "DOWNLOAD(USB/UART0)"
     )
 }

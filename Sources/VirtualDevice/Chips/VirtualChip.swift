@@ -46,6 +46,16 @@ public struct VirtualChip: Sendable {
     public let xts256Purposes: [Int]?
     /// Encrypted writes need 16-byte alignment (esptool's FLASH_ENCRYPTED_WRITE_ALIGN).
     public let encryptedWriteAlign: Int
+    /// The ROM's first console lines and its name for the download boot mode (from Espressif's
+    /// documentation and published boot logs; not recorded here).
+    public let romBannerHead: String
+    public let downloadBootName: String
+
+    /// What the ROM prints when it starts in download mode after `reset` (e.g. `0x15
+    /// (USB_UART_CHIP_RESET)`).
+    public func downloadBanner(reset: String) -> [UInt8] {
+        Array((romBannerHead + "rst:\(reset),boot:0x0 (\(downloadBootName))\r\nwaiting for download\r\n").utf8)
+    }
 
     public static let all: [VirtualChip] = [.esp32s3, .esp32c3]
 
