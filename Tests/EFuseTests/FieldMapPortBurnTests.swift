@@ -24,7 +24,7 @@ final class FieldMapEngineAccess: RegisterAccess, CrystalFrequencyReporting {
         engine.beginConnection()
     }
 
-    var programCycles: Int { engine.fieldEFuse?.programCycles ?? 0 }
+    var programCycles: Int { engine.connection.efusePrograms }
     var cells: EFuseBlockWords? { engine.device.cells }
 
     func readRegister(_ address: UInt32) throws -> UInt32 {
@@ -243,8 +243,12 @@ final class FieldMapEngineAccess: RegisterAccess, CrystalFrequencyReporting {
 }
 
 enum EFuseFieldMapSummaryHelper {
-    /// The device's eFuses as its read registers show them.
+    /// The device's eFuses as its read registers show them (read straight from the engine).
     static func words(_ access: FieldMapEngineAccess) -> EFuseBlockWords? {
-        access.engine.fieldEFuse?.shown
+        guard let map = EFuseFieldMap.named(access.engine.device.description.chip) else { return nil }
+        let blocks = (0..<map.blockCount).map { b in
+            (0..<map.blockWordCounts[b]).map { access.engine.readRegister(map.controllerBase + map.readRegisterOffset(block: b) + UInt32(4 * $0)) }
+        }
+        return try? EFuseBlockWords(map: map, blocks: blocks)
     }
 }
