@@ -45,13 +45,46 @@ public enum EFusePort {
         if let requested, requested != "esp32", EFuseFieldMap.named(requested) == nil {
             throw EFusePortError.unknownChip(requested)
         }
-        let access = try openRegisterAccess(port: port, baud: baud, before: before)
+        let access = try openAccess(port: port, baud: baud, before: before)
         let detected = detect(access) ?? "esp32"
         if let requested, requested != detected {
             throw EFusePortError.chipMismatch(requested: requested, detected: detected, port: port)
         }
         if detected == "esp32" { return .esp32(EFuseClient(access: access)) }
         return .fieldMap(try FieldMapEFuseClient(access: access, chip: detected))
+    }
+
+    /// Register access to the chip on `port`. The flasher's loader connection takes ESP32s only
+    /// (it refuses another chip's magic word); on that refusal the port is closed and opened again
+    /// as `chip info` does for an S3/C3: reset into the ROM loader and SYNC, nothing else (the ROM
+    /// loader at 115200 baud; no stub, no baud change).
+    static func openAccess(port: String, baud: Int?, before: ResetMode) throws -> any RegisterAccess {
+        if port.hasPrefix("virtual:") { return try openRegisterAccess(port: port, baud: baud, before: before) }
+        var o = SessionOptions()
+        o.baud = baud ?? 115_200
+        o.before = before
+        o.after = .noReset
+        let session = FlashSession(port: port, options: o)
+        do {
+            try session.connect()
+            guard let c = session.client else { throw FlasherError.gaveUp(port: port, why: "not connected") }
+            return c
+        } catch FlasherError.unknownChip {
+            session.finishWithoutReset()
+        }
+        let chipPort = try o.ports.open(port)
+        let c = LoaderClient(port: chipPort)
+        c.timeout = o.timeout
+        let rounds = before == .noReset || chipPort.kind != .serial ? 1 : 4
+        for attempt in 0..<rounds {
+            try ResetSequence.enterLoader(chipPort, mode: before, attempt: attempt)
+            do {
+                try c.sync(attempts: 7)
+                return c
+            } catch FlasherError.noSync { continue }
+        }
+        chipPort.close()
+        throw FlasherError.noSync(port: port, attempts: rounds * 7)
     }
 
     /// The S3/C3 chip name behind `access`, or nil (an ESP32 or an unknown chip).

@@ -240,6 +240,45 @@ final class FieldMapEngineAccess: RegisterAccess, CrystalFrequencyReporting {
         let viaFile = try Espforge.run(["efuse", "summary", "--chip", chip, "--virt-file", b.theirs])
         #expect(viaPort.status == 0 && viaPort.out == viaFile.out, "\(viaPort.err)")
     }
+
+    /// Over socket:// (`device serve`): the chip is detected through the ROM loader
+    /// (GET_SECURITY_INFO), espforge burns, and espefuse 5.6.0 reading the same served device
+    /// over the socket sees the burn. An ESP32 served the same way still takes the ESP32 path.
+    @Test(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)), arguments: chips)
+    func overSocketEspefuseSeesTheBurn(chip: String) throws {
+        let b = try Bench(chip)
+        let k = try b.write("hmac.bin", Self.key(7))
+        let server = try DeviceServerProcess(state: b.state)
+        defer { server.stop() }
+        let base = ["--port", server.url, "--before", "no-reset"]
+        var r = try Espforge.run(["efuse", "burn-key"] + base + ["--chip", chip, "BLOCK_KEY3", k, "HMAC_DOWN_ALL", "--yes"])
+        #expect(r.status == 0 && r.out.contains("all requested bits read back as burned"), "\(r.out) \(r.err)")
+        r = try Espforge.run(["efuse", "burn"] + base + ["DIS_PAD_JTAG=1", "SECURE_VERSION=3", "--yes"])
+        #expect(r.status == 0 && r.out.contains("OK   BLOCK0"), "\(r.out) \(r.err)")
+        let summary = try Espforge.run(["efuse", "summary"] + base + ["--json"])
+        #expect(summary.status == 0, "\(summary.err)")
+        let json = b.path("espefuse.json")
+        let o = try Oracle.run("espefuse", ["--chip", chip, "--port", server.url, "--before", "no-reset", "summary", "--format", "json", "--file", json])
+        #expect(o.status == 0, "\(o.out.suffix(600)) \(o.err.suffix(300))")
+        let theirs = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: [String: Any]] ?? [:]
+        #expect(theirs["DIS_PAD_JTAG"]?["value"] as? Bool == true)
+        #expect(theirs["SECURE_VERSION"]?["value"] as? Int == 3)
+        #expect(theirs["KEY_PURPOSE_3"]?["value"] as? String == "HMAC_DOWN_ALL", "\(theirs["KEY_PURPOSE_3"] ?? [:])")
+        #expect(theirs["BLOCK_KEY3"]?["readable"] as? Bool == false && theirs["BLOCK_KEY3"]?["writeable"] as? Bool == false)
+    }
+
+    @Test func esp32OverSocketIsUnchanged() throws {
+        let root = try TestEnvironment.temporaryDirectory("espforge-esp32-socket")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let state = root.appendingPathComponent("dev").path
+        #expect(try Espforge.run(["device", "create", "--state", state, "--mac", "24:0a:c4:00:44:55"]).status == 0)
+        let server = try DeviceServerProcess(state: state)
+        defer { server.stop() }
+        let r = try Espforge.run(["efuse", "summary", "--port", server.url, "--before", "no-reset"])
+        #expect(r.status == 0 && r.out.contains("MAC 24:0a:c4:00:44:55"), "\(r.out) \(r.err)")
+        let wrong = try Espforge.run(["efuse", "summary", "--port", server.url, "--before", "no-reset", "--chip", "esp32c3"])
+        #expect(wrong.status == 1 && wrong.err.contains("is an ESP32"), "\(wrong.err)")
+    }
 }
 
 enum EFuseFieldMapSummaryHelper {
