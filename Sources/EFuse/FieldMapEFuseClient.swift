@@ -70,6 +70,9 @@ public struct FieldMapBlockResult: Sendable, Equatable, Codable {
     public var cycles: Int
     /// Reed–Solomon / repeat errors the controller reported after the last cycle.
     public var codingErrors: Int
+    /// Programmed but not read back: the same cycle burned a bit that makes the ROM loader stop
+    /// answering register reads (the name of that field).
+    public var unverified: String? = nil
     public var stuck: Bool { missingBits == 0 && strayBits == 0 && codingErrors == 0 }
 }
 
@@ -77,15 +80,22 @@ public struct FieldMapBlockResult: Sendable, Equatable, Codable {
 public struct FieldMapBurnReport: Sendable, Equatable {
     public var blocks: [FieldMapBlockResult]
     public var programCycles: Int
-    /// The chip as read after the final reload (read-protected blocks as zero).
-    public var after: EFuseBlockWords
+    /// The chip as read after the final reload (read-protected blocks as zero); nil when the
+    /// loader no longer answers (see ``FieldMapBlockResult/unverified``).
+    public var after: EFuseBlockWords?
     /// Blocks read-protected once the plan was burned (their data reads as zero now).
     public var readProtectedAfter: [Int]
+    /// Every block read back with all its bits (blocks not read back count as stuck: see ``verified``).
     public var allStuck: Bool { blocks.allSatisfy(\.stuck) }
+    /// Every block was read back.
+    public var verified: Bool { blocks.allSatisfy { $0.unverified == nil } }
 
     /// One line per block (never key material: counts only).
     public var lines: [String] {
         blocks.map { r in
+            if let field = r.unverified {
+                return "SENT \(r.name): \(r.bits) new bits programmed, not read back: \(field) is burned, so the ROM loader no longer answers register reads (expected; reset the chip to see the result)"
+            }
             var s = "\(r.stuck ? "OK  " : "FAIL") \(r.name): \(r.bits - r.missingBits) of \(r.bits) new bits read back set"
             if r.strayBits > 0 { s += ", \(r.strayBits) unplanned bits set" }
             if r.codingErrors > 0 { s += ", controller reports \(r.codingErrors) coding errors" }
@@ -181,13 +191,22 @@ public struct FieldMapEFuseClient {
                 try access.writeRegister(base + registers.cmd, registers.programCommand | UInt32(b) << 2)
                 result.cycles += 1
                 total += 1
-                try waitIdle()
-                try clearProgramRegisters()
-                try reload()
-                result.codingErrors = try codingErrors(block: b)
-                // Two agreeing readings: a flipped bit would look like a bit that did not stick
-                // (another cycle) or a stray one.
-                seen = try agreeing { try readBlock(b) }
+                do {
+                    try waitIdle()
+                    try clearProgramRegisters()
+                    try reload()
+                    result.codingErrors = try codingErrors(block: b)
+                    // Two agreeing readings: a flipped bit would look like a bit that did not stick
+                    // (another cycle) or a stray one.
+                    seen = try agreeing { try readBlock(b) }
+                } catch {
+                    // After DIS_DOWNLOAD_MODE / ENABLE_SECURITY_DOWNLOAD the ROM checks the
+                    // reloaded eFuses and stops answering READ_REG: burned, not verifiable.
+                    guard let field = silencingField(plan, block: b) else { throw error }
+                    result.unverified = field
+                    results.append(result)
+                    return FieldMapBurnReport(blocks: results, programCycles: total, after: nil, readProtectedAfter: [])
+                }
                 if zip(seen, want).allSatisfy({ $0 & $1 == $1 }) && result.codingErrors == 0 { break }
             }
             result.missingBits = zip(want, seen).reduce(0) { $0 + ($1.0 & ~$1.1).nonzeroBitCount }
@@ -195,13 +214,33 @@ public struct FieldMapEFuseClient {
             result.strayBits = zip(seen, planned).reduce(0) { $0 + ($1.0 & ~$1.1).nonzeroBitCount }
             results.append(result)
         }
-        try reload()
-        let after = try snapshot()
+        let after: EFuseBlockWords
+        do {
+            try reload()
+            after = try snapshot()
+        } catch {
+            guard silencingField(plan, block: 0) != nil else { throw error }
+            return FieldMapBurnReport(blocks: results, programCycles: total, after: nil, readProtectedAfter: [])
+        }
         let rd = map.field(named: "RD_DIS").map { after.integer($0) } ?? 0
         let hidden = map.blockReadProtectBits.enumerated().compactMap { b, bit in
             bit.flatMap { rd & (1 << UInt64($0)) != 0 ? b : nil }
         }
         return FieldMapBurnReport(blocks: results, programCycles: total, after: after, readProtectedAfter: hidden)
+    }
+
+    /// Fields that make the ROM loader stop answering register reads once burned and reloaded.
+    public static let loaderSilencingFields = ["DIS_DOWNLOAD_MODE", "ENABLE_SECURITY_DOWNLOAD"]
+
+    /// The first loader-silencing field `plan` burns in `block`, if any.
+    func silencingField(_ plan: FieldMapBurnPlan, block: Int) -> String? {
+        Self.loaderSilencingFields.first { name in
+            guard let f = map.field(named: name), f.block == block else { return false }
+            return (0..<f.width).contains { i in
+                let abs = f.startBit + i
+                return abs / 32 < plan.bits[block].count && plan.bits[block][abs / 32] & (1 << UInt32(abs % 32)) != 0
+            }
+        }
     }
 
     /// espefuse's controller setup before each cycle: timing, program registers cleared.
@@ -299,7 +338,11 @@ public enum FieldMapPortBurn {
         }
         let report = try client.execute(plan, before: before)
         report.lines.forEach(emit)
-        if report.allStuck { emit("all requested bits read back as burned") }
+        if !report.verified {
+            emit("burned as planned; the chip no longer answers in download mode, so what stuck cannot be read back here")
+        } else if report.allStuck {
+            emit("all requested bits read back as burned")
+        }
         return .burned(allStuck: report.allStuck)
     }
 }

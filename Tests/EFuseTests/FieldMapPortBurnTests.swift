@@ -16,6 +16,11 @@ final class FieldMapEngineAccess: RegisterAccess, CrystalFrequencyReporting {
     /// Bits flipped on the way in the next write to an address.
     var flipNext: [UInt32: UInt32] = [:]
     var crystalHz = 40_000_000
+    /// Once a program command for BLOCK0 was written, every read fails (a ROM loader that went
+    /// silent after DIS_DOWNLOAD_MODE was burned and reloaded).
+    var silentAfterBlock0Program = false
+    private var silent = false
+    struct Silent: Error {}
 
     init(chip: String, mac: String) throws {
         let d = try DeviceReports.description(chip: chip, flashSize: "4MB", chipRevision: nil, mac: mac, flashID: nil,
@@ -28,6 +33,7 @@ final class FieldMapEngineAccess: RegisterAccess, CrystalFrequencyReporting {
     var cells: EFuseBlockWords? { engine.device.cells }
 
     func readRegister(_ address: UInt32) throws -> UInt32 {
+        if silent { throw Silent() }
         var v = engine.readRegister(address)
         readCount[address, default: 0] += 1
         if let f = flipRead[address], readCount[address] == f.n { v ^= f.mask }
@@ -39,6 +45,10 @@ final class FieldMapEngineAccess: RegisterAccess, CrystalFrequencyReporting {
         var v = value
         if let flip = flipNext.removeValue(forKey: address) { v ^= flip }
         engine.writeRegister(address, v)
+        if silentAfterBlock0Program, let map = EFuseFieldMap.named(engine.device.description.chip),
+           let regs = FieldMapControllerRegisters.named(map.chip), address == map.controllerBase + regs.cmd, v == regs.programCommand {
+            silent = true
+        }
     }
 }
 
@@ -72,7 +82,7 @@ final class FieldMapEngineAccess: RegisterAccess, CrystalFrequencyReporting {
         // The key is read-protected now: the read registers show zeros, the report says so.
         let keyBlock = try #require(FieldMapBurnPlanner.block(named: "BLOCK_KEY0", map: map))
         #expect(report.readProtectedAfter.contains(keyBlock))
-        #expect((0..<8).allSatisfy { report.after.word(keyBlock, $0) == 0 })
+        #expect((0..<8).allSatisfy { report.after?.word(keyBlock, $0) == 0 })
         #expect(!report.lines.joined().contains(key.hexString), "no key material in the report")
         // The program registers are left cleared (as espefuse leaves them).
         let regs = client.registers
@@ -133,6 +143,26 @@ final class FieldMapEngineAccess: RegisterAccess, CrystalFrequencyReporting {
         let writes = access.writes.count
         #expect(throws: FieldMapEFuseClientError.unsupportedCrystal(chip: chip, hz: 26_000_000)) { _ = try slow.execute(p2, before: b2) }
         #expect(access.writes.count == writes && access.programCycles == cycles)
+    }
+
+    @Test("DIS_DOWNLOAD_MODE: burned, reported as not verifiable when the loader goes silent; any other silence is an error",
+          arguments: chips)
+    func loaderSilencedByTheBurn(chip: String) throws {
+        let access = try FieldMapEngineAccess(chip: chip, mac: try #require(Self.macs[chip]))
+        access.silentAfterBlock0Program = true
+        let client = try FieldMapEFuseClient(access: access, chip: chip)
+        let (plan, before) = try client.plan(.burn([("DIS_DOWNLOAD_MODE", "1")]))
+        let report = try client.execute(plan, before: before)
+        #expect(report.blocks.map(\.unverified) == ["DIS_DOWNLOAD_MODE"] && report.after == nil && access.programCycles == 1)
+        #expect(report.lines.first?.hasPrefix("SENT BLOCK0") == true, "\(report.lines)")
+        let fuse = try #require(EFuseFieldMap.named(chip)?.field(named: "DIS_DOWNLOAD_MODE"))
+        #expect(access.cells?.integer(fuse) == 1)
+
+        let other = try FieldMapEngineAccess(chip: chip, mac: try #require(Self.macs[chip]))
+        other.silentAfterBlock0Program = true
+        let c2 = try FieldMapEFuseClient(access: other, chip: chip)
+        let (p2, b2) = try c2.plan(.burn([("DIS_PAD_JTAG", "1")]))
+        #expect(throws: FieldMapEngineAccess.Silent.self) { _ = try c2.execute(p2, before: b2) }
     }
 
     // MARK: - espforge efuse … --port against espefuse --virt
