@@ -130,6 +130,10 @@ struct EFuseSummaryCommand: ParsableCommand {
             flash encryption key left readable in BLOCK1 is reported but not shown unless \
             --show-key. --json prints the same as one JSON object.
 
+            ESP32-S3 / ESP32-C3 (detected on --port, or --chip CHIP --virt-file FILE): every field \
+            of the chip's table, the six key blocks with their purposes and the security state \
+            (Secure Boot, digest slots, revocations, SPI_BOOT_CRYPT_CNT, download and JTAG bits).
+
             Example:
               espforge efuse summary --port virtual:dev1 --json
             """
