@@ -37,16 +37,23 @@ extension EFusePortError: DiagnosticConvertible {
 }
 
 public enum EFusePort {
-    /// Opens `port`, detects the chip (GET_SECURITY_INFO's chip id, else the ROM magic word;
-    /// a chip that is neither an S3 nor a C3 is taken for the ESP32, as before) and checks it
-    /// against `chip` when given.
+    /// Opens `port`, detects the chip and checks it against `chip` when given. Serial and
+    /// socket ports: the flasher's session identifies an ESP32 (magic word); any other chip is
+    /// reconnected and identified by GET_SECURITY_INFO's chip id (else the magic word) as an S3
+    /// or C3, or refused. `virtual:` devices: the magic word.
     public static func open(port: String, baud: Int?, before: ResetMode = .defaultReset, chip: String? = nil) throws -> EFusePortTarget {
         let requested = chip?.lowercased()
         if let requested, requested != "esp32", EFuseFieldMap.named(requested) == nil {
             throw EFusePortError.unknownChip(requested)
         }
-        let access = try openAccess(port: port, baud: baud, before: before)
-        let detected = detect(access) ?? "esp32"
+        let (access, isESP32) = try openAccess(port: port, baud: baud, before: before)
+        // The flasher's session accepted an ESP32: nothing more is asked of the chip (the ESP32
+        // path sends exactly what it did before). Otherwise: S3/C3 detection.
+        let found: String? = isESP32 == true ? "esp32" : detect(access) ?? (isESP32 == nil ? "esp32" : nil)
+        guard let detected = found else {
+            // Neither an ESP32 (the flasher refused its magic word) nor an S3/C3.
+            throw FlasherError.unknownChip(magic: (try? access.readRegister(ChipProbe.romMagicAddress)) ?? 0)
+        }
         if let requested, requested != detected {
             throw EFusePortError.chipMismatch(requested: requested, detected: detected, port: port)
         }
@@ -58,8 +65,10 @@ public enum EFusePort {
     /// (it refuses another chip's magic word); on that refusal the port is closed and opened again
     /// as `chip info` does for an S3/C3: reset into the ROM loader and SYNC, nothing else (the ROM
     /// loader at 115200 baud; no stub, no baud change).
-    static func openAccess(port: String, baud: Int?, before: ResetMode) throws -> any RegisterAccess {
-        if port.hasPrefix("virtual:") { return try openRegisterAccess(port: port, baud: baud, before: before) }
+    /// `isESP32`: true when the flasher's session accepted the chip as an ESP32, false when it
+    /// refused it, nil for a virtual device (not asked).
+    static func openAccess(port: String, baud: Int?, before: ResetMode) throws -> (access: any RegisterAccess, isESP32: Bool?) {
+        if port.hasPrefix("virtual:") { return (try openRegisterAccess(port: port, baud: baud, before: before), nil) }
         var o = SessionOptions()
         o.baud = baud ?? 115_200
         o.before = before
@@ -68,7 +77,7 @@ public enum EFusePort {
         do {
             try session.connect()
             guard let c = session.client else { throw FlasherError.gaveUp(port: port, why: "not connected") }
-            return c
+            return (c, true)
         } catch FlasherError.unknownChip {
             session.finishWithoutReset()
         }
@@ -80,7 +89,7 @@ public enum EFusePort {
             try ResetSequence.enterLoader(chipPort, mode: before, attempt: attempt)
             do {
                 try c.sync(attempts: 7)
-                return c
+                return (c, false)
             } catch FlasherError.noSync { continue }
         }
         chipPort.close()
