@@ -350,7 +350,7 @@ enum EFuseKeyArguments {
                         load: (String) throws -> [UInt8]) throws -> [FieldMapBurnPlanner.KeyRequest] {
         guard !args.isEmpty, args.count % 3 == 0 else {
             throw UsageError("\(command) takes BLOCK FILE PURPOSE triples (\(args.count) arguments given)",
-                             hint: "e.g. \(command) --chip esp32s3 --virt-file efuse.bin BLOCK_KEY0 key.bin \(command == "burn-key" ? "XTS_AES_128_KEY" : "SECURE_BOOT_DIGEST0")")
+                             hint: "e.g. \(command) --port PORT BLOCK_KEY0 \(command == "burn-key" ? "key.bin XTS_AES_128_KEY" : "sb.pem SECURE_BOOT_DIGEST0") (or --chip esp32s3 --virt-file efuse.bin instead of --port)")
         }
         return try stride(from: 0, to: args.count, by: 3).map { i in
             FieldMapBurnPlanner.KeyRequest(block: args[i], data: try load(args[i + 1]), purpose: args[i + 2])
