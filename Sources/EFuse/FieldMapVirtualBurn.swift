@@ -5,7 +5,7 @@ import ESPCore
 /// `espefuse --virt` file therefore holds after a burn): the eight PGM_DATA registers cleared,
 /// the three PGM_CHECK_VALUE registers holding the Reed–Solomon check value of the last
 /// BLOCK1…BLOCK10 programmed, CONF back at the read op code, the programming timing set up for
-/// the 40 MHz crystal. Offsets from the controller base; per chip, as data.
+/// the 40 MHz crystal. Offsets from the controller base, from ``FieldMapControllerRegisters``.
 public struct EFuseProgramRegisters: Sendable, Equatable {
     public let pgmData: Int
     public let checkValue: Int
@@ -24,12 +24,13 @@ public struct EFuseProgramRegisters: Sendable, Equatable {
 
     public static func of(chip: String) -> EFuseProgramRegisters? { table[chip] }
 
-    static let table: [String: EFuseProgramRegisters] = [
-        "esp32s3": EFuseProgramRegisters(pgmData: 0x000, checkValue: 0x020, conf: 0x1CC, cmd: 0x1D4,
-                                         timing: [(0x1E8, 0x28), (0x1F4, 0x3000), (0x1F8, 0x190)], readOpCode: 0x5AA5),
-        "esp32c3": EFuseProgramRegisters(pgmData: 0x000, checkValue: 0x020, conf: 0x1CC, cmd: 0x1D4,
-                                         timing: [(0x1E8, 0x28), (0x1F0, 0x3000), (0x1F4, 0x190)], readOpCode: 0x5AA5),
-    ]
+    /// Built from ``FieldMapControllerRegisters`` (the one table of S3/C3 controller offsets) and
+    /// the field values of ``FieldMapProgramTiming`` as espefuse's virtual file shows them.
+    static let table: [String: EFuseProgramRegisters] = Dictionary(uniqueKeysWithValues: FieldMapControllerRegisters.all.map { r in
+        (r.chip, EFuseProgramRegisters(pgmData: Int(r.programData), checkValue: Int(r.checkValue), conf: Int(r.conf), cmd: Int(r.cmd),
+                                       timing: [(Int(r.dacConf), 0x28), (Int(r.writeTiming1), 0x3000), (Int(r.writeTiming2), 0x190)],
+                                       readOpCode: r.readOpCode))
+    })
 }
 
 /// One burn request on a field-map chip, as the `efuse` commands take them.

@@ -19,6 +19,9 @@ public struct ChipInfo: Sendable, Codable, Equatable {
     public var flashSizeName: String
     public var security: SecurityState
     public var loader: String
+    /// ESP32-S3/C3: the eFuses decoded through the chip's field map (key blocks, purposes, digest
+    /// slots, revocations); `security` then carries the closest ESP32-shaped view. nil on an ESP32.
+    public var fieldMapSummary: EFuseFieldMapSummary? = nil
 }
 
 public struct SecurityState: Sendable, Codable, Equatable {

@@ -22,15 +22,18 @@ struct EFuseCommand: ParsableCommand {
             download mode) or virtual:DIR (a virtual device folder, in-process). --before picks \
             the reset into the ROM loader as for `chip` and `flash`.
 
-            ESP32-S3 / ESP32-C3: --chip esp32s3|esp32c3 --virt-file FILE instead of --port burns \
-            an `espefuse --virt` eFuse file offline (summary, burn, burn-key, burn-key-digest, \
-            write-protect, read-protect), with the same plan / --yes / read-back and the file \
-            left byte-identical to what espefuse 5.6.0 writes. See docs/efuse-s3-c3.md.
+            ESP32-S3 / ESP32-C3: the chip on --port is detected (--chip esp32s3|esp32c3 makes \
+            sure it is that one); the commands take the S3/C3 forms (NAME=VALUE on its field map, \
+            BLOCK_KEYn KEYFILE PURPOSE triples) and burn through the eFuse controller with the same \
+            plan / --yes / read-back. --chip esp32s3|esp32c3 --virt-file FILE instead of --port \
+            burns an `espefuse --virt` eFuse file offline, leaving it byte-identical to what \
+            espefuse 5.6.0 writes. See docs/efuse-s3-c3.md.
 
             Example:
               espforge efuse summary --port virtual:dev1
               espforge efuse burn-key-digest --port virtual:dev1 --key signing_key.pem --yes
               espforge efuse burn --port virtual:dev1 ABS_DONE_1=1 --yes
+              espforge efuse burn-key --port virtual:s3dev BLOCK_KEY0 key.bin XTS_AES_128_KEY --yes
               espforge efuse burn-key --chip esp32s3 --virt-file efuse.bin BLOCK_KEY0 key.bin XTS_AES_128_KEY --yes
             """,
         subcommands: [EFuseSummaryCommand.self, EFuseBurnCommand.self, EFuseBurnKeyDigest.self, EFuseBurnKey.self,
@@ -39,27 +42,47 @@ struct EFuseCommand: ParsableCommand {
 }
 
 struct EFusePortOptions: ParsableArguments {
-    @Option(help: "The ESP32: serial device, socket://HOST:PORT or virtual:DIR.") var port: String?
+    @Option(help: "The chip: serial device, socket://HOST:PORT or virtual:DIR (ESP32, ESP32-S3 or ESP32-C3, detected).") var port: String?
     @Option(help: "Baud rate for serial ports (ignored for virtual:).") var baud: Int?
     @Option(help: "Before connecting: default-reset (DTR/RTS), usb-reset (USB-Serial-JTAG) or no-reset (ignored for virtual:).") var before = "default-reset"
-    @Option(help: "With --virt-file: esp32s3 or esp32c3.") var chip: String?
+    @Option(help: "esp32, esp32s3 or esp32c3: with --port, the chip the board must be (refused if it is another); with --virt-file, the file's chip.") var chip: String?
     @Option(name: .customLong("virt-file"), help: "An ESP32-S3/C3 virtual eFuse file (espefuse --virt --path-efuse-file format), burned offline.") var virtFile: String?
 
-    /// The chip and file of an offline burn, or nil for the ESP32 over --port.
+    /// The chip and file of an offline burn, or nil for a chip over --port.
     func virtual() throws -> (chip: String, file: String)? {
-        guard let virtFile else {
-            if chip != nil { throw UsageError("--chip needs --virt-file", hint: "the ESP32 over a port takes --port only; S3/C3 eFuses are burned offline with --chip CHIP --virt-file FILE") }
-            return nil
-        }
-        guard port == nil else { throw UsageError("--port and --virt-file cannot be used together", hint: "--virt-file burns an S3/C3 eFuse file offline; --port talks to an ESP32") }
+        guard let virtFile else { return nil }
+        guard port == nil else { throw UsageError("--port and --virt-file cannot be used together", hint: "--virt-file burns an S3/C3 eFuse file offline; --port talks to a chip") }
         guard let chip else { throw UsageError("--virt-file needs --chip", hint: "add --chip esp32s3 or --chip esp32c3") }
         return (chip, virtFile)
     }
 
-    func client() throws -> EFuseClient {
-        guard let port else { throw UsageError("missing --port", hint: "give --port PORT (ESP32), or --chip esp32s3|esp32c3 --virt-file FILE") }
-        return EFuseClient(access: try openRegisterAccess(port: port, baud: baud, before: try SessionOptions.resetMode(before)))
+    /// What the command works on: an S3/C3 eFuse file, an S3/C3 over the port, or an ESP32.
+    func target() throws -> EFuseTarget {
+        if let v = try virtual() { return .fieldMap(.file(chip: v.chip, path: v.file)) }
+        guard let port else { throw UsageError("missing --port", hint: "give --port PORT, or --chip esp32s3|esp32c3 --virt-file FILE") }
+        switch try EFusePort.open(port: port, baud: baud, before: try SessionOptions.resetMode(before), chip: chip) {
+        case let .esp32(client): return .esp32(client)
+        case let .fieldMap(client): return .fieldMap(.port(client, name: port))
+        }
     }
+}
+
+enum EFuseTarget {
+    enum FieldMap {
+        case file(chip: String, path: String)
+        case port(FieldMapEFuseClient, name: String)
+    }
+
+    case esp32(EFuseClient)
+    case fieldMap(FieldMap)
+}
+
+/// The ESP32 client of `target` (the S3/C3 cases are handled before this is asked for).
+func esp32(_ target: EFuseTarget) throws -> EFuseClient {
+    guard case let .esp32(client) = target else {
+        throw UsageError("this form of the command is for the ESP32", hint: "see `espforge efuse help` for the ESP32-S3/C3 arguments")
+    }
+    return client
 }
 
 enum EFuseExit {
@@ -69,15 +92,19 @@ enum EFuseExit {
 
 enum EFuseCLI {
     /// Plans, prints the plan, and burns only with `yes`. Never prints key material.
-    static func run(_ requests: [EFuseBurnRequest], options: EFusePortOptions, yes: Bool, dryRun: Bool = false) throws {
-        let client = try options.client()
+    static func run(_ requests: [EFuseBurnRequest], client: EFuseClient, options: EFusePortOptions, yes: Bool, dryRun: Bool = false) throws {
         try finish(try EFuseBurnRun.run(requests, client: client, portName: options.port ?? "", confirmed: yes,
                                         dryRun: dryRun, emit: { print($0) }))
     }
 
-    /// An offline S3/C3 burn on a virtual eFuse file.
-    static func runVirtual(_ operation: FieldMapBurnOperation, chip: String, file: String, yes: Bool, dryRun: Bool = false) throws {
-        try finish(try FieldMapVirtualBurn.run(operation, chip: chip, file: file, confirmed: yes, dryRun: dryRun, emit: { print($0) }))
+    /// An S3/C3 burn: offline on a virtual eFuse file, or on the chip over the port.
+    static func runFieldMap(_ operation: FieldMapBurnOperation, _ target: EFuseTarget.FieldMap, yes: Bool, dryRun: Bool = false) throws {
+        switch target {
+        case let .file(chip, path):
+            try finish(try FieldMapVirtualBurn.run(operation, chip: chip, file: path, confirmed: yes, dryRun: dryRun, emit: { print($0) }))
+        case let .port(client, name):
+            try finish(try FieldMapPortBurn.run(operation, client: client, portName: name, confirmed: yes, dryRun: dryRun, emit: { print($0) }))
+        }
     }
 
     static func finish(_ outcome: EFuseBurnRun.Outcome) throws {
@@ -103,6 +130,10 @@ struct EFuseSummaryCommand: ParsableCommand {
             flash encryption key left readable in BLOCK1 is reported but not shown unless \
             --show-key. --json prints the same as one JSON object.
 
+            ESP32-S3 / ESP32-C3 (detected on --port, or --chip CHIP --virt-file FILE): every field \
+            of the chip's table, the six key blocks with their purposes and the security state \
+            (Secure Boot, digest slots, revocations, SPI_BOOT_CRYPT_CNT, download and JTAG bits).
+
             Example:
               espforge efuse summary --port virtual:dev1 --json
             """
@@ -112,13 +143,20 @@ struct EFuseSummaryCommand: ParsableCommand {
     @Flag(name: .customLong("show-key"), help: "Print a readable (unprotected) flash encryption key in BLOCK1.") var showKey = false
 
     func run() throws {
-        if let v = try options.virtual() {
-            let (map, words) = try EFuseVirtualFile.read(v.file, chip: v.chip)
+        let client: EFuseClient
+        switch try options.target() {
+        case let .fieldMap(.file(chip, path)):
+            let (map, words) = try EFuseVirtualFile.read(path, chip: chip)
             let s = EFuseFieldMapSummary(words: words, map: map, revealKeys: showKey)
             if json { try Output.printJSON(s) } else { print(s.text(map: map), terminator: "") }
             return
+        case let .fieldMap(.port(c, _)):
+            let s = try c.summary(revealKeys: showKey)
+            if json { try Output.printJSON(s) } else { print(s.text(map: c.map), terminator: "") }
+            return
+        case let .esp32(c): client = c
         }
-        let summary = try options.client().summary(revealKeys: showKey)
+        let summary = try client.summary(revealKeys: showKey)
         if json { print(try summary.json()) } else { print(summary.text, terminator: "") }
     }
 }
@@ -144,18 +182,19 @@ struct EFuseBurnCommand: ParsableCommand {
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
-        if let v = try options.virtual() {
+        let target = try options.target()
+        if case let .fieldMap(fm) = target {
             let pairs = try assignments.map { a -> (name: String, value: String) in
                 guard let eq = a.firstIndex(of: "="), eq != a.startIndex else {
                     throw UsageError("'\(a)' is not NAME=VALUE", hint: "e.g. SECURE_BOOT_EN=1 SPI_BOOT_CRYPT_CNT=1")
                 }
                 return (String(a[..<eq]), String(a[a.index(after: eq)...]))
             }
-            try EFuseCLI.runVirtual(.burn(pairs), chip: v.chip, file: v.file, yes: yes, dryRun: dryRun)
+            try EFuseCLI.runFieldMap(.burn(pairs), fm, yes: yes, dryRun: dryRun)
             return
         }
         let requests = try EFuseBurnRequest.fields(assignments)
-        try EFuseCLI.run(requests, options: options, yes: yes, dryRun: dryRun)
+        try EFuseCLI.run(requests, client: try esp32(target), options: options, yes: yes, dryRun: dryRun)
     }
 }
 
@@ -176,24 +215,25 @@ struct EFuseBurnKeyDigest: ParsableCommand {
     )
     @OptionGroup var options: EFusePortOptions
     @Option(help: "ESP32: RSA-3072 private or public key PEM.") var key: String?
-    @Argument(help: "S3/C3 (--virt-file): BLOCK_KEYn KEYFILE SECURE_BOOT_DIGESTn, one to three triples.") var triples: [String] = []
+    @Argument(help: "S3/C3: BLOCK_KEYn KEYFILE SECURE_BOOT_DIGESTn, one to three triples.") var triples: [String] = []
     @Flag(name: .customLong("no-write-protect"), help: "Leave the digest block(s) writable.") var noWriteProtect = false
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
-        if let v = try options.virtual() {
-            guard key == nil else { throw UsageError("--key is for the ESP32", hint: "with --virt-file give BLOCK_KEYn KEYFILE SECURE_BOOT_DIGESTn triples") }
+        let target = try options.target()
+        if case let .fieldMap(fm) = target {
+            guard key == nil else { throw UsageError("--key is for the ESP32", hint: "on an ESP32-S3/C3 give BLOCK_KEYn KEYFILE SECURE_BOOT_DIGESTn triples") }
             let requests = try EFuseKeyArguments.triples(triples, command: "burn-key-digest") { file in
                 do { return try KeyMaterial.load(file: file).verifyingKey.keyDigest() } catch { throw FileContextError(file: file, underlying: error) }
             }
-            try EFuseCLI.runVirtual(.burnKeyDigests(requests, noWriteProtect: noWriteProtect), chip: v.chip, file: v.file, yes: yes)
+            try EFuseCLI.runFieldMap(.burnKeyDigests(requests, noWriteProtect: noWriteProtect), fm, yes: yes)
             return
         }
         guard let key, triples.isEmpty else {
             throw UsageError("the ESP32 takes --key PEM", hint: "e.g. burn-key-digest --port virtual:dev1 --key signing_key.pem")
         }
         let digest = try SecureBootKeyFiles.esp32KeyDigest(file: key)
-        try EFuseCLI.run([.secureBootDigest(digest, writeProtect: !noWriteProtect)], options: options, yes: yes)
+        try EFuseCLI.run([.secureBootDigest(digest, writeProtect: !noWriteProtect)], client: try esp32(target), options: options, yes: yes)
     }
 }
 
@@ -212,20 +252,21 @@ struct EFuseBurnKey: ParsableCommand {
             """
     )
     @OptionGroup var options: EFusePortOptions
-    @Argument(help: "ESP32: PURPOSE KEYFILE (flash_encryption, 32 bytes). S3/C3 (--virt-file): BLOCK_KEYn KEYFILE PURPOSE triples.") var arguments: [String]
+    @Argument(help: "ESP32: PURPOSE KEYFILE (flash_encryption, 32 bytes). S3/C3: BLOCK_KEYn KEYFILE PURPOSE triples.") var arguments: [String]
     @Flag(name: .customLong("no-protect-key"), help: "ESP32: leave BLOCK1 readable and writable.") var noProtectKey = false
     @Flag(name: .customLong("no-read-protect"), help: "S3/C3: leave secret keys readable.") var noReadProtect = false
     @Flag(name: .customLong("no-write-protect"), help: "S3/C3: leave the key blocks writable.") var noWriteProtect = false
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
-        if let v = try options.virtual() {
+        let target = try options.target()
+        if case let .fieldMap(fm) = target {
             let requests = try EFuseKeyArguments.triples(arguments, command: "burn-key") { file in
                 try BoundedFile.read(file, limit: .key)
             }
             do {
-                try EFuseCLI.runVirtual(.burnKeys(requests, noReadProtect: noReadProtect, noWriteProtect: noWriteProtect),
-                                        chip: v.chip, file: v.file, yes: yes)
+                try EFuseCLI.runFieldMap(.burnKeys(requests, noReadProtect: noReadProtect, noWriteProtect: noWriteProtect),
+                                        fm, yes: yes)
             } catch let e as FieldMapBurnError {
                 if case let .badKeyLength(block, _, _, _) = e,
                    let i = requests.firstIndex(where: { $0.block.uppercased() == block }) {
@@ -241,7 +282,7 @@ struct EFuseBurnKey: ParsableCommand {
         let purpose = arguments[0], keyFile = arguments[1]
         let request = try EFuseBurnRequest.key(purpose: purpose, keyFile: keyFile, protect: !noProtectKey)
         do {
-            try EFuseCLI.run([request], options: options, yes: yes)
+            try EFuseCLI.run([request], client: try esp32(target), options: options, yes: yes)
         } catch let e as EFusePlanError {
             if case .badKeyLength = e { throw FileContextError(file: keyFile, underlying: e) }
             throw e
@@ -267,11 +308,12 @@ struct EFuseWriteProtect: ParsableCommand {
 
     func run() throws {
         guard !names.isEmpty else { throw UsageError("no field names given", hint: "e.g. write-protect DISABLE_DL_ENCRYPT") }
-        if let v = try options.virtual() {
-            try EFuseCLI.runVirtual(.writeProtect(names), chip: v.chip, file: v.file, yes: yes)
+        let target = try options.target()
+        if case let .fieldMap(fm) = target {
+            try EFuseCLI.runFieldMap(.writeProtect(names), fm, yes: yes)
             return
         }
-        try EFuseCLI.run(names.map { .writeProtect($0) }, options: options, yes: yes)
+        try EFuseCLI.run(names.map { .writeProtect($0) }, client: try esp32(target), options: options, yes: yes)
     }
 }
 
@@ -293,11 +335,12 @@ struct EFuseReadProtect: ParsableCommand {
 
     func run() throws {
         guard !names.isEmpty else { throw UsageError("no field names given", hint: "e.g. read-protect BLOCK3") }
-        if let v = try options.virtual() {
-            try EFuseCLI.runVirtual(.readProtect(names), chip: v.chip, file: v.file, yes: yes)
+        let target = try options.target()
+        if case let .fieldMap(fm) = target {
+            try EFuseCLI.runFieldMap(.readProtect(names), fm, yes: yes)
             return
         }
-        try EFuseCLI.run(names.map { .readProtect($0) }, options: options, yes: yes)
+        try EFuseCLI.run(names.map { .readProtect($0) }, client: try esp32(target), options: options, yes: yes)
     }
 }
 
@@ -307,7 +350,7 @@ enum EFuseKeyArguments {
                         load: (String) throws -> [UInt8]) throws -> [FieldMapBurnPlanner.KeyRequest] {
         guard !args.isEmpty, args.count % 3 == 0 else {
             throw UsageError("\(command) takes BLOCK FILE PURPOSE triples (\(args.count) arguments given)",
-                             hint: "e.g. \(command) --chip esp32s3 --virt-file efuse.bin BLOCK_KEY0 key.bin \(command == "burn-key" ? "XTS_AES_128_KEY" : "SECURE_BOOT_DIGEST0")")
+                             hint: "e.g. \(command) --port PORT BLOCK_KEY0 \(command == "burn-key" ? "key.bin XTS_AES_128_KEY" : "sb.pem SECURE_BOOT_DIGEST0") (or --chip esp32s3 --virt-file efuse.bin instead of --port)")
         }
         return try stride(from: 0, to: args.count, by: 3).map { i in
             FieldMapBurnPlanner.KeyRequest(block: args[i], data: try load(args[i + 1]), purpose: args[i + 2])
