@@ -214,3 +214,18 @@ import VirtualDevice
         #expect(keys[2]["digest"] as? String == digest.map { String(format: "%02x", $0) }.joined())
     }
 }
+
+extension ChipInfoOnFieldMapChipsTests {
+    @Test func chipInfoSaysWhyAChipInSecureDownloadModeCannotBeRead() throws {
+        let dev = try ServedDevice(mac: "58:cf:79:00:00:42", extra: ["--chip", "esp32c3"])
+        let map = EFuseFieldMap.esp32c3
+        var words = try EFuseVirtualFile.read(dev.state + "/efuse.bin", chip: "esp32c3").1
+        words.setInteger(try #require(map.field(named: "ENABLE_SECURITY_DOWNLOAD")), 1)
+        try Data(EFuseVirtualFile.encode(words, map: map)).write(to: URL(fileURLWithPath: dev.state + "/efuse.bin"))
+        try dev.start()
+        defer { dev.stop() }
+        let r = try Espforge.run(["chip", "info", "--port", dev.portURL, "--before", "no-reset"])
+        #expect(r.status != 0)
+        #expect(r.err.contains("Secure Download Mode"), "\(r.err)")
+    }
+}
