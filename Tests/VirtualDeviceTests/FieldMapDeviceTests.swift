@@ -205,3 +205,38 @@ struct USBSerialJTAGResetTests {
         port.close()
     }
 }
+
+/// `device inspect`, `dump --efuses` and `boot` on an S3/C3 folder.
+@Suite("S3/C3 device reports (CLI)")
+struct FieldMapDeviceCLITests {
+    @Test func inspectDumpAndBootSpeakAboutTheChip() throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-s3cli").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = dir + "/dev"
+        var device = try Device.create(DeviceDescription(chip: "esp32s3", chipRevision: 0, package: 0, mac: "7c:df:a1:11:22:33"))
+        // An ESP32-S3 image header at 0x0 (chip id 9 at byte 12), one segment.
+        var header = [UInt8](repeating: 0, count: 24)
+        (header[0], header[1], header[2], header[3], header[12]) = (0xE9, 1, 2, 0x2F, 9)
+        _ = device.flash.program(0, header + [UInt8](repeating: 0x11, count: 4072), timing: .w25q32jv)
+        try DeviceStore(directory: state).create(device, force: false)
+
+        let inspect = try Espforge.run(["device", "inspect", "--state", state, "--json"])
+        #expect(inspect.status == 0, "\(inspect.err)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout)) as? [String: Any])
+        #expect(obj["chip"] as? String == "ESP32-S3")
+        #expect(obj["revision"] as? String == "v0.2")
+        let map = try #require(obj["flashMap"] as? [[String: Any]])
+        #expect(map.first?["kind"] as? String == "image")
+        let powerOn = try #require(obj["powerOn"] as? [String: Any])
+        #expect(powerOn["bootloaderHeaderValid"] as? Bool == true)
+
+        let dump = try Espforge.run(["device", "dump", "--state", state, "--efuses"])
+        #expect(dump.status == 0)
+        #expect(dump.out.contains("7c:df:a1:11:22:33"))
+        #expect(dump.out.contains("KEY_PURPOSE_0"))
+
+        let boot = try Espforge.run(["device", "boot", "--state", state])
+        #expect(boot.status != 0)
+        #expect(boot.err.contains("not modelled for the ESP32-S3"), "\(boot.err)")
+    }
+}
