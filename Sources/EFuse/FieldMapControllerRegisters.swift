@@ -26,7 +26,8 @@ public struct FieldMapControllerRegisters: Sendable, Hashable {
     /// CMD bits: READ_CMD, PGM_CMD; the block number to program is CMD bits 5:2.
     public let readCommand: UInt32 = 0x1
     public let programCommand: UInt32 = 0x2
-    /// Reset values of the clock / DAC / timing registers (documentation: TRM register summary).
+    /// Reset values of the clock / DAC / timing / date registers: approximations (not recorded on a
+    /// chip); they only matter to a reader, nothing in the model depends on them.
     public let clockReset: UInt32
     public let dacConfReset: UInt32
     public let readTimingReset: UInt32

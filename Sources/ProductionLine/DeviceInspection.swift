@@ -65,7 +65,8 @@ public struct DeviceInspection: Codable, Sendable {
             security["BLOCK_KEY\(k.index)"] = "\(k.purposeName), " + (k.readProtected ? "read-protected" : (k.empty ? "empty" : "programmed"))
         }
         return DeviceInspection(chip: chip.displayName, revision: summary.revision, mac: d.mac, flashSize: d.flashSize,
-                                flashID: NumberParsing.hex(d.flashID, width: 6), flashMap: DeviceInspector.flashMap(device.flash),
+                                flashID: NumberParsing.hex(d.flashID, width: 6),
+                                flashMap: DeviceInspector.flashMap(device.flash, imageChipID: UInt16(chip.chipID)),
                                 security: security, powerOn: device.powerOn())
     }
 

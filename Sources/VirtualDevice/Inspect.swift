@@ -69,22 +69,23 @@ public enum DeviceInspector {
         return w6 & 0x10 != 0 || (revision >= 3 && w6 & 0x20 != 0)
     }
 
-    /// Checks an ESP image header (magic 0xE9, sane segment count, known SPI mode, ESP32 chip id).
-    public static func checkImageHeader(_ h: [UInt8]) -> (Bool, String) {
+    /// Checks an ESP image header (magic 0xE9, sane segment count, known SPI mode, the chip id:
+    /// 0 = ESP32, 9 = ESP32-S3, 5 = ESP32-C3).
+    public static func checkImageHeader(_ h: [UInt8], chipID expected: UInt16 = 0) -> (Bool, String) {
         guard h.count >= 24 else { return (false, "flash too small for an image header") }
         if h.allSatisfy({ $0 == 0xFF }) { return (false, "no image at 0x1000 (erased flash)") }
         guard h[0] == 0xE9 else { return (false, "invalid header magic 0x\(String(h[0], radix: 16)) at 0x1000") }
         guard h[1] >= 1, h[1] <= 16 else { return (false, "invalid segment count \(h[1])") }
         guard h[2] <= 3 else { return (false, "invalid SPI mode \(h[2])") }
         let chipID = UInt16(h[12]) | UInt16(h[13]) << 8
-        guard chipID == 0 else { return (false, "image is for chip id \(chipID), not ESP32") }
+        guard chipID == expected else { return (false, "image is for chip id \(chipID), not \(expected == 0 ? "ESP32" : "chip id \(expected)")") }
         let entry = h[4..<8].loadLE(UInt32.self)
         return (true, "valid image header at 0x1000: \(h[1]) segment(s), entry 0x\(String(entry, radix: 16))")
     }
 
     /// Splits flash into runs of 4 KiB sectors of one kind: erased, image, partition table,
     /// ciphertext-looking (high entropy), data.
-    public static func flashMap(_ flash: NORFlash) -> [Region] {
+    public static func flashMap(_ flash: NORFlash, imageChipID: UInt16 = 0) -> [Region] {
         var regions: [Region] = []
         let sector = NORFlash.sectorSize
         var s = 0
@@ -93,7 +94,7 @@ public enum DeviceInspector {
             var kind: String
             if bytes.allSatisfy({ $0 == 0xFF }) {
                 kind = "erased"
-            } else if bytes.first == 0xE9, checkImageHeader(Array(bytes.prefix(24))).0 {
+            } else if bytes.first == 0xE9, checkImageHeader(Array(bytes.prefix(24)), chipID: imageChipID).0 {
                 kind = "image"
             } else if bytes.count >= 2, bytes[0] == 0xAA, bytes[1] == 0x50 {
                 kind = "partition table"

@@ -254,6 +254,7 @@ public final class ProtocolEngine {
         efuse.reload()
         fieldEFuse?.powerOn()
         plainRegisters = [:]
+        if let hook = chip?.secureBootStubHook { memory[hook.address] = hook.romValue }
         spi = SPIFlashEngine(layout: chip?.spi ?? .esp32)
         romWindow = ROMDeflateWindow()
         // The ROM assumes a 2 MB chip until SPI_SET_PARAMS says otherwise.
@@ -417,8 +418,13 @@ public final class ProtocolEngine {
         case .flashEnd, .flashDeflEnd: flashEnd(p)
         case .spiFlashMD5: md5(p)
         case .readFlashSlow:
-            // The S3/C3 ROMs have no READ_FLASH_SLOW (esptool: "not supported by this chip").
-            guard mode == .rom, chip == nil else { return unsupported(op) }
+            guard mode == .rom else { return unsupported(op) }
+            if let hook = chip?.secureBootStubHook, let ptr = memory[hook.address], ptr != hook.romValue, ptr != 0 {
+                // The ROM's legacy read now points into uploaded RAM: it runs the stub (no reply).
+                mode = .stub
+                send(Array("OHAI".utf8))
+                return
+            }
             guard let off = p.word(0), let len = p.word(1) else { return reply(op, error: badMessage) }
             guard len <= 64 else { return reply(op, error: .flashReadLength) }
             guard let data = device.flash.read(Int(off), Int(len)) else { return reply(op, error: .flashRead) }
@@ -443,6 +449,11 @@ public final class ProtocolEngine {
             let noExec = p.word(0) ?? 1, entry = p.word(1) ?? 0
             memOp = nil
             reply(op)
+            if let chip, chip.secureBootStubHook != nil, let shown = shownEFuses, chip.secureBootEnabled(shown) {
+                // ESP32-S3 ROM with Secure Boot on: uploaded code is not run from MEM_END.
+                note("MEM_END entry ignored: Secure Boot is enabled (ESP32-S3 ROM)")
+                return
+            }
             if noExec == 0 && entry != 0 {
                 // The uploaded code "runs": we take it to be esptool's flasher stub and emulate it.
                 mode = .stub

@@ -72,6 +72,9 @@ import VirtualDevice
         let out = try dev.writeTemp([], "read.bin")
         expectOK(try esptool(dev, ["read-flash", "0x10000", String(a.count), out]), "read-flash (stub)", seed)
         #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: out))) == a, "seed \(seed)")
+        let slow = try dev.writeTemp([], "slow.bin")
+        expectOK(try esptool(dev, ["read-flash", "0x10000", "200", slow], stub: false), "read-flash (ROM)", seed)
+        #expect([UInt8](try Data(contentsOf: URL(fileURLWithPath: slow))) == Array(a.prefix(200)), "seed \(seed)")
         expectOK(try esptool(dev, ["erase-region", "0x30000", "0x1000"]), "erase-region (stub)", seed)
         dev.stop()
         let flash = try dev.flash()
@@ -102,21 +105,29 @@ import VirtualDevice
 
         let key = try dev.writeTemp(rng.bytes(chip == "esp32s3" ? 64 : 32), "xts.bin")
         let hmac = try dev.writeTemp(rng.bytes(32), "hmac.bin")
-        let pem = dev.root.appendingPathComponent("sb.pem").path
-        expectOK(try Oracle.run("espsecure", ["generate-signing-key", "--version", "2", "--scheme", "rsa3072", pem]), "keygen", seed)
+        let pem = dev.root.appendingPathComponent("sb.pem").path, pem2 = dev.root.appendingPathComponent("sb2.pem").path
+        for p in [pem, pem2] {
+            expectOK(try Oracle.run("espsecure", ["generate-signing-key", "--version", "2", "--scheme", "rsa3072", p]), "keygen", seed)
+        }
+        let user = try dev.writeTemp(rng.bytes(32), "user.bin")
         let xtsPurpose = chip == "esp32s3" ? "XTS_AES_256_KEY" : "XTS_AES_128_KEY"
         let burns: [[String]] = [
             ["burn-efuse", "SPI_BOOT_CRYPT_CNT", "1", "DIS_PAD_JTAG", "1"],
             ["burn-key", "BLOCK_KEY0", key, xtsPurpose],
             ["burn-key", chip == "esp32s3" ? "BLOCK_KEY2" : "BLOCK_KEY1", hmac, "HMAC_UP", "--no-read-protect"],
-            ["burn-key-digest", "BLOCK_KEY3", pem, "SECURE_BOOT_DIGEST0"],
+            ["burn-key-digest", "BLOCK_KEY3", pem, "SECURE_BOOT_DIGEST0", "BLOCK_KEY4", pem2, "SECURE_BOOT_DIGEST1"],
+            ["burn-block-data", "BLOCK_USR_DATA", user],
+            ["read-protect-efuse", "BLOCK_SYS_DATA2"],
             ["burn-efuse", "SECURE_BOOT_EN", "1", "DIS_DOWNLOAD_MANUAL_ENCRYPT", "1"],
             ["burn-efuse", "SECURE_BOOT_KEY_REVOKE2", "1"],
+            // WR_DIS bit 2 locks DIS_PAD_JTAG and DIS_DOWNLOAD_MANUAL_ENCRYPT with it.
+            ["write-protect-efuse", "DIS_PAD_JTAG"],
+            ["burn-efuse", "DIS_USB_JTAG", "1"],   // locked by WR_DIS 2 now: refused by both
         ]
         for args in burns {
             let r1 = try espefuse(dev, chip, args), r2 = try espefuseVirt(virt, chip, args)
             #expect(r1.status == r2.status, "\(args): socket \(r1.status), virt \(r2.status)\n\(r1.out.suffix(800))\n\(r1.err.suffix(800))")
-            expectOK(r1, args.joined(separator: " "), seed)
+            if args != burns.last { expectOK(r1, args.joined(separator: " "), seed) } else { #expect(r1.status != 0) }
         }
         let after1 = try espefuse(dev, chip, ["summary"]), after2 = try espefuseVirt(virt, chip, ["summary"])
         #expect(summaryBody(after1) == summaryBody(after2))
@@ -128,7 +139,7 @@ import VirtualDevice
         // The burn took: purposes, digest, flags (not an empty comparison).
         let summary = EFuseFieldMapSummary(words: fromDevice, map: map)
         #expect(summary.security.secureBootEnabled)
-        #expect(summary.security.secureBootDigestSlots == [0])
+        #expect(summary.security.secureBootDigestSlots == [0, 1])
         #expect(summary.security.revokedDigestSlots == [2])
         #expect(summary.keyBlocks[0].readProtected)
         // The key itself is kept by the device (the chip's engine uses it), not in efuse.bin.
@@ -209,5 +220,20 @@ import VirtualDevice
         let summary = try #require(obj["fieldMapSummary"] as? [String: Any])
         let keys = try #require(summary["keyBlocks"] as? [[String: Any]])
         #expect(keys[2]["digest"] as? String == digest.map { String(format: "%02x", $0) }.joined())
+    }
+}
+
+extension ChipInfoOnFieldMapChipsTests {
+    @Test func chipInfoSaysWhyAChipInSecureDownloadModeCannotBeRead() throws {
+        let dev = try ServedDevice(mac: "58:cf:79:00:00:42", extra: ["--chip", "esp32c3"])
+        let map = EFuseFieldMap.esp32c3
+        var words = try EFuseVirtualFile.read(dev.state + "/efuse.bin", chip: "esp32c3").1
+        words.setInteger(try #require(map.field(named: "ENABLE_SECURITY_DOWNLOAD")), 1)
+        try Data(EFuseVirtualFile.encode(words, map: map)).write(to: URL(fileURLWithPath: dev.state + "/efuse.bin"))
+        try dev.start()
+        defer { dev.stop() }
+        let r = try Espforge.run(["chip", "info", "--port", dev.portURL, "--before", "no-reset"])
+        #expect(r.status != 0)
+        #expect(r.err.contains("Secure Download Mode"), "\(r.err)")
     }
 }

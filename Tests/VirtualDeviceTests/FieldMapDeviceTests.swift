@@ -126,6 +126,34 @@ struct FieldMapEngineTests {
         #expect(mac0 == 0xA101_0203 && mac1 & 0xFFFF == 0x7CDF)
     }
 
+    /// ESP32-S3 with Secure Boot: MEM_END does not start uploaded code; esptool's workaround
+    /// (point the ROM's legacy flash read at the stub, then READ_FLASH_SLOW) does.
+    @Test func s3SecureBootStubStartsThroughTheLegacyReadHook() throws {
+        let link = Link(try device("esp32s3") { c, map in c.setInteger(map.field(named: "SECURE_BOOT_EN")!, 1) })
+        let hook = try #require(VirtualChip.esp32s3.secureBootStubHook)
+        #expect(try link.command(.memBegin, [16, 1, 0x1800, 0x4037_8000])?.status(outputLength: 0)?.status == 0)
+        #expect(try link.command(.memEnd, [0, 0x4037_8000])?.status(outputLength: 0)?.status == 0)
+        #expect(link.engine.mode == .rom, "MEM_END ran the stub despite Secure Boot")
+        #expect(try link.command(.readReg, [hook.address])?.value == hook.romValue)
+        var d: [UInt8] = []
+        for w: UInt32 in [hook.address, 0x4037_8000, 0xFFFF_FFFF, 0] { d.appendLE(w) }
+        _ = link.engine.receive(SLIP.encode(CommandPacket(.writeReg, data: d).encode()))
+        var rd: [UInt8] = []
+        for w: UInt32 in [0, 0] { rd.appendLE(w) }
+        let frames = link.decoder.frames(link.engine.receive(SLIP.encode(CommandPacket(.readFlashSlow, data: rd).encode())))
+        #expect(frames.last == Array("OHAI".utf8))
+        #expect(link.engine.mode == .stub)
+    }
+
+    @Test func c3ROMReadsFlashSlowly() throws {
+        var dev = try device("esp32c3")
+        _ = dev.flash.program(0x100, [1, 2, 3, 4], timing: .w25q32jv)
+        let link = Link(dev)
+        let r = try #require(try link.command(.readFlashSlow, [0x100, 4]))
+        #expect(r.status(outputLength: 64)?.status == 0)
+        #expect(Array(r.data.prefix(4)) == [1, 2, 3, 4])
+    }
+
     @Test func theESP32ROMDoesNotKnowGetSecurityInfo() throws {
         let link = Link(try Device.create(DeviceDescription(mac: "24:0a:c4:00:00:01")))
         let r = try #require(try link.command(.getSecurityInfo))
@@ -175,5 +203,40 @@ struct USBSerialJTAGResetTests {
         #expect(port.engine.mode == .userCode)
         #expect(throws: TransportError.self) { try VirtualPortAddress.parse("virtual:\(state)?lines=usb") }
         port.close()
+    }
+}
+
+/// `device inspect`, `dump --efuses` and `boot` on an S3/C3 folder.
+@Suite("S3/C3 device reports (CLI)")
+struct FieldMapDeviceCLITests {
+    @Test func inspectDumpAndBootSpeakAboutTheChip() throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-s3cli").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let state = dir + "/dev"
+        var device = try Device.create(DeviceDescription(chip: "esp32s3", chipRevision: 0, package: 0, mac: "7c:df:a1:11:22:33"))
+        // An ESP32-S3 image header at 0x0 (chip id 9 at byte 12), one segment.
+        var header = [UInt8](repeating: 0, count: 24)
+        (header[0], header[1], header[2], header[3], header[12]) = (0xE9, 1, 2, 0x2F, 9)
+        _ = device.flash.program(0, header + [UInt8](repeating: 0x11, count: 4072), timing: .w25q32jv)
+        try DeviceStore(directory: state).create(device, force: false)
+
+        let inspect = try Espforge.run(["device", "inspect", "--state", state, "--json"])
+        #expect(inspect.status == 0, "\(inspect.err)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout)) as? [String: Any])
+        #expect(obj["chip"] as? String == "ESP32-S3")
+        #expect(obj["revision"] as? String == "v0.2")
+        let map = try #require(obj["flashMap"] as? [[String: Any]])
+        #expect(map.first?["kind"] as? String == "image")
+        let powerOn = try #require(obj["powerOn"] as? [String: Any])
+        #expect(powerOn["bootloaderHeaderValid"] as? Bool == true)
+
+        let dump = try Espforge.run(["device", "dump", "--state", state, "--efuses"])
+        #expect(dump.status == 0)
+        #expect(dump.out.contains("7c:df:a1:11:22:33"))
+        #expect(dump.out.contains("KEY_PURPOSE_0"))
+
+        let boot = try Espforge.run(["device", "boot", "--state", state])
+        #expect(boot.status != 0)
+        #expect(boot.err.contains("not modelled for the ESP32-S3"), "\(boot.err)")
     }
 }

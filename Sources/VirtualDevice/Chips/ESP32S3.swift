@@ -30,6 +30,9 @@ extension VirtualChip {
         xts256Purposes: [2, 3],
         encryptedWriteAlign: 16,
         romBannerHead: "ESP-ROM:esp32s3-20210327\r\nBuild:Mar 27 2021\r\n",
-        downloadBootName: "DOWNLOAD(USB/UART0)"
+        downloadBootName: "DOWNLOAD(USB/UART0)",
+        // rom_spiflash_legacy_funcs.read, as esptool 5.6.0 patches it; the ROM value is arbitrary
+        // (any ROM address; only a change matters).
+        secureBootStubHook: (0x3FCE_F688, 0x4000_A3F0)
     )
 }

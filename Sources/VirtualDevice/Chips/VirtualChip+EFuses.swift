@@ -52,6 +52,7 @@ extension VirtualChip {
     }
 
     /// ENABLE_SECURITY_DOWNLOAD / DIS_DOWNLOAD_MODE / DIS_DOWNLOAD_MANUAL_ENCRYPT.
+    public func secureBootEnabled(_ cells: EFuseBlockWords) -> Bool { int(cells, "SECURE_BOOT_EN") != 0 }
     public func secureDownloadMode(_ cells: EFuseBlockWords) -> Bool { int(cells, "ENABLE_SECURITY_DOWNLOAD") != 0 }
     public func downloadModeDisabled(_ cells: EFuseBlockWords) -> Bool { int(cells, "DIS_DOWNLOAD_MODE") != 0 }
     public func manualEncryptDisabled(_ cells: EFuseBlockWords) -> Bool { int(cells, "DIS_DOWNLOAD_MANUAL_ENCRYPT") != 0 }

@@ -50,6 +50,10 @@ public struct VirtualChip: Sendable {
     /// documentation and published boot logs; not recorded here).
     public let romBannerHead: String
     public let downloadBootName: String
+    /// ESP32-S3: with SECURE_BOOT_EN the ROM does not run code uploaded with MEM_END; esptool
+    /// instead points the ROM's legacy flash-read function pointer (this RAM word, holding
+    /// `romValue` after reset) at the stub and sends READ_FLASH_SLOW, which then jumps into it.
+    public var secureBootStubHook: (address: UInt32, romValue: UInt32)? = nil
 
     /// What the ROM prints when it starts in download mode after `reset` (e.g. `0x15
     /// (USB_UART_CHIP_RESET)`).

@@ -6,7 +6,7 @@ import VirtualDevice
 
 struct DeviceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "device", abstract: "A virtual ESP32 in download mode that esptool and espefuse can talk to.",
+        commandName: "device", abstract: "A virtual ESP32, ESP32-S3 or ESP32-C3 in download mode that esptool and espefuse can talk to.",
         discussion: """
             A virtual device is a folder (--state DIR) holding device.json (chip, revision, MAC, \
             flash size and JEDEC id), flash.bin (the NOR flash), efuse.bin (the eFuse words) and \
