@@ -154,7 +154,7 @@ public struct FieldMapController: Sendable {
         if b != 0 {
             var bytes: [UInt8] = []
             for w in data { bytes.appendLE(w) }
-            guard EFuseRSCode.checkBytes(bytes) == checkBytes else {
+            guard EFuseReedSolomon.checkValue(bytes) == checkBytes else {
                 rsFailures += 1
                 return .checkValueMismatch(block: b)
             }
@@ -185,59 +185,5 @@ public struct FieldMapController: Sendable {
             }
         }
         return mask
-    }
-}
-
-/// The Reed–Solomon code of the S3/C3 eFuse blocks BLOCK1…10: 32 data bytes and 12 check bytes
-/// over GF(2⁸) with the polynomial x⁸+x⁴+x³+x²+1 (0x11D), generator α = 2 and first consecutive
-/// root α⁰ — the parameters espefuse 5.6.0 encodes with (facts read from its sources; this is our
-/// own implementation). Data byte 0 is the lowest byte of PGM_DATA0 and the highest-degree
-/// coefficient; check byte 0 is the lowest byte of PGM_CHECK_VALUE0.
-enum EFuseRSCode {
-    static let checkCount = 12
-
-    private static let tables: (exp: [UInt8], log: [Int]) = {
-        var exp = [UInt8](repeating: 0, count: 512)
-        var log = [Int](repeating: 0, count: 256)
-        var x = 1
-        for i in 0..<255 {
-            exp[i] = UInt8(x)
-            log[x] = i
-            x <<= 1
-            if x & 0x100 != 0 { x ^= 0x11D }
-        }
-        for i in 255..<512 { exp[i] = exp[i - 255] }
-        return (exp, log)
-    }()
-
-    private static func mul(_ a: UInt8, _ b: UInt8) -> UInt8 {
-        guard a != 0, b != 0 else { return 0 }
-        return tables.exp[tables.log[Int(a)] + tables.log[Int(b)]]
-    }
-
-    /// g(x) = Π (x − αⁱ), i = 0…11, highest degree first.
-    private static let generator: [UInt8] = {
-        var g: [UInt8] = [1]
-        for i in 0..<checkCount {
-            let root = tables.exp[i]
-            var next = [UInt8](repeating: 0, count: g.count + 1)
-            for (j, c) in g.enumerated() {
-                next[j] ^= c
-                next[j + 1] ^= mul(c, root)
-            }
-            g = next
-        }
-        return g
-    }()
-
-    /// The 12 check bytes of `data` (systematic encoding: the remainder of data·x¹² by g).
-    static func checkBytes(_ data: [UInt8]) -> [UInt8] {
-        var work = data + [UInt8](repeating: 0, count: checkCount)
-        for i in 0..<data.count {
-            let coef = work[i]
-            guard coef != 0 else { continue }
-            for j in 1..<generator.count { work[i + j] ^= mul(generator[j], coef) }
-        }
-        return Array(work[data.count...])
     }
 }

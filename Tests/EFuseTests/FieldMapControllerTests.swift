@@ -25,7 +25,7 @@ struct FieldMapControllerTests {
         if block != 0 {
             var data: [UInt8] = []
             for w in words + [UInt32](repeating: 0, count: 8 - words.count) { data.appendLE(w) }
-            let bytes = check ?? EFuseRSCode.checkBytes(data)
+            let bytes = check ?? EFuseReedSolomon.checkValue(data)
             for k in 0..<3 { c.write(base + regs.checkValue + UInt32(4 * k), Array(bytes[(4 * k)..<(4 * k + 4)]).loadLE(UInt32.self)) }
         }
         c.write(base + regs.conf, regs.programOpCode)
@@ -106,7 +106,7 @@ struct FieldMapControllerTests {
         let out = try PythonOracle.run(script: script, cases: cases)
         for (c, o) in zip(cases, out) {
             let expected = (o as? [Int]) ?? []
-            #expect(EFuseRSCode.checkBytes(c.map { UInt8($0) }).map(Int.init) == expected, "seed \(seed)")
+            #expect(EFuseReedSolomon.checkValue(c.map { UInt8($0) }).map(Int.init) == expected, "seed \(seed)")
         }
     }
 }
