@@ -19,6 +19,9 @@ public struct ChipInfo: Sendable, Codable, Equatable {
     public var flashSizeName: String
     public var security: SecurityState
     public var loader: String
+    /// ESP32-S3/C3: the eFuses decoded through the chip's field map (key blocks, purposes, digest
+    /// slots, revocations); `security` then carries the closest ESP32-shaped view. nil on an ESP32.
+    public var fieldMapSummary: EFuseFieldMapSummary? = nil
 }
 
 public struct SecurityState: Sendable, Codable, Equatable {
@@ -158,7 +161,16 @@ public enum ChipProbe {
 
     /// The chip whose ROM magic matches.
     public static func detect(_ client: LoaderClient) throws -> ChipSpec {
-        let magic = try client.readRegister(romMagicAddress)
+        let magic: UInt32
+        do { magic = try client.readRegister(romMagicAddress) } catch {
+            // An S3/C3 in Secure Download Mode refuses READ_REG but still answers GET_SECURITY_INFO.
+            if let r = try? client.command(.getSecurityInfo, outputLength: 20), r.data.count >= 20,
+               Array(r.data[0..<4]).loadLE(UInt32.self) & (1 << 2) != 0 {
+                throw FlasherError.gaveUp(port: client.port.name, why: "the chip is in Secure Download Mode "
+                                          + "(ENABLE_SECURITY_DOWNLOAD): it refuses register reads, so its eFuses cannot be read")
+            }
+            throw error
+        }
         guard let spec = ChipSpec.all.first(where: { $0.romChipMagic.contains(magic) }), spec.name == "esp32" else {
             throw FlasherError.unknownChip(magic: magic)
         }

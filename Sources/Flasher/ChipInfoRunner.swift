@@ -17,11 +17,9 @@ extension DeviceRunner {
         for (i, port) in ports.enumerated() {
             group.enter()
             let thread = Thread {
-                let session = FlashSession(port: port, options: options)
-                defer { session.finish(); group.leave() }
+                defer { group.leave() }
                 do {
-                    try session.connect()
-                    results.set(i, PortChipInfo(port: port, info: try session.chipInfo(), error: nil))
+                    results.set(i, PortChipInfo(port: port, info: try ChipInfo.read(port: port, options: options), error: nil))
                 } catch {
                     results.set(i, PortChipInfo(port: port, info: nil, error: describe(error)))
                 }

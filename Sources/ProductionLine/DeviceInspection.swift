@@ -1,7 +1,12 @@
 import BootSimulator
 import Foundation
 import ESPCore
+import EFuse
 import VirtualDevice
+
+private extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
+}
 
 /// A virtual device summarized (`espforge device inspect`): chip, MAC, flash contents map,
 /// security eFuses, and the power-on view predicted on a copy (the folder is not changed) by the
@@ -25,6 +30,7 @@ public struct DeviceInspection: Codable, Sendable {
     public static func of(state: String, onInferred: ([String]) -> Void = { _ in }) throws -> DeviceInspection {
         let device = try DeviceStore(directory: state).load()
         let d = device.description
+        if let chip = device.chip { return fieldMapChip(device, chip) }
         var security: [String: String] = [:]
         for f in DeviceInspector.fields(device.efuses) where securityFields.contains(f.name) { security[f.name] = f.value }
         for b in 1...3 {
@@ -36,6 +42,31 @@ public struct DeviceInspection: Codable, Sendable {
                                 mac: d.mac, flashSize: d.flashSize, flashID: NumberParsing.hex(d.flashID, width: 6),
                                 flashMap: DeviceInspector.flashMap(device.flash), security: security,
                                 powerOn: device.powerOn(using: BootSimulator(config: BootConfig(sdkconfig: sdkconfig))))
+    }
+
+    /// An ESP32-S3/C3: the field map's security state and the ROM's power-on view (no boot
+    /// simulation for these chips yet).
+    static func fieldMapChip(_ device: Device, _ chip: VirtualChip) -> DeviceInspection {
+        let d = device.description
+        let summary = EFuseFieldMapSummary(words: FieldMapController.readable(device.cells ?? EFuseBlockWords(map: chip.efuseMap),
+                                                                               map: chip.efuseMap), map: chip.efuseMap)
+        let s = summary.security
+        var security: [String: String] = [
+            "SECURE_BOOT_EN": s.secureBootEnabled ? "1" : "0",
+            "SPI_BOOT_CRYPT_CNT": "0x" + String(s.spiBootCryptCnt, radix: 16),
+            "DIS_DOWNLOAD_MANUAL_ENCRYPT": s.disDownloadManualEncrypt ? "1" : "0",
+            "ENABLE_SECURITY_DOWNLOAD": s.enableSecurityDownload ? "1" : "0",
+            "DIS_DOWNLOAD_MODE": s.disDownloadMode ? "1" : "0",
+            "DIS_PAD_JTAG": s.disPadJTAG ? "1" : "0",
+            "DIS_USB_JTAG": s.disUSBJTAG ? "1" : "0",
+            "SECURE_BOOT_KEY_REVOKE": s.revokedDigestSlots.map(String.init).joined(separator: ",").nilIfEmpty ?? "none",
+        ]
+        for k in summary.keyBlocks {
+            security["BLOCK_KEY\(k.index)"] = "\(k.purposeName), " + (k.readProtected ? "read-protected" : (k.empty ? "empty" : "programmed"))
+        }
+        return DeviceInspection(chip: chip.displayName, revision: summary.revision, mac: d.mac, flashSize: d.flashSize,
+                                flashID: NumberParsing.hex(d.flashID, width: 6), flashMap: DeviceInspector.flashMap(device.flash),
+                                security: security, powerOn: device.powerOn())
     }
 
     /// The summary as text, one item a line (no trailing newline).

@@ -43,7 +43,7 @@ public final class VirtualRegisterAccess: RegisterAccess, CrystalFrequencyReport
     public func writeRegister(_ address: UInt32, _ value: UInt32) throws {
         engine.writeRegister(address, value)
         if engine.efusesDirty {
-            try store.saveEFuses(engine.device.efuses)
+            try store.saveEFuses(of: engine.device)
             engine.efusesDirty = false
         }
     }

@@ -41,6 +41,7 @@ public enum VirtualDeviceBoot {
     public static func run(state: String, _ options: Options) throws -> BootOutcome {
         let store = DeviceStore(directory: state)
         var device = try store.load()
+        if let chip = device.chip { throw DeviceError.notModelled(chip: chip.displayName, "the first boot (boot simulator)") }
         let remembered = state + "/sdkconfig"
         var configText: (text: String, file: String)?
         if let path = options.sdkconfigPath {

@@ -24,8 +24,12 @@ public enum VirtualDeviceServing {
         let store = DeviceStore(directory: state)
         let engine = ProtocolEngine(device: try store.load())
         let plan = try options.faults.map { try FaultPlan(spec: $0) }
-        engine.firmware = VirtualFirmware.hook(config: try SDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },
-                                               onInferred: { options.onInferred?($0) })
+        if engine.chip == nil {
+            // The boot simulator models the ESP32's ROM and bootloader; an S3/C3 leaving its
+            // loader runs silently (docs/virtual-device-chips.md).
+            engine.firmware = VirtualFirmware.hook(config: try SDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },
+                                                   onInferred: { options.onInferred?($0) })
+        }
         let server = DeviceServer(store: store, engine: engine, faultPlan: plan, faultSeed: options.seed, realtime: options.realtime)
         guard options.idleTimeout >= 0 else { throw UsageError("--idle-timeout must be 0 (never) or a number of seconds") }
         server.idleTimeout = options.idleTimeout > 0 ? options.idleTimeout : nil

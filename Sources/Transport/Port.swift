@@ -62,7 +62,7 @@ extension TransportError: DiagnosticConvertible {
     }
 }
 
-/// A `virtual:DIR[?faults=SPEC&seed=N&lines=auto]` port name, parsed.
+/// A `virtual:DIR[?faults=SPEC&seed=N&lines=auto|usb-jtag]` port name, parsed.
 public struct VirtualPortAddress: Sendable, Equatable {
     /// The whole name as given.
     public var name: String
@@ -72,6 +72,9 @@ public struct VirtualPortAddress: Sendable, Equatable {
     public var seed: UInt64
     /// `?lines=auto`: the board's auto-reset circuit on DTR/RTS (the port is a serial one).
     public var resetLines: Bool
+    /// `?lines=usb-jtag`: DTR/RTS go to the chip's USB-Serial-JTAG peripheral instead (ESP32-S3/C3;
+    /// implies ``resetLines``).
+    public var usbSerialJTAG = false
 
     public init(name: String, directory: String, faults: String? = nil, seed: UInt64 = 1, resetLines: Bool = false) {
         self.name = name
@@ -93,8 +96,9 @@ public struct VirtualPortAddress: Sendable, Equatable {
                 switch kv[0] {
                 case "faults": address.faults = kv[1]
                 case "lines":
-                    guard kv[1] == "auto" else { throw .badPortName(name) }
+                    guard kv[1] == "auto" || kv[1] == "usb-jtag" else { throw .badPortName(name) }
                     address.resetLines = true
+                    address.usbSerialJTAG = kv[1] == "usb-jtag"
                 case "seed":
                     guard let s = UInt64(kv[1]) else { throw .badPortName(name) }
                     address.seed = s

@@ -6,9 +6,17 @@ import Foundation
 public enum DeviceReports {
     /// The description of a new device: `flashSize` as text (e.g. `4MB`), `flashID` a 24-bit
     /// JEDEC id (default: Winbond's 0x40EF with the size code of `flashSize` on top), `mac`
-    /// (default: 24:0a:c4 and three bytes derived from the standardized `statePath`).
-    public static func description(chip: String, flashSize: String, chipRevision: Int, mac: String?,
-                                   flashID: String?, statePath: String) throws -> DeviceDescription {
+    /// (default: the chip's Espressif OUI — 24:0a:c4 for the ESP32 — and three bytes derived from
+    /// the standardized `statePath`), `chipRevision` the major revision (default 3 for the ESP32,
+    /// the chip's table default otherwise) and `minorRevision` (S3/C3 only).
+    public static func description(chip: String, flashSize: String, chipRevision: Int?, mac: String?,
+                                   flashID: String?, statePath: String, minorRevision: Int? = nil) throws -> DeviceDescription {
+        let name = chip.lowercased().replacingOccurrences(of: "-", with: "")
+        let virtualChip = VirtualChip.named(name)
+        guard name == "esp32" || virtualChip != nil else { throw DeviceError.unsupportedChip(chip) }
+        if virtualChip == nil, minorRevision != nil {
+            throw UsageError("--chip-rev-minor is for the ESP32-S3 and ESP32-C3", hint: "an ESP32 has a major revision only (--chip-rev 0…3)")
+        }
         guard let size = NumberParsing.size(flashSize) else {
             throw UsageError("'\(flashSize)' is not a size", hint: "e.g. --flash-size 4MB")
         }
@@ -24,13 +32,17 @@ public enum DeviceReports {
         }
         var seed: UInt64 = 1469598103934665603
         for b in URL(fileURLWithPath: statePath).standardizedFileURL.path.utf8 { seed = (seed ^ UInt64(b)) &* 1099511628211 }
-        return DeviceDescription(chip: chip.lowercased(), chipRevision: chipRevision, package: 1,
-                                 mac: mac ?? Device.defaultMAC(seed: seed), flashSize: size, flashID: id)
+        var d = DeviceDescription(chip: name, chipRevision: chipRevision ?? virtualChip?.defaultMajorRevision ?? 3,
+                                  package: virtualChip?.defaultPackage ?? 1,
+                                  mac: mac ?? Device.defaultMAC(seed: seed, oui: virtualChip?.macOUI ?? [0x24, 0x0A, 0xC4]),
+                                  flashSize: size, flashID: id)
+        if let virtualChip { d.minorRevision = minorRevision ?? virtualChip.defaultMinorRevision }
+        return d
     }
 
     /// `created virtual ESP32 rev v3.0 in DIR: MAC …, flash 4MB (JEDEC id 0x1640ef)`.
     public static func createdLine(_ d: DeviceDescription, state: String) -> String {
-        "created virtual \(d.chip.uppercased()) rev v\(d.chipRevision).0 in \(state): MAC \(d.mac), "
+        "created virtual \(VirtualChip.named(d.chip)?.displayName ?? d.chip.uppercased()) rev v\(d.chipRevision).\(d.minorRevision ?? 0) in \(state): MAC \(d.mac), "
             + "flash \(d.flashSize >> 20)MB (JEDEC id 0x\(String(d.flashID, radix: 16)))"
     }
 

@@ -8,7 +8,8 @@ import Foundation
 /// |---|---|
 /// | `device.json` | ``DeviceDescription``: chip, revision, package, MAC, flash size and JEDEC id |
 /// | `flash.bin` | the whole NOR flash, byte for byte (erased = 0xFF) |
-/// | `efuse.bin` | programmed eFuse words, BLOCK0 (7 words) then BLOCK1–3 (8 words each), u32 LE |
+/// | `efuse.bin` | ESP32: programmed eFuse words, BLOCK0 (7 words) then BLOCK1–3 (8 words each), u32 LE. ESP32-S3/C3: the eFuse controller's register space in `espefuse --virt --path-efuse-file` format (``EFuseVirtualFile``), i.e. what the read registers show (read-protected blocks as zero) |
+/// | `efuse-protected.bin` | ESP32-S3/C3 only, when a block is read-protected: the hidden blocks' fuses in the same format (everything else zero) |
 /// | `stats.json` | ``DeviceStats``: traffic, operations, virtual time, injected faults |
 ///
 /// Flash is written back incrementally (dirty 4 KiB sectors) so state survives a killed server.
@@ -19,6 +20,7 @@ public struct DeviceStore: Sendable {
     public var descriptionPath: String { directory + "/device.json" }
     public var flashPath: String { directory + "/flash.bin" }
     public var efusePath: String { directory + "/efuse.bin" }
+    public var protectedEFusePath: String { directory + "/efuse-protected.bin" }
     public var statsPath: String { directory + "/stats.json" }
 
     public var exists: Bool { FileManager.default.fileExists(atPath: descriptionPath) }
@@ -31,7 +33,7 @@ public struct DeviceStore: Sendable {
             throw DeviceError.io(directory, "cannot create folder: \(error.localizedDescription)")
         }
         try writeFile(flashPath, device.flash.bytes)
-        try saveEFuses(device.efuses)
+        try saveEFuses(of: device)
         try saveStats(device.stats)
         try writeFile(descriptionPath, Array(try json(device.description).utf8))
     }
@@ -49,15 +51,50 @@ public struct DeviceStore: Sendable {
             throw DeviceError.stateDamaged(flashPath, "has \(flash.count) bytes, device.json says \(desc.flashSize)")
         }
         let efuseBytes = try readFile(efusePath)
-        let efuses: EFuseArray
-        do { efuses = try EFuseArray(layout: .esp32, bytes: efuseBytes) } catch {
-            throw DeviceError.stateDamaged(efusePath, error.diagnostic.message)
+        var efuses = EFuseArray(layout: .esp32)
+        var cells: EFuseBlockWords?
+        if let chip = VirtualChip.named(desc.chip) {
+            cells = try loadCells(efuseBytes, chip: chip)
+        } else {
+            guard desc.chip == "esp32" else { throw DeviceError.stateDamaged(descriptionPath, "unknown chip '\(desc.chip)'") }
+            do { efuses = try EFuseArray(layout: .esp32, bytes: efuseBytes) } catch {
+                throw DeviceError.stateDamaged(efusePath, error.diagnostic.message)
+            }
         }
         var stats = DeviceStats()
         if let s = try? readFile(statsPath), let decoded = try? JSONDecoder().decode(DeviceStats.self, from: Data(s)) {
             stats = decoded
         }
-        return Device(description: desc, flash: NORFlash(contents: flash), efuses: efuses, stats: stats)
+        return Device(description: desc, flash: NORFlash(contents: flash), efuses: efuses, cells: cells, stats: stats)
+    }
+
+    /// The fuses of an S3/C3: `efuse.bin` as the read registers show them, with the blocks whose
+    /// RD_DIS bit is burned taken from `efuse-protected.bin` (zero when that file is missing).
+    private func loadCells(_ bytes: [UInt8], chip: VirtualChip) throws -> EFuseBlockWords {
+        let map = chip.efuseMap
+        var cells: EFuseBlockWords
+        do { cells = try EFuseVirtualFile.decode(bytes, map: map, name: efusePath) } catch {
+            throw DeviceError.stateDamaged(efusePath, error.diagnostic.message)
+        }
+        let hiddenBlocks = hidden(cells, map: map)
+        guard !hiddenBlocks.isEmpty, FileManager.default.fileExists(atPath: protectedEFusePath) else { return cells }
+        let protectedBytes = try readFile(protectedEFusePath)
+        let protectedWords: EFuseBlockWords
+        do { protectedWords = try EFuseVirtualFile.decode(protectedBytes, map: map, name: protectedEFusePath) } catch {
+            throw DeviceError.stateDamaged(protectedEFusePath, error.diagnostic.message)
+        }
+        for b in hiddenBlocks {
+            for w in 0..<map.blockWordCounts[b] { cells.setWord(b, w, protectedWords.word(b, w)) }
+        }
+        return cells
+    }
+
+    /// Blocks whose RD_DIS bit is burned.
+    private func hidden(_ cells: EFuseBlockWords, map: EFuseFieldMap) -> [Int] {
+        let rdDis = map.field(named: "RD_DIS").map { cells.integer($0) } ?? 0
+        return map.blockReadProtectBits.enumerated().compactMap { b, bit in
+            bit.map { rdDis & (1 << UInt64($0)) != 0 ? b : nil } ?? nil
+        }
     }
 
     /// Writes the given flash sectors in place.
@@ -81,6 +118,25 @@ public struct DeviceStore: Sendable {
     }
 
     public func saveEFuses(_ efuses: EFuseArray) throws { try writeFile(efusePath, efuses.bytes) }
+
+    /// Writes the device's eFuses: the ESP32 array, or for an S3/C3 `efuse.bin` (read registers'
+    /// view, espefuse's virtual-file format) and, when blocks are read-protected,
+    /// `efuse-protected.bin` with their fuses.
+    public func saveEFuses(of device: Device) throws {
+        guard let chip = device.chip, let cells = device.cells else { return try saveEFuses(device.efuses) }
+        let map = chip.efuseMap
+        try writeFile(efusePath, EFuseVirtualFile.encode(FieldMapController.readable(cells, map: map), map: map))
+        let hiddenBlocks = hidden(cells, map: map)
+        if hiddenBlocks.isEmpty {
+            if FileManager.default.fileExists(atPath: protectedEFusePath) { _ = unlink(protectedEFusePath) }
+            return
+        }
+        var protectedWords = EFuseBlockWords(map: map)
+        for b in hiddenBlocks {
+            for w in 0..<map.blockWordCounts[b] { protectedWords.setWord(b, w, cells.word(b, w)) }
+        }
+        try writeFile(protectedEFusePath, EFuseVirtualFile.encode(protectedWords, map: map))
+    }
 
     public func saveStats(_ stats: DeviceStats) throws { try writeFile(statsPath, Array(try json(stats).utf8)) }
 
@@ -119,7 +175,7 @@ public struct DeviceStore: Sendable {
         for name in names where AtomicFile.isLeftover(name) || name.hasPrefix(".dat.nosync") {
             if unlink(directory + "/" + name) == 0 { removed.append(name) }
         }
-        for path in [descriptionPath, flashPath, efusePath, statsPath] {
+        for path in [descriptionPath, flashPath, efusePath, protectedEFusePath, statsPath] {
             var info = stat()
             if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_mode & 0o077 != 0 {
                 _ = chmod(path, Self.stateMode)

@@ -30,6 +30,7 @@ public struct ROMPowerOn: PowerOnSimulator {
     public init() {}
 
     public func powerOn(_ device: Device) -> PowerOnReport {
+        if let chip = device.chip { return DeviceInspector.fieldMapPowerOn(device, chip: chip) }
         let fe = DeviceInspector.flashEncryptionEnabled(device.efuses)
         let sb = DeviceInspector.secureBootEnabled(device.efuses, revision: device.description.chipRevision)
         let (ok, detail) = DeviceInspector.checkImageHeader(device.flash.read(0x1000, 24) ?? [])
@@ -136,6 +137,41 @@ public enum DeviceInspector {
         public var writeProtected: Bool
         public var readProtected: Bool
         public var description: String
+    }
+
+    /// The device's eFuse fields: the ESP32 layout, or an S3/C3's field map as the read registers
+    /// show it (secret key bytes are not shown).
+    public static func fields(of device: Device) -> [FieldValue] {
+        guard let chip = device.chip, let cells = device.cells else { return fields(device.efuses) }
+        let shown = FieldMapController.readable(cells, map: chip.efuseMap)
+        let summary = EFuseFieldMapSummary(words: shown, map: chip.efuseMap)
+        return summary.fields.filter { $0.width > 0 }.map { f in
+            FieldValue(name: f.name, block: f.block, value: f.value, writeProtected: !f.writeable,
+                       readProtected: !f.readable, description: f.description)
+        }
+    }
+
+    /// The S3/C3 ROM's view at power-on: the security state from the eFuses and an image header
+    /// for this chip at 0x0 (the S3/C3 bootloader offset). No boot simulation.
+    public static func fieldMapPowerOn(_ device: Device, chip: VirtualChip) -> PowerOnReport {
+        let summary = EFuseFieldMapSummary(words: device.cells ?? EFuseBlockWords(map: chip.efuseMap), map: chip.efuseMap)
+        let h = device.flash.read(0, 24) ?? []
+        var ok = false, detail: String
+        if h.count < 24 || h.allSatisfy({ $0 == 0xFF }) {
+            detail = "no image at 0x0 (erased flash)"
+        } else if summary.security.flashEncryptionEnabled {
+            detail = "flash is encrypted; the ROM decrypts the bootloader at 0x0 before checking it"
+        } else if h[0] != 0xE9 {
+            detail = "invalid header magic 0x\(String(h[0], radix: 16)) at 0x0"
+        } else {
+            let id = UInt32(h[12]) | UInt32(h[13]) << 8
+            ok = id == chip.chipID
+            detail = ok ? "valid \(chip.displayName) image header at 0x0: \(h[1]) segment(s)"
+                        : "image at 0x0 is for chip id \(id), not \(chip.displayName) (\(chip.chipID))"
+        }
+        return PowerOnReport(bootMode: "SPI_FAST_FLASH_BOOT", bootloaderHeaderValid: ok, detail: detail,
+                             flashEncryptionEnabled: summary.security.flashEncryptionEnabled,
+                             secureBootEnabled: summary.security.secureBootEnabled)
     }
 
     public static func fields(_ e: EFuseArray, layout: EFuseLayout = .esp32) -> [FieldValue] {

@@ -54,6 +54,11 @@ public final class ProtocolEngine {
 
     private var decoder = SLIPDecoder()
     private var efuse: EFuseController
+    /// ESP32-S3/C3: the chip's loader facts and its eFuse controller (nil on an ESP32).
+    public let chip: VirtualChip?
+    private var fieldEFuse: FieldMapController?
+    /// Registers of an S3/C3 that read back what was written (watchdog, OPTION1…).
+    private var plainRegisters: [UInt32: UInt32] = [:]
     private var spi = SPIFlashEngine()
     private var memory: [UInt32: UInt32] = [:]
     private var rtcSDIOConf: UInt32 = 0
@@ -94,8 +99,23 @@ public final class ProtocolEngine {
         self.timing = timing
         efuse = EFuseController(layout: .esp32, array: device.efuses)
         flashParamsSize = device.description.flashSize
-        flashEncryption = VirtualEncryptionEngine.esp32
+        chip = device.chip
+        if let chip {
+            fieldEFuse = FieldMapController(map: chip.efuseMap, registers: chip.efuseRegisters,
+                                            cells: device.cells ?? EFuseBlockWords(map: chip.efuseMap))
+            spi = SPIFlashEngine(layout: chip.spi)
+            flashEncryption = nil
+        } else {
+            flashEncryption = VirtualEncryptionEngine.esp32
+        }
     }
+
+    /// An S3/C3's eFuses as its read registers show them (what the ROM checks: after a burn, only
+    /// once the controller has reloaded).
+    private var shownEFuses: EFuseBlockWords? { fieldEFuse?.shown }
+
+    /// The ROM of an S3/C3 accepts FLASH_BEGIN's fifth word (encrypted write) too.
+    private var acceptsEncryptFlag: Bool { mode == .stub || chip != nil }
 
     // MARK: Registers
 
@@ -108,9 +128,10 @@ public final class ProtocolEngine {
 
     /// What READ_REG returns for `address`.
     public func readRegister(_ address: UInt32) -> UInt32 {
+        if let chip { return readRegister(address, chip: chip) }
         if address == Self.romMagicAddress { return 0x00F0_1D83 }
         if efuse.contains(address) { return efuse.read(address) }
-        if SPIFlashEngine.contains(address) { return spi.read(address) }
+        if spi.contains(address) { return spi.read(address) }
         switch address {
         case Self.apbCtrlDate: return device.description.chipRevision >= 3 ? 0x9604_2000 : 0x1604_2000
         case Self.uart0ClkDiv:
@@ -132,8 +153,51 @@ public final class ProtocolEngine {
         }
     }
 
+    /// READ_REG on an S3/C3: magic word, eFuse controller, SPI1, UART divider, strapping, plain
+    /// registers; anything else reads as RAM (0 until written).
+    private func readRegister(_ address: UInt32, chip: VirtualChip) -> UInt32 {
+        if address == Self.romMagicAddress { return chip.magicValue }
+        if let f = fieldEFuse, f.contains(address) { return f.read(address) }
+        if spi.contains(address) { return spi.read(address) }
+        switch address {
+        case chip.uartClockDivider:
+            let xtal = UInt64(device.description.crystalHz), b = UInt64(max(1, baud))
+            return UInt32(truncatingIfNeeded: (((xtal * 16 / b) & 0xF) << 20) | ((xtal / b) & 0xFFFFF))
+        case chip.gpioStrap: return chip.gpioStrapDownload
+        default: return plainRegisters[address] ?? memory[address] ?? 0
+        }
+    }
+
+    private func writeRegister(_ address: UInt32, _ value: UInt32, chip: VirtualChip) {
+        if var f = fieldEFuse, f.contains(address) {
+            let effect = f.write(address, value)
+            fieldEFuse = f
+            switch effect {
+            case let .programmed(_, changed):
+                connection.efusePrograms += 1
+                advance(timing.efuseProgram)
+                if changed {
+                    device.cells = f.cells
+                    efusesDirty = true
+                }
+            case let .checkValueMismatch(block):
+                note("eFuse program of block \(block) refused: PGM_CHECK_VALUE is not the block's RS check")
+            case .none, .reloaded: break
+            }
+            return
+        }
+        if spi.contains(address) {
+            spi.write(address, value, flashID: device.description.flashID, flash: device.flash)
+            return
+        }
+        if address == Self.romMagicAddress || address == chip.gpioStrap || address == chip.uartDate { return }
+        if chip.plainRegisters.contains(address) { plainRegisters[address] = value; return }
+        if memory.count < 65_536 || memory[address] != nil { memory[address] = value }
+    }
+
     /// A register write with the side effects of the eFuse controller and the SPI engine.
     public func writeRegister(_ address: UInt32, _ value: UInt32) {
+        if let chip { return writeRegister(address, value, chip: chip) }
         if efuse.contains(address) {
             if efuse.write(address, value) {
                 efusesDirty = true
@@ -143,7 +207,7 @@ public final class ProtocolEngine {
             }
             return
         }
-        if SPIFlashEngine.contains(address) {
+        if spi.contains(address) {
             spi.write(address, value, flashID: device.description.flashID, flash: device.flash)
             return
         }
@@ -171,9 +235,11 @@ public final class ProtocolEngine {
         }
     }
 
-    /// UART_DOWNLOAD_DIS is burned and the chip honours it (revision 3 and later).
+    /// UART_DOWNLOAD_DIS is burned and the chip honours it (revision 3 and later); on an S3/C3,
+    /// DIS_DOWNLOAD_MODE.
     public var downloadModeDisabled: Bool {
-        device.description.chipRevision >= 3 && device.efuses.rawWord(block: 0, word: 0) & (1 << 27) != 0
+        if let chip { return chip.downloadModeDisabled(device.cells ?? EFuseBlockWords(map: chip.efuseMap)) }
+        return device.description.chipRevision >= 3 && device.efuses.rawWord(block: 0, word: 0) & (1 << 27) != 0
     }
 
     /// Hardware reset into download mode (stub, baud and SPI attach are forgotten).
@@ -186,7 +252,10 @@ public final class ProtocolEngine {
         readOp = nil
         decoder = SLIPDecoder()
         efuse.reload()
-        spi = SPIFlashEngine()
+        fieldEFuse?.powerOn()
+        plainRegisters = [:]
+        if let hook = chip?.secureBootStubHook { memory[hook.address] = hook.romValue }
+        spi = SPIFlashEngine(layout: chip?.spi ?? .esp32)
         romWindow = ROMDeflateWindow()
         // The ROM assumes a 2 MB chip until SPI_SET_PARAMS says otherwise.
         flashParamsSize = min(2 << 20, device.description.flashSize)
@@ -301,6 +370,13 @@ public final class ProtocolEngine {
     private func handle(_ p: CommandPacket) {
         let op = p.opcode
         guard let known = p.op else { return unsupported(op) }
+        if let chip, mode == .rom, let shown = shownEFuses, chip.secureDownloadMode(shown),
+           !VirtualChip.secureDownloadCommands.contains(known) {
+            // ENABLE_SECURITY_DOWNLOAD: the ROM keeps only SYNC, SPI setup, baud, plain flash
+            // writes and GET_SECURITY_INFO (ESP-IDF "Secure Download Mode"; documentation only).
+            note("command 0x\(String(op, radix: 16)) refused in secure download mode")
+            return reply(op, error: .invalidMessage)
+        }
         switch known {
         case .sync:
             guard p.data == LoaderProtocol.syncPayload else { return note("SYNC with a wrong payload ignored") }
@@ -343,6 +419,12 @@ public final class ProtocolEngine {
         case .spiFlashMD5: md5(p)
         case .readFlashSlow:
             guard mode == .rom else { return unsupported(op) }
+            if let hook = chip?.secureBootStubHook, let ptr = memory[hook.address], ptr != hook.romValue, ptr != 0 {
+                // The ROM's legacy read now points into uploaded RAM: it runs the stub (no reply).
+                mode = .stub
+                send(Array("OHAI".utf8))
+                return
+            }
             guard let off = p.word(0), let len = p.word(1) else { return reply(op, error: badMessage) }
             guard len <= 64 else { return reply(op, error: .flashReadLength) }
             guard let data = device.flash.read(Int(off), Int(len)) else { return reply(op, error: .flashRead) }
@@ -367,6 +449,11 @@ public final class ProtocolEngine {
             let noExec = p.word(0) ?? 1, entry = p.word(1) ?? 0
             memOp = nil
             reply(op)
+            if let chip, chip.secureBootStubHook != nil, let shown = shownEFuses, chip.secureBootEnabled(shown) {
+                // ESP32-S3 ROM with Secure Boot on: uploaded code is not run from MEM_END.
+                note("MEM_END entry ignored: Secure Boot is enabled (ESP32-S3 ROM)")
+                return
+            }
             if noExec == 0 && entry != 0 {
                 // The uploaded code "runs": we take it to be esptool's flasher stub and emulate it.
                 mode = .stub
@@ -393,7 +480,12 @@ public final class ProtocolEngine {
         case .runUserCode:
             guard mode == .stub else { return unsupported(op) }
             startFirmware()
-        case .getSecurityInfo, .flashEncryptData:
+        case .getSecurityInfo:
+            // ROM and stub of the S3/C3 answer with 20 bytes computed from the eFuses; the ESP32
+            // ROM does not know the command.
+            guard let chip else { return unsupported(op) }
+            reply(op, output: chip.securityInfo(shownEFuses ?? EFuseBlockWords(map: chip.efuseMap)))
+        case .flashEncryptData:
             unsupported(op)
         }
     }
@@ -423,12 +515,22 @@ public final class ProtocolEngine {
 
     private func flashBegin(_ p: CommandPacket, compressed: Bool) {
         let op = p.opcode
-        let okSize = mode == .rom ? p.data.count == 16 : (p.data.count == 16 || p.data.count == 20)
+        let okSize = !acceptsEncryptFlag ? p.data.count == 16 : (p.data.count == 16 || p.data.count == 20)
         guard okSize, let size = p.word(0), let blocks = p.word(1), let blockSize = p.word(2), let offset = p.word(3) else {
             return reply(op, error: badMessage)
         }
-        let encrypted = mode == .stub && (p.word(4) ?? 0) != 0
-        if encrypted, flashEncryption == nil {
+        let encrypted = acceptsEncryptFlag && (p.word(4) ?? 0) != 0
+        if encrypted, let chip {
+            // The S3/C3 engine in download mode: refused under DIS_DOWNLOAD_MANUAL_ENCRYPT or
+            // without an XTS key purpose (ROM and stub alike).
+            let cells = device.cells ?? EFuseBlockWords(map: chip.efuseMap)
+            let disabled = chip.manualEncryptDisabled(shownEFuses ?? cells)
+            if disabled || chip.flashEncryptionKey(cells) == nil {
+                note(disabled ? "encrypted write refused: DIS_DOWNLOAD_MANUAL_ENCRYPT"
+                                                       : "encrypted write refused: no XTS key in the eFuses")
+                return reply(op, error: mode == .stub ? .stubNotImplemented : .invalidParameter)
+            }
+        } else if encrypted, flashEncryption == nil {
             // Encrypted writes need the on-chip flash encryption engine (see `flashEncryption`).
             note("encrypted write refused: no flash encryption engine installed")
             return reply(op, error: .stubNotImplemented)
@@ -480,7 +582,7 @@ public final class ProtocolEngine {
                 flashOp = f
                 return reply(op, error: .stubTooMuchData)
             }
-            if mode == .rom {
+            if mode == .rom, chip == nil {
                 romWindow.append(toWrite, at: f.written)
                 if inflater.finished, !f.encrypted {
                     // Recorded ROM behaviour: the last window is written out whole, so the stale
@@ -503,7 +605,14 @@ public final class ProtocolEngine {
             f.written = max(f.written, at - f.offset + toWrite.count)
         }
         flashOp = f
-        if f.encrypted {
+        if f.encrypted, let chip {
+            guard let ciphertext = chip.encryptForDownload(device.cells ?? EFuseBlockWords(map: chip.efuseMap),
+                                                           address: at, plaintext: toWrite),
+                  ciphertext.count == toWrite.count else {
+                return reply(op, error: mode == .stub ? .stubSPIFailed : .flashWrite)
+            }
+            toWrite = ciphertext
+        } else if f.encrypted {
             guard let engine = flashEncryption, let ciphertext = engine(device.efuses, at, toWrite),
                   ciphertext.count == toWrite.count else {
                 return reply(op, error: .stubSPIFailed)
@@ -555,6 +664,10 @@ public final class ProtocolEngine {
         guard let firmware else { return }
         let run = firmware(&device)
         efuse = EFuseController(layout: .esp32, array: device.efuses)
+        if let chip {
+            fieldEFuse = FieldMapController(map: chip.efuseMap, registers: chip.efuseRegisters,
+                                            cells: device.cells ?? EFuseBlockWords(map: chip.efuseMap))
+        }
         efusesDirty = true
         advance(run.seconds)
         output += run.console

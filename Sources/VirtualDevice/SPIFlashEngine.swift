@@ -1,21 +1,23 @@
-/// The SPI1 "user command" engine (base 0x3FF42000) through which esptool talks to the flash chip
-/// directly: JEDEC id (0x9F), SFDP (0x5A), status registers, reset. Writing CMD with bit 18 (USR)
-/// runs the command at once; CMD then reads with bit 18 clear.
+/// The SPI1 "user command" engine (ESP32: base 0x3FF42000; S3/C3: 0x60002000, other offsets, see
+/// ``SPIRegisterLayout``) through which esptool talks to the flash chip directly: JEDEC id (0x9F),
+/// SFDP (0x5A), status registers, reset. Writing CMD with bit 18 (USR) runs the command at once;
+/// CMD then reads with bit 18 clear.
 struct SPIFlashEngine: Sendable {
-    static let base: UInt32 = 0x3FF4_2000
-    static let windowSize: UInt32 = 0x100
-    static let cmd: UInt32 = 0x00, addr: UInt32 = 0x04, user: UInt32 = 0x1C, user1: UInt32 = 0x20
-    static let user2: UInt32 = 0x24, mosiDlen: UInt32 = 0x28, misoDlen: UInt32 = 0x2C, w0: UInt32 = 0x80
-
-    var regs = [UInt32](repeating: 0, count: Int(windowSize / 4))
+    let layout: SPIRegisterLayout
+    var regs: [UInt32]
     /// Flash status registers 1–3.
     var status: [UInt8] = [0, 0x02, 0x60]
     var commandsRun = 0
 
-    static func contains(_ address: UInt32) -> Bool { address >= base && address < base + windowSize }
+    init(layout: SPIRegisterLayout = .esp32) {
+        self.layout = layout
+        regs = [UInt32](repeating: 0, count: Int(layout.windowSize / 4))
+    }
+
+    func contains(_ address: UInt32) -> Bool { address >= layout.base && address < layout.base + layout.windowSize }
 
     func read(_ address: UInt32) -> UInt32 {
-        let i = Int((address - Self.base) / 4)
+        let i = Int((address - layout.base) / 4)
         return i < regs.count ? regs[i] : 0
     }
 
@@ -26,10 +28,10 @@ struct SPIFlashEngine: Sendable {
     ]
 
     mutating func write(_ address: UInt32, _ value: UInt32, flashID: UInt32, flash: NORFlash) {
-        let off = address - Self.base
+        let off = address - layout.base
         let i = Int(off / 4)
         guard i < regs.count else { return }
-        if off == Self.cmd, value & (1 << 18) != 0 {
+        if off == layout.cmd, value & (1 << 18) != 0 {
             regs[i] = value & ~(1 << 18)
             execute(flashID: flashID, flash: flash)
         } else {
@@ -41,17 +43,17 @@ struct SPIFlashEngine: Sendable {
 
     private mutating func execute(flashID: UInt32, flash: NORFlash) {
         commandsRun += 1
-        let user = reg(Self.user)
-        let command = UInt8(reg(Self.user2) & 0xFF)
+        let user = reg(layout.user)
+        let command = UInt8(reg(layout.user2) & 0xFF)
         var address: UInt32 = 0
         if user & (1 << 30) != 0 {
-            let bits = Int((reg(Self.user1) >> 26) & 0x3F) + 1
-            address = bits >= 32 ? reg(Self.addr) : reg(Self.addr) >> UInt32(32 - bits)
+            let bits = Int((reg(layout.user1) >> 26) & 0x3F) + 1
+            address = bits >= 32 ? reg(layout.addr) : reg(layout.addr) >> UInt32(32 - bits)
         }
         var mosi: [UInt8] = []
         if user & (1 << 27) != 0 {
-            let bytes = (Int(reg(Self.mosiDlen) & 0x7FF) + 8) / 8
-            for k in 0..<min(bytes, 64) { mosi.append(UInt8((reg(Self.w0 + UInt32(k / 4) * 4) >> UInt32(8 * (k % 4))) & 0xFF)) }
+            let bytes = (Int(reg(layout.mosiDlen) & 0x7FF) + 8) / 8
+            for k in 0..<min(bytes, 64) { mosi.append(UInt8((reg(layout.w0 + UInt32(k / 4) * 4) >> UInt32(8 * (k % 4))) & 0xFF)) }
         }
         var response: [UInt8] = []
         switch command {
@@ -77,7 +79,7 @@ struct SPIFlashEngine: Sendable {
         default: break // 0x50, 0x66, 0x99, 0xAB, 0xB9, 0x79, 0xFF …: accepted, nothing to report
         }
         if user & (1 << 28) != 0 {
-            let bits = Int(reg(Self.misoDlen) & 0x7FF) + 1
+            let bits = Int(reg(layout.misoDlen) & 0x7FF) + 1
             for k in 0..<16 where k * 32 < bits {
                 var word: UInt32 = 0
                 for j in 0..<4 {
@@ -89,7 +91,7 @@ struct SPIFlashEngine: Sendable {
                     if valid < 8 { b &= (1 << UInt32(valid)) - 1 }
                     word |= b << UInt32(8 * j)
                 }
-                regs[Int((Self.w0 / 4)) + k] = word
+                regs[Int((layout.w0 / 4)) + k] = word
             }
         }
     }

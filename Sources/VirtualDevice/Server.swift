@@ -228,7 +228,7 @@ public final class DeviceServer {
     func save(final: Bool) throws {
         try store.saveFlashSectors(engine.device.flash, sectors: engine.takeDirtySectors())
         if engine.efusesDirty {
-            try store.saveEFuses(engine.device.efuses)
+            try store.saveEFuses(of: engine.device)
             engine.efusesDirty = false
         }
         if final || Date().timeIntervalSince(lastStatsSave) > 0.5 {

@@ -12,6 +12,12 @@ import Transport
 /// the chip into download mode (ROM banner), with IO0 high it boots from flash and runs the
 /// `firmware` it was opened with (console output follows; nil: the chip prints nothing).
 ///
+/// `?lines=usb-jtag` (ESP32-S3/C3) puts the modem lines on the chip's USB-Serial-JTAG peripheral
+/// instead: RTS asserted with DTR released holds the chip in reset; if DTR was asserted just
+/// before the reset began, the chip comes out of it in download mode, otherwise it boots from
+/// flash. esptool's `usb-reset` sequence and its USB hard reset drive exactly these states.
+/// Modelled from Espressif's documentation of the peripheral (no recording).
+///
 /// Lives here, not in Transport: Transport opens `virtual:` names through an injected opener
 /// (``VirtualPorts/opener(firmware:)``) and does not depend on the device model.
 public final class VirtualPort: ChipPort {
@@ -19,7 +25,10 @@ public final class VirtualPort: ChipPort {
     public let kind: PortKind
     private let directory: String
     private let lines: Bool
+    private let usbSerialJTAG: Bool
     private var dtr = false, rts = false
+    /// USB-Serial-JTAG: the chip is held in reset, and comes out in download mode.
+    private var inUSBReset = false, usbDownloadLatched = false
     public let store: DeviceStore
     public let engine: ProtocolEngine
     private let faultPlan: FaultPlan?
@@ -29,14 +38,15 @@ public final class VirtualPort: ChipPort {
     private var open = false
 
     public init(name: String, directory: String, faults: String? = nil, seed: UInt64 = 1, resetLines: Bool = false,
-                firmware: (@Sendable (inout Device) -> FirmwareRun)? = nil) throws {
+                usbSerialJTAG: Bool = false, firmware: (@Sendable (inout Device) -> FirmwareRun)? = nil) throws {
         self.name = name
         self.directory = directory
-        lines = resetLines
-        kind = resetLines ? .serial : .virtual
+        lines = resetLines || usbSerialJTAG
+        self.usbSerialJTAG = usbSerialJTAG
+        kind = resetLines || usbSerialJTAG ? .serial : .virtual
         store = DeviceStore(directory: directory)
         engine = ProtocolEngine(device: try store.load())
-        if resetLines { engine.firmware = firmware }
+        if resetLines, engine.chip == nil { engine.firmware = firmware }
         faultPlan = try faults.map { try FaultPlan(spec: $0) }
         faultSeed = seed
         begin()
@@ -92,6 +102,7 @@ public final class VirtualPort: ChipPort {
     public func setBaud(_ baud: Int) throws {}
     public func setModemLines(dtr: Bool?, rts: Bool?) throws {
         guard lines else { return }
+        if usbSerialJTAG { return usbLines(dtr: dtr, rts: rts) }
         let enWasLow = self.rts
         if let dtr { self.dtr = dtr }
         if let rts { self.rts = rts }
@@ -99,12 +110,35 @@ public final class VirtualPort: ChipPort {
         // EN rises: the chip comes out of reset and samples IO0.
         if self.dtr {
             engine.resetToROM()
-            pending += romBootBanner
+            pending += engine.chip?.downloadBanner(reset: "0x1 (POWERON)") ?? romBootBanner
         } else {
             pending += engine.resetIntoFirmware()
             try? save()
         }
     }
+
+    /// The USB-Serial-JTAG peripheral's reset logic (see the type's documentation).
+    private func usbLines(dtr newDTR: Bool?, rts newRTS: Bool?) {
+        let dtrBefore = dtr
+        if let newDTR { dtr = newDTR }
+        if let newRTS { rts = newRTS }
+        guard open else { return }
+        let reset = rts && !dtr
+        if reset, !inUSBReset {
+            inUSBReset = true
+            usbDownloadLatched = dtrBefore
+        } else if !reset, inUSBReset {
+            inUSBReset = false
+            if usbDownloadLatched {
+                engine.resetToROM()
+                pending += engine.chip?.downloadBanner(reset: "0x15 (USB_UART_CHIP_RESET)") ?? romBootBanner
+            } else {
+                pending += engine.resetIntoFirmware()
+                try? save()
+            }
+        }
+    }
+
     public func flushInput() { pending = [] }
 
     public func reopen() throws {
@@ -124,7 +158,7 @@ public final class VirtualPort: ChipPort {
     public func save() throws {
         try store.saveFlashSectors(engine.device.flash, sectors: engine.takeDirtySectors())
         if engine.efusesDirty {
-            try store.saveEFuses(engine.device.efuses)
+            try store.saveEFuses(of: engine.device)
             engine.efusesDirty = false
         }
         try store.saveStats(engine.stats)
@@ -148,7 +182,7 @@ public enum VirtualPorts {
     public static func opener(firmware: FirmwareFactory? = nil) -> PortOpener {
         PortOpener(virtual: { address in
             try VirtualPort(name: address.name, directory: address.directory, faults: address.faults, seed: address.seed,
-                            resetLines: address.resetLines,
+                            resetLines: address.resetLines && !address.usbSerialJTAG, usbSerialJTAG: address.usbSerialJTAG,
                             firmware: address.resetLines ? firmware?(address.directory) : nil)
         })
     }

@@ -365,7 +365,7 @@ func zlibCompress(_ data: [UInt8]) -> [UInt8] {
 
 @Suite struct DeviceModelTests {
     @Test func createValidatesAndInspects() throws {
-        #expect(throws: DeviceError.self) { try Device.create(DeviceDescription(chip: "esp32s3", mac: "24:0a:c4:00:00:01")) }
+        #expect(throws: DeviceError.self) { try Device.create(DeviceDescription(chip: "esp32s2", mac: "24:0a:c4:00:00:01")) }
         #expect(throws: DeviceError.self) { try Device.create(DeviceDescription(mac: "24:0a:c4:00:00:01", flashSize: 3 << 20)) }
         #expect(throws: EFuseError.self) { try Device.create(DeviceDescription(mac: "nope")) }
         var d = try Device.create(DeviceDescription(mac: "24:0a:c4:00:00:01"))

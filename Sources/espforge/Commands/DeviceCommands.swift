@@ -6,7 +6,7 @@ import VirtualDevice
 
 struct DeviceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "device", abstract: "A virtual ESP32 in download mode that esptool and espefuse can talk to.",
+        commandName: "device", abstract: "A virtual ESP32, ESP32-S3 or ESP32-C3 in download mode that esptool and espefuse can talk to.",
         discussion: """
             A virtual device is a folder (--state DIR) holding device.json (chip, revision, MAC, \
             flash size and JEDEC id), flash.bin (the NOR flash), efuse.bin (the eFuse words) and \
@@ -24,19 +24,23 @@ struct DeviceCommand: ParsableCommand {
 
 struct DeviceCreate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "create", abstract: "Create a blank virtual ESP32 (flash erased, eFuses in factory state).",
+        commandName: "create", abstract: "Create a blank virtual ESP32, ESP32-S3 or ESP32-C3 (flash erased, eFuses in factory state).",
         discussion: """
-            The eFuses get the factory MAC with its CRC, package, chip revision bits, CPU rating and \
-            calibration values; everything else is 0 (coding scheme NONE, nothing protected).
+            ESP32: the eFuses get the factory MAC with its CRC, package, chip revision bits, CPU rating \
+            and calibration values; everything else is 0 (coding scheme NONE, nothing protected). \
+            ESP32-S3/C3: BLOCK1 gets the factory MAC (an Espressif OUI), the wafer revision and the \
+            package; efuse.bin is in `espefuse --virt` file format (docs/virtual-device-chips.md).
 
             Example:
               espforge device create --chip esp32 --flash-size 4MB --chip-rev 3 --mac 24:0a:c4:12:34:56 --state dev1
+              espforge device create --chip esp32c3 --chip-rev 0 --chip-rev-minor 4 --state c3dev
             """
     )
 
-    @Option(help: "Chip to simulate (only esp32).") var chip = "esp32"
+    @Option(help: "Chip to simulate: esp32, esp32s3 or esp32c3.") var chip = "esp32"
     @Option(name: .customLong("flash-size"), help: "Flash size: 1MB, 2MB, 4MB, 8MB or 16MB.") var flashSize = "4MB"
-    @Option(name: .customLong("chip-rev"), help: "Major chip revision 0…3 (3 = ESP32-D0WD-V3).") var chipRev = 3
+    @Option(name: .customLong("chip-rev"), help: "Major chip revision 0…3 (default: 3 on an ESP32 = ESP32-D0WD-V3, 0 on an S3/C3).") var chipRev: Int?
+    @Option(name: .customLong("chip-rev-minor"), help: "Minor chip revision 0…15, ESP32-S3/C3 only (default: 2 on an S3, 4 on a C3).") var chipRevMinor: Int?
     @Option(help: "Factory MAC (default: 24:0a:c4 and three bytes derived from the state path).") var mac: String?
     @Option(name: .customLong("flash-id"), help: "JEDEC id as RDID returns it (default 0x1640EF, Winbond W25Q32).") var flashID: String?
     @Option(help: "State folder to create.") var state: String
@@ -46,7 +50,7 @@ struct DeviceCreate: ParsableCommand {
     func run() throws {
         let sdkconfigText = try sdkconfig.map { try FileIO.readText($0, limit: .configText) }
         let description = try DeviceReports.description(chip: chip, flashSize: flashSize, chipRevision: chipRev, mac: mac,
-                                                        flashID: flashID, statePath: state)
+                                                        flashID: flashID, statePath: state, minorRevision: chipRevMinor)
         let device = try Device.create(description)
         try DeviceStore(directory: state).create(device, force: force)
         if let sdkconfigText { try FileIO.write(sdkconfigText, to: state + "/sdkconfig") }
@@ -154,7 +158,7 @@ struct DeviceDump: ParsableCommand {
             print("wrote \(device.flash.size) bytes of flash to \(output)")
             return
         }
-        let fields = DeviceInspector.fields(device.efuses)
+        let fields = DeviceInspector.fields(of: device)
         if json { return try Output.printJSON(fields) }
         print(DeviceReports.efuseText(fields))
     }
