@@ -94,10 +94,23 @@ struct ChipPortSafetyTests {
         #expect(flashed.0.status != 0 && flashed.0.err.contains("PF019"), "\(flashed.0.out)\(flashed.0.err)")
         #expect(!flashed.changed)
 
-        let (good, goodJSON) = try b.preflight(try b.pairs(key: 0))
+        let right = try b.pairs(key: 0)
+        let (good, goodJSON) = try b.preflight(right)
         // Only warnings left (PF028: JTAG and direct boot still open on this test board).
         #expect(good.status == 0 && goodJSON["errors"] as? Int == 0 && !codes(goodJSON).contains("PF019"),
                 "\(codes(goodJSON)) \(good.err)")
+        // The allowed plan goes through (ROM loader, MD5-verified): exactly its bytes at its
+        // addresses, the flash around them as it was.
+        let before = b.flash
+        let written = try b.flashWrite(right)
+        #expect(written.0.status == 0, "\(written.0.out)\(written.0.err)")
+        var expected = before
+        for i in stride(from: 0, to: right.count, by: 2) {
+            let address = try #require(Int(right[i].dropFirst(2), radix: 16))
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: right[i + 1])))
+            expected.replaceSubrange(address..<address + bytes.count, with: bytes)
+        }
+        #expect(b.flash == expected)
     }
 
     /// An image built for the other chip is refused on the board (PF018: image chip id vs the
