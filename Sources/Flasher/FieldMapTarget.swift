@@ -105,7 +105,7 @@ public struct FieldMapTarget {
                 throw FlasherError.badResponse(command: "SPI_FLASH_MD5", why: "\(entry.name) at \(hex(entry.address)) reads back differently")
             }
             let md5 = want.map { String(format: "%02x", $0) }.joined()
-            results.append(RegionResult(address: entry.address, size: entry.bytes.count, name: entry.name, outcome: .verified,
+            results.append(RegionResult(address: entry.address, size: entry.bytes.count, name: entry.name, outcome: .written,
                                         md5: md5, compressed: false, payloadBytes: blocks * block))
             emit(FlashEvent(device: port, event: "verified", address: entry.address, size: entry.bytes.count, detail: md5))
         }

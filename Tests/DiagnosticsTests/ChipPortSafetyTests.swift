@@ -87,6 +87,14 @@ struct ChipPortSafetyTests {
         let kb = try #require((target["efuses"] as? [String: Any])?["keyBlocks"] as? [String: Any])
         #expect(kb["secureBootEnabled"] as? Bool == true)
 
+        // The device folder read offline (--state) gives the same findings as the port.
+        let state = try Espforge.run(["preflight", "--state", b.state, "--json"] + wrong)
+        let stateJSON = try #require(try JSONSerialization.jsonObject(with: Data(state.stdout)) as? [String: Any], "\(state.err)")
+        #expect(state.status == 1 && codes(stateJSON) == codes(json), "\(codes(stateJSON)) vs \(codes(json))")
+        let stateTarget = try #require(stateJSON["target"] as? [String: Any])
+        #expect(stateTarget["chipRevision"] as? Int == target["chipRevision"] as? Int
+                && stateTarget["flashSize"] as? Int == target["flashSize"] as? Int, "\(stateTarget) vs \(target)")
+
         let text = try Espforge.run(["preflight", "--port", b.port, "--before", "no-reset"] + wrong)
         #expect(text.out.contains("ERROR PF019") && text.out.contains(ChipSpec.named(chip)?.displayName ?? "?"), "\(text.out)")
 
