@@ -147,12 +147,13 @@ struct ChipPortSafetyTests {
         let plan = try b.pairs(key: nil)
         let (pf, json) = try b.preflight(plan)
         let found = codes(json)
-        #expect(pf.status == 1 && !found.isEmpty, "\(found)")
+        // PF012: plaintext images onto a chip that decrypts what it reads.
+        #expect(pf.status == 1 && found.filter { $0 == "PF012" }.count == 3, "\(found)")
         let target = try #require(json["target"] as? [String: Any])
         let kb = try #require((target["efuses"] as? [String: Any])?["keyBlocks"] as? [String: Any])
         #expect(kb["spiBootCryptCnt"] as? Int == 1, "\(kb)")
         let flashed = try b.flashWrite(plan)
-        #expect(flashed.0.status != 0 && flashed.0.err.contains("refused"), "\(flashed.0.err)")
+        #expect(flashed.0.status != 0 && flashed.0.err.contains("PF012"), "\(flashed.0.err)")
         #expect(!flashed.changed)
     }
 
@@ -175,5 +176,43 @@ struct ChipPortSafetyTests {
                 "\(blocks)")
         let (good, _) = try b.preflight(try b.pairs(key: 0))
         #expect(good.status == 0, "\(good.out)")
+    }
+
+    /// The same over `socket://` (`espforge device serve`, the ESP32-C3's ROM loader in another
+    /// process): refused with PF019 and nothing written; the plan signed with the burned key
+    /// goes through, and exactly its bytes land.
+    @Test func overSocketRefusedThenWritten() throws {
+        let b = try Bench("esp32c3")
+        try b.create { e in
+            try e.digest(slot: 0, keyBlock: 0, try ChipFixture.digest(0))
+            try e.set("SECURE_BOOT_EN", 1)
+        }
+        let wrong = try b.pairs(key: 1), right = try b.pairs(key: 0)
+        let before = b.flash
+        do {
+            let server = try DeviceServerProcess(state: b.state)
+            defer { server.stop() }
+            let port = "socket://127.0.0.1:\(server.port)"
+            let pf = try Espforge.run(["preflight", "--port", port, "--json"] + wrong)
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(pf.stdout)) as? [String: Any], "\(pf.err)")
+            #expect(pf.status == 1 && codes(json).contains("PF019"), "\(codes(json))")
+            #expect((json["target"] as? [String: Any])?["chip"] as? String == "esp32c3")
+            let refused = try Espforge.run(["flash", "write", "--port", port, "--after", "no-reset"] + wrong)
+            #expect(refused.status != 0 && refused.err.contains("PF019"), "\(refused.out)\(refused.err)")
+        }
+        #expect(b.flash == before)
+        do {
+            let server = try DeviceServerProcess(state: b.state)
+            defer { server.stop() }
+            let ok = try Espforge.run(["flash", "write", "--port", "socket://127.0.0.1:\(server.port)", "--after", "no-reset"] + right)
+            #expect(ok.status == 0, "\(ok.out)\(ok.err)")
+        }
+        var expected = before
+        for i in stride(from: 0, to: right.count, by: 2) {
+            let address = try #require(Int(right[i].dropFirst(2), radix: 16))
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: right[i + 1])))
+            expected.replaceSubrange(address..<address + bytes.count, with: bytes)
+        }
+        #expect(b.flash == expected)
     }
 }
