@@ -133,6 +133,8 @@ extension DeviceRunner {
             guard !request.encrypt else {
                 throw FlasherError.romUnsupported("--encrypt on \(chip.spec.displayName) (the plan passes the rules; nothing was written)")
             }
+            // The ROM takes CHANGE_BAUDRATE as on ESP32 (`--baud`), after the facts were read.
+            if options.baud != c.baud { try c.changeBaud(options.baud) }
             return try FieldMapTarget.writeThroughROM(c, report: report, flashSize: chip.flashSize ?? 4 << 20, port: port, emit: emit)
         }
     }

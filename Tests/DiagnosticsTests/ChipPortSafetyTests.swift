@@ -204,7 +204,8 @@ struct ChipPortSafetyTests {
         do {
             let server = try DeviceServerProcess(state: b.state)
             defer { server.stop() }
-            let ok = try Espforge.run(["flash", "write", "--port", "socket://127.0.0.1:\(server.port)", "--after", "no-reset"] + right)
+            let ok = try Espforge.run(["flash", "write", "--port", "socket://127.0.0.1:\(server.port)", "--after", "no-reset",
+                                  "--baud", "921600"] + right)
             #expect(ok.status == 0, "\(ok.out)\(ok.err)")
         }
         var expected = before
