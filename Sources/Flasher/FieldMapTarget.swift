@@ -107,7 +107,7 @@ public struct FieldMapTarget {
             let md5 = want.map { String(format: "%02x", $0) }.joined()
             results.append(RegionResult(address: entry.address, size: entry.bytes.count, name: entry.name, outcome: .written,
                                         md5: md5, compressed: false, payloadBytes: blocks * block))
-            emit(FlashEvent(device: port, event: "verified", address: entry.address, size: entry.bytes.count, detail: md5))
+            emit(FlashEvent(device: port, event: "written", address: entry.address, size: entry.bytes.count, detail: "md5 \(md5)"))
         }
         return results
     }
