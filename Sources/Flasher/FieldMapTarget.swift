@@ -73,7 +73,7 @@ public struct FieldMapTarget {
     /// sectors: the bytes of the first and last sector outside a region are read first and
     /// written back, so nothing outside the region changes.
     static func writeThroughROM(_ c: LoaderClient, report: SafetyReport, flashSize: Int, port: String,
-                                emit: (FlashEvent) -> Void) throws -> [RegionResult] {
+                                skipUnchanged: Bool = false, emit: (FlashEvent) -> Void) throws -> [RegionResult] {
         try c.spiSetParams(size: flashSize)
         let sector = LoaderSectorSize, block = LoaderProtocol.romWriteBlock
         var results: [RegionResult] = []
@@ -82,6 +82,14 @@ public struct FieldMapTarget {
             let end = (entry.address + entry.bytes.count + sector - 1) / sector * sector
             guard end <= flashSize else {
                 throw FlasherError.gaveUp(port: port, why: "\(entry.name) ends past the \(flashSize >> 20)MB flash")
+            }
+            let want = Array(Insecure.MD5.hash(data: entry.bytes))
+            let md5 = want.map { String(format: "%02x", $0) }.joined()
+            if skipUnchanged, try c.flashMD5(address: entry.address, size: entry.bytes.count) == want {
+                results.append(RegionResult(address: entry.address, size: entry.bytes.count, name: entry.name, outcome: .unchanged,
+                                            md5: md5, compressed: false, payloadBytes: 0))
+                emit(FlashEvent(device: port, event: "unchanged", address: entry.address, size: entry.bytes.count, detail: "md5 \(md5)"))
+                continue
             }
             let head = entry.address > start ? try c.readFlash(address: start, size: entry.address - start) : []
             let tailStart = entry.address + entry.bytes.count
@@ -99,12 +107,10 @@ public struct FieldMapTarget {
                 emit(FlashEvent(device: port, event: "progress", address: entry.address, size: entry.bytes.count,
                                 done: min(entry.bytes.count, max(0, (seq + 1) * block - head.count))))
             }
-            let want = Array(Insecure.MD5.hash(data: entry.bytes))
             let got = try c.flashMD5(address: entry.address, size: entry.bytes.count)
             guard got == want else {
                 throw FlasherError.badResponse(command: "SPI_FLASH_MD5", why: "\(entry.name) at \(hex(entry.address)) reads back differently")
             }
-            let md5 = want.map { String(format: "%02x", $0) }.joined()
             results.append(RegionResult(address: entry.address, size: entry.bytes.count, name: entry.name, outcome: .written,
                                         md5: md5, compressed: false, payloadBytes: blocks * block))
             emit(FlashEvent(device: port, event: "written", address: entry.address, size: entry.bytes.count, detail: "md5 \(md5)"))
@@ -135,7 +141,8 @@ extension DeviceRunner {
             }
             // The ROM takes CHANGE_BAUDRATE as on ESP32 (`--baud`), after the facts were read.
             if options.baud != c.baud { try c.changeBaud(options.baud) }
-            return try FieldMapTarget.writeThroughROM(c, report: report, flashSize: chip.flashSize ?? 4 << 20, port: port, emit: emit)
+            return try FieldMapTarget.writeThroughROM(c, report: report, flashSize: chip.flashSize ?? 4 << 20, port: port,
+                                                     skipUnchanged: options.skipUnchanged, emit: emit)
         }
     }
 

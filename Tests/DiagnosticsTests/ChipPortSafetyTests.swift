@@ -119,6 +119,11 @@ struct ChipPortSafetyTests {
             expected.replaceSubrange(address..<address + bytes.count, with: bytes)
         }
         #expect(b.flash == expected)
+        // Again with --skip-unchanged: every region's MD5 already matches, nothing is sent.
+        let again = try Espforge.run(["flash", "write", "--port", b.port, "--before", "no-reset", "--skip-unchanged", "--json"] + right)
+        let events = again.out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(again.status == 0 && events.filter { $0["event"] as? String == "unchanged" }.count == 3
+                && !events.contains { $0["event"] as? String == "written" }, "\(again.out)\(again.err)")
     }
 
     /// An image built for the other chip is refused on the board (PF018: image chip id vs the
