@@ -69,19 +69,24 @@ public enum DeviceRunner {
         defer { session.finish() }
         var outcome = DeviceOutcome(device: port, ok: false)
         do {
-            try session.connect()
-            guard let facts = session.facts else { throw FlasherError.gaveUp(port: port, why: "no chip facts") }
-            let plan = FlashSafety.check(request, facts: facts)
-            for f in plan.findings {
-                let evidence = f.evidence.isEmpty ? "" : " (\(f.evidence.joined(separator: "; ")))"
-                emit(FlashEvent(device: port, event: "finding", address: f.address,
-                                detail: "\(f.code) \(f.severity.rawValue)\(f.overridden ? " (overridden by --force)" : ""): \(f.message)\(evidence) — \(f.explanation). Fix: \(f.fix)"))
+            var fieldMapChip = false
+            do { try session.connect() } catch FlasherError.unknownChip {
+                // Not an ESP32: an ESP32-S3/C3 is checked through its own eFuse map.
+                session.finishWithoutReset()
+                fieldMapChip = true
             }
-            if plan.refused {
-                outcome.refused = plan.blockingCodes
-                throw FlasherError.refused(codes: plan.blockingCodes)
+            if fieldMapChip {
+                outcome.regions = try checkFieldMapChip(port: port, request: request, options: options, emit: emit, outcome: &outcome)
+            } else {
+                guard let facts = session.facts else { throw FlasherError.gaveUp(port: port, why: "no chip facts") }
+                let plan = FlashSafety.check(request, facts: facts)
+                emitFindings(plan, port: port, emit: emit)
+                if plan.refused {
+                    outcome.refused = plan.blockingCodes
+                    throw FlasherError.refused(codes: plan.blockingCodes)
+                }
+                outcome.regions = try session.write(plan)
             }
-            outcome.regions = try session.write(plan)
             outcome.ok = true
         } catch {
             outcome.error = describe(error)

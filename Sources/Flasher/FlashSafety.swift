@@ -59,7 +59,12 @@ extension ChipFacts {
 /// `check(...).refused` is false; ``FlashSession/write(_:)`` writes the report's entries.
 public enum FlashSafety {
     public static func check(_ request: FlashRequest, facts: ChipFacts) -> SafetyReport {
-        var report = SafetyRules.check(plan: request.plan, target: facts.target, force: request.force)
+        check(request, target: facts.target)
+    }
+
+    /// The request checked against facts read another way (an ESP32-S3/C3's field map).
+    public static func check(_ request: FlashRequest, target: TargetFacts) -> SafetyReport {
+        var report = SafetyRules.check(plan: request.plan, target: target, force: request.force)
         // Written in the order given (the rules see them sorted by address).
         let written = Dictionary(report.entries.map { ($0.address, $0.bytes) }, uniquingKeysWith: { first, _ in first })
         report.entries = request.regions.map {

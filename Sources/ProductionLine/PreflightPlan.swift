@@ -104,10 +104,18 @@ public enum PreflightRun {
             guard let spec = ChipSpec.named(device.description.chip) else {
                 throw UsageError("unknown chip '\(device.description.chip)' in \(state)/device.json")
             }
-            let ef = SecurityFuseFacts(esp32: device.efuses)
-            facts = TargetFacts(chip: spec, flashSize: device.description.flashSize,
-                                chipRevision: device.description.chipRevision * 100 + (ef.waferVersionMinor ?? 0),
-                                efuses: ef, source: "state \(state)")
+            if let cells = device.cells, let map = EFuseFieldMap.named(spec.name) {
+                // ESP32-S3/C3: the blocks through the chip's field map, as `--port` reads them.
+                let summary = EFuseFieldMapSummary(words: cells, map: map)
+                facts = TargetFacts(chip: spec, flashSize: device.description.flashSize,
+                                    chipRevision: summary.majorRevision * 100 + summary.minorRevision,
+                                    efuses: SecurityFuseFacts(words: cells, map: map), source: "state \(state)")
+            } else {
+                let ef = SecurityFuseFacts(esp32: device.efuses)
+                facts = TargetFacts(chip: spec, flashSize: device.description.flashSize,
+                                    chipRevision: device.description.chipRevision * 100 + (ef.waferVersionMinor ?? 0),
+                                    efuses: ef, source: "state \(state)")
+            }
         } else {
             let name = r.chip ?? buildChip ?? "esp32"
             guard let spec = ChipSpec.named(name) else {
