@@ -74,6 +74,10 @@ public struct LinkPolicy: Sendable, Equatable {
     /// When a region's MD5 is wrong after its stream, its flash is compared by MD5 in pieces of
     /// this size (multiple of 4 KiB) and only the pieces that differ are written again.
     public var repairPiece = 0x1000
+    /// After a stream restart, the following streams of the region cover this much (ending on a
+    /// 64 KiB boundary): a restart then erases again only what its stream covers, not the whole rest
+    /// of the region. A clean link writes each region in one stream.
+    public var restartStream = 0x10000
     /// Restarts in a row that neither made progress nor changed the rate, before giving up.
     public var maxStalledRestarts = 6
     public init() {}
@@ -104,6 +108,9 @@ public struct LinkAdaptation: Sendable, Codable, Equatable {
     public var delimiterRecoveries = 0
     /// Data block replies that arrived damaged and were read from their remains (taken or rejected).
     public var damagedReplies = 0
+    /// Data block replies that came after their timeout, before a probe's reply (a stalled link):
+    /// taken as the block's outcome instead of sending the block again.
+    public var lateReplies = 0
     /// FLASH_DATA payload bytes put on the wire, retries and restarts included.
     public var payloadBytesSent = 0
     public init() {}
@@ -123,6 +130,7 @@ public struct LinkAdaptation: Sendable, Codable, Equatable {
         }
         if restarts > 0 { parts.append("\(restarts) restart(s)") }
         if timeouts > 0 { parts.append("\(timeouts) timeout(s), \(delimiterRecoveries) lost delimiter(s) recovered") }
+        if lateReplies > 0 { parts.append("\(lateReplies) late repl\(lateReplies == 1 ? "y" : "ies") taken") }
         return parts.isEmpty ? "no adaptation" : parts.joined(separator: ", ")
     }
 }
@@ -439,7 +447,18 @@ public final class FlashSession {
                 var start = run.lowerBound
                 let end = run.upperBound
                 while start < end {
-                    let part = Array(data[start..<end])
+                    // After a restart, streams end at the next boundary of a 64 KiB erase block at
+                    // least ``LinkPolicy/restartStream`` further on: a stream's FLASH_BEGIN erases (or
+                    // has the stub erase) everything it announces, so a stream over the whole rest
+                    // of the region would erase it again at every restart.
+                    var stop = end
+                    if restarts > 0 || link.restarts > 0 || reconnects > 0, options.adaptive, !options.encrypt {
+                        let window = max(0x1000, options.linkPolicy.restartStream / 0x1000 * 0x1000)
+                        let absolute = region.address + start + window
+                        let aligned = (absolute + 0xFFFF) / 0x10000 * 0x10000
+                        stop = min(end, max(start + 0x1000, aligned - region.address))
+                    }
+                    let part = Array(data[start..<stop])
                     var payload = part
                     var z = false
                     if mayCompress(c), let d = Deflate.compress(part), d.count < part.count {
@@ -454,13 +473,13 @@ public final class FlashSession {
                     do {
                         try sendRegion(c, region: FlashRegion(address: region.address + start, data: part, name: region.name),
                                        data: part, payload: payload, compressed: z)
-                        start = end
+                        start = stop
                     } catch RegionRestart.restart(let why, let step) {
                         lastFailure = why
                         c.drainInput()
                         link.restarts += 1
                         let stepped = try adapt(c, step, at: region.address + start, why: why)
-                        let resumed = try resumePoint(c, address: region.address, data: data, from: start, to: end)
+                        let resumed = try resumeAfterStream(c, address: region.address, data: data, from: start, to: stop)
                         if resumed > start || stepped {
                             stalled = 0
                         } else {
@@ -546,6 +565,26 @@ public final class FlashSession {
         return at
     }
 
+    /// Where a broken stream over `data[from..<to]` resumes: after the last resume piece in that
+    /// range whose MD5 on flash is right. A piece that differs before it (a block damaged on the
+    /// wire in a way its 8-bit checksum misses, which an uncompressed stretch of a compressed
+    /// stream carries to flash without an inflate error) is left to the repair after the region's
+    /// MD5 (``differingRuns``), instead of writing everything after it again.
+    func resumeAfterStream(_ c: LoaderClient, address: Int, data: [UInt8], from: Int, to end: Int) throws -> Int {
+        guard !options.encrypt else { return 0 }
+        let piece = max(0x1000, options.linkPolicy.resumePiece / 0x1000 * 0x1000)
+        var at = from / piece * piece
+        var resume = at
+        while at < end {
+            let n = min(piece, end - at)
+            if try c.flashMD5(address: address + at, size: n) == Array(Insecure.MD5.hash(data: data[at..<(at + n)])) {
+                resume = at + n
+            }
+            at += n
+        }
+        return resume
+    }
+
     /// A baud step (blocks change inside a stream, see ``sendRegion``). Returns whether the rate changed.
     func adapt(_ c: LoaderClient, _ step: LinkStep, at address: Int, why: Error) throws -> Bool {
         guard options.adaptive, block != nil else { return false }
@@ -606,6 +645,12 @@ public final class FlashSession {
         e.marginCeiling = max(options.timeout, options.linkPolicy.timeoutFloor)
         estimator = e
         return e
+    }
+
+    /// How long a probe after a data block's timeout waits for the block's late reply (or its own):
+    /// normally one round trip; the wait is paid in full only when the probe is lost too.
+    func lateReplyWait(_ e: LinkEstimator) -> Double {
+        min(max(options.timeout, e.marginFloor), max(1, 4 * e.margin))
     }
 
     /// Seconds one lost reply costs (its timeout and the wait after the delimiter sent to
@@ -677,12 +722,13 @@ public final class FlashSession {
             let packet = CommandPacket.dataBlock(op, sequence: seq, payload: chunk)
             let fixedTimeout = compressed ? max(options.timeout, 40 * Double(block * 4) / 1e6) : options.timeout
             var attempt = 0
+            var silentInARow = 0
             let attemptLimit = adaptive ? max(6, options.linkPolicy.attemptsPerBlock) : 6
             var resized = false
             while true {
                 let t = adaptive ? est.timeout(payload: chunk.count, baud: c.baud) : fixedTimeout
                 let started = Date()
-                var failed = false, timedOut = false, accepted = false
+                var failed = false, timedOut = false, accepted = false, silent = false
                 var failure: FlasherError?
                 link.payloadBytesSent += chunk.count
                 c.judgeDataReplies = adaptive && c.isStub
@@ -694,17 +740,49 @@ public final class FlashSession {
                         let wire = (Double(chunk.count) + est.overhead) * 10 / Double(c.baud)
                         est.recordLatency(Date().timeIntervalSince(started) - wire)
                     }
-                } catch let e as FlasherError {
+                } catch let thrown as FlasherError {
+                    var e = thrown
+                    // No reply in time: the reply may only be held up on the way. A probe tells (the
+                    // loader answers in order): the block's own reply before the probe's is its
+                    // outcome, and a stall costs its delay instead of a second copy of the block.
+                    if adaptive, c.isStub, case .timeout = e,
+                       LoaderClient.judgeDamagedStubReply(c.damagedFrames, op: op) == .unknown {
+                        let late = try c.probeForLateReply(op, timeout: lateReplyWait(est))
+                        silent = late == .nothing
+                        switch late {
+                        case let .reply(r):
+                            link.lateReplies += 1
+                            if c.port.kind != .virtual {
+                                est.recordLatency(Date().timeIntervalSince(started) - (Double(chunk.count) + est.overhead) * 10 / Double(c.baud))
+                            }
+                            // A ROM-shaped reply (four status bytes) while the stub runs: the chip left it.
+                            if r.data.count == 4, r.data[2] == 0, r.data[3] == 0 { throw FlasherError.deviceReset }
+                            let status = r.data[0], code = r.data[1]
+                            if code >= 0xC0 || (code != 0 && status != 0) {
+                                e = .commandFailed(command: op.name, status: max(status, 1), error: code)
+                            } else {
+                                accepted = true
+                            }
+                        case .damaged:
+                            e = .badResponse(command: op.name, why: "reply damaged on the wire")
+                        case .probeAnswered, .nothing:
+                            break
+                        }
+                    }
                     failure = e
                     // The remains of a damaged stub reply tell whether the block was taken.
                     var verdict = LoaderClient.DamagedReply.unknown
-                    if adaptive, c.isStub, !c.damagedFrames.isEmpty {
+                    if accepted {
+                        // The late reply said taken.
+                    } else if adaptive, c.isStub, !c.damagedFrames.isEmpty {
                         switch e {
                         case .timeout, .badResponse: verdict = LoaderClient.judgeDamagedStubReply(c.damagedFrames, op: op)
                         default: break
                         }
                     }
                     switch e {
+                    case _ where accepted:
+                        break
                     case _ where verdict == .used:
                         accepted = true
                         link.damagedReplies += 1
@@ -779,7 +857,15 @@ public final class FlashSession {
                 default: throw e
                 }
                 c.noteRetry()
-                if attempt % 3 == 0 { try? c.resync() } else { c.drainInput() }
+                // Resynchronise only after the link went silent (no reply, not even to a probe)
+                // several times in a row; after a reply that came (a rejection, a damaged reply,
+                // an answered probe) nothing more is on the way, so no settling wait either.
+                silentInARow = silent || (timedOut && !(adaptive && c.isStub)) ? silentInARow + 1 : 0
+                if silentInARow > 0, silentInARow % 3 == 0 {
+                    try? c.resync()
+                } else {
+                    c.drainInput(settle: !adaptive || silentInARow > 0)
+                }
                 try adaptBaud(c, est, at: region.address + pos, why: e)
                 if variable, let smaller = resize(c, est, current: block, at: region.address + pos), smaller != block {
                     block = smaller
