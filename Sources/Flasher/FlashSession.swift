@@ -42,9 +42,11 @@ public struct LinkPolicy: Sendable, Equatable {
     /// The smallest FLASH_DATA block through the stub. The stub takes any block length up to its
     /// 16 KiB buffer (it ignores FLASH_BEGIN's block-size word and the sequence number, and writes
     /// each packet's payload where the previous one ended), so the block may change between two
-    /// packets of one stream; 256 bytes is one flash page, and below that the ~48 bytes of
-    /// framing, header and reply per block outweigh what a shorter block saves.
-    public var minimumBlock = 0x100
+    /// packets of one stream. 128 bytes: at about two damaged bytes per thousand on the wire
+    /// (drop = flip = 1e-3) a 128-byte block moves about 12 % more payload per second than a
+    /// 256-byte one; below 128 the ~48 bytes of framing, header and reply per block outweigh what
+    /// a shorter block saves at any rate where blocks still get through.
+    public var minimumBlock = 0x80
     /// The block through the ROM loader: its own 1 KiB block (esptool's ROM write size). The ROM
     /// places block `seq` at `offset + seq * blockSize`, so the block is never changed there.
     public var romMinimumBlock = 0x400
@@ -508,20 +510,47 @@ public final class FlashSession {
                                                     expected: md5.hexString, actual: got.hexString)
             mismatches += 1
             guard mismatches < 8 else { throw lastFailure }
+            // No piece differs: the region's MD5 reply was damaged on the way (it has no checksum);
+            // the next round asks again.
             runs = try differingRuns(c, address: region.address, data: data)
-            if runs.isEmpty { runs = [0..<data.count] }
             emit("retry", address: region.address,
                  detail: "MD5 mismatch; writing again the \(runs.reduce(0) { $0 + $1.count }) bytes whose pieces differ")
         }
     }
 
-    /// The runs of resume pieces of `data` whose MD5 on flash differs (adjacent pieces merged).
+    /// The runs of repair pieces of `data` whose MD5 on flash differs (adjacent pieces merged):
+    /// 64 KiB pieces first, then the repair pieces inside the 64 KiB ones that differ (a few MD5
+    /// requests instead of one per 4 KiB on a noisy link, where each may need sending again).
     func differingRuns(_ c: LoaderClient, address: Int, data: [UInt8]) throws -> [Range<Int>] {
         let piece = max(0x1000, options.linkPolicy.repairPiece / 0x1000 * 0x1000)
+        let coarse = max(piece, 0x10000 / piece * piece)
         var runs: [Range<Int>] = []
-        var at = 0
-        while at < data.count {
-            let n = min(piece, data.count - at)
+        var outer = 0
+        while outer < data.count {
+            let n = min(coarse, data.count - outer)
+            defer { outer += n }
+            if coarse > piece, try c.flashMD5(address: address + outer, size: n) == Array(Insecure.MD5.hash(data: data[outer..<(outer + n)])) {
+                continue
+            }
+            runs += try differingRuns(c, address: address, data: data, in: outer..<(outer + n), piece: piece)
+        }
+        // Merge runs that touch across the coarse pieces.
+        var merged: [Range<Int>] = []
+        for r in runs {
+            if let last = merged.last, last.upperBound == r.lowerBound {
+                merged[merged.count - 1] = last.lowerBound..<r.upperBound
+            } else {
+                merged.append(r)
+            }
+        }
+        return merged
+    }
+
+    func differingRuns(_ c: LoaderClient, address: Int, data: [UInt8], in range: Range<Int>, piece: Int) throws -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        var at = range.lowerBound
+        while at < range.upperBound {
+            let n = min(piece, range.upperBound - at)
             if try c.flashMD5(address: address + at, size: n) != Array(Insecure.MD5.hash(data: data[at..<(at + n)])) {
                 if let last = runs.last, last.upperBound == at {
                     runs[runs.count - 1] = last.lowerBound..<(at + n)
@@ -647,6 +676,13 @@ public final class FlashSession {
         return e
     }
 
+    /// Short commands (MD5 of a piece, register reads) wait what the link was measured to need,
+    /// not a flat 3 s, once replies were measured.
+    func tuneShortTimeout(_ c: LoaderClient, _ est: LinkEstimator) {
+        guard options.adaptive, c.port.kind != .virtual, est.margin < options.timeout else { return }
+        c.timeout = max(0.5, 2 * est.margin)
+    }
+
     /// How long a probe after a data block's timeout waits for the block's late reply (or its own):
     /// normally one round trip; the wait is paid in full only when the probe is lost too.
     func lateReplyWait(_ e: LinkEstimator) -> Double {
@@ -655,8 +691,12 @@ public final class FlashSession {
 
     /// Seconds one lost reply costs (its timeout and the wait after the delimiter sent to
     /// recover it). In-process virtual ports answer at once (no wall clock): the floor is charged.
+    /// The block choice charges it what it costs on the link itself: the margin its lowest recent
+    /// latency calls for (``LinkEstimator/linkMargin``), not one inflated by a busy host's
+    /// scheduling delays, which would talk the block size up on a link that damages every
+    /// larger block.
     func timeoutCost(_ c: LoaderClient, _ e: LinkEstimator) -> Double {
-        2 * (c.port.kind == .virtual ? e.marginFloor : e.margin)
+        2 * (c.port.kind == .virtual ? e.marginFloor : e.linkMargin)
     }
 
     enum LinkStep { case none, down, up, revert }
@@ -697,7 +737,10 @@ public final class FlashSession {
         }
         // The stub erases as it writes and answers FLASH_BEGIN at once (esptool waits its default
         // timeout there); the ROM erases the whole region first.
-        let eraseTimeout = c.isStub ? options.timeout : max(options.timeout, 40 * Double(writeSize) / 1e6)
+        // Once the link's replies were measured, a lost reply to it costs the short timeout
+        // (``tuneShortTimeout``), not 3 s: on a noisy link every restart and repair piece begins a stream.
+        let eraseTimeout = c.isStub ? (options.adaptive ? min(options.timeout, c.timeout) : options.timeout)
+            : max(options.timeout, 40 * Double(writeSize) / 1e6)
         try c.retrying(compressed ? .flashDeflBegin : .flashBegin, begin, timeout: eraseTimeout)
         let op: Opcode = compressed ? .flashDeflData : .flashData
         // Uncompressed streams are padded to whole blocks of the size announced (as esptool does);
@@ -712,7 +755,7 @@ public final class FlashSession {
             estimator = est
             // Short commands (MD5 of a piece, register reads) wait what the link was measured to
             // need, not a flat 3 s, once replies were measured.
-            if adaptive, c.port.kind != .virtual, est.margin < options.timeout { c.timeout = max(0.5, 2 * est.margin) }
+            tuneShortTimeout(c, est)
         }
         var block = firstBlock
         var pos = 0
@@ -752,7 +795,11 @@ public final class FlashSession {
                         switch late {
                         case let .reply(r):
                             link.lateReplies += 1
-                            if c.port.kind != .virtual {
+                            // A reply held up on the way measures the link's latency; one that came
+                            // right after the probe was a request ended by the probe's opening
+                            // delimiter (its own was lost), which says nothing about latency.
+                            let sinceProbe = Date().timeIntervalSince(started) - t
+                            if c.port.kind != .virtual, sinceProbe > max(0.05, 4 * est.latencyMean) {
                                 est.recordLatency(Date().timeIntervalSince(started) - (Double(chunk.count) + est.overhead) * 10 / Double(c.baud))
                             }
                             // A ROM-shaped reply (four status bytes) while the stub runs: the chip left it.
@@ -827,6 +874,7 @@ public final class FlashSession {
                 // reading): the stub writes each block where the previous one ended, so a block
                 // it did take must not come again. Its flash tells: MD5 of where the block went.
                 if !accepted, adaptive, c.isStub, !compressed, let e = failure, Self.ambiguous(e) {
+                    tuneShortTimeout(c, est)
                     let n = min(chunk.count, max(0, data.count - pos))
                     if n > 0, (try? c.flashMD5(address: region.address + pos, size: n)) == Array(Insecure.MD5.hash(data: chunk[0..<n])) {
                         accepted = true
@@ -909,7 +957,7 @@ public final class FlashSession {
     /// The block with the best expected goodput (nil or `current`: no change); reports a change.
     func resize(_ c: LoaderClient, _ est: LinkEstimator, current: Int, at address: Int) -> Int? {
         let baud = Double(c.baud) / 10
-        let latency = c.port.kind == .virtual ? 0 : est.latencyMean * baud
+        let latency = c.port.kind == .virtual ? 0 : est.latencyFloor * baud
         let next = est.bestBlock(current: current, latency: latency, timeoutCost: timeoutCost(c, est) * baud)
         guard next != current else { return nil }
         block = next

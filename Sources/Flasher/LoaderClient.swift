@@ -354,15 +354,20 @@ public final class LoaderClient: RegisterAccess {
         for (bytes, addr) in [(stub.text, stub.textStart), (stub.data, stub.dataStart)] where !bytes.isEmpty {
             // A noisy link: a segment whose blocks keep failing is sent again in smaller blocks
             // (the ROM places MEM_DATA block `seq` at `offset + seq * blockSize`).
+            // The ROM copies a MEM_DATA block to RAM and answers at once: its reply is due after the
+            // block's wire time, not after a flash operation, so a lost one is not waited for the
+            // full default timeout (on a very noisy link most of the larger blocks fail).
             let sizes = [LoaderProtocol.ramBlock, 0x400, 0x100]
             for (i, block) in sizes.enumerated() {
                 do {
                     let count = (bytes.count + block - 1) / block
                     try retrying(.memBegin, le(UInt32(bytes.count), UInt32(count), UInt32(block), addr))
+                    let wire = 1.5 * Double(block + 48) * 10 / Double(max(baud, 1))
+                    let t = port.kind == .virtual ? timeout : min(timeout, 0.5 + wire)
                     for seq in 0..<count {
                         let chunk = Array(bytes[(seq * block)..<min(bytes.count, (seq + 1) * block)])
                         let p = CommandPacket.dataBlock(.memData, sequence: UInt32(seq), payload: chunk)
-                        try retrying(.memData, p.data, checksum: p.checksum)
+                        try retrying(.memData, p.data, checksum: p.checksum, timeout: t, attempts: i + 1 < sizes.count ? 4 : 8)
                     }
                     break
                 } catch let e as FlasherError {
