@@ -357,7 +357,7 @@ public final class LoaderClient: RegisterAccess {
             // The ROM copies a MEM_DATA block to RAM and answers at once: its reply is due after the
             // block's wire time, not after a flash operation, so a lost one is not waited for the
             // full default timeout (on a very noisy link most of the larger blocks fail).
-            let sizes = [LoaderProtocol.ramBlock, 0x400, 0x100]
+            let sizes = [LoaderProtocol.ramBlock, 0x400, 0x100, 0x80]
             for (i, block) in sizes.enumerated() {
                 do {
                     let count = (bytes.count + block - 1) / block
@@ -367,7 +367,7 @@ public final class LoaderClient: RegisterAccess {
                     for seq in 0..<count {
                         let chunk = Array(bytes[(seq * block)..<min(bytes.count, (seq + 1) * block)])
                         let p = CommandPacket.dataBlock(.memData, sequence: UInt32(seq), payload: chunk)
-                        try retrying(.memData, p.data, checksum: p.checksum, timeout: t, attempts: i + 1 < sizes.count ? 4 : 8)
+                        try retrying(.memData, p.data, checksum: p.checksum, timeout: t, attempts: i + 1 < sizes.count ? 4 : 16)
                     }
                     break
                 } catch let e as FlasherError {
