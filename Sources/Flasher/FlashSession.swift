@@ -42,9 +42,11 @@ public struct LinkPolicy: Sendable, Equatable {
     /// The smallest FLASH_DATA block through the stub. The stub takes any block length up to its
     /// 16 KiB buffer (it ignores FLASH_BEGIN's block-size word and the sequence number, and writes
     /// each packet's payload where the previous one ended), so the block may change between two
-    /// packets of one stream; 256 bytes is one flash page, and below that the ~48 bytes of
-    /// framing, header and reply per block outweigh what a shorter block saves.
-    public var minimumBlock = 0x100
+    /// packets of one stream. 128 bytes: at about two damaged bytes per thousand on the wire
+    /// (drop = flip = 1e-3) a 128-byte block moves about 12 % more payload per second than a
+    /// 256-byte one; below 128 the ~48 bytes of framing, header and reply per block outweigh what
+    /// a shorter block saves at any rate where blocks still get through.
+    public var minimumBlock = 0x80
     /// The block through the ROM loader: its own 1 KiB block (esptool's ROM write size). The ROM
     /// places block `seq` at `offset + seq * blockSize`, so the block is never changed there.
     public var romMinimumBlock = 0x400
@@ -74,6 +76,10 @@ public struct LinkPolicy: Sendable, Equatable {
     /// When a region's MD5 is wrong after its stream, its flash is compared by MD5 in pieces of
     /// this size (multiple of 4 KiB) and only the pieces that differ are written again.
     public var repairPiece = 0x1000
+    /// After a stream restart, the following streams of the region cover this much (ending on a
+    /// 64 KiB boundary): a restart then erases again only what its stream covers, not the whole rest
+    /// of the region. A clean link writes each region in one stream.
+    public var restartStream = 0x10000
     /// Restarts in a row that neither made progress nor changed the rate, before giving up.
     public var maxStalledRestarts = 6
     public init() {}
@@ -104,6 +110,9 @@ public struct LinkAdaptation: Sendable, Codable, Equatable {
     public var delimiterRecoveries = 0
     /// Data block replies that arrived damaged and were read from their remains (taken or rejected).
     public var damagedReplies = 0
+    /// Data block replies that came after their timeout, before a probe's reply (a stalled link):
+    /// taken as the block's outcome instead of sending the block again.
+    public var lateReplies = 0
     /// FLASH_DATA payload bytes put on the wire, retries and restarts included.
     public var payloadBytesSent = 0
     public init() {}
@@ -123,6 +132,7 @@ public struct LinkAdaptation: Sendable, Codable, Equatable {
         }
         if restarts > 0 { parts.append("\(restarts) restart(s)") }
         if timeouts > 0 { parts.append("\(timeouts) timeout(s), \(delimiterRecoveries) lost delimiter(s) recovered") }
+        if lateReplies > 0 { parts.append("\(lateReplies) late repl\(lateReplies == 1 ? "y" : "ies") taken") }
         return parts.isEmpty ? "no adaptation" : parts.joined(separator: ", ")
     }
 }
@@ -439,7 +449,18 @@ public final class FlashSession {
                 var start = run.lowerBound
                 let end = run.upperBound
                 while start < end {
-                    let part = Array(data[start..<end])
+                    // After a restart, streams end at the next boundary of a 64 KiB erase block at
+                    // least ``LinkPolicy/restartStream`` further on: a stream's FLASH_BEGIN erases (or
+                    // has the stub erase) everything it announces, so a stream over the whole rest
+                    // of the region would erase it again at every restart.
+                    var stop = end
+                    if restarts > 0 || link.restarts > 0 || reconnects > 0, options.adaptive, !options.encrypt {
+                        let window = max(0x1000, options.linkPolicy.restartStream / 0x1000 * 0x1000)
+                        let absolute = region.address + start + window
+                        let aligned = (absolute + 0xFFFF) / 0x10000 * 0x10000
+                        stop = min(end, max(start + 0x1000, aligned - region.address))
+                    }
+                    let part = Array(data[start..<stop])
                     var payload = part
                     var z = false
                     if mayCompress(c), let d = Deflate.compress(part), d.count < part.count {
@@ -454,13 +475,13 @@ public final class FlashSession {
                     do {
                         try sendRegion(c, region: FlashRegion(address: region.address + start, data: part, name: region.name),
                                        data: part, payload: payload, compressed: z)
-                        start = end
+                        start = stop
                     } catch RegionRestart.restart(let why, let step) {
                         lastFailure = why
                         c.drainInput()
                         link.restarts += 1
                         let stepped = try adapt(c, step, at: region.address + start, why: why)
-                        let resumed = try resumePoint(c, address: region.address, data: data, from: start, to: end)
+                        let resumed = try resumeAfterStream(c, address: region.address, data: data, from: start, to: stop)
                         if resumed > start || stepped {
                             stalled = 0
                         } else {
@@ -489,20 +510,47 @@ public final class FlashSession {
                                                     expected: md5.hexString, actual: got.hexString)
             mismatches += 1
             guard mismatches < 8 else { throw lastFailure }
+            // No piece differs: the region's MD5 reply was damaged on the way (it has no checksum);
+            // the next round asks again.
             runs = try differingRuns(c, address: region.address, data: data)
-            if runs.isEmpty { runs = [0..<data.count] }
             emit("retry", address: region.address,
                  detail: "MD5 mismatch; writing again the \(runs.reduce(0) { $0 + $1.count }) bytes whose pieces differ")
         }
     }
 
-    /// The runs of resume pieces of `data` whose MD5 on flash differs (adjacent pieces merged).
+    /// The runs of repair pieces of `data` whose MD5 on flash differs (adjacent pieces merged):
+    /// 64 KiB pieces first, then the repair pieces inside the 64 KiB ones that differ (a few MD5
+    /// requests instead of one per 4 KiB on a noisy link, where each may need sending again).
     func differingRuns(_ c: LoaderClient, address: Int, data: [UInt8]) throws -> [Range<Int>] {
         let piece = max(0x1000, options.linkPolicy.repairPiece / 0x1000 * 0x1000)
+        let coarse = max(piece, 0x10000 / piece * piece)
         var runs: [Range<Int>] = []
-        var at = 0
-        while at < data.count {
-            let n = min(piece, data.count - at)
+        var outer = 0
+        while outer < data.count {
+            let n = min(coarse, data.count - outer)
+            defer { outer += n }
+            if coarse > piece, try c.flashMD5(address: address + outer, size: n) == Array(Insecure.MD5.hash(data: data[outer..<(outer + n)])) {
+                continue
+            }
+            runs += try differingRuns(c, address: address, data: data, in: outer..<(outer + n), piece: piece)
+        }
+        // Merge runs that touch across the coarse pieces.
+        var merged: [Range<Int>] = []
+        for r in runs {
+            if let last = merged.last, last.upperBound == r.lowerBound {
+                merged[merged.count - 1] = last.lowerBound..<r.upperBound
+            } else {
+                merged.append(r)
+            }
+        }
+        return merged
+    }
+
+    func differingRuns(_ c: LoaderClient, address: Int, data: [UInt8], in range: Range<Int>, piece: Int) throws -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        var at = range.lowerBound
+        while at < range.upperBound {
+            let n = min(piece, range.upperBound - at)
             if try c.flashMD5(address: address + at, size: n) != Array(Insecure.MD5.hash(data: data[at..<(at + n)])) {
                 if let last = runs.last, last.upperBound == at {
                     runs[runs.count - 1] = last.lowerBound..<(at + n)
@@ -544,6 +592,26 @@ public final class FlashSession {
             at += n
         }
         return at
+    }
+
+    /// Where a broken stream over `data[from..<to]` resumes: after the last resume piece in that
+    /// range whose MD5 on flash is right. A piece that differs before it (a block damaged on the
+    /// wire in a way its 8-bit checksum misses, which an uncompressed stretch of a compressed
+    /// stream carries to flash without an inflate error) is left to the repair after the region's
+    /// MD5 (``differingRuns``), instead of writing everything after it again.
+    func resumeAfterStream(_ c: LoaderClient, address: Int, data: [UInt8], from: Int, to end: Int) throws -> Int {
+        guard !options.encrypt else { return 0 }
+        let piece = max(0x1000, options.linkPolicy.resumePiece / 0x1000 * 0x1000)
+        var at = from / piece * piece
+        var resume = at
+        while at < end {
+            let n = min(piece, end - at)
+            if try c.flashMD5(address: address + at, size: n) == Array(Insecure.MD5.hash(data: data[at..<(at + n)])) {
+                resume = at + n
+            }
+            at += n
+        }
+        return resume
     }
 
     /// A baud step (blocks change inside a stream, see ``sendRegion``). Returns whether the rate changed.
@@ -608,10 +676,27 @@ public final class FlashSession {
         return e
     }
 
+    /// Short commands (MD5 of a piece, register reads) wait what the link was measured to need,
+    /// not a flat 3 s, once replies were measured.
+    func tuneShortTimeout(_ c: LoaderClient, _ est: LinkEstimator) {
+        guard options.adaptive, c.port.kind != .virtual, est.margin < options.timeout else { return }
+        c.timeout = max(0.5, 2 * est.margin)
+    }
+
+    /// How long a probe after a data block's timeout waits for the block's late reply (or its own):
+    /// normally one round trip; the wait is paid in full only when the probe is lost too.
+    func lateReplyWait(_ e: LinkEstimator) -> Double {
+        min(max(options.timeout, e.marginFloor), max(1, 4 * e.margin))
+    }
+
     /// Seconds one lost reply costs (its timeout and the wait after the delimiter sent to
     /// recover it). In-process virtual ports answer at once (no wall clock): the floor is charged.
+    /// The block choice charges it what it costs on the link itself: the margin its lowest recent
+    /// latency calls for (``LinkEstimator/linkMargin``), not one inflated by a busy host's
+    /// scheduling delays, which would talk the block size up on a link that damages every
+    /// larger block.
     func timeoutCost(_ c: LoaderClient, _ e: LinkEstimator) -> Double {
-        2 * (c.port.kind == .virtual ? e.marginFloor : e.margin)
+        2 * (c.port.kind == .virtual ? e.marginFloor : e.linkMargin)
     }
 
     enum LinkStep { case none, down, up, revert }
@@ -652,7 +737,10 @@ public final class FlashSession {
         }
         // The stub erases as it writes and answers FLASH_BEGIN at once (esptool waits its default
         // timeout there); the ROM erases the whole region first.
-        let eraseTimeout = c.isStub ? options.timeout : max(options.timeout, 40 * Double(writeSize) / 1e6)
+        // Once the link's replies were measured, a lost reply to it costs the short timeout
+        // (``tuneShortTimeout``), not 3 s: on a noisy link every restart and repair piece begins a stream.
+        let eraseTimeout = c.isStub ? (options.adaptive ? min(options.timeout, c.timeout) : options.timeout)
+            : max(options.timeout, 40 * Double(writeSize) / 1e6)
         try c.retrying(compressed ? .flashDeflBegin : .flashBegin, begin, timeout: eraseTimeout)
         let op: Opcode = compressed ? .flashDeflData : .flashData
         // Uncompressed streams are padded to whole blocks of the size announced (as esptool does);
@@ -667,7 +755,7 @@ public final class FlashSession {
             estimator = est
             // Short commands (MD5 of a piece, register reads) wait what the link was measured to
             // need, not a flat 3 s, once replies were measured.
-            if adaptive, c.port.kind != .virtual, est.margin < options.timeout { c.timeout = max(0.5, 2 * est.margin) }
+            tuneShortTimeout(c, est)
         }
         var block = firstBlock
         var pos = 0
@@ -677,12 +765,13 @@ public final class FlashSession {
             let packet = CommandPacket.dataBlock(op, sequence: seq, payload: chunk)
             let fixedTimeout = compressed ? max(options.timeout, 40 * Double(block * 4) / 1e6) : options.timeout
             var attempt = 0
+            var silentInARow = 0
             let attemptLimit = adaptive ? max(6, options.linkPolicy.attemptsPerBlock) : 6
             var resized = false
             while true {
                 let t = adaptive ? est.timeout(payload: chunk.count, baud: c.baud) : fixedTimeout
                 let started = Date()
-                var failed = false, timedOut = false, accepted = false
+                var failed = false, timedOut = false, accepted = false, silent = false
                 var failure: FlasherError?
                 link.payloadBytesSent += chunk.count
                 c.judgeDataReplies = adaptive && c.isStub
@@ -694,17 +783,53 @@ public final class FlashSession {
                         let wire = (Double(chunk.count) + est.overhead) * 10 / Double(c.baud)
                         est.recordLatency(Date().timeIntervalSince(started) - wire)
                     }
-                } catch let e as FlasherError {
+                } catch let thrown as FlasherError {
+                    var e = thrown
+                    // No reply in time: the reply may only be held up on the way. A probe tells (the
+                    // loader answers in order): the block's own reply before the probe's is its
+                    // outcome, and a stall costs its delay instead of a second copy of the block.
+                    if adaptive, c.isStub, case .timeout = e,
+                       LoaderClient.judgeDamagedStubReply(c.damagedFrames, op: op) == .unknown {
+                        let late = try c.probeForLateReply(op, timeout: lateReplyWait(est))
+                        silent = late == .nothing
+                        switch late {
+                        case let .reply(r):
+                            link.lateReplies += 1
+                            // A reply held up on the way measures the link's latency; one that came
+                            // right after the probe was a request ended by the probe's opening
+                            // delimiter (its own was lost), which says nothing about latency.
+                            let sinceProbe = Date().timeIntervalSince(started) - t
+                            if c.port.kind != .virtual, sinceProbe > max(0.05, 4 * est.latencyMean) {
+                                est.recordLatency(Date().timeIntervalSince(started) - (Double(chunk.count) + est.overhead) * 10 / Double(c.baud))
+                            }
+                            // A ROM-shaped reply (four status bytes) while the stub runs: the chip left it.
+                            if r.data.count == 4, r.data[2] == 0, r.data[3] == 0 { throw FlasherError.deviceReset }
+                            let status = r.data[0], code = r.data[1]
+                            if code >= 0xC0 || (code != 0 && status != 0) {
+                                e = .commandFailed(command: op.name, status: max(status, 1), error: code)
+                            } else {
+                                accepted = true
+                            }
+                        case .damaged:
+                            e = .badResponse(command: op.name, why: "reply damaged on the wire")
+                        case .probeAnswered, .nothing:
+                            break
+                        }
+                    }
                     failure = e
                     // The remains of a damaged stub reply tell whether the block was taken.
                     var verdict = LoaderClient.DamagedReply.unknown
-                    if adaptive, c.isStub, !c.damagedFrames.isEmpty {
+                    if accepted {
+                        // The late reply said taken.
+                    } else if adaptive, c.isStub, !c.damagedFrames.isEmpty {
                         switch e {
                         case .timeout, .badResponse: verdict = LoaderClient.judgeDamagedStubReply(c.damagedFrames, op: op)
                         default: break
                         }
                     }
                     switch e {
+                    case _ where accepted:
+                        break
                     case _ where verdict == .used:
                         accepted = true
                         link.damagedReplies += 1
@@ -749,6 +874,7 @@ public final class FlashSession {
                 // reading): the stub writes each block where the previous one ended, so a block
                 // it did take must not come again. Its flash tells: MD5 of where the block went.
                 if !accepted, adaptive, c.isStub, !compressed, let e = failure, Self.ambiguous(e) {
+                    tuneShortTimeout(c, est)
                     let n = min(chunk.count, max(0, data.count - pos))
                     if n > 0, (try? c.flashMD5(address: region.address + pos, size: n)) == Array(Insecure.MD5.hash(data: chunk[0..<n])) {
                         accepted = true
@@ -779,7 +905,15 @@ public final class FlashSession {
                 default: throw e
                 }
                 c.noteRetry()
-                if attempt % 3 == 0 { try? c.resync() } else { c.drainInput() }
+                // Resynchronise only after the link went silent (no reply, not even to a probe)
+                // several times in a row; after a reply that came (a rejection, a damaged reply,
+                // an answered probe) nothing more is on the way, so no settling wait either.
+                silentInARow = silent || (timedOut && !(adaptive && c.isStub)) ? silentInARow + 1 : 0
+                if silentInARow > 0, silentInARow % 3 == 0 {
+                    try? c.resync()
+                } else {
+                    c.drainInput(settle: !adaptive || silentInARow > 0)
+                }
                 try adaptBaud(c, est, at: region.address + pos, why: e)
                 if variable, let smaller = resize(c, est, current: block, at: region.address + pos), smaller != block {
                     block = smaller
@@ -823,7 +957,7 @@ public final class FlashSession {
     /// The block with the best expected goodput (nil or `current`: no change); reports a change.
     func resize(_ c: LoaderClient, _ est: LinkEstimator, current: Int, at address: Int) -> Int? {
         let baud = Double(c.baud) / 10
-        let latency = c.port.kind == .virtual ? 0 : est.latencyMean * baud
+        let latency = c.port.kind == .virtual ? 0 : est.latencyFloor * baud
         let next = est.bestBlock(current: current, latency: latency, timeoutCost: timeoutCost(c, est) * baud)
         guard next != current else { return nil }
         block = next

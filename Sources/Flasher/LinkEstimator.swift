@@ -39,6 +39,10 @@ public struct LinkEstimator: Sendable, Equatable {
     private(set) var latencySamples = 0
     /// Typical response latency beyond the wire time (seconds, exponentially weighted).
     public private(set) var latencyMean = 0.0
+    /// The link's own turnaround: the lowest recent latency (follows a lower one at once, a higher
+    /// one slowly). Scheduling delays on a busy host come on top of it at random; they are not a
+    /// property of the link and must not talk the block size up.
+    public private(set) var latencyFloor = 0.0
 
     /// `prior`: wire bytes of clean traffic assumed before the first outcome (keeps the first
     /// failure from collapsing the block at once).
@@ -73,6 +77,7 @@ public struct LinkEstimator: Sendable, Equatable {
         let s = max(0, seconds)
         latencyMax = max(latencyMax * 0.995, s)
         latencyMean = latencySamples == 0 ? s : latencyMean * 0.9 + s * 0.1
+        latencyFloor = latencySamples == 0 ? s : min(s, latencyFloor + (s - latencyFloor) * 0.02)
         latencySamples += 1
     }
 
@@ -82,6 +87,13 @@ public struct LinkEstimator: Sendable, Equatable {
     public var margin: Double {
         guard latencySamples >= 4 else { return marginCeiling }
         return min(marginCeiling, max(marginFloor, 3 * latencyMax + 0.02))
+    }
+
+    /// The margin a link without host scheduling delays would need: from ``latencyFloor``
+    /// instead of the largest latency (used to cost a timeout when choosing the block size).
+    public var linkMargin: Double {
+        guard latencySamples >= 4 else { return marginCeiling }
+        return min(margin, max(marginFloor, 3 * latencyFloor + 0.02))
     }
 
     /// Response timeout for a data block of `payload` bytes at `baud`: its wire time (and the

@@ -184,6 +184,61 @@ public final class LoaderClient: RegisterAccess {
         throw FlasherError.timeout(command: op.name)
     }
 
+    /// What came back after a data block timed out and a probe was sent (``probeForLateReply``).
+    public enum LateReply: Sendable, Equatable {
+        /// The block's own reply, late (it came before the probe's): the block's outcome.
+        case reply(ResponsePacket)
+        /// The block's reply, damaged, with readable remains (see ``judgeDamagedStubReply``).
+        case damaged(DamagedReply)
+        /// The probe was answered first: the block's reply is lost (or the request never
+        /// arrived whole), and the link carries replies.
+        case probeAnswered
+        /// Nothing came in time, not even the probe's reply.
+        case nothing
+    }
+
+    /// Register read as the probe: the address every chip detection reads (esptool's chip-magic
+    /// word at 0x40001000, ROM, readable on every supported chip); harmless inside a write stream.
+    public static let probeRegister: UInt32 = 0x4000_1000
+
+    /// After a data block got no reply within its timeout: sends a harmless register read and waits
+    /// up to `timeout` for the block's reply to come after all. A loader answers in order, so the
+    /// block's reply, if it was only held up on the way (a stalled link), arrives before the
+    /// probe's; the probe's reply first means the block's reply will not come. A stall then costs
+    /// its delay, not a second copy of the block (which the stub would write twice, or which would
+    /// break its inflater). A request that lost its closing delimiter is ended by the probe's
+    /// opening one, and its reply comes too.
+    public func probeForLateReply(_ op: Opcode, timeout: Double) throws -> LateReply {
+        probes += 1
+        try send(CommandPacket(.readReg, data: le(Self.probeRegister)))
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let wait = max(0, deadline.timeIntervalSinceNow)
+            guard let frame = try nextFrame(timeout: wait) else {
+                if let r = completeUnfinished(op, outputLength: 0) {
+                    decoder = SLIPDecoder()
+                    delimiterRecoveries += 1
+                    return .reply(r)
+                }
+                return .nothing
+            }
+            if let r = try? ResponsePacket.decode(frame) {
+                if r.opcode == op.rawValue, r.data.count == 2 || r.data.count == 4 { return .reply(r) }
+                // The probe's reply (its opcode maybe damaged on the way, or the reply to a damaged
+                // probe): it came after the block's would have.
+                if r.opcode != op.rawValue { return .probeAnswered }
+            }
+            // The probe's reply, damaged: it still came after the block's would have.
+            if frame.count >= 9, frame.count <= 14, frame[1] == Opcode.readReg.rawValue { return .probeAnswered }
+            if frame.count <= 16 { damagedFrames.append(frame) }
+            let verdict = Self.judgeDamagedStubReply(damagedFrames, op: op)
+            if verdict != .unknown { return .damaged(verdict) }
+        }
+    }
+
+    /// Probes sent after a data block's timeout.
+    public private(set) var probes = 0
+
     /// The decoder's unfinished frame when it is a whole reply to `op` (only its closing
     /// delimiter missing).
     func completeUnfinished(_ op: Opcode, outputLength: Int) -> ResponsePacket? {
@@ -213,6 +268,11 @@ public final class LoaderClient: RegisterAccess {
                 switch e {
                 case .deviceReset: throw e
                 case .timeout, .badResponse: lastError = e
+                case .commandFailed where Self.readOnly.contains(op):
+                    // A read changes nothing, and its request has no checksum: a flipped address or
+                    // length byte gets an error (an address out of range: SPI failed) that the
+                    // same request, sent again undamaged, does not.
+                    lastError = e
                 case let .commandFailed(_, _, code)
                     where Self.isTransient(code) || LoaderErrorCode(rawValue: code) == nil || code == LoaderErrorCode.undefined.rawValue:
                     // A code no loader sends is a reply damaged on the wire; so is a failure status
@@ -226,17 +286,22 @@ public final class LoaderClient: RegisterAccess {
         throw lastError
     }
 
+    /// Commands that only read: any failure of theirs may be repeated.
+    static let readOnly: Set<Opcode> = [.readReg, .spiFlashMD5, .readFlashSlow]
+
     /// Error codes that mean "the request arrived damaged; sending it again may work".
     static func isTransient(_ code: UInt8) -> Bool {
         [LoaderErrorCode.checksum, .invalidMessage, .stubBadChecksum, .stubBadDataLength, .receiveFailed]
             .map(\.rawValue).contains(code)
     }
 
-    /// Drops frames and bytes that are already buffered (a late reply must not answer the next request).
-    func drainInput() {
+    /// Drops frames and bytes that are already buffered (a late reply must not answer the next
+    /// request). `settle`: first wait 20 ms for bytes still on the way (after a timeout); after a
+    /// reply that came (an error, a damaged one) nothing more is on the way.
+    func drainInput(settle: Bool = true) {
         frames = []
         decoder = SLIPDecoder()
-        if port.kind != .virtual { usleep(20_000) }
+        if settle, port.kind != .virtual { usleep(20_000) }
         port.flushInput()
     }
 
@@ -289,15 +354,20 @@ public final class LoaderClient: RegisterAccess {
         for (bytes, addr) in [(stub.text, stub.textStart), (stub.data, stub.dataStart)] where !bytes.isEmpty {
             // A noisy link: a segment whose blocks keep failing is sent again in smaller blocks
             // (the ROM places MEM_DATA block `seq` at `offset + seq * blockSize`).
-            let sizes = [LoaderProtocol.ramBlock, 0x400, 0x100]
+            // The ROM copies a MEM_DATA block to RAM and answers at once: its reply is due after the
+            // block's wire time, not after a flash operation, so a lost one is not waited for the
+            // full default timeout (on a very noisy link most of the larger blocks fail).
+            let sizes = [LoaderProtocol.ramBlock, 0x400, 0x100, 0x80]
             for (i, block) in sizes.enumerated() {
                 do {
                     let count = (bytes.count + block - 1) / block
                     try retrying(.memBegin, le(UInt32(bytes.count), UInt32(count), UInt32(block), addr))
+                    let wire = 1.5 * Double(block + 48) * 10 / Double(max(baud, 1))
+                    let t = port.kind == .virtual ? timeout : min(timeout, 0.5 + wire)
                     for seq in 0..<count {
                         let chunk = Array(bytes[(seq * block)..<min(bytes.count, (seq + 1) * block)])
                         let p = CommandPacket.dataBlock(.memData, sequence: UInt32(seq), payload: chunk)
-                        try retrying(.memData, p.data, checksum: p.checksum)
+                        try retrying(.memData, p.data, checksum: p.checksum, timeout: t, attempts: i + 1 < sizes.count ? 4 : 16)
                     }
                     break
                 } catch let e as FlasherError {

@@ -43,6 +43,25 @@ import Testing
         #expect(e.passRate(block: 0x100) > 0.4 && e.passRate(block: 0x100) < 0.7)
     }
 
+    /// A busy host: replies mostly come 1 ms after their wire time, one in ten 60 ms late
+    /// (scheduling). The timeout still covers the late ones, but the block choice charges the link's
+    /// own turnaround (the lowest recent latency), so the block stays small on a link that damages
+    /// larger ones.
+    @Test func hostDelaysDoNotTalkTheBlockUp() {
+        var e = estimator(rate: 2e-3, block: 0x100)
+        // One attempt in 50 gets no reply at all (a lost delimiter).
+        for i in 0..<200 { e.record(payload: 0x100, failed: i % 20 < 9, timedOut: i % 50 == 10) }
+        for i in 0..<200 { e.recordLatency(i % 10 == 0 ? 0.060 : 0.001) }
+        #expect(e.latencyFloor < 0.002)
+        #expect(e.latencyMean > 0.003)
+        #expect(e.margin >= 0.18)
+        #expect(e.linkMargin < e.margin && e.linkMargin >= e.marginFloor)
+        let byte = 92_160.0   // byte times per second at 921600 baud
+        #expect(e.bestBlock(current: 0x100, latency: e.latencyFloor * byte, timeoutCost: 2 * e.linkMargin * byte) == 0x100)
+        // Charging the mean latency and the full margin instead would pick a larger block.
+        #expect(e.bestBlock(current: 0x100, latency: e.latencyMean * byte, timeoutCost: 2 * e.margin * byte) > 0x100)
+    }
+
     /// Blocks grow back once the failures stop (the old outcomes fade).
     @Test func blocksGrowBackWhenTheLinkRecovers() {
         var e = estimator(rate: 2e-3, block: 0x100)

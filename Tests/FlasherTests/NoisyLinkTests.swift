@@ -104,13 +104,15 @@ import VirtualDevice
     }
 
     /// A marginal cable: errors at 921600, almost none at 460800 (a port whose faults depend on
-    /// the rate set with CHANGE_BAUDRATE). The lower rate is tried, helps, and is kept.
+    /// the rate set with CHANGE_BAUDRATE). The lower rate is tried, helps, and is kept. (5e-3: at
+    /// 2e-3 the smallest block, 128 bytes, still gets through more than half the time, and 921600
+    /// with small blocks moves more than 460800 would.)
     @Test func marginalCableKeepsTheLowerRate() throws {
         let data = Array(image().prefix(96 * 1024))
         let dir = try makeDevice("marginal")
         defer { try? FileManager.default.removeItem(at: dir) }
         let inner = try VirtualPort(name: "marginal", directory: dir.path)
-        let port = MarginalPort(inner: inner, seed: 7) { baud in baud > 460_800 ? 2e-3 : 2e-5 }
+        let port = MarginalPort(inner: inner, seed: 7) { baud in baud > 460_800 ? 5e-3 : 2e-5 }
         let session = FlashSession(openPort: port, options: options(stub: try esptoolStub(), baud: 921_600))
         try session.connect()
         let plan = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x10000, data: data, name: "app")]),
