@@ -5,14 +5,17 @@ public enum NumberParsing {
         var s = Substring(text.trimmingSpaces())
         var negative = false
         if s.hasPrefix("-") { negative = true; s = s.dropFirst() }
-        let value: Int?
         let lower = s.lowercased()
-        if lower.hasPrefix("0x") { value = Int(lower.dropFirst(2), radix: 16) }
-        else if lower.hasPrefix("0o") { value = Int(lower.dropFirst(2), radix: 8) }
-        else if lower.hasPrefix("0b") { value = Int(lower.dropFirst(2), radix: 2) }
-        else { value = Int(lower, radix: 10) }
-        guard let v = value else { return nil }
-        return negative ? -v : v
+        let radixes: [(prefix: String, radix: Int)] = [("0x", 16), ("0o", 8), ("0b", 2)]
+        let (digits, radix) = radixes.first { lower.hasPrefix($0.prefix) }
+            .map { (lower.dropFirst(2), $0.radix) } ?? (Substring(lower), 10)
+        // One sign at most, in front: Swift's Int(_:radix:) would take another after the prefix
+        // ("-0o-…", "--5"), and negating Int.min traps.
+        guard let first = digits.first, first != "-", first != "+",
+              let magnitude = Int(digits, radix: radix) else { return nil }
+        guard negative else { return magnitude }
+        let (v, overflow) = (0 as Int).subtractingReportingOverflow(magnitude)
+        return overflow ? nil : v
     }
 
     /// A byte size: an integer optionally followed by `K`/`KB`/`KiB` (×1024) or `M`/`MB`/`MiB`

@@ -30,6 +30,13 @@ import Testing
         #expect(NumberParsing.integer(" 42 ") == 42)
         #expect(NumberParsing.integer("-5") == -5)
         #expect(NumberParsing.integer("0xZZ") == nil)
+        // A second sign after the prefix or the first one (the long fuzz run's flasher-args crash:
+        // "-0o-1000000000000000000000" negated Int.min and trapped).
+        #expect(NumberParsing.integer("-0o-1000000000000000000000") == nil)
+        #expect(NumberParsing.integer("--5") == nil)
+        #expect(NumberParsing.integer("0x-10") == nil)
+        #expect(NumberParsing.integer("+7") == nil)
+        #expect(NumberParsing.integer("-0o17") == -15)
     }
 }
 
