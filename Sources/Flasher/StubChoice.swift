@@ -23,9 +23,10 @@ public struct StubChoice: Encodable, Sendable {
         self.loader = loader; self.path = path; self.foundBy = foundBy
     }
 
-    /// The stub for `--stub path` / `--no-stub`, else the first found in the known places; an
+    /// The stub for `--stub path` / `--no-stub`, else the first of `chip`'s stubs
+    /// (``SessionChipFacts/stubName``) found in the known places; an
     /// error when `$ESPFORGE_STUB` names a file that is not there or a stub file does not parse.
-    public static func resolve(path: String?, noStub: Bool = false) throws -> StubChoice {
+    public static func resolve(path: String?, noStub: Bool = false, chip: String = "esp32") throws -> StubChoice {
         var choice = StubChoice(loader: "rom")
         if noStub {
             choice.reason = "--no-stub"
@@ -33,7 +34,7 @@ public struct StubChoice: Encodable, Sendable {
             choice = StubChoice(loader: "stub", path: path, foundBy: "--stub")
             choice.stub = try StubImage.parse(json: try BoundedFile.read(path, limit: .stubJSON), source: path)
         } else {
-            let search = StubLocator.search()
+            let search = StubLocator.search(chip: chip)
             if let missing = search.missingExplicit {
                 throw FlasherError.stubMissing("$ESPFORGE_STUB names '\(missing)', which is not a readable file")
             }
