@@ -309,13 +309,22 @@ public final class FlashSession {
         if let fieldMap {
             // Every block is read until two readings agree (``ChipProbe/readBlocks``): one noisy
             // read cannot look like another board's MAC.
-            let words = try ChipProbe.readBlocks(c, map: fieldMap.map)
             if let known = fieldMapChip {
+                // A reconnect: the MAC's words of BLOCK1 only (few commands on a link that just failed).
+                var words = known.words
+                guard let mac = try RegisterReadings.agreeing(maxReadings: 6, { () throws -> [UInt32] in
+                    try (0..<2).map { try c.readRegister(known.map.controllerBase + known.map.readRegisterOffset(block: 1) + UInt32(4 * $0)) }
+                }) else {
+                    throw FlasherError.badResponse(command: "READ_REG (MAC)", why: "no two readings of the MAC agreed")
+                }
+                for (w, v) in mac.enumerated() { words.setWord(1, w, v) }
                 let was = EFuseFieldMapSummary(words: known.words, map: known.map).mac
-                let found = EFuseFieldMapSummary(words: words, map: fieldMap.map).mac
+                let found = EFuseFieldMapSummary(words: words, map: known.map).mac
                 guard was == found else { throw FlasherError.differentBoard(port: portName, expected: was, found: found) }
+                blockWords = known.words
+            } else {
+                blockWords = try ChipProbe.readBlocks(c, map: fieldMap.map)
             }
-            blockWords = fieldMapChip?.words ?? words
         } else if let known = facts {
             let was = known.efuses.esp32MAC()
             // A register value has no checksum on the wire, so one noisy read could look like
@@ -341,7 +350,12 @@ public final class FlashSession {
         let startingStub = stub != nil && !c.isStub
         do {
             if let stub, !c.isStub {
-                try c.runStub(stub)
+                // An S3 with Secure Boot on starts the stub through a ROM hook (``SessionChipFacts``).
+                var secureBoot = false
+                if let fieldMap, let words = blockWords {
+                    secureBoot = EFuseFieldMapSummary(words: words, map: fieldMap.map).security.secureBootEnabled
+                }
+                try c.runStub(stub, readHook: secureBoot ? SessionChipFacts.named(spec.name)?.secureBootStubReadHook : nil)
                 emit("stub", detail: "running \(URL(fileURLWithPath: stub.source).lastPathComponent)")
             }
             if baud != c.baud { try c.changeBaud(baud) }

@@ -19,12 +19,17 @@ public struct SessionChipFacts: Sendable, Hashable {
     public let encryptedWriteAlign: Int?
     /// The flash encryption the chip applies to an encrypted write, for messages.
     public let encryption: String
+    /// With Secure Boot on, the ROM does not run code from MEM_END: the stub is started through
+    /// the ROM's legacy flash-read function pointer at this RAM address (ESP32-S3, as esptool
+    /// 5.6.0 does). nil: MEM_END's entry always.
+    public var secureBootStubReadHook: UInt32? = nil
 
     public static let table: [SessionChipFacts] = [
         SessionChipFacts(name: "esp32", stubName: "esp32", beginCarriesEncryptFlag: false, romEncryptedWrite: false,
                          encryptedWriteAlign: nil, encryption: "AES-256 (ESP32 flash encryption)"),
         SessionChipFacts(name: "esp32s3", stubName: "esp32s3", beginCarriesEncryptFlag: true, romEncryptedWrite: true,
-                         encryptedWriteAlign: 16, encryption: "XTS-AES-128 or XTS-AES-256 (key purposes)"),
+                         encryptedWriteAlign: 16, encryption: "XTS-AES-128 or XTS-AES-256 (key purposes)",
+                         secureBootStubReadHook: 0x3FCE_F688),
         SessionChipFacts(name: "esp32c3", stubName: "esp32c3", beginCarriesEncryptFlag: true, romEncryptedWrite: true,
                          encryptedWriteAlign: 16, encryption: "XTS-AES-128"),
     ]
