@@ -235,6 +235,33 @@ struct FieldMapSessionTests {
         #expect(try flashDiffers(dir, base) == nil)
     }
 
+    /// The CLI looks the stub up once it knows the chip: its `stub:` line (and the `--json` stub
+    /// event) names the chip's own stub file, and the write goes through it.
+    @Test(.enabled(if: Oracle.availableOrCI && TestEnvironment.fixturesOrCI, Comment(rawValue: Oracle.skipReason)),
+          arguments: chips)
+    func cliStubLineNamesTheChipsStub(_ chip: String) throws {
+        let regions = try images(chip)
+        let dir = try device(chip)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let files = try regions.enumerated().map { i, r -> [String] in
+            let f = dir.appendingPathComponent("in\(i).bin")
+            try Data(r.data).write(to: f)
+            return [NumberParsing.hex(r.address), f.path]
+        }.flatMap { $0 }
+        let text = try Espforge.run(["flash", "write", "--port", "virtual:" + dir.path, "--before", "no-reset", "--after", "no-reset"] + files)
+        #expect(text.status == 0, "\(text.out)\(text.err)")
+        let line = text.err.split(separator: "\n").first { $0.hasPrefix("stub: ") }.map(String.init) ?? ""
+        let display = try #require(ChipSpec.named(chip)).displayName
+        #expect(line.hasPrefix("stub: \(chip).json for the \(display): /") && line.contains("(from "), "\(text.err)")
+        #expect(text.out.contains("stub loader"), "\(text.out)")
+        let json = try Espforge.run(["flash", "verify", "--port", "virtual:" + dir.path, "--before", "no-reset", "--after", "no-reset", "--json"] + files)
+        #expect(json.status == 0, "\(json.out)\(json.err)")
+        let stubEvent = json.out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { $0["event"] as? String == "stub" }
+        #expect((stubEvent?["path"] as? String)?.hasSuffix("/\(chip).json") == true && stubEvent?["chip"] as? String == chip, "\(json.out)")
+        #expect(try flashDiffers(dir, expected([UInt8](repeating: 0xFF, count: 4 << 20), regions)) == nil)
+    }
+
     /// `flash read`, `verify` and `erase` on S3/C3 through the session (stub): read gives the
     /// flash, verify tells equal from different, erase clears exactly its sectors.
     @Test(.enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)), arguments: chips)

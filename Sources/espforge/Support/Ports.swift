@@ -74,7 +74,7 @@ final class StubLines: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let known = chosen[chip] { return known }
-        let choice = try StubChoice.resolve(path: nil, chip: chip)
+        let choice = try StubChoice.resolve(forChip: chip)
         if json { printEventLine(choice) } else { ErrorRenderer.writeStderr(choice.line) }
         chosen[chip] = .some(choice.stub)
         return choice.stub
