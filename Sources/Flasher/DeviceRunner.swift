@@ -64,29 +64,22 @@ public enum DeviceRunner {
     public static func flash(port: String, request: FlashRequest, options: SessionOptions,
                              emit: @escaping (FlashEvent) -> Void) -> DeviceOutcome {
         let started = Date()
-        let session = FlashSession(port: port, options: options)
+        // ESP32, ESP32-S3 and ESP32-C3 alike: one session (stub, compression, link adaptation,
+        // reconnect and resume, MD5 repair); the rules check the plan against the chip's own facts.
+        let session = FlashSession(port: port, options: options.withFieldMapChips)
         session.onEvent = emit
         defer { session.finish() }
         var outcome = DeviceOutcome(device: port, ok: false)
         do {
-            var fieldMapChip = false
-            do { try session.connect() } catch FlasherError.unknownChip {
-                // Not an ESP32: an ESP32-S3/C3 is checked through its own eFuse map.
-                session.finishWithoutReset()
-                fieldMapChip = true
+            try session.connect()
+            guard let target = session.target(source: "port \(port)") else { throw FlasherError.gaveUp(port: port, why: "no chip facts") }
+            let plan = FlashSafety.check(request, target: target)
+            emitFindings(plan, port: port, emit: emit)
+            if plan.refused {
+                outcome.refused = plan.blockingCodes
+                throw FlasherError.refused(codes: plan.blockingCodes)
             }
-            if fieldMapChip {
-                outcome.regions = try checkFieldMapChip(port: port, request: request, options: options, emit: emit, outcome: &outcome)
-            } else {
-                guard let facts = session.facts else { throw FlasherError.gaveUp(port: port, why: "no chip facts") }
-                let plan = FlashSafety.check(request, facts: facts)
-                emitFindings(plan, port: port, emit: emit)
-                if plan.refused {
-                    outcome.refused = plan.blockingCodes
-                    throw FlasherError.refused(codes: plan.blockingCodes)
-                }
-                outcome.regions = try session.write(plan)
-            }
+            outcome.regions = try session.write(plan)
             outcome.ok = true
         } catch {
             outcome.error = describe(error)

@@ -67,85 +67,9 @@ public struct FieldMapTarget {
                                   chipRevision: summary.majorRevision * 100 + summary.minorRevision)
         return try body(chip, c)
     }
-
-    /// Writes the checked entries through the ROM loader (uncompressed 1 KiB blocks, as esptool
-    /// does there), each region checked by the ROM's MD5 afterwards. FLASH_BEGIN erases whole
-    /// sectors: the bytes of the first and last sector outside a region are read first and
-    /// written back, so nothing outside the region changes.
-    static func writeThroughROM(_ c: LoaderClient, report: SafetyReport, flashSize: Int, port: String,
-                                skipUnchanged: Bool = false, emit: (FlashEvent) -> Void) throws -> [RegionResult] {
-        try c.spiSetParams(size: flashSize)
-        let sector = LoaderSectorSize, block = LoaderProtocol.romWriteBlock
-        var results: [RegionResult] = []
-        for entry in report.entries where !entry.bytes.isEmpty {
-            let start = entry.address / sector * sector
-            let end = (entry.address + entry.bytes.count + sector - 1) / sector * sector
-            guard end <= flashSize else {
-                throw FlasherError.gaveUp(port: port, why: "\(entry.name) ends past the \(flashSize >> 20)MB flash")
-            }
-            let want = Array(Insecure.MD5.hash(data: entry.bytes))
-            let md5 = want.map { String(format: "%02x", $0) }.joined()
-            if skipUnchanged, try c.flashMD5(address: entry.address, size: entry.bytes.count) == want {
-                results.append(RegionResult(address: entry.address, size: entry.bytes.count, name: entry.name, outcome: .unchanged,
-                                            md5: md5, compressed: false, payloadBytes: 0))
-                emit(FlashEvent(device: port, event: "unchanged", address: entry.address, size: entry.bytes.count, detail: "md5 \(md5)"))
-                continue
-            }
-            let head = entry.address > start ? try c.readFlash(address: start, size: entry.address - start) : []
-            let tailStart = entry.address + entry.bytes.count
-            let tail = end > tailStart ? try c.readFlash(address: tailStart, size: end - tailStart) : []
-            let data = head + entry.bytes + tail
-            let blocks = (data.count + block - 1) / block
-            try c.retrying(.flashBegin, le(UInt32(data.count), UInt32(blocks), UInt32(block), UInt32(start)),
-                           timeout: max(c.timeout, 40 * Double(data.count) / 1e6))
-            var body = data
-            body += [UInt8](repeating: 0xFF, count: blocks * block - data.count)
-            for seq in 0..<blocks {
-                let packet = CommandPacket.dataBlock(.flashData, sequence: UInt32(seq),
-                                                     payload: Array(body[seq * block..<(seq + 1) * block]))
-                try c.retrying(.flashData, packet.data, checksum: packet.checksum)
-                emit(FlashEvent(device: port, event: "progress", address: entry.address, size: entry.bytes.count,
-                                done: min(entry.bytes.count, max(0, (seq + 1) * block - head.count))))
-            }
-            let got = try c.flashMD5(address: entry.address, size: entry.bytes.count)
-            guard got == want else {
-                throw FlasherError.badResponse(command: "SPI_FLASH_MD5", why: "\(entry.name) at \(hex(entry.address)) reads back differently")
-            }
-            results.append(RegionResult(address: entry.address, size: entry.bytes.count, name: entry.name, outcome: .written,
-                                        md5: md5, compressed: false, payloadBytes: blocks * block))
-            emit(FlashEvent(device: port, event: "written", address: entry.address, size: entry.bytes.count, detail: "md5 \(md5)"))
-        }
-        return results
-    }
 }
 
 extension DeviceRunner {
-    /// `flash` on a chip the flasher's session does not connect to (ESP32-S3/C3): the plan is
-    /// checked by the same rules against the chip's own facts on a fresh connection. A refused plan
-    /// throws ``FlasherError/refused(codes:)`` before a byte is written; a plan that passes is
-    /// written through the ROM loader and verified by MD5 (no stub, no link adaptation yet).
-    static func checkFieldMapChip(port: String, request: FlashRequest, options: SessionOptions,
-                                  emit: @escaping (FlashEvent) -> Void, outcome: inout DeviceOutcome) throws -> [RegionResult] {
-        // `--after` applies to this connection (the ESP32 session's port is closed already).
-        return try FieldMapTarget.connect(port: port, options: options) { chip, c in
-            emit(FlashEvent(device: port, event: "connected",
-                            detail: "\(chip.spec.displayName), ROM loader (eFuses read through its field map)"))
-            let report = FlashSafety.check(request, target: chip.target(source: "port \(port)"))
-            emitFindings(report, port: port, emit: emit)
-            if report.refused {
-                outcome.refused = report.blockingCodes
-                throw FlasherError.refused(codes: report.blockingCodes)
-            }
-            guard !request.encrypt else {
-                throw FlasherError.romUnsupported("--encrypt on \(chip.spec.displayName) (the plan passes the rules; nothing was written)")
-            }
-            // The ROM takes CHANGE_BAUDRATE as on ESP32 (`--baud`), after the facts were read.
-            if options.baud != c.baud { try c.changeBaud(options.baud) }
-            return try FieldMapTarget.writeThroughROM(c, report: report, flashSize: chip.flashSize ?? 4 << 20, port: port,
-                                                     skipUnchanged: options.skipUnchanged, emit: emit)
-        }
-    }
-
     static func emitFindings(_ plan: SafetyReport, port: String, emit: (FlashEvent) -> Void) {
         for f in plan.findings {
             let evidence = f.evidence.isEmpty ? "" : " (\(f.evidence.joined(separator: "; ")))"

@@ -5,19 +5,19 @@ import ESPCore
 public enum FlashOperations {
     /// Reads `size` bytes at `address`; the range must lie inside the chip's flash.
     public static func read(port: String, options: SessionOptions, address: Int, size: Int) throws -> [UInt8] {
-        let session = FlashSession(port: port, options: options)
+        let session = FlashSession(port: port, options: options.withFieldMapChips)
         defer { session.finish() }
         try session.connect()
-        guard let facts = session.facts, address + size <= facts.flashSize else {
+        guard let flashSize = session.flashSize, address + size <= flashSize else {
             throw UsageError("\(NumberParsing.hex(address))+\(NumberParsing.hex(size)) ends past the flash",
-                             hint: "the chip has \((session.facts?.flashSize ?? 0) >> 20)MB")
+                             hint: "the chip has \((session.flashSize ?? 0) >> 20)MB")
         }
         return try session.read(address: address, size: size)
     }
 
     /// Erases `range` (4 KiB aligned), or the whole chip when nil.
     public static func erase(port: String, options: SessionOptions, range: (address: Int, size: Int)?) throws {
-        let session = FlashSession(port: port, options: options)
+        let session = FlashSession(port: port, options: options.withFieldMapChips)
         defer { session.finish() }
         try session.connect()
         if let range { try session.erase(address: range.address, size: range.size) } else { try session.eraseAll() }
@@ -25,9 +25,18 @@ public enum FlashOperations {
 
     /// Compares flash with `regions` by MD5.
     public static func verify(port: String, options: SessionOptions, regions: [FlashRegion]) throws -> [RegionResult] {
-        let session = FlashSession(port: port, options: options)
+        let session = FlashSession(port: port, options: options.withFieldMapChips)
         defer { session.finish() }
         try session.connect()
         return try session.verify(regions)
+    }
+}
+
+extension SessionOptions {
+    /// The options with ESP32-S3/C3 sessions allowed (``fieldMapChips``).
+    public var withFieldMapChips: SessionOptions {
+        var o = self
+        o.fieldMapChips = true
+        return o
     }
 }

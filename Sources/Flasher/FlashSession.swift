@@ -14,6 +14,14 @@ public struct SessionOptions: Sendable {
     public var after = AfterMode.hardReset
     /// The flasher stub to run, or nil for the ROM loader.
     public var stub: StubImage?
+    /// The stub for a chip other than the ESP32, by chip name (``SessionChipFacts/stubName``), once
+    /// the chip is detected. nil: ``stub`` is used whatever the chip (a stub given by the caller).
+    /// The closure may return nil (the ROM loader) and throw (a stub that does not parse).
+    public var stubForChip: (@Sendable (_ stubName: String) throws -> StubImage?)?
+    /// Connect to the chips of ``FieldMapChipFacts`` (ESP32-S3/C3) too. Off by default: callers
+    /// that read an S3/C3 another way catch ``FlasherError/unknownChip(magic:)`` from an ESP32-only
+    /// session. The flasher's own flash jobs (``DeviceRunner/flash``, ``FlashOperations``) turn it on.
+    public var fieldMapChips = false
     /// Compress where it is safe: always through a stub; through the ROM loader only on chips whose
     /// ROM compressed write is known to write exactly the region (``ChipSpec/romCompressedWriteSafe``;
     /// never on ESP32, whose ROM writes stale bytes past every compressed region).
@@ -177,6 +185,22 @@ public final class FlashSession {
     public private(set) var port: ChipPort?
     public private(set) var client: LoaderClient?
     public private(set) var facts: ChipFacts?
+    /// ESP32-S3/C3: the chip's detection row, eFuse field map and blocks, flash id and size (nil
+    /// on an ESP32, whose facts are ``facts``).
+    public private(set) var fieldMapChip: FieldMapTarget?
+    /// The connected chip (either kind).
+    public var spec: ChipSpec? { facts?.spec ?? fieldMapChip?.spec }
+    /// The flash size the session set with SPI_SET_PARAMS (either kind of chip).
+    public var flashSize: Int? { facts?.flashSize ?? fieldMapChip?.flashSize }
+    /// The per-chip session facts of the connected chip (``SessionChipFacts``).
+    public var chipFacts: SessionChipFacts? { spec.flatMap { SessionChipFacts.named($0.name) } }
+    /// The facts the safety rules check a plan against (either kind of chip).
+    public func target(source: String) -> TargetFacts? {
+        if let facts { return facts.target }
+        return fieldMapChip?.target(source: source)
+    }
+    /// The stub chosen for a non-ESP32 chip through ``SessionOptions/stubForChip`` (kept for reconnects).
+    private var chipStub: StubImage??
     public private(set) var flashID: UInt32 = 0
     public private(set) var reconnects = 0
     /// Reconnects since the last verified piece (the limit applies to these).
@@ -260,15 +284,48 @@ public final class FlashSession {
             }
         }
         guard synced else { throw FlasherError.noSync(port: portName, attempts: rounds * 7) }
-        let spec = try ChipProbe.detect(c)
+        // The ESP32 by its ROM magic word; any other chip through the field-map table (ESP32-S3/C3:
+        // GET_SECURITY_INFO's chip id, else the magic word), which an ESP32 never gets asked.
+        let spec: ChipSpec
+        var fieldMap: (row: FieldMapChipFacts, map: EFuseFieldMap)?
+        do { spec = try ChipProbe.detect(c) } catch FlasherError.unknownChip(let magic) {
+            guard options.fieldMapChips, let row = ChipProbe.detectFieldMapChip(c), let map = EFuseFieldMap.named(row.name),
+                  let s = ChipSpec.named(row.name) else { throw FlasherError.unknownChip(magic: magic) }
+            spec = s
+            fieldMap = (row, map)
+        }
+        if let known = self.spec, known.name != spec.name {
+            // A reconnect found another kind of chip: another board.
+            throw FlasherError.differentBoard(port: portName, expected: known.displayName, found: spec.displayName)
+        }
         // Raise the rate first (the ROM supports CHANGE_BAUDRATE), so even the stub upload is fast.
         let baud = adaptedBaud ?? options.baud
         if baud != c.baud, !c.isStub { try c.changeBaud(baud) }
         // On a reconnect the facts are known, but the board may not be the same one: a board pulled
         // and another put in its place during a reconnect must never receive the rest of the
         // first board's write. The MAC words are read again (two registers) and compared.
-        let efuses: EFuseArray
-        if let known = facts {
+        var efuses: EFuseArray?
+        var blockWords: EFuseBlockWords?
+        if let fieldMap {
+            // Every block is read until two readings agree (``ChipProbe/readBlocks``): one noisy
+            // read cannot look like another board's MAC.
+            if let known = fieldMapChip {
+                // A reconnect: the MAC's words of BLOCK1 only (few commands on a link that just failed).
+                var words = known.words
+                guard let mac = try RegisterReadings.agreeing(maxReadings: 6, { () throws -> [UInt32] in
+                    try (0..<2).map { try c.readRegister(known.map.controllerBase + known.map.readRegisterOffset(block: 1) + UInt32(4 * $0)) }
+                }) else {
+                    throw FlasherError.badResponse(command: "READ_REG (MAC)", why: "no two readings of the MAC agreed")
+                }
+                for (w, v) in mac.enumerated() { words.setWord(1, w, v) }
+                let was = EFuseFieldMapSummary(words: known.words, map: known.map).mac
+                let found = EFuseFieldMapSummary(words: words, map: known.map).mac
+                guard was == found else { throw FlasherError.differentBoard(port: portName, expected: was, found: found) }
+                blockWords = known.words
+            } else {
+                blockWords = try ChipProbe.readBlocks(c, map: fieldMap.map)
+            }
+        } else if let known = facts {
             let was = known.efuses.esp32MAC()
             // A register value has no checksum on the wire, so one noisy read could look like
             // another board: another MAC must be read three times in a row, the same each time.
@@ -289,27 +346,56 @@ public final class FlashSession {
         } else {
             efuses = try ChipProbe.readEFuses(c)
         }
-        let startingStub = options.stub != nil && !c.isStub
+        let stub = try stub(for: spec)
+        let startingStub = stub != nil && !c.isStub
         do {
-            if let stub = options.stub, !c.isStub {
-                try c.runStub(stub)
+            if let stub, !c.isStub {
+                // An S3 with Secure Boot on starts the stub through a ROM hook (``SessionChipFacts``).
+                var secureBoot = false
+                if let fieldMap, let words = blockWords {
+                    secureBoot = EFuseFieldMapSummary(words: words, map: fieldMap.map).security.secureBootEnabled
+                }
+                try c.runStub(stub, readHook: secureBoot ? SessionChipFacts.named(spec.name)?.secureBootStubReadHook : nil)
                 emit("stub", detail: "running \(URL(fileURLWithPath: stub.source).lastPathComponent)")
             }
             if baud != c.baud { try c.changeBaud(baud) }
             try c.spiAttach()
         } catch {
-            if startingStub, let stub = options.stub {
+            if startingStub, let stub {
                 stubFailure = .stubFailed(stub: URL(fileURLWithPath: stub.source).lastPathComponent, why: describe(error))
             }
             throw error
         }
         stubFailure = nil
-        if facts == nil { flashID = try c.flashID() }
+        if let fieldMap {
+            if fieldMapChip == nil { flashID = try ChipProbe.flashID(c, fieldMap.row) }
+        } else if facts == nil {
+            flashID = try c.flashID()
+        }
         let code = Int((flashID >> 16) & 0xFF)
         let size = (0x12...0x1C).contains(code) ? 1 << code : 4 << 20
         try c.spiSetParams(size: size)
-        facts = ChipFacts(spec: spec, flashSize: size, efuses: efuses)
+        if let fieldMap, let words = blockWords {
+            if fieldMapChip == nil {
+                let summary = EFuseFieldMapSummary(words: words, map: fieldMap.map)
+                fieldMapChip = FieldMapTarget(row: fieldMap.row, map: fieldMap.map, spec: spec, words: words, flashID: flashID,
+                                              flashSize: size, chipRevision: summary.majorRevision * 100 + summary.minorRevision)
+            }
+        } else if let efuses {
+            facts = ChipFacts(spec: spec, flashSize: size, efuses: efuses)
+        }
         emit("connected", detail: "\(spec.displayName), \(c.isStub ? "stub" : "ROM") loader, \(c.baud) baud, flash \(size >> 20)MB")
+    }
+
+    /// The stub for the detected chip: the chip's own (``SessionOptions/stubForChip``, looked up
+    /// once per session), or ``SessionOptions/stub`` when no per-chip lookup is set.
+    func stub(for spec: ChipSpec) throws -> StubImage? {
+        guard let lookup = options.stubForChip else { return options.stub }
+        if let chosen = chipStub { return chosen }
+        let name = SessionChipFacts.named(spec.name)?.stubName ?? spec.name
+        let found = try lookup(name)
+        chipStub = .some(found)
+        return found
     }
 
     /// Reconnects after a lost link or a chip reset (new connection, SYNC, stub, baud, attach).
@@ -367,6 +453,9 @@ public final class FlashSession {
     public func chipInfo() throws -> ChipInfo {
         try withReconnect {
             let c = try requireClient()
+            if let chip = fieldMapChip {
+                return ChipInfo.fieldMap(chip.words, map: chip.map, row: chip.row, flashID: flashID, loader: c.isStub ? "stub" : "ROM")
+            }
             guard let facts else { throw FlasherError.gaveUp(port: portName, why: "not connected") }
             let date = try c.readRegister(0x3FF6_607C)
             let clk = try c.readRegister(0x3FF4_0014)
@@ -383,7 +472,14 @@ public final class FlashSession {
         var results: [RegionResult] = []
         for region in plan.regions {
             var data = region.data
-            if data.count % 4 != 0 { data += [UInt8](repeating: 0xFF, count: 4 - data.count % 4) }
+            // An encrypted write goes in the engine's units (16 bytes on S3/C3): padded with 0xFF,
+            // as esptool pads it; the address must be aligned already.
+            let unit = options.encrypt ? (chipFacts?.encryptedWriteAlign ?? 4) : 4
+            if options.encrypt, region.address % unit != 0 {
+                throw FlasherError.badArgument("\(region.name) at \(hex(region.address)): an encrypted write on \(spec?.displayName ?? "this chip") must start on a \(unit)-byte boundary",
+                                               hint: "place the file at a multiple of \(unit) (partitions and images are 4 KiB aligned)")
+            }
+            if data.count % unit != 0 { data += [UInt8](repeating: 0xFF, count: unit - data.count % unit) }
             let requested = data
             data = try withReconnect { try keepSectorTail(address: region.address, data: data) }
             // One compressed stream per region (best compression). After a failure, the pieces
@@ -708,7 +804,7 @@ public final class FlashSession {
     func keepSectorTail(address: Int, data: [UInt8]) throws -> [UInt8] {
         let end = address + data.count
         let sectorEnd = (end + LoaderSectorSize - 1) & ~(LoaderSectorSize - 1)
-        guard !options.encrypt, sectorEnd > end, let facts, sectorEnd <= facts.flashSize else { return data }
+        guard !options.encrypt, sectorEnd > end, let flashSize, sectorEnd <= flashSize else { return data }
         let c = try requireClient()
         let n = sectorEnd - end
         let blank = Array(Insecure.MD5.hash(data: [UInt8](repeating: 0xFF, count: n)))
@@ -723,7 +819,7 @@ public final class FlashSession {
     /// as safe in the chip table).
     func mayCompress(_ c: LoaderClient) -> Bool {
         guard options.compress, !options.encrypt else { return false }
-        return c.isStub || (facts?.spec.romCompressedWriteSafe ?? false)
+        return c.isStub || (spec?.romCompressedWriteSafe ?? false)
     }
 
     func sendRegion(_ c: LoaderClient, region: FlashRegion, data: [UInt8], payload: [UInt8], compressed: Bool) throws {
@@ -731,9 +827,14 @@ public final class FlashSession {
         let blocks = (payload.count + firstBlock - 1) / firstBlock
         let writeSize = compressed ? (c.isStub ? data.count : (data.count + firstBlock - 1) / firstBlock * firstBlock) : data.count
         var begin = le(UInt32(writeSize), UInt32(blocks), UInt32(firstBlock), UInt32(region.address))
+        let chip = chipFacts
         if options.encrypt {
-            guard c.isStub else { throw FlasherError.romUnsupported("--encrypt on ESP32") }
+            guard c.isStub || chip?.romEncryptedWrite == true else {
+                throw FlasherError.romUnsupported("--encrypt on \(spec?.displayName ?? "this chip")")
+            }
             begin += le(1)
+        } else if chip?.beginCarriesEncryptFlag == true {
+            begin += le(0)
         }
         // The stub erases as it writes and answers FLASH_BEGIN at once (esptool waits its default
         // timeout there); the ROM erases the whole region first.
@@ -741,7 +842,14 @@ public final class FlashSession {
         // (``tuneShortTimeout``), not 3 s: on a noisy link every restart and repair piece begins a stream.
         let eraseTimeout = c.isStub ? (options.adaptive ? min(options.timeout, c.timeout) : options.timeout)
             : max(options.timeout, 40 * Double(writeSize) / 1e6)
-        try c.retrying(compressed ? .flashDeflBegin : .flashBegin, begin, timeout: eraseTimeout)
+        do {
+            try c.retrying(compressed ? .flashDeflBegin : .flashBegin, begin, timeout: eraseTimeout)
+        } catch FlasherError.commandFailed(let command, let status, let code)
+            where options.encrypt && chip?.beginCarriesEncryptFlag == true && !LoaderClient.isTransient(code) {
+            // The chip's loader refuses the encrypted-write flag itself (DIS_DOWNLOAD_MANUAL_ENCRYPT
+            // burned, or no XTS key purpose): not a link failure, so no reconnect.
+            throw FlasherError.encryptedWriteRefused(chip: spec?.displayName ?? "the chip", command: command, status: status, error: code)
+        }
         let op: Opcode = compressed ? .flashDeflData : .flashData
         // Uncompressed streams are padded to whole blocks of the size announced (as esptool does);
         // a smaller block later (a power of two dividing it) never sends more than announced.
@@ -1008,7 +1116,7 @@ public final class FlashSession {
             throw FlasherError.badArgument("erase range \(hex(address))+\(hex(size)) is not sector aligned",
                                            hint: "address and size must be multiples of 0x1000")
         }
-        guard let facts, address + size <= facts.flashSize else {
+        guard let flashSize, address + size <= flashSize else {
             throw FlasherError.badArgument("erase range ends past the flash", hint: "check the size")
         }
         try withReconnect { try requireClient().eraseRegion(address: address, size: size) }
@@ -1016,9 +1124,9 @@ public final class FlashSession {
     }
 
     public func eraseAll() throws {
-        guard let facts else { throw FlasherError.gaveUp(port: portName, why: "not connected") }
-        try withReconnect { try requireClient().eraseChip(size: facts.flashSize) }
-        emit("erased", address: 0, size: facts.flashSize)
+        guard let flashSize else { throw FlasherError.gaveUp(port: portName, why: "not connected") }
+        try withReconnect { try requireClient().eraseChip(size: flashSize) }
+        emit("erased", address: 0, size: flashSize)
     }
 
     /// Compares the chip's MD5 of each region with the file's.

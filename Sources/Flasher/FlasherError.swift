@@ -30,6 +30,9 @@ public enum FlasherError: Error, Equatable, Sendable {
     case gaveUp(port: String, why: String)
     /// A reconnect found another board (another MAC) on the port: the session stops.
     case differentBoard(port: String, expected: String, found: String)
+    /// The chip's loader refused an encrypted write (FLASH_BEGIN with the encrypted-write flag):
+    /// DIS_DOWNLOAD_MANUAL_ENCRYPT is burned, or no key block has an XTS-AES key purpose.
+    case encryptedWriteRefused(chip: String, command: String, status: UInt8, error: UInt8)
 }
 
 extension FlasherError: DiagnosticConvertible {
@@ -50,7 +53,7 @@ extension FlasherError: DiagnosticConvertible {
             return Diagnostic("unexpected response to \(c): \(why)")
         case let .unknownChip(m):
             return Diagnostic("chip magic 0x\(String(m, radix: 16)) is not a supported chip",
-                              hint: "espforge flashes ESP32 (magic 0x00f01d83)")
+                              hint: "espforge flashes ESP32 (magic 0x00f01d83), ESP32-S3 and ESP32-C3")
         case let .stubMissing(why):
             return Diagnostic("no flasher stub: \(why)", hint: "pass --stub FILE (esptool's stub JSON) or --no-stub")
         case let .stubInvalid(file, why):
@@ -73,6 +76,10 @@ extension FlasherError: DiagnosticConvertible {
         case let .differentBoard(port, expected, found):
             return Diagnostic("another board answered on \(port) after a reconnect (MAC \(found), the session began with \(expected)); nothing more was written to it",
                               hint: "the board was swapped during the write: put the first board back and rerun with --resume, or start the new board on its own")
+        case let .encryptedWriteRefused(chip, command, status, code):
+            let name = LoaderErrorCode(rawValue: code).map { "\($0)" } ?? "unknown"
+            return Diagnostic("the \(chip) refused the encrypted write (\(command) with the encrypted-write flag: status \(status), error 0x\(String(code, radix: 16)) \(name)); nothing was written by it",
+                              hint: "DIS_DOWNLOAD_MANUAL_ENCRYPT is burned (release mode) or no key block has an XTS_AES key purpose: encrypt the files on the host (espforge flash-encryption encrypt) and write the ciphertext without --encrypt")
         case let .gaveUp(port, why):
             return Diagnostic("gave up on \(port): \(why)", hint: "check the link; verified regions stay written")
         }

@@ -350,7 +350,12 @@ public final class LoaderClient: RegisterAccess {
     // MARK: Stub
 
     /// Uploads the stub to RAM and starts it; afterwards the stub protocol is spoken.
-    public func runStub(_ stub: StubImage) throws {
+    ///
+    /// `readHook`: start the stub through the ROM's legacy flash-read function pointer at this RAM
+    /// address instead of MEM_END's entry (an ESP32-S3 with Secure Boot on does not run code from
+    /// MEM_END): MEM_END without running, the pointer set to the entry, READ_FLASH_SLOW (no
+    /// reply: it jumps into the stub), and the pointer restored once the stub greets.
+    public func runStub(_ stub: StubImage, readHook: UInt32? = nil) throws {
         for (bytes, addr) in [(stub.text, stub.textStart), (stub.data, stub.dataStart)] where !bytes.isEmpty {
             // A noisy link: a segment whose blocks keep failing is sent again in smaller blocks
             // (the ROM places MEM_DATA block `seq` at `offset + seq * blockSize`).
@@ -380,13 +385,23 @@ public final class LoaderClient: RegisterAccess {
                 }
             }
         }
-        try command(.memEnd, le(0, stub.entry), timeout: 1)
+        var restore: (address: UInt32, value: UInt32)?
+        if let hook = readHook {
+            try command(.memEnd, le(1, 0), timeout: 1)
+            restore = (hook, try readRegister(hook))
+            try writeRegister(hook, stub.entry)
+            damagedFrames = []
+            try send(CommandPacket(.readFlashSlow, data: le(0, 0)))
+        } else {
+            try command(.memEnd, le(0, stub.entry), timeout: 1)
+        }
         // The stub greets with a raw "OHAI" frame.
         let deadline = Date().addingTimeInterval(port.kind == .virtual ? 0 : 2)
         repeat {
             guard let f = try nextFrame(timeout: max(0, deadline.timeIntervalSinceNow)) else { break }
             if f == Array("OHAI".utf8) {
                 isStub = true
+                if let restore { try writeRegister(restore.address, restore.value) }
                 return
             }
         } while Date() < deadline

@@ -1,3 +1,4 @@
+import Foundation
 import ESPCore
 
 /// Which loader a command talks to and why: the flasher stub from `--stub FILE`, else one found
@@ -12,20 +13,23 @@ public struct StubChoice: Encodable, Sendable {
     /// Why the ROM loader is used.
     public var reason: String?
     public var searched: [String]?
+    /// The chip the stub was looked up for, once the session detected it (nil: chosen up front).
+    public var chip: String?
     /// The stub to upload (nil: the ROM loader).
     public var stub: StubImage?
 
     enum CodingKeys: String, CodingKey {
-        case event, loader, path, foundBy = "found_by", reason, searched
+        case event, loader, path, foundBy = "found_by", reason, searched, chip
     }
 
     init(loader: String, path: String? = nil, foundBy: String? = nil) {
         self.loader = loader; self.path = path; self.foundBy = foundBy
     }
 
-    /// The stub for `--stub path` / `--no-stub`, else the first found in the known places; an
+    /// The stub for `--stub path` / `--no-stub`, else the first of `chip`'s stubs
+    /// (``SessionChipFacts/stubName``) found in the known places; an
     /// error when `$ESPFORGE_STUB` names a file that is not there or a stub file does not parse.
-    public static func resolve(path: String?, noStub: Bool = false) throws -> StubChoice {
+    public static func resolve(path: String?, noStub: Bool = false, chip: String = "esp32") throws -> StubChoice {
         var choice = StubChoice(loader: "rom")
         if noStub {
             choice.reason = "--no-stub"
@@ -33,7 +37,7 @@ public struct StubChoice: Encodable, Sendable {
             choice = StubChoice(loader: "stub", path: path, foundBy: "--stub")
             choice.stub = try StubImage.parse(json: try BoundedFile.read(path, limit: .stubJSON), source: path)
         } else {
-            let search = StubLocator.search()
+            let search = StubLocator.search(chip: chip)
             if let missing = search.missingExplicit {
                 throw FlasherError.stubMissing("$ESPFORGE_STUB names '\(missing)', which is not a readable file")
             }
@@ -49,13 +53,27 @@ public struct StubChoice: Encodable, Sendable {
         return choice
     }
 
+    /// The stub for the chip a session detected (``SessionChipFacts/stubName``), as ``resolve``
+    /// finds it without `--stub` / `--no-stub`; the line then names the chip and the stub's file.
+    public static func resolve(forChip chip: String) throws -> StubChoice {
+        var choice = try resolve(path: nil, chip: chip)
+        choice.chip = chip
+        return choice
+    }
+
     /// The line a command prints on stderr (terminal-safe, with its newline): `stub: PATH (from
     /// HOW)` or `stub: none, using the ROM loader: WHY`.
     public var line: String {
-        if let path {
-            return "stub: " + Diagnostic.terminalSafe("\(path) (from \(foundBy ?? "?"))") + "\n"
+        // A long path is shortened in the middle on a terminal: the chip's stub file is named first.
+        let forChip = chip.map { c in
+            (path.map { URL(fileURLWithPath: $0).lastPathComponent + " " } ?? "") + "for the \(ChipSpec.named(c)?.displayName ?? c)"
         }
-        return "stub: none, using the ROM loader: " + Diagnostic.terminalSafe(reason ?? "") + "\n"
+        if let path {
+            return "stub: " + (forChip.map { Diagnostic.terminalSafe($0) + ": " } ?? "")
+                + Diagnostic.terminalSafe("\(path) (from \(foundBy ?? "?"))") + "\n"
+        }
+        return "stub: none" + (forChip.map { " " + Diagnostic.terminalSafe($0) } ?? "") + ", using the ROM loader: "
+            + Diagnostic.terminalSafe(reason ?? "") + "\n"
     }
 }
 

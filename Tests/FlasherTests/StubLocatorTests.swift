@@ -88,8 +88,9 @@ struct StubLocatorTests {
         let text = try ProcessRunner.run(Espforge.path, ["flash", "erase", "--port", "virtual:" + dev.path, "0x20000", "0x1000"],
                                          environment: env)
         #expect(text.status == 0, "\(text.err)")
-        // One line, rendered terminal-safe as every stderr line (long paths are shortened in the middle).
-        #expect(text.err == "stub: " + Diagnostic.terminalSafe("\(planted) (from $VIRTUAL_ENV (\(venv.path)))") + "\n", "\(text.err)")
+        // One line, rendered terminal-safe as every stderr line (long paths are shortened in the
+        // middle), naming the detected chip's stub file first (the stub is looked up per chip).
+        #expect(text.err == "stub: esp32.json for the ESP32: " + Diagnostic.terminalSafe("\(planted) (from $VIRTUAL_ENV (\(venv.path)))") + "\n", "\(text.err)")
 
         let rom = try ProcessRunner.run(Espforge.path, ["flash", "erase", "--no-stub", "--port", "virtual:" + dev.path, "0x20000", "0x1000"],
                                         environment: env)

@@ -24,7 +24,16 @@ struct ConnectionOptions: ParsableArguments {
     func sessionOptions(needStub: Bool = true) throws -> SessionOptions {
         var o = try SessionOptions.parse(baud: baud, before: before, after: after, timeout: timeout)
         o.ports = BoardPorts.opener
-        if needStub { o.stub = try loadStub(path: stub, noStub: noStub, json: json) }
+        if needStub {
+            if stub == nil, !noStub {
+                // esptool's stub for the chip found on the port (esp32.json, esp32s3.json, …): looked
+                // up once the session knows the chip; the `stub:` line names it.
+                let json = json
+                o.stubForChip = { chip in try StubLines.shared.load(chip: chip, json: json) }
+            } else {
+                o.stub = try loadStub(path: stub, noStub: noStub, json: json)
+            }
+        }
         return o
     }
 
@@ -52,6 +61,24 @@ func loadStub(path: String?, noStub: Bool = false, json: Bool) throws -> StubIma
     let choice = try StubChoice.resolve(path: path, noStub: noStub)
     if json { printEventLine(choice) } else { ErrorRenderer.writeStderr(choice.line) }
     return choice.stub
+}
+
+/// The per-chip stubs of one command run: each chip's stub is looked up and its `stub:` line
+/// printed once, however many devices of that chip the run has.
+final class StubLines: @unchecked Sendable {
+    static let shared = StubLines()
+    private let lock = NSLock()
+    private var chosen: [String: StubImage?] = [:]
+
+    func load(chip: String, json: Bool) throws -> StubImage? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let known = chosen[chip] { return known }
+        let choice = try StubChoice.resolve(forChip: chip)
+        if json { printEventLine(choice) } else { ErrorRenderer.writeStderr(choice.line) }
+        chosen[chip] = .some(choice.stub)
+        return choice.stub
+    }
 }
 
 /// One machine-readable event per line.
