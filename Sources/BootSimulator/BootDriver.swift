@@ -22,7 +22,7 @@ enum BootDriver {
         var reason: String?
         var booted: (String, Int)?
         var ramEntry: Int?
-        var resetReason = "rst:0x1 (POWERON_RESET)"
+        var resetReason = s.chip.powerOnReset
         while s.powerCycles < max(1, s.config.maxPowerCycles) {
             s.powerCycles += 1
             s.clock = 0
@@ -33,6 +33,12 @@ enum BootDriver {
                     reason = "the ROM started a RAM image at 0x\(hex8(entry)) (not an ESP-IDF bootloader)"
                     break
                 }
+                if s.chip.fieldMap != nil {
+                    // The ESP-IDF bootloader stage of the S3/C3 is not simulated yet.
+                    result = .bootloaderStarted
+                    reason = "the ROM started the ESP-IDF bootloader; its stage is not simulated for the \(s.chip.name) yet"
+                    break
+                }
                 switch try BootloaderPhase.run(&s) {
                 case .started(let name, let offset):
                     result = .appStarted
@@ -40,7 +46,7 @@ enum BootDriver {
                     reason = nil
                 case .reset:
                     reset(&s)
-                    resetReason = "rst:0x3 (SW_RESET)"
+                    resetReason = s.chip.softwareReset
                     result = .bootloaderHalted
                     reason = "still resetting after \(s.powerCycles) power cycle(s)"
                     continue
