@@ -25,6 +25,16 @@ struct BootChip: Sendable {
     let romHaltLine: String
     /// Key purposes of the Secure Boot V2 digest slots 0-2 (empty on the ESP32: BLK2).
     let digestPurposes: [Int]
+    /// The image header's chip id (ESP32 0, S3 9, C3 5).
+    var imageChipID: UInt16 = 0
+    /// The bootloader's tag for the flash settings (`boot.esp32s3`) and its speed label.
+    var idfTag = "boot.esp32"
+    var spiSpeedLabel = "SPI Speed      : "
+    /// S3/C3 banner: `Multicore bootloader` (dual-core S3).
+    var multicore = false
+    /// Address ranges the bootloader maps through the MMU (flash-resident code and data) rather
+    /// than loads: [start, end).
+    var mappedRanges: [Range<UInt32>] = [0x400D_0000..<0x4040_0000, 0x3F40_0000..<0x3F80_0000]
 
     static let esp32 = BootChip(
         name: "esp32", fieldMap: nil, bootloaderOffset: 0x1000, romBanner: [],

@@ -33,12 +33,6 @@ enum BootDriver {
                     reason = "the ROM started a RAM image at 0x\(hex8(entry)) (not an ESP-IDF bootloader)"
                     break
                 }
-                if s.chip.fieldMap != nil {
-                    // The ESP-IDF bootloader stage of the S3/C3 is not simulated yet.
-                    result = .bootloaderStarted
-                    reason = "the ROM started the ESP-IDF bootloader; its stage is not simulated for the \(s.chip.name) yet"
-                    break
-                }
                 switch try BootloaderPhase.run(&s) {
                 case .started(let name, let offset):
                     result = .appStarted

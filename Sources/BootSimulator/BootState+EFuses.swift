@@ -9,6 +9,9 @@ extension BootState {
         return layout.field(named: name)
     }
 
+    /// Minor chip revision (S3/C3: WAFER_VERSION_MINOR; 0 on the ESP32).
+    var minorRevision: Int { chip.map == nil ? 0 : (device.description.minorRevision ?? 0) }
+
     /// Words per eFuse block of the chip.
     var blockWordCounts: [Int] { chip.map?.blockWordCounts ?? layout.blockWordCounts }
 

@@ -37,9 +37,6 @@ public struct BootOutcome: Sendable, Equatable, Codable {
         /// text): the ROM loaded it into RAM and jumped to its entry point, so it runs (e.g.
         /// esptool's `ram_helloworld`). Nothing further is simulated.
         case ramImageStarted = "ram-image-started"
-        /// ESP32-S3/C3: the ROM loaded (and, with Secure Boot, verified) the ESP-IDF bootloader
-        /// and started it; the simulation stops there (the S3/C3 bootloader stage is not modelled).
-        case bootloaderStarted = "bootloader-started"
     }
 
     public var result: Result

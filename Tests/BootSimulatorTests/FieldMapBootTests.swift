@@ -25,6 +25,16 @@ import VirtualDevice
         try Device.create(DeviceDescription(chip: chip, chipRevision: 0, mac: "7c:df:a1:00:00:01", flashSize: 4 << 20))
     }
 
+    static func fixture(_ chip: String, _ name: String) throws -> [UInt8] {
+        try TestEnvironment.fixtureBytes("chips/\(folder(chip))/\(name)")
+    }
+
+    /// Table at 0x8000 and the hello-world app at 0x10000 (as the fixtures were built).
+    static func flashTableAndApp(_ d: inout Device, _ chip: String, app: [UInt8]? = nil) throws {
+        write(&d, 0x8000, try fixture(chip, "partition-table.bin"))
+        write(&d, 0x10000, try app ?? fixture(chip, "hello_world.bin"))
+    }
+
     static func write(_ d: inout Device, _ address: Int, _ data: [UInt8]) {
         _ = d.flash.eraseSectors(address, data.count, timing: .w25q32jv)
         _ = d.flash.program(address, data, timing: .w25q32jv)
@@ -58,8 +68,10 @@ import VirtualDevice
     @Test(arguments: chips) func plainBootloaderStartsWithTheChipsROMBanner(chip: String) throws {
         var d = try Self.device(chip)
         Self.write(&d, 0, try Self.bootloader(chip))
+        try Self.flashTableAndApp(&d, chip)
         let o = Self.boot(&d)
-        #expect(o.result == .bootloaderStarted)
+        #expect(o.result == .appStarted)
+        #expect(o.bootedOffset == 0x10000)
         let lines = o.log.map(\.text)
         #expect(lines.first == (chip == "esp32s3" ? "ESP-ROM:esp32s3-20210327" : "ESP-ROM:esp32c3-api1-20210207"))
         #expect(lines[2] == "rst:0x1 (POWERON),boot:0x\(chip == "esp32s3" ? "8" : "c") (SPI_FAST_FLASH_BOOT)")
@@ -67,7 +79,9 @@ import VirtualDevice
         let image = try ESPImage(try Self.bootloader(chip))
         let loads = lines.filter { $0.hasPrefix("load:0x") }
         #expect(loads.count == image.segments.count)
-        #expect(lines.last == "entry 0x\(String(format: "%08x", image.entryPoint))")
+        #expect(lines.contains("entry 0x\(String(format: "%08x", image.entryPoint))"))
+        #expect(lines.contains { $0.contains("boot: ESP-IDF v5.2.2") && $0.hasSuffix("2nd stage bootloader") }, "\(lines)")
+        #expect(lines.contains { $0.contains("boot.\(chip): SPI Mode       : ") })
         #expect(!lines.contains { $0.contains("secure boot") })
     }
 
@@ -85,11 +99,12 @@ import VirtualDevice
         let signed = try SecureBootSigner.sign(image: try Self.bootloader(chip), keys: [keyB, keyA], append: false,
                                                policy: .esp32s3).image
         Self.write(&d, 0, signed)
+        try Self.flashTableAndApp(&d, chip)
         try Self.setKeyBlock(&d, 2, purpose: 10, bytes: try Self.digest(keyA))
         try Self.set(&d, "SECURE_BOOT_EN", 1)
         let o = Self.boot(&d)
         let lines = o.log.map(\.text)
-        #expect(o.result == .bootloaderStarted, "\(o.reason ?? "")")
+        #expect(o.result == .appStarted, "\(o.reason ?? "")")
         #expect(lines.contains("Valid secure boot key blocks: 1"))
         #expect(lines.contains("secure boot verification succeeded"))
         #expect(o.secureBootEnabled)
@@ -146,8 +161,14 @@ import VirtualDevice
         let key = (0..<keyLength).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
         let plain = try Self.bootloader(chip)
         let padded = plain + [UInt8](repeating: 0xFF, count: (32 - plain.count % 32) % 32)
-        let cipher = try FlashCipher(chip: try #require(ChipSpec.named(chip)), key: key)
+        let spec = try #require(ChipSpec.named(chip))
+        let cipher = try FlashCipher(chip: spec, key: key)
         Self.write(&d, 0, try cipher.encrypt(padded, at: 0))
+        for (offset, name) in [(0x8000, "partition-table.bin"), (0x10000, "hello_world.bin")] {
+            var data = try Self.fixture(chip, name)
+            data += [UInt8](repeating: 0xFF, count: (32 - data.count % 32) % 32)
+            Self.write(&d, offset, try cipher.encrypt(data, at: offset))
+        }
         // Key blocks hold the key file byte-reversed (as espefuse burns it).
         if keyLength == 32 {
             try Self.setKeyBlock(&d, 1, purpose: 4, bytes: key.reversed())
@@ -157,7 +178,7 @@ import VirtualDevice
         }
         try Self.set(&d, "SPI_BOOT_CRYPT_CNT", 1)
         let o = Self.boot(&d)
-        #expect(o.result == .bootloaderStarted, "\(o.reason ?? "")")
+        #expect(o.result == .appStarted, "\(o.reason ?? "")")
         #expect(o.flashEncryptionEnabled)
 
         // The plaintext bootloader on the same chip: the decrypted header is garbage.
@@ -171,8 +192,9 @@ import VirtualDevice
     @Test func evenCryptCountReadsPlaintext() throws {
         var d = try Self.device("esp32c3")
         Self.write(&d, 0, try Self.bootloader("esp32c3"))
+        try Self.flashTableAndApp(&d, "esp32c3")
         try Self.setKeyBlock(&d, 1, purpose: 4, bytes: [UInt8](repeating: 7, count: 32))
         try Self.set(&d, "SPI_BOOT_CRYPT_CNT", 0b11)
-        #expect(Self.boot(&d).result == .bootloaderStarted)
+        #expect(Self.boot(&d).result == .appStarted)
     }
 }

@@ -1,0 +1,255 @@
+import ESPCore
+import EFuse
+
+/// ESP32-S3 / ESP32-C3: what the ESP-IDF v5.x bootloader does on a first boot with Secure Boot V2
+/// and/or flash encryption configured, on chips whose keys live in key blocks with purposes.
+/// Steps and log lines from the ESP-IDF v5.x sources and security guides (read for facts) and
+/// published S3 boot logs; not recorded here (docs/virtual-device-chips.md).
+enum FieldMapSecurityEnable {
+    static let slots = 3
+
+    /// Key block index (0-5) whose purpose is `purpose`, if any.
+    static func keyBlock(_ s: BootState, purpose: Int) -> Int? {
+        (0..<6).first { Int(s.raw("KEY_PURPOSE_\($0)")) == purpose }
+    }
+
+    /// `esp_efuse_key_block_unused`: purpose USER, cells empty, neither the block nor its purpose
+    /// protected.
+    static func unusedKeyBlock(_ s: BootState, excluding taken: Set<Int> = []) -> Int? {
+        guard let map = s.chip.map else { return nil }
+        return (0..<6).first { k in
+            guard !taken.contains(k) else { return false }
+            let block = map.firstKeyBlock + k
+            guard s.raw("KEY_PURPOSE_\(k)") == 0, s.blockRaw(block).allSatisfy({ $0 == 0 }) else { return false }
+            if let wp = map.blockWriteProtectBits[block], s.wrDis(wp) { return false }
+            if let rp = map.blockReadProtectBits[block], s.rdDis(rp) { return false }
+            if let f = map.field(named: "KEY_PURPOSE_\(k)"), let wp = f.writeProtect, s.wrDis(wp) { return false }
+            return true
+        }
+    }
+
+    /// `esp_efuse_write_key`: the block's words, its purpose, write protection of both, and read
+    /// protection for secret purposes (XTS keys).
+    static func writeKey(_ s: inout BootState, keyBlock k: Int, purpose: Int, words: [UInt32]) {
+        guard let map = s.chip.map else { return }
+        let block = map.firstKeyBlock + k
+        s.I("efuse", "Writing EFUSE_BLK_KEY\(k) with purpose \(purpose)")
+        s.writeBlockWords(block, words)
+        s.write("KEY_PURPOSE_\(k)", UInt64(purpose))
+        if let f = map.field(named: "KEY_PURPOSE_\(k)"), let wp = f.writeProtect { s.write("WR_DIS", 1 << UInt64(wp)) }
+        if let wp = map.blockWriteProtectBits[block] { s.write("WR_DIS", 1 << UInt64(wp)) }
+        if map.keyPurposes.first(where: { $0.value == purpose })?.readProtected == true,
+           let rp = map.blockReadProtectBits[block] {
+            s.write("RD_DIS", 1 << UInt64(rp))
+        }
+    }
+
+    // MARK: Secure Boot V2
+
+    /// `esp_secure_boot_v2_permanently_enable` (v5.x) on an S3/C3.
+    static func enableSecureBoot(_ s: inout BootState, app: LoadedImage) -> Int {
+        let started = SecureBootEnablePhase.start(&s)
+        guard let boot = started.boot else { return started.code }
+        let stored = (0..<slots).compactMap { i -> [UInt8]? in
+            guard let k = keyBlock(s, purpose: s.chip.digestPurposes[i]), let map = s.chip.map else { return nil }
+            var d: [UInt8] = []
+            for w in s.blockRaw(map.firstKeyBlock + k).prefix(8) { d.appendLE(w) }
+            return d
+        }
+        s.I("secure_boot_v2", "Secure boot digests \(stored.isEmpty ? "absent, generating.." : "already present")")
+        var bootDigests: [[UInt8]]
+        if stored.isEmpty {
+            bootDigests = keyDigests(&s, of: boot)
+            guard !bootDigests.isEmpty else {
+                return SecureBootEnablePhase.abort(&s, "No valid bootloader signature blocks found.")
+            }
+            s.I("secure_boot_v2", "\(bootDigests.count) signature block(s) found appended to the bootloader.")
+            s.I("secure_boot_v2", "Burning public key hash to eFuse")
+            var taken: Set<Int> = []  // blocks claimed in this (not yet committed) batch
+            for (i, d) in bootDigests.enumerated() {
+                guard let k = unusedKeyBlock(s, excluding: taken) else {
+                    return SecureBootEnablePhase.abort(&s, "Bootloader signatures(s) not burned into eFuse: no free key block")
+                }
+                writeKey(&s, keyBlock: k, purpose: s.chip.digestPurposes[i], words: SecureBootEnablePhase.digestWords(d))
+                taken.insert(k)
+            }
+        } else {
+            s.W("secure_boot_v2", "Using pre-loaded public key digest in eFuse")
+            bootDigests = stored
+        }
+        let appDigests = keyDigests(&s, of: app)
+        guard !appDigests.isEmpty else {
+            return SecureBootEnablePhase.abort(&s, "No valid applications signature blocks found.")
+        }
+        s.I("secure_boot_v2", "\(appDigests.count) signature block(s) found appended to the app.")
+        var matched = false
+        outer: for (i, a) in appDigests.enumerated() {
+            for (j, b) in bootDigests.enumerated() where a == b {
+                s.I("secure_boot_v2", "Application key(\(i)) matches with bootloader key(\(j)).")
+                matched = true
+                break outer
+            }
+        }
+        guard matched else {
+            return SecureBootEnablePhase.abort(&s, "No application key digest matches the bootloader key digest.")
+        }
+        // Slots without a digest are revoked so no key can be added later.
+        for i in 0..<slots where keyBlockAfterBatch(s, purpose: s.chip.digestPurposes[i]) == false {
+            s.I("secure_boot_v2", "Revoking empty key digest slot (\(i))...")
+            s.write("SECURE_BOOT_KEY_REVOKE\(i)", 1)
+        }
+        s.I("secure_boot_v2", "blowing secure boot efuse...")
+        secureBootFeatures(&s)
+        s.batchCommit()
+        s.I("secure_boot_v2", "Secure boot permanently enabled")
+        return 0
+    }
+
+    /// Whether a key block has `purpose`, counting what the open batch will burn.
+    static func keyBlockAfterBatch(_ s: BootState, purpose: Int) -> Bool {
+        guard let batch = s.pendingBatch else { return keyBlock(s, purpose: purpose) != nil }
+        return (0..<6).contains { k in
+            guard let f = s.field("KEY_PURPOSE_\(k)") else { return false }
+            var v: UInt64 = 0
+            for i in 0..<f.width {
+                let abs = f.startBit + i
+                let on = (s.blockRaw(0)[abs / 32] | batch[0][abs / 32]) & (1 << UInt32(abs % 32)) != 0
+                if on { v |= 1 << UInt64(i) }
+            }
+            return Int(v) == purpose
+        }
+    }
+
+    /// `esp_secure_boot_enable_secure_features` (S3/C3).
+    static func secureBootFeatures(_ s: inout BootState) {
+        let tag = "secure_boot"
+        if s.sdk.disableROMDownload {
+            s.I(tag, "Disable ROM Download mode...")
+            s.write("DIS_DOWNLOAD_MODE", 1)
+        } else if s.sdk.releaseMode {
+            s.I(tag, "Enabling Security download mode...")
+            s.write("ENABLE_SECURITY_DOWNLOAD", 1)
+        } else {
+            s.W(tag, "UART ROM Download mode kept enabled - SECURITY COMPROMISED")
+        }
+        if s.sdk.allowJTAG { s.W(tag, "Not disabling JTAG - SECURITY COMPROMISED") } else {
+            s.I(tag, "Disable hardware & software JTAG...")
+            s.write("DIS_PAD_JTAG", 1)
+            s.write("DIS_USB_JTAG", 1)
+            s.write("SOFT_DIS_JTAG", 0b111)
+        }
+        s.write("SECURE_BOOT_EN", 1)
+        if s.sdk.allowEFuseReadDisable {
+            s.W(tag, "Allowing read disabling of additional efuses - SECURITY COMPROMISED")
+        } else if !s.sdk.flashEncryption || s.flashEncryptionEnabled {
+            s.I(tag, "Prevent read disabling of additional efuses...")
+            s.write("WR_DIS", 1 << 0)
+        }
+    }
+
+    /// Key digests of the valid signature blocks (up to three) of an image that verified.
+    static func keyDigests(_ s: inout BootState, of image: LoadedImage) -> [[UInt8]] {
+        guard let offset = image.signatureSectorOffset, let sector = s.read(offset, 4096) else { return [] }
+        var out: [[UInt8]] = []
+        for i in 0..<slots {
+            let at = i * 1216
+            guard let d = SignatureCheck.blockKeyDigest(Array(sector[at...])) else { break }
+            out.append(d)
+        }
+        s.clock += 0.008 * Double(max(1, out.count))
+        if !out.isEmpty {
+            s.I("secure_boot_v2", "Digests successfully calculated, \(out.count) valid signatures (image offset 0x\(String(image.start, radix: 16)))")
+        }
+        return out
+    }
+
+    // MARK: flash encryption
+
+    /// `esp_flash_encrypt_check_and_update` (v5.x) on an S3/C3: XTS-AES-128 key into a free key
+    /// block (purpose XTS_AES_128_KEY, read- and write-protected), hardening eFuses, contents
+    /// encrypted in place, SPI_BOOT_CRYPT_CNT advanced.
+    static func enableFlashEncryption(_ s: inout BootState) -> Int {
+        let cnt = s.flashCryptCnt
+        let cntLocked = s.field("SPI_BOOT_CRYPT_CNT").flatMap(\.writeProtect).map { s.wrDis($0) } ?? false
+        if s.flashEncryptionEnabled {
+            let left = (cntLocked || cnt == 0b111) ? 0 : (3 - cnt.nonzeroBitCount) / 2
+            s.I("flash_encrypt", "flash encryption is enabled (\(left) plaintext flashes left)")
+            return 0
+        }
+        if s.sdk.flashEncryptionRequireAlreadyEnabled {
+            s.E("flash_encrypt", "flash encryption is not enabled, and SECURE_FLASH_REQUIRE_ALREADY_ENABLED is set, refusing to boot.")
+            return ESPErr.invalidState
+        }
+        if cntLocked || cnt == 0b111 {
+            s.E("flash_encrypt", "Cannot re-encrypt data (SPI_BOOT_CRYPT_CNT 0x\(hex2(cnt)) write disabled \(cntLocked ? 1 : 0)")
+            return ESPErr.fail
+        }
+        if cnt == 0 {
+            let err = initialiseKey(&s)
+            if err != 0 {
+                s.E("flash_encrypt", "Initialization of Flash Encryption key failed (\(err))")
+                return err
+            }
+        }
+        let err = FlashEncryptionEnablePhase.encryptFlashContents(&s)
+        if err != 0 { return err }
+        if s.sdk.releaseMode {
+            s.I("flash_encrypt", "Setting CRYPT_CNT for permanent encryption")
+            s.write("SPI_BOOT_CRYPT_CNT", 0b111)
+        } else {
+            var bit: UInt64 = 1
+            while bit < 0b1000 && cnt & bit != 0 { bit <<= 1 }
+            s.write("SPI_BOOT_CRYPT_CNT", bit)
+        }
+        s.I("flash_encrypt", "Flash encryption completed")
+        return 0
+    }
+
+    static func initialiseKey(_ s: inout BootState) -> Int {
+        s.batchBegin()
+        let xts = s.fieldMapXTSPurposes
+        let present = xts.contains { keyBlock(s, purpose: $0) != nil }
+        if !present {
+            s.I("flash_encrypt", "Generating new flash encryption key...")
+            guard let k = unusedKeyBlock(s) else {
+                s.E("flash_encrypt", "Invalid key state, check read&write protection for key and keypurpose(if exists)")
+                s.batchCancel()
+                return ESPErr.invalidState
+            }
+            let words = (0..<8).map { _ in UInt32(truncatingIfNeeded: s.rng.next()) }
+            writeKey(&s, keyBlock: k, purpose: s.chip.fieldMap?.xts128Purpose ?? 4, words: words)
+        } else {
+            s.I("flash_encrypt", "Using pre-loaded flash encryption key in efuse")
+        }
+        let sdk = s.sdk
+        let cacheFields = s.chip.name == "esp32s3" ? ["DIS_DOWNLOAD_ICACHE", "DIS_DOWNLOAD_DCACHE"] : ["DIS_DOWNLOAD_ICACHE"]
+        let hardening: [(Bool, String, String, [String])] = [
+            (sdk.uartAllowEncrypt, "Not disabling UART bootloader encryption",
+             "Disable UART bootloader encryption...", ["DIS_DOWNLOAD_MANUAL_ENCRYPT"]),
+            (sdk.uartAllowCache, "Not disabling UART bootloader cache - SECURITY COMPROMISED",
+             "Disable UART bootloader cache...", cacheFields),
+            (sdk.allowJTAG, "Not disabling JTAG - SECURITY COMPROMISED", "Disable JTAG...",
+             ["DIS_PAD_JTAG", "DIS_USB_JTAG", "SOFT_DIS_JTAG"]),
+        ]
+        for (kept, warning, info, fields) in hardening {
+            if kept { s.W("flash_encrypt", warning) } else {
+                s.I("flash_encrypt", info)
+                for f in fields { s.write(f, f == "SOFT_DIS_JTAG" ? 0b111 : 1) }
+            }
+        }
+        if sdk.secureBootV2 && !sdk.allowEFuseReadDisable {
+            s.I("flash_encrypt", "Prevent read disabling of additional efuses...")
+            s.write("WR_DIS", 1 << 0)
+        }
+        s.batchCommit()
+        return 0
+    }
+}
+
+extension BootState {
+    /// Key purposes that make a key block the S3/C3 flash-encryption key.
+    var fieldMapXTSPurposes: [Int] {
+        guard let vc = chip.fieldMap else { return [] }
+        return [vc.xts128Purpose] + (vc.xts256Purposes ?? [])
+    }
+}
