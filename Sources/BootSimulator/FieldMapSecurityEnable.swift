@@ -120,15 +120,19 @@ enum FieldMapSecurityEnable {
         }
     }
 
-    /// `esp_secure_boot_enable_secure_features` (S3/C3).
+    /// `esp_secure_boot_enable_secure_features` (v5.x, S3 and C3 alike): direct boot off, the
+    /// download-mode choice, JTAG (pad, USB, every SOFT_DIS_JTAG bit), aggressive revocation
+    /// when configured, SECURE_BOOT_EN, then the RD_DIS lock unless flash encryption still has
+    /// to read-protect its key.
     static func secureBootFeatures(_ s: inout BootState) {
         let tag = "secure_boot"
-        if s.sdk.disableROMDownload {
-            s.I(tag, "Disable ROM Download mode...")
-            s.write("DIS_DOWNLOAD_MODE", 1)
-        } else if s.sdk.releaseMode {
+        s.write("DIS_DIRECT_BOOT", 1)
+        if s.sdk.secureROMDownload {
             s.I(tag, "Enabling Security download mode...")
             s.write("ENABLE_SECURITY_DOWNLOAD", 1)
+        } else if s.sdk.disableROMDownload {
+            s.I(tag, "Disable ROM Download mode...")
+            s.write("DIS_DOWNLOAD_MODE", 1)
         } else {
             s.W(tag, "UART ROM Download mode kept enabled - SECURITY COMPROMISED")
         }
@@ -138,6 +142,7 @@ enum FieldMapSecurityEnable {
             s.write("DIS_USB_JTAG", 1)
             s.write("SOFT_DIS_JTAG", 0b111)
         }
+        if s.sdk.aggressiveRevoke { s.write("SECURE_BOOT_AGGRESSIVE_REVOKE", 1) }
         s.write("SECURE_BOOT_EN", 1)
         if s.sdk.allowEFuseReadDisable {
             s.W(tag, "Allowing read disabling of additional efuses - SECURITY COMPROMISED")
@@ -194,7 +199,7 @@ enum FieldMapSecurityEnable {
         let err = FlashEncryptionEnablePhase.encryptFlashContents(&s)
         if err != 0 { return err }
         if s.sdk.releaseMode {
-            s.I("flash_encrypt", "Setting CRYPT_CNT for permanent encryption")
+            if s.dialect.logsPermanentCryptCnt { s.I("flash_encrypt", "Setting CRYPT_CNT for permanent encryption") }
             s.write("SPI_BOOT_CRYPT_CNT", 0b111)
         } else {
             var bit: UInt64 = 1
@@ -221,26 +226,27 @@ enum FieldMapSecurityEnable {
         } else {
             s.I("flash_encrypt", "Using pre-loaded flash encryption key in efuse")
         }
+        // esp_flash_encryption_enable_secure_features (v5.x S3/C3).
         let sdk = s.sdk
-        let cacheFields = s.chip.name == "esp32s3" ? ["DIS_DOWNLOAD_ICACHE", "DIS_DOWNLOAD_DCACHE"] : ["DIS_DOWNLOAD_ICACHE"]
+        let cacheFields = s.chip.name == "esp32s3" ? ["DIS_DOWNLOAD_DCACHE", "DIS_DOWNLOAD_ICACHE"] : ["DIS_DOWNLOAD_ICACHE"]
         let hardening: [(Bool, String, String, [String])] = [
             (sdk.uartAllowEncrypt, "Not disabling UART bootloader encryption",
              "Disable UART bootloader encryption...", ["DIS_DOWNLOAD_MANUAL_ENCRYPT"]),
             (sdk.uartAllowCache, "Not disabling UART bootloader cache - SECURITY COMPROMISED",
              "Disable UART bootloader cache...", cacheFields),
-            (sdk.allowJTAG, "Not disabling JTAG - SECURITY COMPROMISED", "Disable JTAG...",
-             ["DIS_PAD_JTAG", "DIS_USB_JTAG", "SOFT_DIS_JTAG"]),
+            (sdk.allowJTAG, "Not disabling JTAG - SECURITY COMPROMISED", "Disable JTAG...", ["DIS_PAD_JTAG", "DIS_USB_JTAG"]),
         ]
         for (kept, warning, info, fields) in hardening {
             if kept { s.W("flash_encrypt", warning) } else {
                 s.I("flash_encrypt", info)
-                for f in fields { s.write(f, f == "SOFT_DIS_JTAG" ? 0b111 : 1) }
+                for f in fields { s.write(f, 1) }
             }
         }
-        if sdk.secureBootV2 && !sdk.allowEFuseReadDisable {
-            s.I("flash_encrypt", "Prevent read disabling of additional efuses...")
-            s.write("WR_DIS", 1 << 0)
-        }
+        s.write("DIS_DIRECT_BOOT", 1)
+        // The RD_DIS lock Secure Boot left for now (no log line), and the write protection of
+        // DIS_ICACHE (WR_DIS bit 2, shared with the download/JTAG fuses above).
+        if sdk.secureBootV2 && !sdk.allowEFuseReadDisable { s.write("WR_DIS", 1 << 0) }
+        if !sdk.skipWriteProtectCache { s.write("WR_DIS", 1 << 2) }
         s.batchCommit()
         return 0
     }

@@ -51,7 +51,9 @@ import VirtualDevice
         let keyA = try Scenarios.keyA()
         let plan = try Self.plan(chip, keys: [keyA])
         var d = try Self.flashed(chip, plan)
-        let o = Self.boot(&d, .secure(release: release))
+        var sdk = SDKConfig.secure(release: release)
+        sdk.secureROMDownload = release
+        let o = Self.boot(&d, sdk)
         let lines = o.log.map(\.text)
         #expect(o.result == .appStarted, "\(o.reason ?? "")\n\(o.consoleText)")
         #expect(o.bootedOffset == 0x10000)
@@ -79,6 +81,11 @@ import VirtualDevice
         #expect(Self.int(s, "DIS_DOWNLOAD_MANUAL_ENCRYPT") == (release ? 1 : 0))
         #expect(Self.int(s, "ENABLE_SECURITY_DOWNLOAD") == (release ? 1 : 0))
         #expect(Self.int(s, "DIS_PAD_JTAG") == 1 && Self.int(s, "DIS_USB_JTAG") == 1)
+        #expect(Self.int(s, "SOFT_DIS_JTAG") == 0b111 && Self.int(s, "DIS_DIRECT_BOOT") == 1)
+        #expect(Self.int(s, "DIS_DOWNLOAD_ICACHE") == 1)
+        // WR_DIS: RD_DIS locked (bit 0) and DIS_ICACHE's group (bit 2) after flash encryption.
+        #expect((Self.int(s, "WR_DIS") ?? 0) & 0b101 == 0b101)
+        #expect(lines.filter { $0.hasSuffix("Prevent read disabling of additional efuses...") }.isEmpty)
         #expect(Self.int(s, "SECURE_BOOT_KEY_REVOKE0") == 0)
 
         // Flash decrypts back to the plan, and is not the plan in the clear.
@@ -98,16 +105,18 @@ import VirtualDevice
 
         // Next power-on: nothing more burned, the app starts in one cycle.
         let before = d.cells
-        let again = Self.boot(&d, .secure(release: release))
+        let again = Self.boot(&d, sdk)
         #expect(again.result == .appStarted && again.resets == 1)
         #expect(d.cells == before)
     }
 
-    @Test(arguments: ["esp32s3", "esp32c3"]) func secureBootOnlyThreeKeys(chip: String) throws {
-        let keys = [try Scenarios.keyA(), try Scenarios.keyB(), try Scenarios.keyA()]
-        var d = try Self.flashed(chip, try Self.plan(chip, keys: Array(keys.prefix(2))))
+    /// Secure Boot only, two signing keys, aggressive revocation configured: two digest slots,
+    /// the third revoked, RD_DIS locked at once (no flash encryption to wait for).
+    @Test(arguments: ["esp32s3", "esp32c3"]) func secureBootOnlyTwoKeys(chip: String) throws {
+        var d = try Self.flashed(chip, try Self.plan(chip, keys: [try Scenarios.keyA(), try Scenarios.keyB()]))
         var sdk = SDKConfig()
         sdk.secureBootV2 = true
+        sdk.aggressiveRevoke = true
         let o = Self.boot(&d, sdk)
         #expect(o.result == .appStarted, "\(o.consoleText)")
         #expect(o.resets == 1 && o.secureBootEnabled && !o.flashEncryptionEnabled)
@@ -115,6 +124,10 @@ import VirtualDevice
         #expect(s.security.secureBootDigestSlots == [0, 1])
         #expect(s.security.revokedDigestSlots == [2])
         #expect(Self.int(s, "SPI_BOOT_CRYPT_CNT") == 0)
+        #expect(Self.int(s, "SECURE_BOOT_AGGRESSIVE_REVOKE") == 1)
+        #expect((Self.int(s, "WR_DIS") ?? 0) & 1 == 1)
+        #expect(o.log.contains { $0.text.hasSuffix("secure_boot: Prevent read disabling of additional efuses...") })
+        #expect(o.log.contains { $0.text.hasSuffix("Application key(0) matches with bootloader key(0).") })
     }
 
     /// The app is signed with a key the bootloader is not: Secure Boot is not enabled, nothing
