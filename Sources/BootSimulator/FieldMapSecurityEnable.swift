@@ -177,7 +177,7 @@ enum FieldMapSecurityEnable {
         let cnt = s.flashCryptCnt
         let cntLocked = s.field("SPI_BOOT_CRYPT_CNT").flatMap(\.writeProtect).map { s.wrDis($0) } ?? false
         if s.flashEncryptionEnabled {
-            let left = (cntLocked || cnt == 0b111) ? 0 : (3 - cnt.nonzeroBitCount) / 2
+            let left = cntLocked ? 0 : (3 - cnt.nonzeroBitCount) / 2
             s.I("flash_encrypt", "flash encryption is enabled (\(left) plaintext flashes left)")
             return 0
         }
@@ -185,19 +185,22 @@ enum FieldMapSecurityEnable {
             s.E("flash_encrypt", "flash encryption is not enabled, and SECURE_FLASH_REQUIRE_ALREADY_ENABLED is set, refusing to boot.")
             return ESPErr.invalidState
         }
-        if cntLocked || cnt == 0b111 {
-            s.E("flash_encrypt", "Cannot re-encrypt data (SPI_BOOT_CRYPT_CNT 0x\(hex2(cnt)) write disabled \(cntLocked ? 1 : 0)")
+        if cntLocked {
+            s.E("flash_encrypt", "Flash Encryption cannot be enabled (CRYPT_CNT (\(cnt.nonzeroBitCount)) is write protected)")
             return ESPErr.fail
         }
         if cnt == 0 {
             let err = initialiseKey(&s)
             if err != 0 {
-                s.E("flash_encrypt", "Initialization of Flash Encryption key failed (\(err))")
+                s.E("flash_encrypt", "Initialization of Flash encryption key failed (\(err))")
                 return err
             }
         }
         let err = FlashEncryptionEnablePhase.encryptFlashContents(&s)
-        if err != 0 { return err }
+        if err != 0 {
+            s.E("flash_encrypt", "Encryption flash contents failed (\(err))")
+            return err
+        }
         if s.sdk.releaseMode {
             if s.dialect.logsPermanentCryptCnt { s.I("flash_encrypt", "Setting CRYPT_CNT for permanent encryption") }
             s.write("SPI_BOOT_CRYPT_CNT", 0b111)
@@ -212,18 +215,56 @@ enum FieldMapSecurityEnable {
 
     static func initialiseKey(_ s: inout BootState) -> Int {
         s.batchBegin()
-        let xts = s.fieldMapXTSPurposes
-        let present = xts.contains { keyBlock(s, purpose: $0) != nil }
-        if !present {
-            s.I("flash_encrypt", "Generating new flash encryption key...")
-            guard let k = unusedKeyBlock(s) else {
-                s.E("flash_encrypt", "Invalid key state, check read&write protection for key and keypurpose(if exists)")
+        guard let vc = s.chip.fieldMap, let map = s.chip.map else { return ESPErr.notSupported }
+        // XTS-AES-256 (S3, CONFIG_SECURE_FLASH_ENCRYPTION_AES256): two blocks; else one 128-bit key.
+        let purposes: [Int]
+        if s.sdk.flashEncryptionAES256, let pair = vc.xts256Purposes {
+            if keyBlock(s, purpose: vc.xts128Purpose) != nil {
+                s.E("flash_encrypt", "XTS_AES_128_KEY is already in use, XTS_AES_256_KEY_1/2 can not be used")
                 s.batchCancel()
                 return ESPErr.invalidState
             }
-            let words = (0..<8).map { _ in UInt32(truncatingIfNeeded: s.rng.next()) }
-            writeKey(&s, keyBlock: k, purpose: s.chip.fieldMap?.xts128Purpose ?? 4, words: words)
+            purposes = pair
         } else {
+            purposes = [vc.xts128Purpose]
+        }
+        let found = purposes.map { keyBlock(s, purpose: $0) }
+        if found.count == 2, (found[0] == nil) != (found[1] == nil) {
+            s.E("flash_encrypt", "Invalid efuse key blocks: Both AES-256 key blocks must be set.")
+            s.batchCancel()
+            return ESPErr.invalidState
+        }
+        if found.allSatisfy({ $0 == nil }) {
+            s.I("flash_encrypt", "Generating new flash encryption key...")
+            var taken: Set<Int> = []
+            var blocks: [Int] = []
+            for _ in purposes {
+                guard let k = unusedKeyBlock(s, excluding: taken) else { break }
+                taken.insert(k)
+                blocks.append(k)
+            }
+            guard blocks.count == purposes.count else {
+                s.E("flash_encrypt", "Not enough free efuse key blocks (need \(purposes.count)) to continue")
+                s.batchCancel()
+                return ESPErr.notEnoughKeyBlocks
+            }
+            for (k, purpose) in zip(blocks, purposes) {
+                let words = (0..<8).map { _ in UInt32(truncatingIfNeeded: s.rng.next()) }
+                writeKey(&s, keyBlock: k, purpose: purpose, words: words)
+            }
+        } else {
+            // A pre-loaded key must be read- and write-protected, its purpose too.
+            for k in found.compactMap({ $0 }) {
+                let block = map.firstKeyBlock + k
+                let wp = map.blockWriteProtectBits[block].map { s.wrDis($0) } ?? false
+                let rp = map.blockReadProtectBits[block].map { s.rdDis($0) } ?? false
+                let pp = map.field(named: "KEY_PURPOSE_\(k)")?.writeProtect.map { s.wrDis($0) } ?? false
+                guard wp && rp && pp else {
+                    s.E("flash_encrypt", "Invalid key state, check read&write protection for key and keypurpose(if exists)")
+                    s.batchCancel()
+                    return ESPErr.invalidState
+                }
+            }
             s.I("flash_encrypt", "Using pre-loaded flash encryption key in efuse")
         }
         // esp_flash_encryption_enable_secure_features (v5.x S3/C3).

@@ -168,4 +168,38 @@ import VirtualDevice
         #expect(o.encryptedRegions.isEmpty && o.resets == 1)
         #expect(o.log.contains { $0.text.hasSuffix("flash encryption is enabled (1 plaintext flashes left)") })
     }
+
+    /// S3 with CONFIG_SECURE_FLASH_ENCRYPTION_AES256: two key blocks (XTS_AES_256_KEY_1/_2), and
+    /// the flash decrypts with the 64-byte key they form.
+    @Test func aes256KeyOnTheS3() throws {
+        let plan = try Self.plan("esp32s3", keys: [try Scenarios.keyA()])
+        var d = try Self.flashed("esp32s3", plan)
+        var sdk = SDKConfig()
+        sdk.flashEncryption = true
+        sdk.flashEncryptionAES256 = true
+        let o = Self.boot(&d, sdk)
+        #expect(o.result == .appStarted && o.resets == 2, "\(o.consoleText)")
+        let s = try Self.summary(d)
+        #expect(s.keyBlocks.filter { $0.purposeName.hasPrefix("XTS_AES_256_KEY_") && $0.readProtected }.count == 2)
+        let cells = try #require(d.cells)
+        let key = try #require(d.chip?.flashEncryptionKey(cells))
+        #expect(key.count == 64)
+        let spec = try #require(ChipSpec.named("esp32s3"))
+        let app = plan.regions[2].1
+        let raw = try #require(d.flash.read(0x10000, (app.count + 31) & ~31))
+        #expect(Array(try FlashCipher(chip: spec, key: key).decrypt(raw, at: 0x10000).prefix(app.count)) == app)
+    }
+
+    /// A pre-loaded XTS key that is not read- and write-protected: flash encryption refuses, no
+    /// app starts, nothing is encrypted.
+    @Test func unprotectedPreloadedKeyRefused() throws {
+        var d = try Self.flashed("esp32c3", try Self.plan("esp32c3", keys: [try Scenarios.keyA()]))
+        try T.setKeyBlock(&d, 0, purpose: 4, bytes: [UInt8](repeating: 0x42, count: 32))
+        var sdk = SDKConfig()
+        sdk.flashEncryption = true
+        let o = Self.boot(&d, sdk)
+        #expect(o.result == .noBootableApp)
+        #expect(o.log.contains { $0.text.hasSuffix("Invalid key state, check read&write protection for key and keypurpose(if exists)") })
+        #expect(o.encryptedRegions.isEmpty && !o.flashEncryptionEnabled)
+    }
 }
