@@ -46,78 +46,92 @@ enum FieldMapSecurityEnable {
 
     // MARK: Secure Boot V2
 
-    /// `esp_secure_boot_v2_permanently_enable` (v5.x) on an S3/C3.
+    /// `esp_secure_boot_v2_permanently_enable` (v5.x) on an S3/C3: digests of the bootloader's
+    /// blocks burned into free key blocks (or the pre-loaded slots read, revoked ones skipped), at
+    /// least one app key matching a live bootloader key, the slots above the bootloader's key
+    /// count revoked, the secure features, one batch.
     static func enableSecureBoot(_ s: inout BootState, app: LoadedImage) -> Int {
         let started = SecureBootEnablePhase.start(&s)
-        guard let boot = started.boot else { return started.code }
-        let stored = (0..<slots).compactMap { i -> [UInt8]? in
-            guard let k = keyBlock(s, purpose: s.chip.digestPurposes[i]), let map = s.chip.map else { return nil }
-            var d: [UInt8] = []
-            for w in s.blockRaw(map.firstKeyBlock + k).prefix(8) { d.appendLE(w) }
-            return d
-        }
-        s.I("secure_boot_v2", "Secure boot digests \(stored.isEmpty ? "absent, generating.." : "already present")")
-        var bootDigests: [[UInt8]]
-        if stored.isEmpty {
+        guard let boot = started.boot, let map = s.chip.map else { return started.code }
+        let tag = "secure_boot_v2"
+        // A slot is present when a key block has its purpose (such a block is never "unused").
+        let slotBlocks = (0..<slots).map { keyBlock(s, purpose: s.chip.digestPurposes[$0]) }
+        let present = slotBlocks.contains { $0 != nil }
+        s.I(tag, "Secure boot digests \(present ? "already present" : "absent, generating..")")
+        var bootDigests: [[UInt8]] = []
+        if !present {
             bootDigests = keyDigests(&s, of: boot)
             guard !bootDigests.isEmpty else {
                 return SecureBootEnablePhase.abort(&s, "No valid bootloader signature blocks found.")
             }
-            s.I("secure_boot_v2", "\(bootDigests.count) signature block(s) found appended to the bootloader.")
-            s.I("secure_boot_v2", "Burning public key hash to eFuse")
+            s.I(tag, "\(bootDigests.count) signature block(s) found appended to the bootloader.")
+            s.I(tag, "Burning public key hash to eFuse")
             var taken: Set<Int> = []  // blocks claimed in this (not yet committed) batch
-            for (i, d) in bootDigests.enumerated() {
-                guard let k = unusedKeyBlock(s, excluding: taken) else {
-                    return SecureBootEnablePhase.abort(&s, "Bootloader signatures(s) not burned into eFuse: no free key block")
-                }
-                writeKey(&s, keyBlock: k, purpose: s.chip.digestPurposes[i], words: SecureBootEnablePhase.digestWords(d))
+            var chosen: [Int] = []
+            for _ in bootDigests {
+                guard let k = unusedKeyBlock(s, excluding: taken) else { break }
                 taken.insert(k)
+                chosen.append(k)
+            }
+            guard chosen.count == bootDigests.count else {
+                return SecureBootEnablePhase.abort(&s, "Bootloader signatures(\(bootDigests.count)) more than available key slots.")
+            }
+            for (i, (k, d)) in zip(chosen, bootDigests).enumerated() {
+                writeKey(&s, keyBlock: k, purpose: s.chip.digestPurposes[i], words: SecureBootEnablePhase.digestWords(d))
             }
         } else {
-            s.W("secure_boot_v2", "Using pre-loaded public key digest in eFuse")
-            bootDigests = stored
+            for (i, k) in slotBlocks.enumerated() {
+                guard let k else { continue }
+                if s.raw("SECURE_BOOT_KEY_REVOKE\(i)") != 0 { continue }
+                let block = map.firstKeyBlock + k
+                if let rp = map.blockReadProtectBits[block], s.rdDis(rp) {
+                    return SecureBootEnablePhase.abort(&s, "Key digest (BLK\(block)) read protected, aborting...")
+                }
+                if s.blockRaw(block).allSatisfy({ $0 == 0 }) {
+                    return SecureBootEnablePhase.abort(&s, "\(block) eFuse block is empty, aborting...")
+                }
+                if let wp = map.blockWriteProtectBits[block] { s.write("WR_DIS", 1 << UInt64(wp)) }
+                var d: [UInt8] = []
+                for w in s.blockRaw(block).prefix(8) { d.appendLE(w) }
+                bootDigests.append(d)
+            }
+            guard !bootDigests.isEmpty else {
+                return SecureBootEnablePhase.abort(&s, "No valid pre-loaded public key digest in eFuse")
+            }
+            s.W(tag, "Using pre-loaded public key digest in eFuse")
         }
         let appDigests = keyDigests(&s, of: app)
         guard !appDigests.isEmpty else {
             return SecureBootEnablePhase.abort(&s, "No valid applications signature blocks found.")
         }
-        s.I("secure_boot_v2", "\(appDigests.count) signature block(s) found appended to the app.")
+        s.I(tag, "\(appDigests.count) signature block(s) found appended to the app.")
+        if appDigests.count > bootDigests.count {
+            s.W(tag, "App has \(appDigests.count) signature blocks but bootloader only has \(bootDigests.count). Some keys missing from bootloader?")
+        }
+        // Every match is logged; a revoked index is skipped (REVOKEn read by the digest's index).
         var matched = false
-        outer: for (i, a) in appDigests.enumerated() {
-            for (j, b) in bootDigests.enumerated() where a == b {
-                s.I("secure_boot_v2", "Application key(\(i)) matches with bootloader key(\(j)).")
+        for (i, b) in bootDigests.enumerated() {
+            if s.raw("SECURE_BOOT_KEY_REVOKE\(i)") != 0 {
+                s.I(tag, "Key block(\(i)) has been revoked.")
+                continue
+            }
+            for (j, a) in appDigests.enumerated() where a == b {
+                s.I(tag, "Application key(\(j)) matches with bootloader key(\(i)).")
                 matched = true
-                break outer
             }
         }
         guard matched else {
             return SecureBootEnablePhase.abort(&s, "No application key digest matches the bootloader key digest.")
         }
-        // Slots without a digest are revoked so no key can be added later.
-        for i in 0..<slots where keyBlockAfterBatch(s, purpose: s.chip.digestPurposes[i]) == false {
-            s.I("secure_boot_v2", "Revoking empty key digest slot (\(i))...")
+        for i in bootDigests.count..<slots {
+            s.I(tag, "Revoking empty key digest slot (\(i))...")
             s.write("SECURE_BOOT_KEY_REVOKE\(i)", 1)
         }
-        s.I("secure_boot_v2", "blowing secure boot efuse...")
+        s.I(tag, "blowing secure boot efuse...")
         secureBootFeatures(&s)
         s.batchCommit()
-        s.I("secure_boot_v2", "Secure boot permanently enabled")
+        s.I(tag, "Secure boot permanently enabled")
         return 0
-    }
-
-    /// Whether a key block has `purpose`, counting what the open batch will burn.
-    static func keyBlockAfterBatch(_ s: BootState, purpose: Int) -> Bool {
-        guard let batch = s.pendingBatch else { return keyBlock(s, purpose: purpose) != nil }
-        return (0..<6).contains { k in
-            guard let f = s.field("KEY_PURPOSE_\(k)") else { return false }
-            var v: UInt64 = 0
-            for i in 0..<f.width {
-                let abs = f.startBit + i
-                let on = (s.blockRaw(0)[abs / 32] | batch[0][abs / 32]) & (1 << UInt32(abs % 32)) != 0
-                if on { v |= 1 << UInt64(i) }
-            }
-            return Int(v) == purpose
-        }
     }
 
     /// `esp_secure_boot_enable_secure_features` (v5.x, S3 and C3 alike): direct boot off, the

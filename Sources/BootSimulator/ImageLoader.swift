@@ -211,13 +211,11 @@ extension ImageLoad {
             return sector.count >= at + SignatureBlock.size ? Array(sector[at..<(at + SignatureBlock.size)]) : []
         }
         var trusted = FieldMapROMPhase.digestSlots(s).filter { !$0.revoked }.map(\.digest)
-        if !s.secureBootEnabled {
-            if trusted.isEmpty {
-                s.I("secure_boot_v2", "Secure boot V2 is not enabled yet and eFuse digest keys are not set")
-                trusted = (0..<3).compactMap { SignatureCheck.blockKeyDigest(block($0)) }
-            } else {
-                s.I("secure_boot_v2", "Secure boot V2 is not enabled yet, using the digest burned in eFuse")
-            }
+        // v5.x: only the first boot without digests says so (the image's own keys are trusted);
+        // digests already burned are used silently.
+        if !s.secureBootEnabled, trusted.isEmpty {
+            s.I("secure_boot_v2", "Secure boot V2 is not enabled yet and eFuse digest keys are not set")
+            trusted = (0..<3).compactMap { SignatureCheck.blockKeyDigest(block($0)) }
         }
         s.I("secure_boot_v2", "Verifying with RSA-PSS...")
         s.clock += 0.008

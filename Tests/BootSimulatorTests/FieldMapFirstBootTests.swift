@@ -202,4 +202,29 @@ import VirtualDevice
         #expect(o.log.contains { $0.text.hasSuffix("Invalid key state, check read&write protection for key and keypurpose(if exists)") })
         #expect(o.encryptedRegions.isEmpty && !o.flashEncryptionEnabled)
     }
+
+    /// A digest burned before the first boot (espefuse burn-key-digest): used, its block
+    /// write-protected, the slots above the key count revoked; an app key not among the
+    /// pre-loaded digests stops the enable.
+    @Test func preloadedDigest() throws {
+        let keyA = try Scenarios.keyA()
+        var d = try Self.flashed("esp32c3", try Self.plan("esp32c3", keys: [keyA]))
+        try T.setKeyBlock(&d, 3, purpose: 9, bytes: try T.digest(keyA))
+        var sdk = SDKConfig()
+        sdk.secureBootV2 = true
+        let o = Self.boot(&d, sdk)
+        #expect(o.result == .appStarted, "\(o.consoleText)")
+        #expect(o.log.contains { $0.text.hasSuffix("W (\($0.milliseconds)) secure_boot_v2: Using pre-loaded public key digest in eFuse") })
+        let s = try Self.summary(d)
+        #expect(s.keyBlocks.first { $0.index == 3 }?.writeProtected == true)
+        #expect(s.security.revokedDigestSlots == [1, 2])
+
+        var other = try Self.flashed("esp32c3", try Self.plan("esp32c3", keys: [keyA]))
+        try T.setKeyBlock(&other, 3, purpose: 9, bytes: try T.digest(try Scenarios.keyB()))
+        let before = other.cells
+        let refused = Self.boot(&other, sdk)
+        #expect(refused.result == .noBootableApp)
+        #expect(refused.log.contains { $0.text.hasSuffix("secure_boot_v2: Secure Boot V2 verification failed.") }, "\(refused.consoleText)")
+        #expect(other.cells == before)
+    }
 }
