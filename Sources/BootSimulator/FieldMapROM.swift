@@ -74,6 +74,14 @@ enum FieldMapROMPhase {
         return out
     }
 
+    /// SECURE_BOOT_AGGRESSIVE_REVOKE: a block whose key is in a live slot but which fails to
+    /// verify gets that slot revoked on the spot (ESP-IDF Secure Boot V2 guide; the ROM's own
+    /// wording for it is not known, so nothing extra is printed).
+    static func aggressivelyRevoke(_ s: inout BootState, slot: Int) {
+        guard s.raw("SECURE_BOOT_AGGRESSIVE_REVOKE") != 0 else { return }
+        s.write("SECURE_BOOT_KEY_REVOKE\(slot)", 1)
+    }
+
     /// One Secure Boot V2 digest slot as the ROM sees it.
     struct DigestSlot {
         var slot: Int
@@ -135,11 +143,6 @@ enum FieldMapROMPhase {
                 reasons.append("signature block \(n) is not an RSA-3072 block")
                 continue
             }
-            guard check.digestMatches else {
-                lines.append("Sig block \(n) invalid: Image digest does not match")
-                reasons.append("the bootloader does not match the digest in signature block \(n)")
-                continue
-            }
             guard let slot = live.first(where: { $0.digest == check.block.keyDigest }) else {
                 let revoked = digestSlots(s).first { $0.revoked && $0.digest == check.block.keyDigest }
                 lines.append("Sig block \(n) signed with untrusted key")
@@ -147,12 +150,18 @@ enum FieldMapROMPhase {
                                ?? "signature block \(n)'s key digest is in no SECURE_BOOT_DIGESTn key block")
                 continue
             }
+            guard check.digestMatches else {
+                lines.append("Sig block \(n) invalid: Image digest does not match")
+                reasons.append("the bootloader does not match the digest in signature block \(n)")
+                aggressivelyRevoke(&s, slot: slot.slot)
+                continue
+            }
             guard check.signatureValid == true else {
                 lines.append("Sig block \(n) invalid: RSA-PSS signature does not verify")
                 reasons.append("the RSA-PSS signature of block \(n) does not verify")
+                aggressivelyRevoke(&s, slot: slot.slot)
                 continue
             }
-            _ = slot
             return
         }
         throw fail(lines, reasons.isEmpty ? "no signature block verifies" : reasons.joined(separator: "; "))

@@ -197,4 +197,25 @@ import VirtualDevice
         try Self.set(&d, "SPI_BOOT_CRYPT_CNT", 0b11)
         #expect(Self.boot(&d).result == .appStarted)
     }
+
+    /// With SECURE_BOOT_AGGRESSIVE_REVOKE, a block signed by a trusted key that fails to verify
+    /// (bootloader changed after signing) revokes that slot; without it, the slot stays live.
+    @Test(arguments: [false, true]) func aggressiveRevocation(aggressive: Bool) throws {
+        let keyA = try Scenarios.keyA()
+        var d = try Self.device("esp32s3")
+        var signed = try SecureBootSigner.sign(image: try Self.bootloader("esp32s3"), keys: [keyA], append: false,
+                                               policy: .esp32s3).image
+        signed[100] ^= 0x01  // inside a segment: the image digest no longer matches block 0
+        Self.write(&d, 0, signed)
+        try Self.setKeyBlock(&d, 0, purpose: 9, bytes: try Self.digest(keyA))
+        try Self.set(&d, "SECURE_BOOT_EN", 1)
+        if aggressive { try Self.set(&d, "SECURE_BOOT_AGGRESSIVE_REVOKE", 1) }
+        let o = Self.boot(&d)
+        #expect(o.result == .romHalted)
+        #expect(o.log.map(\.text).contains("Sig block 0 invalid: Image digest does not match"))
+        let map = try #require(d.chip?.efuseMap)
+        let cells = try #require(d.cells)
+        let s = EFuseFieldMapSummary(words: cells, map: map)
+        #expect(s.security.revokedDigestSlots == (aggressive ? [0] : []))
+    }
 }
