@@ -59,4 +59,35 @@ import VirtualDevice
         #expect(r.out.contains("Flash encryption completed"))
         #expect(r.out.contains("rst:0x3 (RTC_SW_SYS_RST)"))
     }
+
+    /// Host encryption: `preflight --simulate --state DIR --encrypt` writes the plan through the
+    /// device's XTS key (already enabled on the chip); the bootloader finds encryption on and the
+    /// app starts without re-encrypting. DIR itself is not changed.
+    @Test func preflightSimulateHostEncryptedPlan() throws {
+        let chip = "esp32c3"
+        let root = try TestEnvironment.temporaryDirectory("preflight-host-\(chip)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let state = root.appendingPathComponent("dev").path
+        var d = try T.device(chip)
+        try T.setKeyBlock(&d, 2, purpose: 4, bytes: (0..<32).map { UInt8($0 * 7 & 0xFF) })
+        try T.set(&d, "SPI_BOOT_CRYPT_CNT", 1)
+        try DeviceStore(directory: state).create(d, force: false)
+        let flashBefore = try DeviceStore(directory: state).load().flash.bytes
+        let sdk = root.appendingPathComponent("sdkconfig").path
+        var config = SDKConfig()
+        config.flashEncryption = true
+        try config.text.write(toFile: sdk, atomically: true, encoding: .utf8)
+        var args = ["preflight", "--simulate", "--state", state, "--sdkconfig", sdk, "--encrypt"]
+        for (offset, data) in try FieldMapFirstBootTests.plan(chip, keys: [try Scenarios.keyA()]).regions {
+            let path = root.appendingPathComponent("r\(offset).bin").path
+            try Data(data).write(to: URL(fileURLWithPath: path))
+            args += ["0x" + String(offset, radix: 16), path]
+        }
+        let r = try Espforge.run(args)
+        #expect(r.out.contains("flash encryption is enabled (1 plaintext flashes left)"), "\(r.out)\n\(r.err)")
+        #expect(r.out.contains("encrypted with the chip's key"), "\(r.out)")
+        #expect(!r.out.contains("Flash encryption completed"))
+        #expect(r.out.contains("Loaded app from partition at offset 0x10000"))
+        #expect(try DeviceStore(directory: state).load().flash.bytes == flashBefore)
+    }
 }
