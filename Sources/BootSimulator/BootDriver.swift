@@ -22,7 +22,7 @@ enum BootDriver {
         var reason: String?
         var booted: (String, Int)?
         var ramEntry: Int?
-        var resetReason = "rst:0x1 (POWERON_RESET)"
+        var resetReason = s.chip.powerOnReset
         while s.powerCycles < max(1, s.config.maxPowerCycles) {
             s.powerCycles += 1
             s.clock = 0
@@ -40,7 +40,7 @@ enum BootDriver {
                     reason = nil
                 case .reset:
                     reset(&s)
-                    resetReason = "rst:0x3 (SW_RESET)"
+                    resetReason = s.chip.softwareReset
                     result = .bootloaderHalted
                     reason = "still resetting after \(s.powerCycles) power cycle(s)"
                     continue

@@ -67,6 +67,8 @@ enum ESPErr {
     static let invalidSize = 0x104
     static let notFound = 0x105
     static let notSupported = 0x106
+    /// ESP_ERR_NOT_ENOUGH_UNUSED_KEY_BLOCKS (ESP_ERR_EFUSE + 5).
+    static let notEnoughKeyBlocks = 0x1605
     static let imageFlashFail = 0x2001
     static let imageInvalid = 0x2002
 }

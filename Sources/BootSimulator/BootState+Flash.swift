@@ -7,11 +7,24 @@ import VirtualDevice
 extension BootState {
     /// The cipher the flash encryption engine uses (key from BLK1 cells, tweak from FLASH_CRYPT_CONFIG).
     mutating func cipher() -> FlashCipher? {
+        if let vc = chip.fieldMap { return xtsCipher(vc) }
         let key = blockRaw(1)
         let conf = Int(raw("FLASH_CRYPT_CONFIG"))
         if let c = cipherCache, c.key == key, c.config == conf { return c.cipher }
         guard let c = ESP32FlashKey.cipher(device.efuses, blankIsNone: false) else { return nil }
         cipherCache = (key, conf, c)
+        return c
+    }
+
+    /// S3/C3: the XTS-AES engine keyed from the block with purpose XTS_AES_128_KEY (or the S3's
+    /// XTS_AES_256_KEY_1/_2 pair), as the hardware reads it (read protection does not apply).
+    private mutating func xtsCipher(_ vc: VirtualChip) -> FlashCipher? {
+        guard let key = vc.flashEncryptionKey(cells) else { return nil }
+        var words: [UInt32] = []
+        for i in stride(from: 0, to: key.count, by: 4) { words.append(key[i..<(i + 4)].loadLE(UInt32.self)) }
+        if let c = cipherCache, c.key == words, c.config == -1 { return c.cipher }
+        guard let spec = ChipSpec.named(vc.name), let c = try? FlashCipher(chip: spec, key: key) else { return nil }
+        cipherCache = (words, -1, c)
         return c
     }
 

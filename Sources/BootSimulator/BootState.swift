@@ -16,8 +16,12 @@ struct BootState {
     var sdk: SDKConfig { config.sdkconfig }
     var device: Device
     let layout = EFuseLayout.esp32
+    /// The chip's boot facts (ROM wording, bootloader offset, eFuse model).
+    let chip: BootChip
     /// The eFuses at power-on, for the outcome's list of burned fields.
     let initialEFuses: EFuseArray
+    /// The S3/C3 eFuse cells at power-on (nil on the ESP32).
+    let initialCells: EFuseBlockWords?
 
     // Virtual time.
     /// Virtual seconds since the current reset.
@@ -53,6 +57,8 @@ struct BootState {
         self.config = config
         self.device = device
         initialEFuses = device.efuses
+        chip = BootChip.of(device)
+        initialCells = device.cells
         if let seed = config.rngSeed { rng = SplitMix64(seed: seed) } else { rng = SystemRandomNumberGenerator() }
     }
 

@@ -49,10 +49,11 @@ enum BootloaderPhase {
     /// Resolves the IDF version (and so the dialect), then prints the banner and the flash
     /// settings of the bootloader's header.
     static func printBanner(_ s: inout BootState) {
-        let header = s.read(0x1000, 24) ?? [UInt8](repeating: 0, count: 24)
+        let boot = s.chip.bootloaderOffset
+        let header = s.read(boot, 24) ?? [UInt8](repeating: 0, count: 24)
         // v5.2+ bootloaders carry a descriptor at the start of their first (DRAM) segment.
         let resolved = IDFVersion.resolve(configured: s.config.idfVersion,
-                                          descriptor: s.read(0x1000 + 24 + 8, BootloaderDescriptor.size),
+                                          descriptor: s.read(boot + 24 + 8, BootloaderDescriptor.size),
                                           sdkconfig: s.sdk.idfVersion)
         s.dialect = BootloaderDialect.of(resolved.version)
         s.idfVersion = (resolved.version.label, resolved.source)
@@ -63,17 +64,18 @@ enum BootloaderPhase {
         case .dateAndTime: descriptorTime = resolved.descriptor?.dateTime
         }
         s.I("boot", "compile time \(s.config.compileTime ?? descriptorTime ?? s.dialect.defaultCompileTime)")
-        if s.dialect.multicoreLine { s.I("boot", "Multicore bootloader") }
+        if s.chip.fieldMap == nil ? s.dialect.multicoreLine : s.chip.multicore { s.I("boot", "Multicore bootloader") }
         switch s.dialect.chipRevisionFormat {
         case .major: s.I("boot", "chip revision: \(s.device.description.chipRevision)")
-        case .majorMinor: s.I("boot", "chip revision: v\(s.device.description.chipRevision).0")
+        case .majorMinor: s.I("boot", "chip revision: v\(s.device.description.chipRevision).\(s.minorRevision)")
         }
         let speeds: [UInt8: String] = [0x0: "40MHz", 0x1: "26.7MHz", 0x2: "20MHz", 0xF: "80MHz"]
-        s.I("boot.esp32", "SPI Speed      : \(speeds[header[3] & 0x0F] ?? "40MHz")")
+        let tag = s.chip.idfTag
+        s.I(tag, "\(s.chip.spiSpeedLabel)\(speeds[header[3] & 0x0F] ?? "40MHz")")
         let modes = ["QIO", "QOUT", "DIO", "DOUT", "FAST READ", "SLOW READ"]
-        s.I("boot.esp32", "SPI Mode       : \(header[2] < 6 ? modes[Int(header[2])] : "SLOW READ")")
+        s.I(tag, "SPI Mode       : \(header[2] < 6 ? modes[Int(header[2])] : "SLOW READ")")
         let sizes: [UInt8: String] = [0x00: "1MB", 0x10: "2MB", 0x20: "4MB", 0x30: "8MB", 0x40: "16MB"]
-        s.I("boot.esp32", "SPI Flash Size : \(sizes[header[3] & 0xF0] ?? "Unknown")")
+        s.I(tag, "SPI Flash Size : \(sizes[header[3] & 0xF0] ?? "Unknown")")
         s.I("boot", "Enabling RNG early entropy source...")
     }
 

@@ -9,6 +9,7 @@ import Partitions
 /// (the driver then follows the reset). Returns an esp_err_t (0 = on, or turned on).
 enum FlashEncryptionEnablePhase {
     static func run(_ s: inout BootState) -> Int {
+        if s.chip.fieldMap != nil { return FieldMapSecurityEnable.enableFlashEncryption(&s) }
         let cnt = s.flashCryptCnt
         if s.flashEncryptionEnabled {
             let left = (s.wrDis(2) || cnt == 0x7F) ? 0 : (7 - cnt.nonzeroBitCount) / 2
@@ -49,13 +50,14 @@ enum FlashEncryptionEnablePhase {
     /// rule set says is encrypted.
     static func encryptFlashContents(_ s: inout BootState) -> Int {
         // Bootloader.
-        switch ImageLoad.load(&s, at: 0x1000, partitionSize: s.sdk.partitionTableOffset - 0x1000, mode: .verify) {
+        let boot = s.chip.bootloaderOffset
+        switch ImageLoad.load(&s, at: boot, partitionSize: s.sdk.partitionTableOffset - boot, mode: .verify) {
         case .success(let b):
-            if b.length > s.sdk.partitionTableOffset - 0x1000 {
+            if b.length > s.sdk.partitionTableOffset - boot {
                 s.E("flash_encrypt", "Bootloader is too large to fit Secure Boot V2 signature sector and partition table (configured offset 0x\(String(s.sdk.partitionTableOffset, radix: 16)))")
                 return ESPErr.invalidSize
             }
-            s.encryptRegion(name: "bootloader", 0x1000, b.length)
+            s.encryptRegion(name: "bootloader", boot, b.length)
             s.I("flash_encrypt", "bootloader encrypted successfully")
         case .failure:
             s.W("flash_encrypt", "no valid bootloader was found")

@@ -1,5 +1,6 @@
 import Crypto
 import ESPCore
+import SecureBoot
 
 /// An image in flash that `esp_image` loaded or verified.
 struct LoadedImage {
@@ -24,17 +25,17 @@ enum ImageLoad {
 
     static let sixteenMB = 0x100_0000
 
-    static func shouldMap(_ a: UInt32) -> Bool {
-        (a >= 0x400D_0000 && a < 0x4040_0000) || (a >= 0x3F40_0000 && a < 0x3F80_0000)
+    static func shouldMap(_ a: UInt32, _ chip: BootChip) -> Bool {
+        chip.mappedRanges.contains { $0.contains(a) }
     }
 
-    static func shouldLoad(_ a: UInt32) -> Bool { !shouldMap(a) && a >= 0x1000_0000 }
+    static func shouldLoad(_ a: UInt32, _ chip: BootChip) -> Bool { !shouldMap(a, chip) && a >= 0x1000_0000 }
 
     /// `image_load`: returns the image or an esp_err_t.
     static func load(_ s: inout BootState, at start: Int, partitionSize: Int, mode: Mode) -> Result<LoadedImage, ImageLoadError> {
         let silent = mode == .verifySilent
         let doLoad = mode == .load
-        let isBootloader = start == 0x1000
+        let isBootloader = start == s.chip.bootloaderOffset
         // SBv2 configured: SHA + signature on every image incl. the bootloader; otherwise the
         // simple hash on apps only (esptool may rewrite the bootloader header).
         let verifySHA = s.sdk.secureBootV2 ? true : !isBootloader
@@ -49,7 +50,8 @@ enum ImageLoad {
         if header[0] != 0xE9 {
             return fail("image at 0x\(String(start, radix: 16)) has invalid magic byte (nothing flashed here?)")
         }
-        if let problem = chipMismatch(header, chipRevision: s.device.description.chipRevision,
+        if let problem = chipMismatch(header, chipID: s.chip.imageChipID, chipRevision: s.device.description.chipRevision,
+                                      minorRevision: s.minorRevision,
                                       check: s.dialect.chipRevisionCheck, isBootloader: isBootloader) {
             if !silent { s.E("boot_comm", problem) }
             return .failure(ImageLoadError(code: ESPErr.imageInvalid))
@@ -73,11 +75,11 @@ enum ImageLoad {
             if len % 4 != 0 || len >= sixteenMB {
                 return fail("invalid segment length 0x\(String(len, radix: 16))")
             }
-            let map = shouldMap(addr)
+            let map = shouldMap(addr, s.chip)
             if map, dataAddr % 0x10000 != Int(addr) % 0x10000 {
                 return fail("Segment \(i) load address 0x\(hex8(addr)), doesn't match data 0x\(hex8(dataAddr))")
             }
-            let loads = doLoad && shouldLoad(addr)
+            let loads = doLoad && shouldLoad(addr, s.chip)
             if !silent {
                 s.I("esp_image", "segment \(i): paddr=\(hex8(dataAddr)) vaddr=\(hex8(addr)) size=\(String(repeating: "0", count: max(0, 5 - String(len, radix: 16).count)) + String(len, radix: 16))h (\(padLeft(String(len), 6))) \(loads ? "load" : map ? "map" : "")")
             }
@@ -150,10 +152,11 @@ enum ImageLoad {
 
     /// The chip ID and revision checks of the image header (`boot_comm`): nil when the image may
     /// run on this chip, else the line the bootloader logs.
-    static func chipMismatch(_ header: [UInt8], chipRevision chipRev: Int, check: BootloaderDialect.ChipRevision,
+    static func chipMismatch(_ header: [UInt8], chipID expected: UInt16 = 0, chipRevision chipRev: Int, minorRevision: Int = 0,
+                             check: BootloaderDialect.ChipRevision,
                              isBootloader: Bool) -> String? {
         let chipID = header[12..<14].loadLE(UInt16.self)
-        if chipID != 0 { return "mismatch chip ID, expected 0, found \(chipID)" }
+        if chipID != expected { return "mismatch chip ID, expected \(expected), found \(chipID)" }
         switch check {
         case .major:
             let minRev = Int(header[14])
@@ -161,7 +164,7 @@ enum ImageLoad {
         case .majorMinor:
             // v5.x: min_chip_rev_full (bytes 15..16) for every image, max_chip_rev_full (17..18)
             // for apps when set (neither 0 nor 0xFFFF); revisions as major * 100 + minor.
-            let full = chipRev * 100
+            let full = chipRev * 100 + minorRevision
             let minFull = Int(header[15..<17].loadLE(UInt16.self))
             let maxFull = Int(header[17..<19].loadLE(UInt16.self))
             func v(_ r: Int) -> String { "v\(r / 100).\(r % 100)" }
@@ -175,6 +178,7 @@ enum ImageLoad {
 
     /// `esp_secure_boot_verify_rsa_signature_block` + the ROM verifier it calls.
     static func verifyRSASignatureBlock(_ s: inout BootState, _ sector: [UInt8], _ digest: SHA256Digest) -> Bool {
+        if s.chip.fieldMap != nil { return verifyFieldMapSignature(&s, sector, digest) }
         var trusted: [UInt8] = []
         for w in s.device.efuses.readable(block: 2, layout: s.layout) { trusted.appendLE(w) }
         if !s.secureBootEnabled {
@@ -194,5 +198,45 @@ enum ImageLoad {
         }
         s.I("secure_boot_v2", "Signature verified successfully!")
         return true
+    }
+}
+
+extension ImageLoad {
+    /// S3/C3 (v5.x `esp_secure_boot_verify_sbv2_signature_block`): up to three blocks, trusted
+    /// when the block's key digest is in a live digest slot; before Secure Boot is enabled and
+    /// with no digest burned yet, the image's own block keys (the first boot).
+    static func verifyFieldMapSignature(_ s: inout BootState, _ sector: [UInt8], _ digest: SHA256Digest) -> Bool {
+        func block(_ i: Int) -> [UInt8] {
+            let at = i * SignatureBlock.size
+            return sector.count >= at + SignatureBlock.size ? Array(sector[at..<(at + SignatureBlock.size)]) : []
+        }
+        var trusted = FieldMapROMPhase.digestSlots(s).filter { !$0.revoked }.map(\.digest)
+        // v5.x: only the first boot without digests says so (the image's own keys are trusted);
+        // digests already burned are used silently.
+        if !s.secureBootEnabled, trusted.isEmpty {
+            s.I("secure_boot_v2", "Secure boot V2 is not enabled yet and eFuse digest keys are not set")
+            trusted = (0..<3).compactMap { SignatureCheck.blockKeyDigest(block($0)) }
+        }
+        s.I("secure_boot_v2", "Verifying with RSA-PSS...")
+        s.clock += 0.008
+        var firstProblem: (Int, String)?
+        for i in 0..<3 {
+            let b = block(i)
+            guard let keyDigest = SignatureCheck.blockKeyDigest(b) else { break }
+            guard trusted.contains(keyDigest) else {
+                if firstProblem == nil { firstProblem = (i, "Key digest does not match eFuse") }
+                continue
+            }
+            if let problem = SignatureCheck.check(sector: b, imageDigest: digest, trustedKeyDigest: keyDigest) {
+                if firstProblem == nil { firstProblem = (i, problem) }
+                continue
+            }
+            s.I("secure_boot_v2", "Signature verified successfully!")
+            return true
+        }
+        let (n, problem) = firstProblem ?? (0, "Invalid magic byte")
+        s.plain("Sig block \(n) invalid: \(problem)")
+        s.E("secure_boot_v2", "Secure Boot V2 verification failed.")
+        return false
     }
 }

@@ -36,6 +36,7 @@ enum ROMPhase {
     }
 
     static func run(_ s: inout BootState, resetReason: String) throws -> ROMHandoff {
+        if s.chip.fieldMap != nil { return try FieldMapROMPhase.run(&s, resetReason: resetReason) }
         let boot = bootOffset
         s.rom(s.device.description.chipRevision >= 3 ? bannerECO3 : bannerOld)
         s.rom("")

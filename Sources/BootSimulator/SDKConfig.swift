@@ -21,6 +21,13 @@ public struct SDKConfig: Sendable, Equatable, Codable {
     public var allowROMBasic = false
     /// CONFIG_SECURE_DISABLE_ROM_DL_MODE: burn UART_DOWNLOAD_DIS.
     public var disableROMDownload = false
+    /// CONFIG_SECURE_ENABLE_SECURE_ROM_DL_MODE (ESP32-S3/C3): burn ENABLE_SECURITY_DOWNLOAD.
+    public var secureROMDownload = false
+    /// CONFIG_SECURE_BOOT_ENABLE_AGGRESSIVE_KEY_REVOKE (ESP32-S3/C3).
+    public var aggressiveRevoke = false
+    /// CONFIG_SECURE_FLASH_ENCRYPTION_AES256 (ESP32-S3): the bootloader generates an XTS-AES-256
+    /// key (two key blocks).
+    public var flashEncryptionAES256 = false
     /// CONFIG_SECURE_FLASH_UART_BOOTLOADER_ALLOW_ENC (selected automatically in development mode).
     public var uartAllowEncrypt = true
     /// CONFIG_SECURE_FLASH_UART_BOOTLOADER_ALLOW_DEC.
@@ -83,6 +90,9 @@ public struct SDKConfig: Sendable, Equatable, Codable {
         c.allowJTAG = flag("SECURE_BOOT_ALLOW_JTAG") ?? false
         c.allowROMBasic = flag("SECURE_BOOT_ALLOW_ROM_BASIC") ?? false
         c.disableROMDownload = flag("SECURE_DISABLE_ROM_DL_MODE") ?? false
+        c.secureROMDownload = flag("SECURE_ENABLE_SECURE_ROM_DL_MODE") ?? false
+        c.aggressiveRevoke = flag("SECURE_BOOT_ENABLE_AGGRESSIVE_KEY_REVOKE") ?? false
+        c.flashEncryptionAES256 = flag("SECURE_FLASH_ENCRYPTION_AES256") ?? false
         c.uartAllowEncrypt = c.releaseMode ? false : (flag("SECURE_FLASH_UART_BOOTLOADER_ALLOW_ENC") ?? true)
         c.uartAllowDecrypt = c.releaseMode ? false : (flag("SECURE_FLASH_UART_BOOTLOADER_ALLOW_DEC") ?? false)
         c.uartAllowCache = c.releaseMode ? false : (flag("SECURE_FLASH_UART_BOOTLOADER_ALLOW_CACHE") ?? false)
@@ -108,6 +118,10 @@ public struct SDKConfig: Sendable, Equatable, Codable {
         lines.append(line("SECURE_BOOT_ALLOW_JTAG", allowJTAG))
         lines.append(line("SECURE_BOOT_ALLOW_ROM_BASIC", allowROMBasic))
         lines.append(line("SECURE_DISABLE_ROM_DL_MODE", disableROMDownload))
+        // S3/C3 options, written only when set (ESP32 texts stay as they were).
+        if secureROMDownload { lines.append(line("SECURE_ENABLE_SECURE_ROM_DL_MODE", true)) }
+        if aggressiveRevoke { lines.append(line("SECURE_BOOT_ENABLE_AGGRESSIVE_KEY_REVOKE", true)) }
+        if flashEncryptionAES256 { lines.append(line("SECURE_FLASH_ENCRYPTION_AES256", true)) }
         lines.append(line("SECURE_FLASH_UART_BOOTLOADER_ALLOW_ENC", uartAllowEncrypt))
         lines.append(line("SECURE_FLASH_UART_BOOTLOADER_ALLOW_DEC", uartAllowDecrypt))
         lines.append(line("SECURE_FLASH_UART_BOOTLOADER_ALLOW_CACHE", uartAllowCache))

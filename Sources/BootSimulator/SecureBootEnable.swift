@@ -16,6 +16,7 @@ enum SecureBootEnablePhase {
             s.E("secure_boot_v2", s.dialect.secureBootRequireAlreadyEnabled)
             return ESPErr.invalidState
         }
+        if s.chip.fieldMap != nil { return FieldMapSecurityEnable.enableSecureBoot(&s, app: app) }
         switch s.dialect.secureBoot {
         case .esp32V44: return enableV44(&s, app: app)
         case .sharedV5: return enableV5(&s, app: app)
@@ -33,7 +34,8 @@ enum SecureBootEnablePhase {
             s.batchCancel()
             return (nil, ESPErr.notSupported)
         }
-        switch ImageLoad.load(&s, at: 0x1000, partitionSize: s.sdk.partitionTableOffset - 0x1000, mode: .verify) {
+        let boot = s.chip.bootloaderOffset
+        switch ImageLoad.load(&s, at: boot, partitionSize: s.sdk.partitionTableOffset - boot, mode: .verify) {
         case .failure(let e):
             s.E("secure_boot_v2", "bootloader image appears invalid! error \(e.code)")
             s.batchCancel()

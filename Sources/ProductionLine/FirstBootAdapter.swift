@@ -27,6 +27,9 @@ public struct FirstBootAdapter: FirstBootSimulating {
         var sdk: SimulatorSDKConfig
         if let known = try simulatorConfig(sdkconfig ?? plan.sdkconfig, stateDirectory: stateDirectory) {
             sdk = known
+        } else if let chip = device.chip {
+            throw UsageError("simulating the first boot of an \(chip.displayName) needs the build's sdkconfig",
+                             hint: "pass --build-dir (its config/sdkconfig) or --sdkconfig; options are inferred for the ESP32 only")
         } else {
             // No sdkconfig: the facts the plan shows, read the way the static rules read them.
             let inferred = BuildInference.infer(device: device, hints: Self.hints(plan))
@@ -78,7 +81,7 @@ public struct FirstBootAdapter: FirstBootSimulating {
             }
             let encrypt = entry.encrypted || plan.options.encryptAll
             if encrypt {
-                if let cipher = cipher(device.efuses) {
+                if let cipher = cipher(device) {
                     while data.count % 32 != 0 { data.append(0xFF) }
                     data = try cipher.encrypt(data, at: entry.address)
                     how.append("encrypted with the chip's key")
@@ -113,11 +116,21 @@ public struct FirstBootAdapter: FirstBootSimulating {
     /// The flash-encryption engine of a virtual ESP32; nil when BLOCK1 is empty.
     public static func cipher(_ efuses: EFuseArray) -> FlashCipher? { ESP32FlashKey.cipher(efuses) }
 
+    /// The device's engine: the ESP32's BLOCK1 key, or an S3/C3's XTS key block(s).
+    public static func cipher(_ device: Device) -> FlashCipher? {
+        guard let chip = device.chip else { return cipher(device.efuses) }
+        guard let cells = device.cells, let key = chip.flashEncryptionKey(cells),
+              let spec = ChipSpec.named(chip.name) else { return nil }
+        return try? FlashCipher(chip: spec, key: key)
+    }
+
     public static func prediction(_ o: BootOutcome, writes: [String]) -> FirstBootPrediction {
         // One log per power cycle: each starts with the ROM banner (`ets <date>`).
         var logs: [[String]] = []
         for line in o.log {
-            if logs.isEmpty || (line.source == "rom" && line.text.hasPrefix("ets ") && !line.text.hasPrefix("ets_main")) {
+            // ESP32: `ets <date>`; S3/C3: `ESP-ROM:<name>`.
+            if logs.isEmpty || (line.source == "rom" && ((line.text.hasPrefix("ets ") && !line.text.hasPrefix("ets_main"))
+                                                           || line.text.hasPrefix("ESP-ROM:"))) {
                 logs.append([])
             }
             logs[logs.count - 1].append(line.text)

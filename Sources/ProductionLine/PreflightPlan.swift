@@ -25,15 +25,19 @@ public enum PreflightRun {
         let simulator = FirstBootAdapter(rngSeed: request.rngSeed)
         if let state = request.state { return try simulator.simulateFirstBoot(plan: plan, stateDirectory: state, sdkconfig: plan.sdkconfig) }
         // Flags only: a blank virtual device of that revision and flash size, in a temporary folder.
-        guard target.chip.name == "esp32" else {
-            throw UsageError("--simulate supports the ESP32 only", hint: "the boot simulator models the ESP32 ROM and bootloader")
+        let chip = target.chip.name
+        guard VirtualChip.supportedNames.contains(chip) else {
+            throw UsageError("--simulate supports the ESP32, ESP32-S3 and ESP32-C3", hint: "the boot simulator models those chips' ROM and bootloader")
         }
         let size = target.flashSize ?? 4 << 20
-        let description = DeviceDescription(chip: "esp32", chipRevision: (target.chipRevision ?? 300) / 100, package: 1,
-                                            mac: "24:0a:c4:00:00:01", flashSize: size,
-                                            flashID: (Device.jedecSizeCode(for: size) << 16) | 0x40EF)
+        let fieldMap = VirtualChip.named(chip)
+        let revision = target.chipRevision ?? (fieldMap == nil ? 300 : 0)
+        var description = DeviceDescription(chip: chip, chipRevision: revision / 100, package: fieldMap == nil ? 1 : 0,
+                                            mac: fieldMap.map { Device.defaultMAC(seed: 1, oui: $0.macOUI) } ?? "24:0a:c4:00:00:01",
+                                            flashSize: size, flashID: (Device.jedecSizeCode(for: size) << 16) | 0x40EF)
+        if fieldMap != nil, target.chipRevision != nil { description.minorRevision = revision % 100 }
         let device = try Device.create(description)
-        if let ef = target.efuses, ef != SecurityFuseFacts(esp32: device.efuses) {
+        if fieldMap == nil, let ef = target.efuses, ef != SecurityFuseFacts(esp32: device.efuses) {
             FileHandle.standardError.write(Data("espforge: --simulate without --state starts from factory eFuses (--efuse-summary is only used by the static checks)\n".utf8))
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("espforge-preflight-\(UUID().uuidString)").path

@@ -41,7 +41,6 @@ public enum VirtualDeviceBoot {
     public static func run(state: String, _ options: Options) throws -> BootOutcome {
         let store = DeviceStore(directory: state)
         var device = try store.load()
-        if let chip = device.chip { throw DeviceError.notModelled(chip: chip.displayName, "the first boot (boot simulator)") }
         let remembered = state + "/sdkconfig"
         var configText: (text: String, file: String)?
         if let path = options.sdkconfigPath {
@@ -55,6 +54,9 @@ public enum VirtualDeviceBoot {
         var config: BootConfig
         if let configText {
             config = BootConfig(sdkconfig: try parse(configText.text, file: configText.file))
+        } else if let chip = device.chip {
+            throw UsageError("the first boot of an \(chip.displayName) needs the build's sdkconfig",
+                             hint: "pass --sdkconfig build/config/sdkconfig (options are inferred from flash and eFuses for the ESP32 only)")
         } else {
             // No sdkconfig: the options the flash and eFuses show (each assumption reported).
             let inferred = BuildInference.infer(device: device)
@@ -70,7 +72,7 @@ public enum VirtualDeviceBoot {
         config.rngSeed = options.rngSeed
         let outcome = BootSimulator(config: config).boot(device: &device)
         try store.saveWholeFlash(device.flash)
-        try store.saveEFuses(device.efuses)
+        try store.saveEFuses(of: device)
         try store.saveStats(device.stats)
         return outcome
     }
