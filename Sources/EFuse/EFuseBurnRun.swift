@@ -18,7 +18,24 @@ public enum EFuseBurnRun {
         let plan = try client.plan(requests)
         emit("eFuse burn plan for \(portName):")
         plan.lines.forEach(emit)
-        if plan.isEmpty { return .nothingToDo }
+        if let stop = stopBeforeBurning(planIsEmpty: plan.isEmpty, dryRun: dryRun, confirmed: confirmed, emit: emit) {
+            return stop
+        }
+        let report = try client.execute(plan)
+        report.readBackLines.forEach(emit)
+        if report.allStuck { emit("all requested bits read back as burned") }
+        return .burned(allStuck: report.allStuck)
+    }
+
+    /// What every burn decides once its plan is shown (ESP32 and the field-map chips, over a port
+    /// or on a file): nothing to do, a dry run, or not confirmed — each an outcome with its line —
+    /// or nil: go on and burn. `emptyLine` is said when there is nothing to burn.
+    public static func stopBeforeBurning(planIsEmpty: Bool, dryRun: Bool, confirmed: Bool, emptyLine: String? = nil,
+                                         emit: (String) -> Void) -> Outcome? {
+        if planIsEmpty {
+            emptyLine.map(emit)
+            return .nothingToDo
+        }
         if dryRun {
             emit("dry run: nothing was burned")
             return .dryRun
@@ -27,9 +44,6 @@ public enum EFuseBurnRun {
             emit("nothing was burned: eFuse burns are irreversible; run again with --yes to burn exactly this plan")
             return .notConfirmed
         }
-        let report = try client.execute(plan)
-        report.readBackLines.forEach(emit)
-        if report.allStuck { emit("all requested bits read back as burned") }
-        return .burned(allStuck: report.allStuck)
+        return nil
     }
 }

@@ -324,17 +324,9 @@ public enum FieldMapPortBurn {
         emit("eFuse burn plan for \(client.map.chip.uppercased()) on \(portName):")
         plan.lines.forEach { emit("  " + $0) }
         plan.notes.forEach { emit("  note: " + $0) }
-        if plan.isEmpty {
-            emit("nothing to burn")
-            return .nothingToDo
-        }
-        if dryRun {
-            emit("dry run: nothing was burned")
-            return .dryRun
-        }
-        guard confirmed else {
-            emit("nothing was burned: eFuse burns are irreversible; run again with --yes to burn exactly this plan")
-            return .notConfirmed
+        if let stop = EFuseBurnRun.stopBeforeBurning(planIsEmpty: plan.isEmpty, dryRun: dryRun, confirmed: confirmed,
+                                                     emptyLine: "nothing to burn", emit: emit) {
+            return stop
         }
         let report = try client.execute(plan, before: before)
         report.lines.forEach(emit)

@@ -101,17 +101,9 @@ public enum FieldMapVirtualBurn {
         emit("eFuse burn plan for \(map.chip.uppercased()) virtual eFuse file \(path):")
         plan.lines.forEach { emit("  " + $0) }
         plan.notes.forEach { emit("  note: " + $0) }
-        if plan.isEmpty {
-            emit("nothing to burn")
-            return .nothingToDo
-        }
-        if dryRun {
-            emit("dry run: nothing was burned")
-            return .dryRun
-        }
-        guard confirmed else {
-            emit("nothing was burned: eFuse burns are irreversible; run again with --yes to burn exactly this plan")
-            return .notConfirmed
+        if let stop = EFuseBurnRun.stopBeforeBurning(planIsEmpty: plan.isEmpty, dryRun: dryRun, confirmed: confirmed,
+                                                     emptyLine: "nothing to burn", emit: emit) {
+            return stop
         }
         let out = try EFuseVirtualFile.burned(file, plan: plan, map: map, name: path)
         // 0600: the file can hold keys left readable (USER, --no-read-protect).

@@ -128,29 +128,9 @@ extension ChipInfo {
     /// detection, eFuses and flash id. Throws ``FlasherError/unknownChip(magic:)`` for a chip
     /// without a row in ``FieldMapChipFacts``.
     public static func readFieldMapChip(port portName: String, options: SessionOptions) throws -> ChipInfo {
-        let port = try options.ports.open(portName)
-        defer {
-            if options.after == .hardReset, port.kind == .serial { try? ResetSequence.hardReset(port) }
-            port.close()
+        // The same connection, detection and reads as the safety check's (FieldMapTarget).
+        try FieldMapTarget.connect(port: portName, options: options) { chip, c in
+            fieldMap(chip.words, map: chip.map, row: chip.row, flashID: chip.flashID, loader: c.isStub ? "stub" : "ROM")
         }
-        let c = LoaderClient(port: port)
-        c.timeout = options.timeout
-        var synced = false
-        let rounds = options.before == .noReset || port.kind != .serial ? 1 : 4
-        for attempt in 0..<rounds where !synced {
-            try ResetSequence.enterLoader(port, mode: options.before, attempt: attempt)
-            do {
-                try c.sync(attempts: 7)
-                synced = true
-            } catch FlasherError.noSync { continue }
-        }
-        guard synced else { throw FlasherError.noSync(port: portName, attempts: rounds * 7) }
-        guard let row = ChipProbe.detectFieldMapChip(c), let map = EFuseFieldMap.named(row.name) else {
-            throw FlasherError.unknownChip(magic: (try? c.readRegister(ChipProbe.romMagicAddress)) ?? 0)
-        }
-        let words = try ChipProbe.readBlocks(c, map: map)
-        try c.spiAttach()
-        let id = try ChipProbe.flashID(c, row)
-        return fieldMap(words, map: map, row: row, flashID: id, loader: c.isStub ? "stub" : "ROM")
     }
 }
