@@ -10,12 +10,21 @@ public struct LinkFacts: Sendable {
     public var chipRevision: Int
     public var flashID: UInt32
     public var flashSize: Int
-    /// The eFuses as the read registers show them (read-protected blocks read as zero).
+    /// ESP32: the eFuses as the read registers show them (read-protected blocks read as zero).
+    /// On an ESP32-S3/C3 this is an empty ESP32 array and means nothing: use ``fieldMapEFuses``.
     public var efuses: EFuseArray
-    public init(mac: String, chip: String, chipRevision: Int, flashID: UInt32, flashSize: Int, efuses: EFuseArray) {
+    /// ESP32-S3/C3: the eFuse blocks as the read registers show them (read-protected blocks read
+    /// as zero), laid out by ``fieldMap``; nil on the ESP32.
+    public var fieldMapEFuses: EFuseBlockWords?
+    public init(mac: String, chip: String, chipRevision: Int, flashID: UInt32, flashSize: Int, efuses: EFuseArray,
+                fieldMapEFuses: EFuseBlockWords? = nil) {
         self.mac = mac; self.chip = chip; self.chipRevision = chipRevision
         self.flashID = flashID; self.flashSize = flashSize; self.efuses = efuses
+        self.fieldMapEFuses = fieldMapEFuses
     }
+
+    /// The eFuse field map of an ESP32-S3/C3 (nil on the ESP32).
+    public var fieldMap: EFuseFieldMap? { fieldMapEFuses == nil ? nil : EFuseFieldMap.named(chip) }
 }
 
 /// How to run and judge a first boot.
@@ -56,8 +65,15 @@ public struct FirstBootReport: Sendable {
 public protocol DeviceLink: AnyObject {
     var port: String { get }
     func identify() throws -> LinkFacts
+    /// ESP32 only (an ESP32-S3/C3 link returns an empty array: use ``readFieldMapEFuses()``).
     func readEFuses() throws -> EFuseArray
+    /// ESP32 only.
     func burn(_ requests: [EFuseBurnRequest]) throws
+    /// ESP32-S3/C3: the eFuse blocks as the read registers show them.
+    func readFieldMapEFuses() throws -> EFuseBlockWords
+    /// ESP32-S3/C3: plans `operation` against the chip's eFuses as they are now (refused as the
+    /// planner and `espefuse` refuse), burns it and reads back; throws when bits did not stick.
+    func burnFieldMap(_ operation: FieldMapBurnOperation) throws
     /// Writes (name, flash offset, bytes) regions exactly as given (ciphertext already encrypted),
     /// after the safety rules (``FlashSafety``, the engine `flash` and `preflight` use) accepted
     /// them. `force` overrides the overridable findings (drills only).
@@ -73,6 +89,12 @@ public protocol DeviceLink: AnyObject {
 
 extension DeviceLink {
     public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])], force: Bool) throws { try write(regions) }
+    public func readFieldMapEFuses() throws -> EFuseBlockWords {
+        throw ProvisioningError(.connect, "\(port): this link reads only ESP32 eFuses")
+    }
+    public func burnFieldMap(_ operation: FieldMapBurnOperation) throws {
+        throw ProvisioningError(.connect, "\(port): this link burns only ESP32 eFuses")
+    }
 }
 
 /// Where a device is: opens its link.
