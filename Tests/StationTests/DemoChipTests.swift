@@ -140,4 +140,49 @@ struct DemoChipTests {
         let again = BootSimulator(config: config).boot(device: &d)
         #expect(again.result == .appStarted && again.bootedOffset == 0x60000 && d.cells == cells)
     }
+
+    /// The folder `demo --chip` writes is one consistent line: its devices are of the chip, its
+    /// manifest names the chip and offsets, and the images signed with its own key, written where
+    /// the manifest says, boot through `device boot` under the sdkconfig remembered in the device
+    /// folder (what provisioning checks after its write).
+    @Test(arguments: chips) func demoFolderIsOneLineForTheChip(_ chip: DemoChip) throws {
+        let root = try TestEnvironment.temporaryDirectory("demo-folder-\(chip.spec.name)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let options = try DemoLine.Options(devices: 2, dir: root.path + "/line", mode: "on-chip", appSize: "24K", chip: chip.spec.name)
+        try DemoLine.prepare(options)
+        let line = try DemoLine.create(options)
+        let manifest = try Manifest.parse(try String(contentsOfFile: line.manifestPath, encoding: .utf8))
+        #expect(manifest.chip.type == chip.spec.name && manifest.flashEncryption.mode == .onChip)
+        let dir = root.path + "/line/"
+        guard case let .privateKey(key) = try KeyMaterial.load(pem: try String(contentsOfFile: dir + "signing_key.pem", encoding: .utf8)) else {
+            Issue.record("no private key in signing_key.pem"); return
+        }
+        let policy = try #require(SecureBootPolicy.named(chip.spec.name))
+        func file(_ name: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: dir + name))) }
+        let boot = try #require(manifest.images.bootloader), table = try #require(manifest.images.partitionTable)
+        let app = try #require(manifest.images.app)
+        let plan: [(Int, [UInt8])] = [
+            (boot.offset, try SecureBootSigner.sign(image: try file(boot.path), keys: [key], append: false, policy: policy).image),
+            (table.offset, try file(table.path)),
+            (app.offset, try SecureBootSigner.sign(image: try file(app.path), keys: [key], append: false, policy: policy).image),
+        ]
+        #expect(plan.map(\.0) == [0, 0x10000, 0x60000])
+        for state in line.deviceFolders {
+            let store = DeviceStore(directory: state)
+            var d = try store.load()
+            #expect(d.chip?.name == chip.spec.name)
+            for (offset, bytes) in plan {
+                _ = d.flash.eraseSectors(offset, bytes.count, timing: .w25q32jv)
+                _ = d.flash.program(offset, bytes, timing: .w25q32jv)
+            }
+            try store.saveWholeFlash(d.flash)
+            let r = try Espforge.run(["device", "boot", "--state", state, "--json"])
+            #expect(r.status == 0, "\(r.err)")
+            let o = try JSONDecoder().decode(BootOutcome.self, from: Data(r.stdout))
+            #expect(o.result == .appStarted && o.bootedOffset == 0x60000 && o.secureBootEnabled && o.flashEncryptionEnabled,
+                    "\(o.consoleText)")
+        }
+        let macs = try line.deviceFolders.map { try DeviceStore(directory: $0).load().description.mac }
+        #expect(Set(macs).count == 2 && macs.allSatisfy { $0.hasPrefix(VirtualChip.named(chip.spec.name)?.macOUI.map { String(format: "%02x", $0) }.joined(separator: ":") ?? "?") })
+    }
 }
