@@ -1,5 +1,6 @@
 import BootSimulator
 import Crypto
+import EFuse
 import ESPCore
 import Foundation
 import ImageFormat
@@ -135,6 +136,13 @@ struct DemoChipTests {
         #expect(o.bootedOffset == 0x60000 && o.bootedPartition == "ota_0")
         #expect(o.secureBootEnabled && o.flashEncryptionEnabled)
         #expect(o.log.contains { $0.text.contains("ESP-IDF v5.2-demo 2nd stage bootloader") }, "\(o.consoleText)")
+        // The manifest's final eFuses can still be burned after the bootloader's own burns and locks.
+        let map = try #require(d.chip?.efuseMap)
+        let burnedCells = try #require(d.cells)
+        for name in chip.finalBurn {
+            let field = try #require(map.field(named: name))
+            #expect(burnedCells.integer(field) == 0 && !(field.writeProtect.map { burnedCells.isWriteProtected(bit: $0) } ?? true), "\(name)")
+        }
         // Powered on again: the ROM verifies the bootloader against the burned digest, nothing is burned.
         let cells = d.cells
         let again = BootSimulator(config: config).boot(device: &d)

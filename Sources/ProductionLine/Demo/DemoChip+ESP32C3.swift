@@ -26,6 +26,7 @@ extension DemoChip {
             Section(".flash.text", .at(0x4200_0020), .code(seed: 64), flags: 6),
         ],
         sdkconfigHead: "CONFIG_IDF_TARGET=\"esp32c3\"\n",
-        // JTAG (pad and USB) off, no cache access from download mode (the C3 has one cache).
-        finalBurn: ["DIS_PAD_JTAG", "DIS_USB_JTAG", "DIS_DOWNLOAD_ICACHE"])
+        // Download mode only over UART (the line's port), not through USB-Serial-JTAG (the JTAG
+        // and download-cache fuses are the bootloader's own, their group locked by WR_DIS bit 2).
+        finalBurn: ["DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE"])
 }

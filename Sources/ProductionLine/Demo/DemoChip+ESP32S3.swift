@@ -26,7 +26,9 @@ extension DemoChip {
             Section(".flash.text", .at(0x4200_0020), .code(seed: 45), flags: 6),
         ],
         sdkconfigHead: "CONFIG_IDF_TARGET=\"esp32s3\"\n",
-        // JTAG (pad and USB) off, no cache access from download mode: the S3's names for the
-        // ESP32 demo's JTAG_DISABLE and DISABLE_DL_CACHE (download mode never decrypts on the S3).
-        finalBurn: ["DIS_PAD_JTAG", "DIS_USB_JTAG", "DIS_DOWNLOAD_ICACHE", "DIS_DOWNLOAD_DCACHE"])
+        // Download mode only over UART (the line's port): none through USB-Serial-JTAG or USB-OTG.
+        // Not the JTAG and download-cache fuses the ESP32 demo burns last: on the S3 the
+        // bootloader burns those itself with Secure Boot, and locks their group (WR_DIS bit 2)
+        // when it enables flash encryption.
+        finalBurn: ["DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE", "DIS_USB_OTG_DOWNLOAD_MODE"])
 }
