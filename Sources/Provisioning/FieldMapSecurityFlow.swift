@@ -154,7 +154,14 @@ struct FieldMapSecurityFlow: ChipSecurityFlow {
     }
 
     func arm(_ run: Provisioner.Run, _ p: Provisioner) throws {
-        try burn(run, .burn([(name: cryptCount, value: p.job.release ? "7" : "1")]))
+        // Release: all three count bits and DIS_DOWNLOAD_MANUAL_ENCRYPT, what makes ESP-IDF
+        // report RELEASE mode (the bootloader burns it itself only when it encrypts in place;
+        // ESP-IDF's host-based workflow burns it from the host). One BLOCK0 program cycle.
+        var fields = [(name: cryptCount, value: p.job.release ? "7" : "1")]
+        if p.job.release, map.field(named: "DIS_DOWNLOAD_MANUAL_ENCRYPT") != nil, int(run, "DIS_DOWNLOAD_MANUAL_ENCRYPT") == 0 {
+            fields.append((name: "DIS_DOWNLOAD_MANUAL_ENCRYPT", value: "1"))
+        }
+        try burn(run, .burn(fields))
         try protectKey(run)
     }
 
