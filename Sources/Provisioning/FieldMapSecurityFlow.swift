@@ -219,7 +219,13 @@ struct FieldMapSecurityFlow: ChipSecurityFlow {
                 throw ProvisioningError(.finalEFuses, "'\(raw)' is not a one-word \(name) eFuse field")
             }
             let all = f.width == 32 ? UInt64(UInt32.max) : (UInt64(1) << UInt64(f.width)) - 1
-            if words(run).integer(f) != all { pairs.append((f.name, String(all))) }
+            guard words(run).integer(f) != all else { continue }
+            if let bit = f.writeProtect ?? (f.block == 0 ? nil : map.blockWriteProtectBits[f.block]), words(run).isWriteProtected(bit: bit) {
+                throw ProvisioningError(.finalEFuses, "'\(f.name)' can no longer be burned: WR_DIS bit \(bit) is set (the bootloader "
+                                        + "write-protects it when it enables flash encryption or Secure Boot)",
+                                        hint: "let the bootloader burn it (release mode, CONFIG_SECURE_* options) or leave it out of [efuse] burn")
+            }
+            pairs.append((f.name, String(all)))
         }
         var protect: [String] = []
         for raw in p.job.finalWriteProtect {

@@ -316,7 +316,7 @@ struct FieldMapProvisionTests {
 
     @Test("final eFuses by the chip's names; a name the chip lacks stops the device with a clear error", fixtures)
     func finalEFusesByName() async throws {
-        var line = try FieldMapLine(chip: "esp32c3", count: 2, mode: .onChip)
+        var line = try FieldMapLine(chip: "esp32c3", count: 3, mode: .onChip)
         defer { line.cleanup() }
         line.job.finalBurn = ["DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE"]
         line.job.finalWriteProtect = ["DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE"]
@@ -330,12 +330,94 @@ struct FieldMapProvisionTests {
         #expect(try #require(d.cells).isWriteProtected(bit: bit))
         #expect(try await registry.device(mac: d.description.mac)?.efuseSummary?["DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE"] == "1")
 
+        // On-chip: the bootloader locked DIS_DOWNLOAD_MANUAL_ENCRYPT's group when it encrypted.
+        var locked = line.job
+        locked.finalBurn = ["DIS_DOWNLOAD_MANUAL_ENCRYPT"]
+        let l = try #require(await line.provision(registry, targets: [line.targets[1]], job: locked).first)
+        #expect(!l.ok && l.failedStep == "final-efuses")
+        #expect(l.reason?.hasPrefix("final-efuses: 'DIS_DOWNLOAD_MANUAL_ENCRYPT' can no longer be burned: WR_DIS bit 2 is set") == true,
+                "\(l.reason ?? "")")
+
         var job = line.job
         job.finalBurn = ["JTAG_DISABLE"]
-        let bad = try #require(await line.provision(registry, targets: [line.targets[1]], job: job).first)
+        let bad = try #require(await line.provision(registry, targets: [line.targets[2]], job: job).first)
         #expect(!bad.ok && bad.failedStep == "final-efuses")
         #expect(bad.reason == "final-efuses: 'JTAG_DISABLE' is not an eFuse field of the ESP32-C3", "\(bad.reason ?? "")")
         try await registry.close()
+    }
+
+    @Test("espforge provision --manifest (type = esp32s3/esp32c3) --port virtual:DIR: device made by `device create --chip`, images signed with the chip's policy",
+          fixtures, arguments: [("esp32s3", "host"), ("esp32c3", "on-chip")])
+    func cli(chip: String, mode: String) throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-provision-cli-\(chip)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func put(_ name: String, _ bytes: [UInt8]) throws { try Data(bytes).write(to: dir.appendingPathComponent(name)) }
+        try put("bootloader.bin", try Scenarios.trimmed(try FieldMapLine.fixture(chip, "bootloader.bin")))
+        try put("partition-table.bin", try FieldMapLine.fixture(chip, "partition-table.bin"))
+        try put("app.bin", try FieldMapLine.fixture(chip, "hello_world.bin"))
+        let key = try Scenarios.keyA()
+        try Data(key.pemRepresentation.utf8).write(to: dir.appendingPathComponent("signing.pem"))
+        func manifest(_ type: String, burn: String) -> String {
+            """
+            version = 1
+
+            [chip]
+            type = "\(type)"
+            flash_size = "4MB"
+
+            [images.bootloader]
+            file = "bootloader.bin"
+            offset = 0x0
+
+            [images.partition_table]
+            file = "partition-table.bin"
+            offset = 0x8000
+
+            [images.app]
+            file = "app.bin"
+            offset = 0x10000
+
+            [signing]
+            key = "signing.pem"
+
+            [flash_encryption]
+            mode = "\(mode)"
+            release = false
+
+            [efuse]
+            burn = [\(burn)]
+
+            [registry]
+            url = "registry.sqlite"
+
+            """
+        }
+        let m = dir.appendingPathComponent("espforge.toml").path
+        // On-chip: the bootloader write-protects DIS_DOWNLOAD_MANUAL_ENCRYPT's group (WR_DIS bit 2)
+        // when it encrypts; host mode leaves it to the final burns.
+        let final = mode == "host" ? "DIS_DOWNLOAD_MANUAL_ENCRYPT" : "DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE"
+        try Data(manifest(chip, burn: "\"\(final)\"").utf8).write(to: URL(fileURLWithPath: m))
+        let state = dir.appendingPathComponent("dev").path
+        let created = try Espforge.run(["device", "create", "--chip", chip, "--state", state])
+        #expect(created.status == 0, "\(created.err)")
+        let r = try Espforge.run(["provision", "--manifest", m, "--port", "virtual:" + state])
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+        let d = try DeviceStore(directory: state).load()
+        let s = try FieldMapLine.summary(d)
+        #expect(s.security.secureBootEnabled && s.security.flashEncryptionEnabled)
+        let digest = hex(try key.publicKey.keyDigest())
+        #expect(s.keyBlocks.contains { $0.digest == digest })
+        #expect(s.field(final)?.integer == 1, "the manifest's final eFuse")
+        let list = try Espforge.run(["registry", "list", "--registry", dir.appendingPathComponent("registry.sqlite").path, "--json"])
+        #expect(list.out.contains("\"\(chip)\"") && list.out.contains("provisioned"), "\(list.out)")
+
+        // A manifest naming an ESP32 eFuse for this chip is refused when loaded, before any device.
+        try Data(manifest(chip, burn: "\"JTAG_DISABLE\"").utf8).write(to: URL(fileURLWithPath: m))
+        let other = dir.appendingPathComponent("dev2").path
+        _ = try Espforge.run(["device", "create", "--chip", chip, "--state", other])
+        let bad = try Espforge.run(["provision", "--manifest", m, "--port", "virtual:" + other])
+        #expect(bad.status != 0 && bad.err.contains("JTAG_DISABLE") && bad.err.contains("is not an eFuse field of the"), "\(bad.err)")
+        #expect(try DeviceStore(directory: other).load().flash.read(0, 4) == [0xFF, 0xFF, 0xFF, 0xFF])
     }
 
     @Test("the registry's secret guard takes key block states and still refuses key bytes")
