@@ -215,6 +215,10 @@ struct FieldMapProvisionTests {
         let dump = (String(decoding: try JSONEncoder().encode(record), as: UTF8.self)
             + String(decoding: try JSONEncoder().encode(steps), as: UTF8.self)).lowercased()
         #expect(!dump.contains(hex(key)) && !dump.contains(hex(key.reversed())))
+
+        // Plugged in again: recognised from the record (digest slot and summary agree), left alone.
+        let second = try #require(await line.provision(registry).first)
+        #expect(second.ok && second.state == .skipped, "\(second.failedStep ?? "") \(second.reason ?? "")")
         try await registry.close()
     }
 
@@ -418,6 +422,55 @@ struct FieldMapProvisionTests {
         let bad = try Espforge.run(["provision", "--manifest", m, "--port", "virtual:" + other])
         #expect(bad.status != 0 && bad.err.contains("JTAG_DISABLE") && bad.err.contains("is not an eFuse field of the"), "\(bad.err)")
         #expect(try DeviceStore(directory: other).load().flash.read(0, 4) == [0xFF, 0xFF, 0xFF, 0xFF])
+    }
+
+    @Test("the recorded eFuse summary agrees with `espefuse --virt summary` on the provisioned device's eFuse file",
+          .enabled(if: Oracle.availableOrCI, Comment(rawValue: Oracle.skipReason)), fixtures,
+          arguments: [FieldMapCase(chip: "esp32s3", mode: .onChip, release: true), FieldMapCase(chip: "esp32c3", mode: .host, release: false)])
+    func espefuseAgrees(c: FieldMapCase) async throws {
+        let line = try FieldMapLine(chip: c.chip, mode: c.mode, release: c.release)
+        defer { line.cleanup() }
+        let registry = try await line.registry()
+        let r = try #require(await line.provision(registry).first)
+        #expect(r.ok, "\(r.failedStep ?? "") \(r.reason ?? "")")
+        let mac = try line.targets[0].load().description.mac
+        let summary = try #require(try await registry.device(mac: mac)?.efuseSummary)
+        try await registry.close()
+        let out = line.dir.appendingPathComponent("summary.json").path
+        let o = try Oracle.run("espefuse", ["--virt", "--chip", c.chip, "--path-efuse-file", line.targets[0].store.efusePath,
+                                            "summary", "--format", "json", "--file", out])
+        #expect(o.status == 0, "\(o.err)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [String: [String: Any]])
+        var compared = 0
+        for (name, value) in summary {
+            guard let theirs = json[name] else {
+                #expect(name.hasPrefix("BLOCK_KEY"), "\(name) is not an espefuse field")
+                continue
+            }
+            if let flag = theirs["value"] as? Bool {
+                #expect(value == (flag ? "1" : "0"), "\(name): recorded \(value), espefuse \(flag)")
+                compared += 1
+            } else if let n = theirs["value"] as? Int {
+                #expect(value == String(n), "\(name): recorded \(value), espefuse \(n)")
+                compared += 1
+            } else if name == "SPI_BOOT_CRYPT_CNT" {
+                // espefuse shows the count as Enable/Disable (odd/even).
+                #expect((theirs["value"] as? String) == ((Int(value) ?? 0).nonzeroBitCount % 2 == 1 ? "Enable" : "Disable"))
+                compared += 1
+            } else if name.hasPrefix("BLOCK_KEY"), let i = Int(name.dropFirst("BLOCK_KEY".count)) {
+                let purpose = try #require(json["KEY_PURPOSE_\(i)"]?["value"] as? String)
+                let readable = try #require(theirs["readable"] as? Bool), writeable = try #require(theirs["writeable"] as? Bool)
+                if value == "empty" {
+                    #expect(purpose == "USER" && readable && writeable, "\(name)")
+                } else {
+                    #expect(value.hasPrefix(purpose + ", burned"), "\(name): recorded \(value), espefuse purpose \(purpose)")
+                    #expect(value.contains("read-protected") == !readable && value.contains("write-protected") == !writeable,
+                            "\(name): recorded \(value), espefuse readable \(readable) writeable \(writeable)")
+                }
+                compared += 1
+            }
+        }
+        #expect(compared == summary.count, "every recorded field compared: \(compared) of \(summary.count)")
     }
 
     @Test("the registry's secret guard takes key block states and still refuses key bytes")
