@@ -3,6 +3,7 @@ import EFuse
 import ESPCore
 import FlashEncryption
 import Foundation
+import KeyCustody
 import Partitions
 import Registry
 import SecureBoot
@@ -471,6 +472,38 @@ struct FieldMapProvisionTests {
             }
         }
         #expect(compared == summary.count, "every recorded field compared: \(compared) of \(summary.count)")
+    }
+
+    @Test("S3 host mode with XTS-AES-256: a 64-byte key in the XTS_AES_256_KEY_1/_2 pair, escrowed before it is burned", fixtures)
+    func aes256HostWithEscrow() async throws {
+        var line = try FieldMapLine(chip: "esp32s3", mode: .host)
+        defer { line.cleanup() }
+        line.sdk.flashEncryptionAES256 = true
+        let pair = EscrowPrivateKey.generateX25519()
+        let escrowPrivate = try EscrowPrivateKey.load(pem: pair.privatePEM)
+        line.job.escrow = try EscrowRecipient.load(pem: pair.publicPEM)
+        let registry = try await line.registry()
+        let r = try #require(await line.provision(registry).first)
+        #expect(r.ok, "\(r.failedStep ?? "") \(r.reason ?? "")")
+        let device = try line.targets[0].load()
+        let s = try FieldMapLine.summary(device)
+        let xts = s.keyBlocks.filter { $0.purposeName.hasPrefix("XTS_AES_") }
+        #expect(xts.map(\.purposeName) == ["XTS_AES_256_KEY_1", "XTS_AES_256_KEY_2"], "\(xts)")
+        #expect(xts.allSatisfy { $0.readProtected && $0.writeProtected })
+        let key = try FieldMapLine.xtsKey(device)
+        #expect(key.count == 64)
+        let store = try #require(registry as? any EscrowStore)
+        let mac = device.description.mac
+        let sealed = try #require(try await store.sealedKeys(mac: mac).last { $0.kind == "flash_encryption_key" })
+        let escrowed = try escrowPrivate.unseal(sealed.sealed, context: EscrowContext(mac: mac, identity: sealed.identity, kind: sealed.kind))
+        #expect(escrowed == key, "the escrowed key is the device's key")
+        let app = try #require(line.job.images.last)
+        let raw = try #require(device.flash.read(app.offset, (app.bytes.count + 31) & ~31))
+        let cipher = try FlashCipher(chip: try #require(ChipSpec.named("esp32s3")), key: key)
+        #expect(Array(try cipher.decrypt(raw, at: app.offset).prefix(app.bytes.count)) == app.bytes)
+        let summary = try #require(try await registry.device(mac: mac)?.efuseSummary)
+        #expect(summary.values.filter { $0 == "XTS_AES_256_KEY_1, burned, read-protected, write-protected" }.count == 1)
+        try await registry.close()
     }
 
     @Test("the registry's secret guard takes key block states and still refuses key bytes")
