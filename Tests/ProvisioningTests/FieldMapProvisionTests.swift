@@ -405,9 +405,17 @@ struct FieldMapProvisionTests {
         let state = dir.appendingPathComponent("dev").path
         let created = try Espforge.run(["device", "create", "--chip", chip, "--state", state])
         #expect(created.status == 0, "\(created.err)")
-        let r = try Espforge.run(["provision", "--manifest", m, "--port", "virtual:" + state])
+        // The process killed right after the write was recorded (exit 137), then --resume.
+        var env = ProcessInfo.processInfo.environment
+        env["ESPFORGE_TEST_CRASH_AFTER"] = "write"
+        let crashed = try ProcessRunner.run(Espforge.path, ["provision", "--manifest", m, "--port", "virtual:" + state], environment: env)
+        #expect(crashed.status == 137, "\(crashed.out)\n\(crashed.err)")
+        let written = try DeviceStore(directory: state).load()
+        let r = try Espforge.run(["provision", "--manifest", m, "--port", "virtual:" + state, "--resume"])
         #expect(r.status == 0, "\(r.out)\n\(r.err)")
+        #expect(r.out.contains("write: skipped"), "\(r.out)")
         let d = try DeviceStore(directory: state).load()
+        if mode == "host" { #expect(try FieldMapLine.xtsKey(d) == FieldMapLine.xtsKey(written), "the key of the killed run") }
         let s = try FieldMapLine.summary(d)
         #expect(s.security.secureBootEnabled && s.security.flashEncryptionEnabled)
         let digest = hex(try key.publicKey.keyDigest())
