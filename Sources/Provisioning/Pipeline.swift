@@ -337,6 +337,8 @@ public struct Provisioner: Sendable {
         if sdkconfig.flashEncryption {
             values["CONFIG_SECURE_FLASH_ENC_ENABLED"] = "y"
             values[sdkconfig.releaseMode ? "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE" : "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT"] = "y"
+            // XTS key size (S3/C3 rules; the ESP32's rules do not read it).
+            if sdkconfig.flashEncryptionAES256 { values["CONFIG_SECURE_FLASH_ENCRYPTION_AES256"] = "y" }
         }
         let errors = run.flow.preflightErrors(run, entries: entries, sdkconfigValues: values,
                                               partitionTableOffset: job.partitionTableOffset)

@@ -514,6 +514,19 @@ struct FieldMapProvisionTests {
         try await registry.close()
     }
 
+    @Test("a C3 job whose build selects XTS-AES-256 (the C3 has XTS-AES-128 only): refused at preflight by PF026", fixtures)
+    func aes256OnC3Refused() async throws {
+        var line = try FieldMapLine(chip: "esp32c3", mode: .host)
+        defer { line.cleanup() }
+        line.sdk.flashEncryptionAES256 = true
+        let registry = try await line.registry()
+        let r = try #require(await line.provision(registry).first)
+        #expect(!r.ok && r.failedStep == "preflight" && r.reason?.contains("PF026") == true, "\(r.failedStep ?? "") \(r.reason ?? "")")
+        let d = try line.targets[0].load()
+        #expect(try FieldMapLine.summary(d).keyBlocks.allSatisfy { $0.empty && $0.purpose == 0 }, "no key burned")
+        try await registry.close()
+    }
+
     @Test("the registry's secret guard takes key block states and still refuses key bytes")
     func secretGuardKeyBlockStates() throws {
         for state in ["empty", "SECURE_BOOT_DIGEST0, burned, write-protected", "XTS_AES_128_KEY, burned",
