@@ -527,6 +527,66 @@ struct FieldMapProvisionTests {
         try await registry.close()
     }
 
+    @Test("an ESP32-S3 ESP-IDF build: `espforge init --build-dir` writes the manifest (no ESP32 eFuse names), provision signs with the S3 policy",
+          fixtures)
+    func s3BuildDirThroughInit() async throws {
+        let root = try TestEnvironment.temporaryDirectory("espforge-s3-build")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let build = root.appendingPathComponent("build")
+        for d in ["build/bootloader", "build/partition_table"] {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(d), withIntermediateDirectories: true)
+        }
+        func put(_ path: String, _ bytes: [UInt8]) throws { try Data(bytes).write(to: root.appendingPathComponent(path)) }
+        // Secure Boot builds leave the bootloader out of flasher_args.json (flashed separately).
+        try put("build/flasher_args.json", Array("""
+            {
+                "write_flash_args" : [ "--flash_mode", "dio", "--flash_size", "4MB", "--flash_freq", "80m" ],
+                "flash_settings" : { "flash_mode": "dio", "flash_size": "4MB", "flash_freq": "80m" },
+                "flash_files" : { "0x10000" : "hello_world.bin", "0x8000" : "partition_table/partition-table.bin" },
+                "partition-table" : { "offset" : "0x8000", "file" : "partition_table/partition-table.bin", "encrypted" : "false" },
+                "app" : { "offset" : "0x10000", "file" : "hello_world.bin", "encrypted" : "false" },
+                "extra_esptool_args" : { "after" : "hard_reset", "before" : "default_reset", "stub" : true, "chip" : "esp32s3" }
+            }
+            """.utf8))
+        try put("build/bootloader/bootloader.bin", try Scenarios.trimmed(try FieldMapLine.fixture("esp32s3", "bootloader.bin")))
+        try put("build/partition_table/partition-table.bin", try FieldMapLine.fixture("esp32s3", "partition-table.bin"))
+        try put("build/hello_world.bin", try FieldMapLine.fixture("esp32s3", "hello_world.bin"))
+        try put("sdkconfig", Array("""
+            CONFIG_IDF_TARGET="esp32s3"
+            CONFIG_ESPTOOLPY_FLASHMODE="dio"
+            CONFIG_ESPTOOLPY_FLASHFREQ="80m"
+            CONFIG_ESPTOOLPY_FLASHSIZE="4MB"
+            CONFIG_PARTITION_TABLE_SINGLE_APP=y
+            CONFIG_PARTITION_TABLE_OFFSET=0x8000
+            CONFIG_SECURE_SIGNED_APPS_RSA_SCHEME=y
+            CONFIG_SECURE_BOOT=y
+            CONFIG_SECURE_BOOT_V2_ENABLED=y
+            # CONFIG_SECURE_BOOT_BUILD_SIGNED_BINARIES is not set
+            CONFIG_SECURE_BOOT_SIGNING_KEY="secure_boot_signing_key.pem"
+            CONFIG_SECURE_FLASH_ENC_ENABLED=y
+            CONFIG_SECURE_FLASH_ENCRYPTION_AES128=y
+            CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT=y
+
+            """.utf8))
+        let key = try Scenarios.keyA()
+        try Data(key.pemRepresentation.utf8).write(to: root.appendingPathComponent("secure_boot_signing_key.pem"))
+        let manifest = root.appendingPathComponent("espforge.toml").path
+        let made = try Espforge.run(["init", "--build-dir", build.path, "-o", manifest])
+        #expect(made.status == 0, "\(made.out)\n\(made.err)")
+        let text = try String(contentsOfFile: manifest, encoding: .utf8)
+        #expect(text.contains("type = \"esp32s3\"") && !text.contains("JTAG_DISABLE"), "\(text)")
+        let state = root.appendingPathComponent("dev").path
+        #expect(try Espforge.run(["device", "create", "--chip", "esp32s3", "--state", state]).status == 0)
+        let r = try Espforge.run(["provision", "--manifest", manifest, "--port", "virtual:" + state, "--registry",
+                                  root.appendingPathComponent("registry.sqlite").path])
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+        let d = try DeviceStore(directory: state).load()
+        let s = try FieldMapLine.summary(d)
+        let digest = hex(try key.publicKey.keyDigest())
+        #expect(s.security.secureBootEnabled && s.keyBlocks.contains { $0.digest == digest })
+        #expect(s.security.flashEncryptionEnabled && s.security.spiBootCryptCnt == 1)
+    }
+
     @Test("the registry's secret guard takes key block states and still refuses key bytes")
     func secretGuardKeyBlockStates() throws {
         for state in ["empty", "SECURE_BOOT_DIGEST0, burned, write-protected", "XTS_AES_128_KEY, burned",
