@@ -26,6 +26,9 @@ public enum VirtualDeviceServing {
         let store = DeviceStore(directory: state)
         let engine = ProtocolEngine(device: try store.load())
         let plan = try options.faults.map { try FaultPlan(spec: $0) }
+        if let plan, !plan.stuckEFuseBits.isEmpty, engine.chip == nil {
+            throw DeviceError.badFaultSpec(plan.spec, "efuse-stuck applies to ESP32-S3/C3 devices only")
+        }
         // ESP32, ESP32-S3 and ESP32-C3 alike: leaving the loader runs the boot simulator (an S3/C3
         // needs the remembered sdkconfig; without one it says so on the console and does not boot).
         engine.firmware = VirtualFirmware.hook(config: try SDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },

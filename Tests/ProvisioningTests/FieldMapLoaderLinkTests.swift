@@ -41,14 +41,14 @@ struct FieldMapLoaderLinkTests {
 
     /// A fresh device folder for `chip` (the sdkconfig remembered when given), served over TCP.
     /// The line's options: the ESP32 stub given (the link finds the chip's own), 921600 baud.
-    static func serve(_ chip: String, sdkconfig: SDKConfig? = nil, extra: [String] = []) throws -> Served {
+    static func serve(_ chip: String, sdkconfig: SDKConfig? = nil, extra: [String] = [], timeout: Double = 2) throws -> Served {
         let dir = try TestEnvironment.temporaryDirectory("espforge-fmlink")
         try DeviceStore(directory: dir.path).create(try Device.create(try description(chip)), force: true)
         if let sdkconfig { try sdkconfig.text.write(toFile: dir.path + "/sdkconfig", atomically: true, encoding: .utf8) }
         let server = try DeviceServerProcess(state: dir.path, extra: extra)
         var options = LoaderLinkOptions()
         options.session.baud = 921_600
-        options.session.timeout = 2
+        options.session.timeout = timeout
         let esp32Stub = try #require(StubImage.locate(), "esptool's stubs not found (install the oracle: ./scripts/test)")
         options.session.stub = try StubImage.parse(json: Array(try Data(contentsOf: URL(fileURLWithPath: esp32Stub))), source: esp32Stub)
         options.quietSeconds = 1
@@ -180,5 +180,75 @@ struct FieldMapLoaderLinkTests {
         let servedCells = try #require(served_.cells), localCells = try #require(local.cells)
         #expect(servedCells == localCells, "the served device's eFuse words equal the in-process run's")
         #expect(served_.flash.bytes == local.flash.bytes, "and its flash (encrypted in place) too")
+    }
+
+    @Test("a burn whose bits do not stick (a stuck fuse on the served chip) is reported, naming the block",
+          .enabled(if: enabled, Comment(rawValue: Oracle.skipReason)), arguments: chips)
+    func stuckFuseReported(chip: String) throws {
+        let map = try #require(EFuseFieldMap.named(chip))
+        let f = try #require(map.field(named: "DIS_PAD_JTAG"))
+        let stuck = "efuse-stuck=\(f.block):\(f.startBit / 32):0x\(String(1 << (f.startBit % 32), radix: 16))"
+        let served = try Self.serve(chip, extra: ["--faults", stuck])
+        defer { served.cleanup() }
+        let link = try served.target.connect()
+        defer { link.close() }
+        do {
+            try link.burnFieldMap(.burn([(name: "DIS_PAD_JTAG", value: "1")]))
+            Issue.record("the burn of a stuck fuse was not reported")
+        } catch LinkError.burnDidNotStick(let blocks) {
+            #expect(blocks == ["BLOCK0 (1 of 1 bits not set)"])
+        }
+        // What did stick is read back as it is (nothing), and other fuses still burn.
+        #expect(try Self.summary(try link.readFieldMapEFuses(), chip).field("DIS_PAD_JTAG")?.integer == 0)
+        try link.burnFieldMap(.burn([(name: "DIS_USB_JTAG", value: "1")]))
+        #expect(try Self.summary(try link.readFieldMapEFuses(), chip).field("DIS_USB_JTAG")?.integer == 1)
+    }
+
+    @Test("flipped bits on the link do not make a burn look failed or succeed (readings must agree)",
+          .enabled(if: enabled, Comment(rawValue: Oracle.skipReason)), arguments: chips)
+    func noisyLinkBurn(chip: String) throws {
+        let served = try Self.serve(chip, extra: ["--faults", "flip=0.0005", "--seed", "7"], timeout: 0.5)
+        defer { served.cleanup() }
+        let link = try served.target.connect()
+        let key = (0..<32).map { UInt8(0xA0 ^ $0) }
+        try link.burnFieldMap(.burnKeys([FieldMapBurnPlanner.KeyRequest(block: "BLOCK_KEY1", data: key, purpose: "XTS_AES_128_KEY")],
+                                        noReadProtect: true, noWriteProtect: false))
+        let s = try Self.summary(try link.readFieldMapEFuses(), chip)
+        #expect(s.keyBlocks.first { $0.index == 1 }?.purposeName == "XTS_AES_128_KEY")
+        link.close()
+        let device = try served.stopAndLoad()
+        #expect(device.stats.faults.flippedBits > 0, "the link did flip bits")
+        let map = try #require(EFuseFieldMap.named(chip))
+        let block = try #require(FieldMapBurnPlanner.block(named: "BLOCK_KEY1", map: map))
+        let cells = try #require(device.cells)
+        var bytes: [UInt8] = []
+        for w in 0..<8 { bytes.appendLE(cells.word(block, w)) }
+        #expect(bytes == key.reversed())
+    }
+
+    @Test("on a serial line through the chip's USB-Serial-JTAG: the first boot follows the EN pulse, the loader comes back",
+          .enabled(if: enabled, Comment(rawValue: Oracle.skipReason)), arguments: chips)
+    func firstBootOverUSBSerialJTAG(chip: String) throws {
+        let sdk = SDKConfig.secure(release: false)
+        let dir = try TestEnvironment.temporaryDirectory("espforge-fmlink-usb")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try DeviceStore(directory: dir.path).create(try Device.create(try Self.description(chip)), force: true)
+        var options = LoaderLinkOptions()
+        options.session.before = .usbReset
+        options.session.timeout = 2
+        options.quietSeconds = 1
+        options.session.ports = VirtualPorts.opener(firmware: { _ in
+            var c = BootConfig(sdkconfig: sdk)
+            c.rngSeed = 9
+            return VirtualFirmware.hook(config: c)
+        })
+        let link = try LoaderTarget(port: "virtual:\(dir.path)?lines=usb-jtag", options: options).connect()
+        defer { link.close() }
+        try link.write(try Self.signedRegions(chip))
+        let report = try link.firstBoot(FirstBootRequest(readyLine: "main_task: Calling app_main()", timeout: 60, simulator: BootConfig()))
+        #expect(report.booted, "\(report.reason ?? "")\n\(report.console)")
+        #expect(report.console.contains("rst:0x1 (POWERON)"))
+        let s = try Self.summary(try link.readFieldMapEFuses(), chip)
+        #expect(s.security.secureBootEnabled && s.security.flashEncryptionEnabled)
     }
 }
