@@ -14,10 +14,7 @@ import SecureBoot
 /// reasons, the halt line of the C3) follow the ESP32's recorded wording. See
 /// docs/virtual-device-chips.md.
 enum FieldMapROMPhase {
-    static func halt(_ s: inout BootState, _ why: String) -> BootStop {
-        s.rom(s.chip.romHaltLine)
-        return BootStop(result: .romHalted, reason: why)
-    }
+    static func halt(_ s: inout BootState, _ why: String) -> BootStop { ROMPhase.halt(&s, why) }
 
     static func run(_ s: inout BootState, resetReason: String) throws -> ROMHandoff {
         let boot = s.chip.bootloaderOffset
@@ -27,14 +24,7 @@ enum FieldMapROMPhase {
         guard let head = s.read(boot, 24) else {
             throw halt(&s, "the flash cannot be read at 0x\(String(boot, radix: 16))")
         }
-        let firstWord = head[0..<4].loadLE(UInt32.self)
-        guard head[0] == 0xE9, head[1] >= 1, head[1] <= 16 else {
-            for _ in 0..<max(1, s.config.invalidHeaderRepeats) { s.rom("invalid header: 0x\(hex8(firstWord))") }
-            let why = s.flashEncryptionEnabled
-                ? "invalid bootloader header at 0x0 after XTS-AES decryption (0x\(hex8(firstWord))): plaintext bootloader on an encrypted chip, or erased flash"
-                : "invalid bootloader header at 0x0 (0x\(hex8(firstWord)))" + (firstWord == 0xFFFF_FFFF ? ": flash is erased" : "")
-            throw BootStop(result: .romHalted, reason: why)
-        }
+        try ROMPhase.requireBootloaderHeader(&s, head, at: boot, cipher: "XTS-AES decryption")
         s.rom("SPIWP:0xee")
         let modes = ["QIO", "QOUT", "DIO", "DOUT", "FAST_RD", "SLOW_RD"]
         let div: Int

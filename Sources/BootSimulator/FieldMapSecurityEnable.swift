@@ -215,15 +215,7 @@ enum FieldMapSecurityEnable {
             s.E("flash_encrypt", "Encryption flash contents failed (\(err))")
             return err
         }
-        if s.sdk.releaseMode {
-            if s.dialect.logsPermanentCryptCnt { s.I("flash_encrypt", "Setting CRYPT_CNT for permanent encryption") }
-            s.write("SPI_BOOT_CRYPT_CNT", 0b111)
-        } else {
-            var bit: UInt64 = 1
-            while bit < 0b1000 && cnt & bit != 0 { bit <<= 1 }
-            s.write("SPI_BOOT_CRYPT_CNT", bit)
-        }
-        s.I("flash_encrypt", "Flash encryption completed")
+        FlashEncryptionEnablePhase.enableCounter(&s, "SPI_BOOT_CRYPT_CNT", allBits: 0b111, current: cnt)
         return 0
     }
 

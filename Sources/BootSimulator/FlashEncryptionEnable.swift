@@ -33,17 +33,23 @@ enum FlashEncryptionEnablePhase {
         }
         let err = encryptFlashContents(&s)
         if err != 0 { return err }
-        // Enable: development → one more bit; release → all bits (0x7F).
+        enableCounter(&s, "FLASH_CRYPT_CNT", allBits: 0x7F, current: cnt)
+        return 0
+    }
+
+    /// Turns encryption on after the contents are encrypted: development mode sets the
+    /// counter's next clear bit (an odd count), release mode all of them (`allBits`: 0x7F on
+    /// the ESP32's FLASH_CRYPT_CNT, 0b111 on the S3/C3's SPI_BOOT_CRYPT_CNT).
+    static func enableCounter(_ s: inout BootState, _ field: String, allBits: UInt64, current cnt: UInt64) {
         if s.sdk.releaseMode {
             if s.dialect.logsPermanentCryptCnt { s.I("flash_encrypt", "Setting CRYPT_CNT for permanent encryption") }
-            s.write("FLASH_CRYPT_CNT", 0x7F)
+            s.write(field, allBits)
         } else {
             var bit: UInt64 = 1
-            while bit < 0x80 && cnt & bit != 0 { bit <<= 1 }
-            s.write("FLASH_CRYPT_CNT", bit)
+            while bit <= allBits && cnt & bit != 0 { bit <<= 1 }
+            s.write(field, bit)
         }
         s.I("flash_encrypt", "Flash encryption completed")
-        return 0
     }
 
     /// `encrypt_flash_contents`: bootloader, partition table, then each partition the shared

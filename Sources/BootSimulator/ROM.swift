@@ -30,9 +30,24 @@ enum ROMPhase {
         var dataOffset: Int
     }
 
+    /// The ROM stops: its halt line (the ESP32's `ets_main.c 371 `), then nothing more.
     static func halt(_ s: inout BootState, _ why: String) -> BootStop {
-        s.rom("ets_main.c 371 ")
+        s.rom(s.chip.romHaltLine)
         return BootStop(result: .romHalted, reason: why)
+    }
+
+    /// The ROM's check of the bootloader's first bytes (magic 0xE9, 1–16 segments); otherwise
+    /// `invalid header` lines and a stop. `cipher` names the chip's flash decryption in the reason.
+    static func requireBootloaderHeader(_ s: inout BootState, _ head: [UInt8], at boot: Int, cipher: String) throws {
+        let firstWord = head[0..<4].loadLE(UInt32.self)
+        guard head[0] == 0xE9, head[1] >= 1, head[1] <= 16 else {
+            for _ in 0..<max(1, s.config.invalidHeaderRepeats) { s.rom("invalid header: 0x\(hex8(firstWord))") }
+            let at = "0x" + String(boot, radix: 16)
+            let why = s.flashEncryptionEnabled
+                ? "invalid bootloader header at \(at) after \(cipher) (0x\(hex8(firstWord))): plaintext bootloader on an encrypted chip, or erased flash"
+                : "invalid bootloader header at \(at) (0x\(hex8(firstWord)))" + (firstWord == 0xFFFF_FFFF ? ": flash is erased" : "")
+            throw BootStop(result: .romHalted, reason: why)
+        }
     }
 
     static func run(_ s: inout BootState, resetReason: String) throws -> ROMHandoff {
@@ -45,14 +60,7 @@ enum ROMPhase {
             s.rom("flash read err, 1000")
             throw halt(&s, "the flash cannot be read at 0x1000")
         }
-        let firstWord = head[0..<4].loadLE(UInt32.self)
-        guard head[0] == 0xE9, head[1] >= 1, head[1] <= 16 else {
-            for _ in 0..<max(1, s.config.invalidHeaderRepeats) { s.rom("invalid header: 0x\(hex8(firstWord))") }
-            let why = s.flashEncryptionEnabled
-                ? "invalid bootloader header at 0x1000 after decryption (0x\(hex8(firstWord))): plaintext bootloader on an encrypted chip, or erased flash"
-                : "invalid bootloader header at 0x1000 (0x\(hex8(firstWord)))" + (firstWord == 0xFFFF_FFFF ? ": flash is erased" : "")
-            throw BootStop(result: .romHalted, reason: why)
-        }
+        try requireBootloaderHeader(&s, head, at: boot, cipher: "decryption")
         s.rom("configsip: 0, SPIWP:0xee")
         s.rom("clk_drv:0x00,q_drv:0x00,d_drv:0x00,cs0_drv:0x00,hd_drv:0x00,wp_drv:0x00")
         let div: Int

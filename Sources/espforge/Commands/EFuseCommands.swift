@@ -1,9 +1,6 @@
 import ArgumentParser
-import EFuse
-import Flasher
 import ESPCore
 import ProductionLine
-import SecureBoot
 
 struct EFuseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,41 +45,10 @@ struct EFusePortOptions: ParsableArguments {
     @Option(help: "esp32, esp32s3 or esp32c3: with --port, the chip the board must be (refused if it is another); with --virt-file, the file's chip.") var chip: String?
     @Option(name: .customLong("virt-file"), help: "An ESP32-S3/C3 virtual eFuse file (espefuse --virt --path-efuse-file format), burned offline.") var virtFile: String?
 
-    /// The chip and file of an offline burn, or nil for a chip over --port.
-    func virtual() throws -> (chip: String, file: String)? {
-        guard let virtFile else { return nil }
-        guard port == nil else { throw UsageError("--port and --virt-file cannot be used together", hint: "--virt-file burns an S3/C3 eFuse file offline; --port talks to a chip") }
-        guard let chip else { throw UsageError("--virt-file needs --chip", hint: "add --chip esp32s3 or --chip esp32c3") }
-        return (chip, virtFile)
+    /// What the command works on (``EFuseToolTarget/open(port:baud:before:chip:virtFile:)``).
+    func target() throws -> EFuseToolTarget {
+        try EFuseToolTarget.open(port: port, baud: baud, before: before, chip: chip, virtFile: virtFile)
     }
-
-    /// What the command works on: an S3/C3 eFuse file, an S3/C3 over the port, or an ESP32.
-    func target() throws -> EFuseTarget {
-        if let v = try virtual() { return .fieldMap(.file(chip: v.chip, path: v.file)) }
-        guard let port else { throw UsageError("missing --port", hint: "give --port PORT, or --chip esp32s3|esp32c3 --virt-file FILE") }
-        switch try EFusePort.open(port: port, baud: baud, before: try SessionOptions.resetMode(before), chip: chip) {
-        case let .esp32(client): return .esp32(client)
-        case let .fieldMap(client): return .fieldMap(.port(client, name: port))
-        }
-    }
-}
-
-enum EFuseTarget {
-    enum FieldMap {
-        case file(chip: String, path: String)
-        case port(FieldMapEFuseClient, name: String)
-    }
-
-    case esp32(EFuseClient)
-    case fieldMap(FieldMap)
-}
-
-/// The ESP32 client of `target` (the S3/C3 cases are handled before this is asked for).
-func esp32(_ target: EFuseTarget) throws -> EFuseClient {
-    guard case let .esp32(client) = target else {
-        throw UsageError("this form of the command is for the ESP32", hint: "see `espforge efuse help` for the ESP32-S3/C3 arguments")
-    }
-    return client
 }
 
 enum EFuseExit {
@@ -91,23 +57,9 @@ enum EFuseExit {
 }
 
 enum EFuseCLI {
-    /// Plans, prints the plan, and burns only with `yes`. Never prints key material.
-    static func run(_ requests: [EFuseBurnRequest], client: EFuseClient, options: EFusePortOptions, yes: Bool, dryRun: Bool = false) throws {
-        try finish(try EFuseBurnRun.run(requests, client: client, portName: options.port ?? "", confirmed: yes,
-                                        dryRun: dryRun, emit: { print($0) }))
-    }
-
-    /// An S3/C3 burn: offline on a virtual eFuse file, or on the chip over the port.
-    static func runFieldMap(_ operation: FieldMapBurnOperation, _ target: EFuseTarget.FieldMap, yes: Bool, dryRun: Bool = false) throws {
-        switch target {
-        case let .file(chip, path):
-            try finish(try FieldMapVirtualBurn.run(operation, chip: chip, file: path, confirmed: yes, dryRun: dryRun, emit: { print($0) }))
-        case let .port(client, name):
-            try finish(try FieldMapPortBurn.run(operation, client: client, portName: name, confirmed: yes, dryRun: dryRun, emit: { print($0) }))
-        }
-    }
-
-    static func finish(_ outcome: EFuseBurnRun.Outcome) throws {
+    /// Runs `burn` through the library (plan printed, burned only with --yes) and maps the outcome to the exit status.
+    static func burn(_ burn: EFuseToolBurn, _ options: EFusePortOptions, yes: Bool, dryRun: Bool = false) throws {
+        let outcome = try EFuseTool.burn(burn, on: try options.target(), confirmed: yes, dryRun: dryRun, emit: { print($0) })
         switch outcome {
         case .notConfirmed: throw ExitCode(EFuseExit.notConfirmed)
         case .burned(allStuck: false):
@@ -143,21 +95,8 @@ struct EFuseSummaryCommand: ParsableCommand {
     @Flag(name: .customLong("show-key"), help: "Print a readable (unprotected) flash encryption key in BLOCK1.") var showKey = false
 
     func run() throws {
-        let client: EFuseClient
-        switch try options.target() {
-        case let .fieldMap(.file(chip, path)):
-            let (map, words) = try EFuseVirtualFile.read(path, chip: chip)
-            let s = EFuseFieldMapSummary(words: words, map: map, revealKeys: showKey)
-            if json { try Output.printJSON(s) } else { print(s.text(map: map), terminator: "") }
-            return
-        case let .fieldMap(.port(c, _)):
-            let s = try c.summary(revealKeys: showKey)
-            if json { try Output.printJSON(s) } else { print(s.text(map: c.map), terminator: "") }
-            return
-        case let .esp32(c): client = c
-        }
-        let summary = try client.summary(revealKeys: showKey)
-        if json { print(try summary.json()) } else { print(summary.text, terminator: "") }
+        let summary = try EFuseTool.summary(try options.target(), revealKeys: showKey)
+        if json { print(summary.json) } else { print(summary.text, terminator: "") }
     }
 }
 
@@ -182,19 +121,7 @@ struct EFuseBurnCommand: ParsableCommand {
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
-        let target = try options.target()
-        if case let .fieldMap(fm) = target {
-            let pairs = try assignments.map { a -> (name: String, value: String) in
-                guard let eq = a.firstIndex(of: "="), eq != a.startIndex else {
-                    throw UsageError("'\(a)' is not NAME=VALUE", hint: "e.g. SECURE_BOOT_EN=1 SPI_BOOT_CRYPT_CNT=1")
-                }
-                return (String(a[..<eq]), String(a[a.index(after: eq)...]))
-            }
-            try EFuseCLI.runFieldMap(.burn(pairs), fm, yes: yes, dryRun: dryRun)
-            return
-        }
-        let requests = try EFuseBurnRequest.fields(assignments)
-        try EFuseCLI.run(requests, client: try esp32(target), options: options, yes: yes, dryRun: dryRun)
+        try EFuseCLI.burn(.fields(assignments), options, yes: yes, dryRun: dryRun)
     }
 }
 
@@ -220,20 +147,7 @@ struct EFuseBurnKeyDigest: ParsableCommand {
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
-        let target = try options.target()
-        if case let .fieldMap(fm) = target {
-            guard key == nil else { throw UsageError("--key is for the ESP32", hint: "on an ESP32-S3/C3 give BLOCK_KEYn KEYFILE SECURE_BOOT_DIGESTn triples") }
-            let requests = try EFuseKeyArguments.triples(triples, command: "burn-key-digest") { file in
-                do { return try KeyMaterial.load(file: file).verifyingKey.keyDigest() } catch { throw FileContextError(file: file, underlying: error) }
-            }
-            try EFuseCLI.runFieldMap(.burnKeyDigests(requests, noWriteProtect: noWriteProtect), fm, yes: yes)
-            return
-        }
-        guard let key, triples.isEmpty else {
-            throw UsageError("the ESP32 takes --key PEM", hint: "e.g. burn-key-digest --port virtual:dev1 --key signing_key.pem")
-        }
-        let digest = try SecureBootKeyFiles.esp32KeyDigest(file: key)
-        try EFuseCLI.run([.secureBootDigest(digest, writeProtect: !noWriteProtect)], client: try esp32(target), options: options, yes: yes)
+        try EFuseCLI.burn(.keyDigests(esp32Key: key, triples: triples, noWriteProtect: noWriteProtect), options, yes: yes)
     }
 }
 
@@ -259,34 +173,8 @@ struct EFuseBurnKey: ParsableCommand {
     @Flag(help: "Burn without asking (eFuse burns cannot be undone).") var yes = false
 
     func run() throws {
-        let target = try options.target()
-        if case let .fieldMap(fm) = target {
-            let requests = try EFuseKeyArguments.triples(arguments, command: "burn-key") { file in
-                try BoundedFile.read(file, limit: .key)
-            }
-            do {
-                try EFuseCLI.runFieldMap(.burnKeys(requests, noReadProtect: noReadProtect, noWriteProtect: noWriteProtect),
-                                        fm, yes: yes)
-            } catch let e as FieldMapBurnError {
-                if case let .badKeyLength(block, _, _, _) = e,
-                   let i = requests.firstIndex(where: { $0.block.uppercased() == block }) {
-                    throw FileContextError(file: arguments[3 * i + 1], underlying: e)
-                }
-                throw e
-            }
-            return
-        }
-        guard arguments.count == 2 else {
-            throw UsageError("the ESP32 takes PURPOSE KEYFILE", hint: "e.g. burn-key --port virtual:dev1 flash_encryption flash_key.bin")
-        }
-        let purpose = arguments[0], keyFile = arguments[1]
-        let request = try EFuseBurnRequest.key(purpose: purpose, keyFile: keyFile, protect: !noProtectKey)
-        do {
-            try EFuseCLI.run([request], client: try esp32(target), options: options, yes: yes)
-        } catch let e as EFusePlanError {
-            if case .badKeyLength = e { throw FileContextError(file: keyFile, underlying: e) }
-            throw e
-        }
+        try EFuseCLI.burn(.keys(arguments: arguments, protectESP32Key: !noProtectKey, noReadProtect: noReadProtect,
+                                noWriteProtect: noWriteProtect), options, yes: yes)
     }
 }
 
@@ -308,12 +196,7 @@ struct EFuseWriteProtect: ParsableCommand {
 
     func run() throws {
         guard !names.isEmpty else { throw UsageError("no field names given", hint: "e.g. write-protect DISABLE_DL_ENCRYPT") }
-        let target = try options.target()
-        if case let .fieldMap(fm) = target {
-            try EFuseCLI.runFieldMap(.writeProtect(names), fm, yes: yes)
-            return
-        }
-        try EFuseCLI.run(names.map { .writeProtect($0) }, client: try esp32(target), options: options, yes: yes)
+        try EFuseCLI.burn(.writeProtect(names), options, yes: yes)
     }
 }
 
@@ -335,25 +218,6 @@ struct EFuseReadProtect: ParsableCommand {
 
     func run() throws {
         guard !names.isEmpty else { throw UsageError("no field names given", hint: "e.g. read-protect BLOCK3") }
-        let target = try options.target()
-        if case let .fieldMap(fm) = target {
-            try EFuseCLI.runFieldMap(.readProtect(names), fm, yes: yes)
-            return
-        }
-        try EFuseCLI.run(names.map { .readProtect($0) }, client: try esp32(target), options: options, yes: yes)
-    }
-}
-
-/// `BLOCK FILE PURPOSE` triples of the S3/C3 burn-key and burn-key-digest.
-enum EFuseKeyArguments {
-    static func triples(_ args: [String], command: String,
-                        load: (String) throws -> [UInt8]) throws -> [FieldMapBurnPlanner.KeyRequest] {
-        guard !args.isEmpty, args.count % 3 == 0 else {
-            throw UsageError("\(command) takes BLOCK FILE PURPOSE triples (\(args.count) arguments given)",
-                             hint: "e.g. \(command) --port PORT BLOCK_KEY0 \(command == "burn-key" ? "key.bin XTS_AES_128_KEY" : "sb.pem SECURE_BOOT_DIGEST0") (or --chip esp32s3 --virt-file efuse.bin instead of --port)")
-        }
-        return try stride(from: 0, to: args.count, by: 3).map { i in
-            FieldMapBurnPlanner.KeyRequest(block: args[i], data: try load(args[i + 1]), purpose: args[i + 2])
-        }
+        try EFuseCLI.burn(.readProtect(names), options, yes: yes)
     }
 }
