@@ -251,4 +251,17 @@ struct FieldMapLoaderLinkTests {
         let s = try Self.summary(try link.readFieldMapEFuses(), chip)
         #expect(s.security.secureBootEnabled && s.security.flashEncryptionEnabled)
     }
+
+    @Test("a served S3/C3 without a remembered sdkconfig says so on the console and does not boot",
+          .enabled(if: enabled, Comment(rawValue: Oracle.skipReason)), arguments: chips)
+    func noSDKConfigNoBoot(chip: String) throws {
+        let served = try Self.serve(chip)
+        defer { served.cleanup() }
+        let link = try served.target.connect()
+        defer { link.close() }
+        let report = try link.firstBoot(FirstBootRequest(readyLine: nil, timeout: 2, simulator: BootConfig()))
+        #expect(!report.booted)
+        #expect(report.console.contains("no sdkconfig is remembered in its state folder"), "\(report.console)")
+        #expect(try link.identify().chip == chip, "the loader answers again")
+    }
 }
