@@ -32,8 +32,10 @@ public final class LoaderLink: DeviceLink {
     public let port: String
     let options: LoaderLinkOptions
     private var session: FlashSession?
-    /// The chip the first connection found (kept across the reconnects after a burn or a boot).
+    /// The chip and factory MAC the first connection found: every later connection (after a burn
+    /// or a first boot) must find the same, or it is another board and nothing more is done.
     public private(set) var chip: ChipSpec?
+    private var mac: String?
     public var virtualMilliseconds: Int { 0 }
 
     public init(port: String, options: LoaderLinkOptions) throws {
@@ -63,8 +65,20 @@ public final class LoaderLink: DeviceLink {
             s.finishWithoutReset()
             throw FlasherError.differentBoard(port: port, expected: known.displayName, found: found.displayName)
         }
+        let found = Self.factoryMAC(s)
+        if let known = mac, let found, known != found {
+            s.finishWithoutReset()
+            throw FlasherError.differentBoard(port: port, expected: known, found: found)
+        }
         chip = s.spec
+        mac = mac ?? found
         session = s
+    }
+
+    /// The factory MAC the session read when it connected (no extra traffic).
+    static func factoryMAC(_ s: FlashSession) -> String? {
+        if let fm = s.fieldMapChip { return EFuseFieldMapSummary(words: fm.words, map: fm.map).mac }
+        return s.facts.map { MACAddress.format($0.efuses.esp32MAC()) }
     }
 
     private func live() throws -> FlashSession {

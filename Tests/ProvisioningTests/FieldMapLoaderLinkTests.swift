@@ -264,4 +264,21 @@ struct FieldMapLoaderLinkTests {
         #expect(report.console.contains("no sdkconfig is remembered in its state folder"), "\(report.console)")
         #expect(try link.identify().chip == chip, "the loader answers again")
     }
+
+    @Test("another board put in its place between two connections gets nothing more (its MAC differs)", arguments: chips)
+    func anotherBoardBetweenConnections(chip: String) throws {
+        let dir = try TestEnvironment.temporaryDirectory("espforge-fmlink-swap")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try DeviceStore(directory: dir.path).create(try Device.create(try Self.description(chip)), force: true)
+        var options = LoaderLinkOptions()
+        options.session.before = .noReset
+        let link = try LoaderTarget(port: "virtual:" + dir.path, options: options).connect()
+        defer { link.close() }
+        #expect(try link.identify().mac == Self.macs[chip])
+        try link.burnFieldMap(.burn([(name: "DIS_PAD_JTAG", value: "1")]))   // the link reconnects after a burn
+        let other = DeviceDescription(chip: chip, chipRevision: 0, mac: chip == "esp32s3" ? "7c:df:a1:99:99:99" : "58:cf:79:99:99:99")
+        try DeviceStore(directory: dir.path).create(try Device.create(other), force: true)
+        #expect(throws: FlasherError.self) { try link.write([("app", 0x10000, [UInt8](repeating: 0x5A, count: 0x1000))]) }
+        #expect(try DeviceStore(directory: dir.path).load().flash.read(0x10000, 4) == [0xFF, 0xFF, 0xFF, 0xFF], "nothing written")
+    }
 }
