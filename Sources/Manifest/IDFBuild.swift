@@ -190,7 +190,10 @@ public struct IDFBuild: Sendable, Equatable {
         }
         var burn: [String] = []
         func no(_ k: String) -> Bool { sdkconfig[k] != "y" }
-        if secureBootV2 || flashEncryption {
+        // ESP32 only: on the ESP32-S3/C3 the v5.x bootloader burns the JTAG, download-mode and
+        // cache eFuses itself when it enables Secure Boot or release-mode flash encryption
+        // (esp_secure_boot_enable_secure_features / esp_flash_encryption_set_release_mode).
+        if (secureBootV2 || flashEncryption) && chip == "esp32" {
             if no("CONFIG_SECURE_BOOT_ALLOW_JTAG") { burn.append("JTAG_DISABLE") }
         }
         if secureBootV2 && no("CONFIG_SECURE_BOOT_ALLOW_ROM_BASIC") && chip == "esp32" { burn.append("CONSOLE_DEBUG_DISABLE") }

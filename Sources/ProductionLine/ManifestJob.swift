@@ -1,4 +1,5 @@
 import BootSimulator
+import EFuse
 import ESPCore
 import Foundation
 import KeyCustody
@@ -31,8 +32,17 @@ extension ProvisionSetup {
         do { m = try Manifest.parse(bytes) } catch { throw FileContextError(file: manifestPath, underlying: error) }
         let dir = (manifestPath as NSString).deletingLastPathComponent
         func path(_ p: String) -> String { IDFBuild.normalize(Manifest.resolve(p, relativeTo: dir)) }
-        guard m.chip.type == "esp32" else {
-            throw UsageError("chip \(m.chip.type) cannot be provisioned yet", hint: "only esp32 is supported")
+        guard let policy = provisionablePolicies.first(where: { $0.chip == m.chip.type }) else {
+            throw UsageError(Diagnostic("chip \(m.chip.type) cannot be provisioned yet", file: manifestPath,
+                                        hint: "provisioning supports " + provisionablePolicies.map(\.chip).joined(separator: ", ")))
+        }
+        // Final eFuses by the chip's names, checked before any device is touched.
+        if let map = EFuseFieldMap.named(m.chip.type) {
+            for name in m.efuse.burn + m.efuse.writeProtect
+            where map.field(named: name) == nil && FieldMapBurnPlanner.block(named: name, map: map) == nil {
+                throw UsageError(Diagnostic("[efuse] names `\(name)`, which is not an eFuse field of the \(policy.displayName)", file: manifestPath,
+                                            hint: "use the \(policy.displayName)'s names as `espforge efuse summary --chip \(m.chip.type)` lists them (e.g. DIS_PAD_JTAG)"))
+            }
         }
 
         // [build] dir: the ESP-IDF build fills in what the manifest does not list.
@@ -69,11 +79,11 @@ extension ProvisionSetup {
             let key: any ImageSigningKey
             do {
                 key = try tokenSigner(uriText, m.pkcs11.module.map(path), m.pkcs11.pinFile.map(path))
-                try SecureBootPolicy.esp32.check(key.publicKey.scheme)
+                try policy.check(key.publicKey.scheme)
             } catch let e as DiagnosticConvertible { throw FileContextError(file: manifestPath, underlying: e) }
             let uri = (try? PKCS11URI.parse(uriText))?.description ?? "pkcs11"
-            bootloader = try ImageSigning.withKey(bootloader, file: bootPath, key: key, keyFile: uri)
-            app = try ImageSigning.withKey(app, file: appPath, key: key, keyFile: uri)
+            bootloader = try ImageSigning.withKey(bootloader, file: bootPath, key: key, keyFile: uri, policy: policy)
+            app = try ImageSigning.withKey(app, file: appPath, key: key, keyFile: uri, policy: policy)
             digest = try key.publicKey.keyDigest()
             keyID = uri
         case .key(let keyPath)?:
@@ -84,21 +94,21 @@ extension ProvisionSetup {
                 throw UsageError(Diagnostic("not a private key", file: path(keyPath),
                                             hint: "give the RSA-3072 signing key (PEM), or use public_key + bootloader_signature + app_signature"))
             }
-            bootloader = try ImageSigning.withKey(bootloader, file: bootPath, key: key, keyFile: path(keyPath))
-            app = try ImageSigning.withKey(app, file: appPath, key: key, keyFile: path(keyPath))
+            bootloader = try ImageSigning.withKey(bootloader, file: bootPath, key: key, keyFile: path(keyPath), policy: policy)
+            app = try ImageSigning.withKey(app, file: appPath, key: key, keyFile: path(keyPath), policy: policy)
             digest = try key.publicKey.keyDigest()
         case .external(let pub, let bootSig, let appSig)?:
             let pubPath = path(pub)
             let key: VerifyingKey
             do {
                 key = try KeyMaterial.load(pem: try FileIO.readText(pubPath, limit: .key)).verifyingKey
-                try SecureBootPolicy.esp32.check(key.scheme)
+                try policy.check(key.scheme)
             } catch let e as DiagnosticConvertible { throw FileContextError(file: pubPath, underlying: e) }
-            bootloader = try ImageSigning.external(bootloader, file: bootPath, signatureFile: path(bootSig), key: key, keyFile: pubPath)
-            app = try ImageSigning.external(app, file: appPath, signatureFile: path(appSig), key: key, keyFile: pubPath)
+            bootloader = try ImageSigning.external(bootloader, file: bootPath, signatureFile: path(bootSig), key: key, keyFile: pubPath, policy: policy)
+            app = try ImageSigning.external(app, file: appPath, signatureFile: path(appSig), key: key, keyFile: pubPath, policy: policy)
             digest = try key.keyDigest()
         case .presigned?:
-            digest = try ImageSigning.presignedDigest(bootloader: bootloader, bootloaderFile: bootPath, app: app, appFile: appPath)
+            digest = try ImageSigning.presignedDigest(bootloader: bootloader, bootloaderFile: bootPath, app: app, appFile: appPath, policy: policy)
         case nil:
             digest = nil
         }
@@ -157,6 +167,7 @@ extension ProvisionSetup {
             minRevision: m.chip.minRevision ?? build?.minRevision,
             flashSize: m.chip.flashSize, station: m.registry.station)
         job.identityRows = identityRows
+        job.chip = m.chip.type
         job.secureBootKeyID = keyID
         if let escrowPath = escrowKey ?? m.escrowPublicKey.map(path) {
             do { job.escrow = try EscrowRecipient.load(pem: try FileIO.readText(escrowPath, limit: .key)) } catch let e as KeyCustodyError {
@@ -173,6 +184,10 @@ extension ProvisionSetup {
         loaded.stationSlots = m.stationSlots.map { (name: $0.name, port: $0.port) }
         return loaded
     }
+
+    /// The chips `provision` secures, with their Secure Boot V2 rules (key schemes, signature
+    /// blocks the ROM honours).
+    public static let provisionablePolicies: [SecureBootPolicy] = [.esp32, .esp32s3, .esp32c3]
 
     /// Reads an ESP-IDF build directory (errors name the file inside it).
     public static func readBuild(_ buildDir: String) throws -> IDFBuild {
@@ -195,10 +210,11 @@ extension ProvisionSetup {
     /// Secure Boot V2 signing of one image for the job, with errors naming the files.
     public enum ImageSigning {
         /// Signs `image` with `key`; an image that is already signed by this key is used as it is.
-        public static func withKey(_ image: [UInt8], file: String, key: any ImageSigningKey, keyFile: String) throws -> [UInt8] {
+        public static func withKey(_ image: [UInt8], file: String, key: any ImageSigningKey, keyFile: String,
+                                   policy: SecureBootPolicy = .esp32) throws -> [UInt8] {
             if SignedImage.existingSignature(image) != nil {
                 do {
-                    try SecureBootVerifier.verify(image: image, key: key.publicKey, policy: .esp32)
+                    try SecureBootVerifier.verify(image: image, key: key.publicKey, policy: policy)
                     return image
                 } catch {
                     let why = (error as? DiagnosticConvertible)?.diagnostic.message ?? "\(error)"
@@ -206,7 +222,7 @@ extension ProvisionSetup {
                                                 hint: "give the unsigned image, or use [signing] presigned = true"))
                 }
             }
-            do { return try SecureBootSigner.sign(image: image, signers: [key], append: false, policy: .esp32).image } catch {
+            do { return try SecureBootSigner.sign(image: image, signers: [key], append: false, policy: policy).image } catch {
                 throw FileContextError(file: file, underlying: error)
             }
         }
@@ -214,7 +230,7 @@ extension ProvisionSetup {
         /// Attaches the signature made elsewhere to `image`; refuses one that does not verify
         /// with the public key over this image.
         public static func external(_ image: [UInt8], file: String, signatureFile: String, key: VerifyingKey,
-                             keyFile: String) throws -> [UInt8] {
+                             keyFile: String, policy: SecureBootPolicy = .esp32) throws -> [UInt8] {
             if SignedImage.existingSignature(image) != nil {
                 throw UsageError(Diagnostic("already carries a signature block; external signatures are made over the unsigned image",
                                             file: file, hint: "list the unsigned image, or use [signing] presigned = true"))
@@ -223,7 +239,7 @@ extension ProvisionSetup {
             let signed: [UInt8]
             do {
                 signed = try SecureBootSigner.signExternal(image: image, signatures: [(key: key, signature: signature)],
-                                                           append: false, policy: .esp32).image
+                                                           append: false, policy: policy).image
             } catch SecureBootError.externalSignatureInvalid {
                 let digest = SecureBootSigner.digestToSign(image: image, hash: key.scheme.contentHash).digest.bytes.hexString
                 throw UsageError(Diagnostic("this signature does not verify with \(keyFile) over \(file) (digest \(digest))",
@@ -234,7 +250,7 @@ extension ProvisionSetup {
                 throw FileContextError(file: file, underlying: e)
             }
             // The finished image, checked as the device will check it.
-            do { try SecureBootVerifier.verify(image: signed, key: key, policy: .esp32) } catch {
+            do { try SecureBootVerifier.verify(image: signed, key: key, policy: policy) } catch {
                 throw FileContextError(file: signatureFile, underlying: error)
             }
             return signed
@@ -242,7 +258,8 @@ extension ProvisionSetup {
 
         /// The key digest of images that carry their own signatures: block 0 of the bootloader
         /// (the one ESP32 honours), which must be valid and also sign the app.
-        public static func presignedDigest(bootloader: [UInt8], bootloaderFile: String, app: [UInt8], appFile: String) throws -> [UInt8] {
+        public static func presignedDigest(bootloader: [UInt8], bootloaderFile: String, app: [UInt8], appFile: String,
+                                           policy: SecureBootPolicy = .esp32) throws -> [UInt8] {
             func firstBlock(_ image: [UInt8], _ file: String) throws -> SignatureBlock {
                 guard let signed = SignedImage.existingSignature(image), let first = signed.sector.entries.first else {
                     throw UsageError(Diagnostic("[signing] presigned = true, but this image carries no valid signature block",
@@ -256,7 +273,7 @@ extension ProvisionSetup {
                 throw UsageError(Diagnostic("the signature block's public key cannot be read", file: bootloaderFile))
             }
             for (image, file) in [(bootloader, bootloaderFile), (app, appFile)] {
-                do { try SecureBootVerifier.verify(image: image, key: key, policy: .esp32) } catch {
+                do { try SecureBootVerifier.verify(image: image, key: key, policy: policy) } catch {
                     let why = (error as? DiagnosticConvertible)?.diagnostic.message ?? "\(error)"
                     throw UsageError(Diagnostic("not validly signed with the bootloader's key (digest \(block.keyDigest.hexString.prefix(16))…): \(why)",
                                                 file: file, hint: "bootloader and app must be signed with the same key"))

@@ -22,19 +22,12 @@ extension Provisioner {
     /// Decides from the registry record and the chip's eFuses (read at connect). Records an
     /// event for boards left alone or refused; never writes the device record.
     func admit(_ run: Run) async -> Admission {
-        let e = run.efuses
-        let secured = Self.int(e, "ABS_DONE_1") != 0 || Self.int(e, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 1
+        let secured = run.flow.isSecured(run)
         let record: DeviceRecord?
         do { record = try await registry.device(mac: run.mac) } catch {
             return .refused("cannot read the registry record: \(Self.message(error))")
         }
         let jobDigest = job.secureBootDigest.map(Self.hex)
-        var chipDigest: String?
-        if e.blocks[2].contains(where: { $0 != 0 }) {
-            var bytes: [UInt8] = []
-            for w in e.blocks[2] { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: w >> (8 * UInt32(i)))) } }
-            chipDigest = Self.hex(bytes)
-        }
 
         func refuse(_ why: String) async -> Admission {
             try? await registry.recordEvent(mac: run.mac, kind: "refused", station: job.station, detail: why)
@@ -55,11 +48,11 @@ extension Provisioner {
                 mismatches.append("recorded Secure Boot key digest \(recordedDigest.map { String($0.prefix(12)) + "…" } ?? "none"), "
                                   + "this line's \(jobDigest.map { String($0.prefix(12)) + "…" } ?? "none")")
             }
-            if let recordedDigest, chipDigest != recordedDigest {
-                mismatches.append("the chip's BLOCK2 does not hold the recorded key digest")
+            if let recordedDigest, let mismatch = run.flow.digestMismatch(run, recorded: recordedDigest) {
+                mismatches.append(mismatch)
             }
-            let now = Self.efuseSummary(e)
-            for name in Self.securityFields {
+            let now = run.flow.summary(run)
+            for name in run.flow.securityFields {
                 if let was = record.efuseSummary?[name], let is_ = now[name], was != is_ {
                     mismatches.append("\(name) is \(is_) on the chip, \(was) in the record")
                 }

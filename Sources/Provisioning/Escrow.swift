@@ -35,8 +35,8 @@ extension Provisioner {
     /// burns it (nil when the key is already in eFuse from an interrupted run: readable, or
     /// read-protected — BLOCK1 then reads as zeros, and a new key would be escrowed but never used).
     func prepareFlashKey(_ run: Run) async throws {
-        guard job.mode == .host, !Self.keyBlockState(run.efuses).hasPrefix("burned") else { return }
-        var key = [UInt8](repeating: 0, count: 32)
+        guard job.mode == .host, !run.flow.hostKeyBurned(run) else { return }
+        var key = [UInt8](repeating: 0, count: run.flow.hostKeyLength(self))
         var rng = SystemRandomNumberGenerator()
         for i in key.indices { key[i] = UInt8.random(in: 0...255, using: &rng) }
         try await escrow(key, kind: EscrowKind.flashEncryptionKey, run, step: .write)

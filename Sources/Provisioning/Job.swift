@@ -24,6 +24,9 @@ public struct ProvisioningJob: Sendable {
         public init(name: String, offset: Int, bytes: [UInt8]) { self.name = name; self.offset = offset; self.bytes = bytes }
     }
 
+    /// The chip the images are built for, as manifests name it (`esp32`, `esp32s3`, `esp32c3`);
+    /// a device of another chip is refused at identify.
+    public var chip: String = "esp32"
     public var images: [Image]
     public var partitionTableOffset: Int
     /// The partition table entries (to find NVS, nvs_keys and which partitions get encrypted).

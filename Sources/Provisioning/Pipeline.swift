@@ -47,8 +47,12 @@ public struct Provisioner: Sendable {
     final class Run: @unchecked Sendable {
         let link: any DeviceLink
         let facts: LinkFacts
-        /// The eFuses as last read (refreshed after every step that may change them).
+        /// The chip's security decisions (one type per eFuse generation), picked at connect.
+        let flow: any ChipSecurityFlow
+        /// ESP32: the eFuses as last read (refreshed after every step that may change them).
         var efuses: EFuseArray
+        /// ESP32-S3/C3: the eFuse blocks as last read (read-protected blocks as zeros).
+        var words: EFuseBlockWords?
         var mac: String { facts.mac }
         var identity: ClaimedIdentity?
         var nvsImage: [UInt8]?
@@ -63,7 +67,10 @@ public struct Provisioner: Sendable {
         var armedByInterruptedWrite = false
         /// The flash holds images and NVS of an earlier run (their hashes and keys stay).
         var writtenBefore: Bool { armedByInterruptedWrite || resumedAfter.map { $0 >= .write } ?? false }
-        init(link: any DeviceLink, facts: LinkFacts) { self.link = link; self.facts = facts; efuses = facts.efuses }
+        init(link: any DeviceLink, facts: LinkFacts) throws {
+            self.link = link; self.facts = facts; efuses = facts.efuses; words = facts.fieldMapEFuses
+            flow = try ChipSecurityFlows.flow(for: facts, port: link.port)
+        }
     }
 
     public func provision(_ target: any ProvisioningTarget) async -> ProvisionResult {
@@ -75,7 +82,7 @@ public struct Provisioner: Sendable {
         do {
             emit(port, nil, .connect, .started)
             let link = try target.connect()
-            do { run = Run(link: link, facts: try link.identify()) } catch { link.close(); throw error }
+            do { run = try Run(link: link, facts: try link.identify()) } catch { link.close(); throw error }
             emit(port, run.mac, .connect, .ok)
         } catch {
             emit(port, nil, .connect, .failed, Self.message(error))
@@ -120,8 +127,7 @@ public struct Provisioner: Sendable {
                 return result
             }
         }
-        if resume, job.mode == .host, (last ?? .connect) < .write, Self.int(run.efuses, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 1,
-           run.efuses.isReadProtected(bit: 0),
+        if resume, job.mode == .host, (last ?? .connect) < .write, run.flow.armedByInterruptedWrite(run),
            let steps = try? await registry.steps(mac: run.mac), steps.contains(where: { $0.step == ProvisionStep.write.rawValue }) {
             // Killed between arming and recording the write: the write is complete (it arms last);
             // its NVS keys and flash key were escrowed by that run and must not be replaced.
@@ -178,9 +184,9 @@ public struct Provisioner: Sendable {
                     result.diagnosis = BootDiagnosis.primaryCause(log: boot.console)
                 }
                 let failure = "\(step.rawValue): \(why)" + (result.diagnosis.map { " — doctor: \($0)" } ?? "")
-                if let fresh = try? run.link.readEFuses() { run.efuses = fresh }
+                try? run.flow.refresh(run)
                 run.link.close()
-                try? await registry.finish(mac: run.mac, status: .failed, efuseSummary: Self.efuseSummary(run.efuses),
+                try? await registry.finish(mac: run.mac, status: .failed, efuseSummary: run.flow.summary(run),
                                            failure: SecretGuard.redactedFreeText(failure))
                 result.identity = run.identity?.id
                 result.virtualMilliseconds = run.link.virtualMilliseconds
@@ -224,10 +230,10 @@ public struct Provisioner: Sendable {
         case .write:
             try await prepareFlashKey(run)
             try write(run)
-            run.efuses = try run.link.readEFuses()
+            try run.flow.refresh(run)
             return job.mode == .host ? "ciphertext written, per-device key burned and protected" : "plaintext written"
         case .firstBoot:
-            try ensureCryptConfig(run)   // a device whose write ran before the repair above
+            try run.flow.beforeFirstBoot(run, self)   // a device whose write ran before the repair above
             var config = BootConfig(sdkconfig: sdkconfig)
             config.rngSeed = rngSeed
             var report = try run.link.firstBoot(FirstBootRequest(readyLine: job.readyLine, timeout: job.bootTimeout, simulator: config))
@@ -238,23 +244,27 @@ public struct Provisioner: Sendable {
             guard report.booted else {
                 throw ProvisioningError(.firstBoot, "the device did not boot its app: \(report.reason ?? "unknown")")
             }
-            run.efuses = try run.link.readEFuses()
+            try run.flow.refresh(run)
             return "booted \(report.bootedPartition ?? "app") after \(report.resets) reset(s)"
         case .verify:
-            run.efuses = try run.link.readEFuses()
+            try run.flow.refresh(run)
             return try verify(run)
         case .finalEFuses:
-            let note = try burnFinal(run)
-            run.efuses = try run.link.readEFuses()
+            let note = try run.flow.burnFinal(run, self)
+            try run.flow.refresh(run)
             return note
         case .record:
-            try await registry.finish(mac: run.mac, status: .provisioned, efuseSummary: Self.efuseSummary(run.efuses), failure: nil)
+            try await registry.finish(mac: run.mac, status: .provisioned, efuseSummary: run.flow.summary(run), failure: nil)
             return "provisioned"
         }
     }
 
     func identify(_ run: Run) async throws -> String {
         let d = run.facts
+        guard run.flow.chip == job.chip else {
+            throw ProvisioningError(.identify, "the device is an \(Self.displayName(run.flow.chip)), the manifest is for the \(Self.displayName(job.chip)); nothing was changed",
+                                    hint: "provision it with a manifest whose [chip] type = \"\(run.flow.chip)\" (images built for that chip)")
+        }
         var facts = DeviceFacts(mac: run.mac, chip: d.chip, chipRevision: d.chipRevision,
                                 flashID: String(format: "0x%06x", d.flashID), flashSize: d.flashSize,
                                 station: job.station, manifestHash: job.manifestHash)
@@ -273,9 +283,8 @@ public struct Provisioner: Sendable {
             facts.imageHashes = recorded
         }
         try await registry.register(facts)
-        let e = run.efuses
         return "\(d.chip) rev \(d.chipRevision), \(d.flashSize >> 20)MB flash 0x\(String(d.flashID, radix: 16)), "
-            + "ABS_DONE_1=\(Self.int(e, "ABS_DONE_1")) FLASH_CRYPT_CNT=\(Self.int(e, "FLASH_CRYPT_CNT"))"
+            + run.flow.identifyDetail(run)
     }
 
     func buildNVS(_ run: Run) throws -> String {
@@ -309,14 +318,7 @@ public struct Provisioner: Sendable {
         for image in job.images where image.offset + image.bytes.count > d.flashSize {
             throw ProvisioningError(.preflight, "\(image.name) does not fit the flash")
         }
-        let e = run.efuses
-        if Self.int(e, "ABS_DONE_1") != 0 || Self.int(e, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 1 {
-            throw ProvisioningError(.preflight, "the device is already secured (ABS_DONE_1 or FLASH_CRYPT_CNT set)",
-                                    hint: "a secured device cannot be provisioned again")
-        }
-        if e.blocks[1].contains(where: { $0 != 0 }) && job.mode != .host {
-            throw ProvisioningError(.preflight, "BLOCK1 already holds a flash encryption key")
-        }
+        try run.flow.checkEFusesReady(run, self)
         // The plan as a whole through the static rules that apply before writing.
         for image in job.images where image.name == "bootloader" || image.name == "app" {
             do { _ = try ESPImage(image.bytes) } catch {
@@ -335,9 +337,11 @@ public struct Provisioner: Sendable {
         if sdkconfig.flashEncryption {
             values["CONFIG_SECURE_FLASH_ENC_ENABLED"] = "y"
             values[sdkconfig.releaseMode ? "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE" : "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT"] = "y"
+            // XTS key size (S3/C3 rules; the ESP32's rules do not read it).
+            if sdkconfig.flashEncryptionAES256 { values["CONFIG_SECURE_FLASH_ENCRYPTION_AES256"] = "y" }
         }
-        let errors = DevicePreflight.errors(entries: entries, efuses: e, flashSize: d.flashSize, chipRevision: d.chipRevision,
-                                            sdkconfigValues: values, partitionTableOffset: job.partitionTableOffset)
+        let errors = run.flow.preflightErrors(run, entries: entries, sdkconfigValues: values,
+                                              partitionTableOffset: job.partitionTableOffset)
         if !errors.isEmpty { throw ProvisioningError(.preflight, errors.joined(separator: "; ")) }
         return "chip, flash and eFuses ready; preflight rules passed"
     }
@@ -355,23 +359,10 @@ public struct Provisioner: Sendable {
         }
         var cipher: FlashCipher?
         if job.mode == .host {
-            let e = run.efuses
-            let cnt = Self.int(e, "FLASH_CRYPT_CNT")
-            if cnt.nonzeroBitCount % 2 == 1 && e.isReadProtected(bit: 0) {
-                try ensureCryptConfig(run)
-                return // crashed after arming: the ciphertext was complete before the key was protected
-            }
-            var key: [UInt8]
-            if e.blocks[1].contains(where: { $0 != 0 }) {
-                key = Self.keyBytes(e) // burned by an interrupted run, still readable
-                try ensureCryptConfig(run)
-            } else {
-                key = run.flashKey ?? (0..<32).map { _ in UInt8.random(in: 0...255) }
-                run.flashKey = nil
-                try burn(run, [.flashEncryptionKey(key, protect: false), .field(name: "FLASH_CRYPT_CONFIG", value: "15")])
-            }
-            cipher = try FlashCipher(chip: .esp32, key: key, flashCryptConfig: 0xF)
-            key = [UInt8](repeating: 0, count: key.count)
+            let fresh = run.flashKey
+            run.flashKey = nil
+            guard let c = try run.flow.hostCipher(run, fresh: fresh, self) else { return }
+            cipher = c
         }
         var regions: [(name: String, offset: Int, bytes: [UInt8])] = []
         for (name, offset, bytes) in writes {
@@ -387,66 +378,15 @@ public struct Provisioner: Sendable {
         }
         try run.link.write(regions, force: !preflightRules)
         if job.mode == .host {
-            // Arm: encryption on (odd count) and the key unreadable and unwritable from now on.
-            try burn(run, [.field(name: "FLASH_CRYPT_CNT", value: job.release ? "127" : "1"),
-                           .readProtect("BLOCK1"), .writeProtect("BLOCK1")])
+            // Arm: encryption on and the key unreadable and unwritable from now on.
+            try run.flow.arm(run, self)
         }
-    }
-
-    /// Host mode: FLASH_CRYPT_CONFIG must be 0xF, the tweak the ciphertext is made with. A run
-    /// killed while the key burn was being programmed can leave BLOCK1 burned and BLOCK0's
-    /// FLASH_CRYPT_CONFIG not (found by the soak drill): the chip then decrypts with another
-    /// tweak and never boots. Burning the missing bits repairs it (WR_DIS bit 10 permitting).
-    func ensureCryptConfig(_ run: Run) throws {
-        guard job.mode == .host, !run.efuses.isReadProtected(bit: 3), Self.int(run.efuses, "FLASH_CRYPT_CONFIG") != 0xF,
-              run.efuses.blocks[1].contains(where: { $0 != 0 }) || run.efuses.isReadProtected(bit: 0) else { return }
-        try burn(run, [.field(name: "FLASH_CRYPT_CONFIG", value: "15")])
-    }
-
-    func burn(_ run: Run, _ requests: [EFuseBurnRequest]) throws {
-        try run.link.burn(requests)
-        run.efuses = try run.link.readEFuses()
     }
 
     func verify(_ run: Run) throws -> String {
-        let e = run.efuses
-        var problems: [String] = []
-        if sdkconfig.secureBootV2 {
-            if Self.int(e, "ABS_DONE_1") == 0 { problems.append("ABS_DONE_1 is not set") }
-            if let want = job.secureBootDigest {
-                var got: [UInt8] = []
-                for w in e.blocks[2] { for i in 0..<4 { got.append(UInt8(truncatingIfNeeded: w >> (8 * UInt32(i)))) } }
-                if got != want { problems.append("BLOCK2 does not hold the signing key's digest") }
-            }
-        }
-        if job.mode != .none {
-            if Self.int(e, "FLASH_CRYPT_CNT").nonzeroBitCount % 2 == 0 { problems.append("FLASH_CRYPT_CNT is even (encryption off)") }
-            if !e.isReadProtected(bit: 0) { problems.append("the flash encryption key is readable") }
-            if !e.isWriteProtected(bit: 7) { problems.append("the flash encryption key is not write-protected") }
-        }
+        let problems = run.flow.verify(run, self)
         guard problems.isEmpty else { throw ProvisioningError(.verify, problems.joined(separator: "; ")) }
         return "secure boot \(sdkconfig.secureBootV2 ? "on" : "off"), flash encryption \(job.mode == .none ? "off" : "on"), key protected"
-    }
-
-    func burnFinal(_ run: Run) throws -> String {
-        let layout = EFuseLayout.esp32
-        var requests: [EFuseBurnRequest] = []
-        for name in job.finalBurn {
-            guard let f = layout.field(named: name.uppercased()), f.width <= 32 else {
-                throw ProvisioningError(.finalEFuses, "'\(name)' is not a one-word ESP32 eFuse field")
-            }
-            let all = f.width == 32 ? UInt64(UInt32.max) : (UInt64(1) << UInt64(f.width)) - 1
-            if run.efuses.integer(f, layout: layout) != all { requests.append(.field(name: f.name, value: String(all))) }
-        }
-        for name in job.finalWriteProtect {
-            guard let f = layout.field(named: name.uppercased()), let bit = f.writeProtect else {
-                throw ProvisioningError(.finalEFuses, "'\(name)' has no write-protection bit")
-            }
-            if !run.efuses.isWriteProtected(bit: bit) { requests.append(.writeProtect(f.name)) }
-        }
-        guard !requests.isEmpty else { return "nothing left to burn" }
-        try burn(run, requests)
-        return (job.finalBurn + job.finalWriteProtect.map { "WR_DIS(\($0))" }).joined(separator: ", ")
     }
 
     // MARK: helpers
@@ -457,6 +397,12 @@ public struct Provisioner: Sendable {
     }
 
     static func keyBytes(_ e: EFuseArray) -> [UInt8] { ESP32FlashKey.key(e) ?? [] }
+
+    /// `esp32s3` → `ESP32-S3` (messages).
+    static func displayName(_ chip: String) -> String {
+        let c = chip.uppercased()
+        return c.hasPrefix("ESP32") && c.count > 5 && !c.contains("-") ? "ESP32-" + c.dropFirst(5) : c
+    }
 
     /// The security-relevant eFuses as recorded in the registry (no key material).
     /// BLOCK1 (the flash-encryption key) as a state. A read-protected block reads back as zeros

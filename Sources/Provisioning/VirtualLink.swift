@@ -21,6 +21,8 @@ public struct VirtualTarget: ProvisioningTarget {
     var marker: String { store.directory + "/save.commit" }
     var pendingFlash: String { store.flashPath + ".pending" }
     var pendingEFuses: String { store.efusePath + ".pending" }
+    /// ESP32-S3/C3: the read-protected blocks' fuses (``DeviceStore/protectedEFusePath``).
+    var pendingProtected: String { store.protectedEFusePath + ".pending" }
 
     public func load() throws -> Device {
         store.removeLeftovers()
@@ -31,7 +33,10 @@ public struct VirtualTarget: ProvisioningTarget {
     /// Persists flash and eFuses together.
     public func save(_ device: Device) throws {
         try Self.write(device.flash.bytes, to: pendingFlash)
-        try Self.write(device.efuses.bytes, to: pendingEFuses)
+        let efuses = store.efuseFiles(of: device)
+        try Self.write(efuses.efuse, to: pendingEFuses)
+        // Read protection is never undone: once the file exists it is always rewritten.
+        if let hidden = efuses.protected { try Self.write(hidden, to: pendingProtected) }
         try Self.write([], to: marker)   // the commit point
         try recover()
     }
@@ -40,7 +45,8 @@ public struct VirtualTarget: ProvisioningTarget {
     func recover() throws {
         let fm = FileManager.default
         if fm.fileExists(atPath: marker) {
-            for (from, to) in [(pendingFlash, store.flashPath), (pendingEFuses, store.efusePath)] where fm.fileExists(atPath: from) {
+            for (from, to) in [(pendingFlash, store.flashPath), (pendingEFuses, store.efusePath), (pendingProtected, store.protectedEFusePath)]
+            where fm.fileExists(atPath: from) {
                 guard rename(from, to) == 0 else {
                     throw DeviceError.io(to, "cannot replace: \(String(cString: strerror(errno)))")
                 }
@@ -49,6 +55,7 @@ public struct VirtualTarget: ProvisioningTarget {
         } else {
             try? fm.removeItem(atPath: pendingFlash)
             try? fm.removeItem(atPath: pendingEFuses)
+            try? fm.removeItem(atPath: pendingProtected)
         }
     }
 
@@ -88,12 +95,45 @@ public final class InProcessLink: DeviceLink {
     public func identify() throws -> LinkFacts {
         let d = device.description
         return LinkFacts(mac: d.mac, chip: d.chip, chipRevision: d.chipRevision, flashID: d.flashID,
-                         flashSize: d.flashSize, efuses: device.efuses.readable(layout: .esp32))
+                         flashSize: d.flashSize, efuses: device.efuses.readable(layout: .esp32),
+                         fieldMapEFuses: device.chip == nil ? nil : try readFieldMapEFuses())
     }
 
     public func readEFuses() throws -> EFuseArray { device.efuses.readable(layout: .esp32) }
 
+    /// ESP32-S3/C3: the blocks as the controller's read registers show them (read-protected
+    /// blocks as zeros).
+    public func readFieldMapEFuses() throws -> EFuseBlockWords {
+        guard let chip = device.chip else {
+            throw ProvisioningError(.connect, "\(port): an ESP32 has no eFuse field map (use readEFuses)")
+        }
+        return FieldMapController.readable(device.cells ?? EFuseBlockWords(map: chip.efuseMap), map: chip.efuseMap)
+    }
+
+    /// ESP32-S3/C3: planned against the chip as it reads now and burned through the virtual
+    /// eFuse controller's registers (program cycles, Reed–Solomon check values, reload), as a
+    /// burn over a loader goes; refused when a bit did not stick.
+    public func burnFieldMap(_ operation: FieldMapBurnOperation) throws {
+        guard let chip = device.chip else {
+            throw ProvisioningError(.connect, "\(port): an ESP32 is burned with ESP32 requests")
+        }
+        let access = EngineAccess(device)
+        let client = try FieldMapEFuseClient(access: access, chip: chip.name, crystalHz: device.description.crystalHz)
+        let (plan, before) = try client.plan(operation)
+        guard !plan.isEmpty else { return }
+        let report = try client.execute(plan, before: before)
+        device.cells = access.engine.device.cells
+        try target.save(device)
+        guard report.allStuck else {
+            throw ProvisioningError(.write, "eFuse burn did not stick: " + report.lines.filter { !$0.hasPrefix("OK") }.joined(separator: "; "),
+                                    hint: "the device is left as it is and recorded as failed")
+        }
+    }
+
     public func burn(_ requests: [EFuseBurnRequest]) throws {
+        guard device.chip == nil else {
+            throw ProvisioningError(.connect, "\(port): an \(device.description.chip) is burned through its field map, not ESP32 requests")
+        }
         let access = EngineAccess(device)
         let client = EFuseClient(access: access)
         _ = try client.execute(try client.plan(requests))
@@ -106,9 +146,19 @@ public final class InProcessLink: DeviceLink {
     public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])], force: Bool) throws {
         // The same safety rules as a write through a loader (LoaderLink), `flash` and `preflight`:
         // one engine (SafetyRules), the same codes on every link.
-        let facts = ChipFacts(spec: .esp32, flashSize: device.flash.size, efuses: device.efuses.readable(layout: .esp32))
-        let plan = FlashSafety.check(regions: regions, facts: facts, force: force)
-        if plan.refused { throw ProvisioningError(.write, "the flasher refused the write: \(plan.refusalText)") }
+        let plan: (refused: Bool, text: String)
+        if let chip = device.chip {
+            // An S3/C3: the rules see the chip's own facts (its field map), as `flash` does.
+            plan = try DevicePreflight.safety(regions: regions, words: try readFieldMapEFuses(), map: chip.efuseMap,
+                                              flashSize: device.flash.size,
+                                              chipRevision: device.description.chipRevision * 100 + (device.description.minorRevision ?? 0),
+                                              source: port, force: force)
+        } else {
+            let facts = ChipFacts(spec: .esp32, flashSize: device.flash.size, efuses: device.efuses.readable(layout: .esp32))
+            let report = FlashSafety.check(regions: regions, facts: facts, force: force)
+            plan = (report.refused, report.refusalText)
+        }
+        if plan.refused { throw ProvisioningError(.write, "the flasher refused the write: \(plan.text)") }
         for r in regions {
             guard r.offset >= 0, r.offset + r.bytes.count <= device.flash.size else {
                 throw ProvisioningError(.write, "\(r.name) at 0x\(String(r.offset, radix: 16)) does not fit the flash")

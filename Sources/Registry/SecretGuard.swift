@@ -29,7 +29,7 @@ public enum SecretGuard {
     public static func check(efuseSummary: [String: String]) throws(RegistryError) {
         for (name, value) in efuseSummary {
             try checkLabel(name, field: "efuse_summary", maxLength: 64)
-            if isKeyField(name) && !looksEmpty(value) {
+            if isKeyField(name) && !looksEmpty(value) && !isKeyBlockState(value) {
                 throw .secretRejected(field: "efuse_summary.\(name)",
                                       why: "a key eFuse block with readable contents (record its digest in key_digests instead)")
             }
@@ -65,6 +65,19 @@ public enum SecretGuard {
         let n = name.uppercased()
         if n == "KEY_STATUS" || n.hasPrefix("KEY_PURPOSE") { return false }
         return n.hasPrefix("BLOCK") && n != "BLOCK0" || n.hasPrefix("BLK") && n != "BLK0" || n.contains("KEY")
+    }
+
+    /// A key block described by its state, never its contents (ESP32-S3/C3 summaries):
+    /// `empty`, a number of at most three digits, or a purpose name (capitals, digits, `_`, at most 32) followed by states from a
+    /// fixed list, e.g. `SECURE_BOOT_DIGEST0, burned, write-protected`.
+    static func isKeyBlockState(_ value: String) -> Bool {
+        let parts = value.split(separator: ",", omittingEmptySubsequences: false).map { String($0.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
+        guard let purpose = parts.first else { return false }
+        // A small number (a flag or count whose name mentions KEY, e.g. SECURE_BOOT_KEY_REVOKE0).
+        if parts.count == 1 { return purpose == "empty" || (purpose.count <= 3 && purpose.allSatisfy { $0.isASCII && $0.isNumber }) }
+        let states: Set<String> = ["burned", "empty", "contents unknown", "read-protected", "write-protected"]
+        return purpose.count <= 32 && !purpose.isEmpty && purpose.allSatisfy { $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }
+            && purpose.first?.isUppercase == true && parts.dropFirst().allSatisfy(states.contains)
     }
 
     static func looksEmpty(_ value: String) -> Bool {

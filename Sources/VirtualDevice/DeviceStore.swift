@@ -123,19 +123,28 @@ public struct DeviceStore: Sendable {
     /// view, espefuse's virtual-file format) and, when blocks are read-protected,
     /// `efuse-protected.bin` with their fuses.
     public func saveEFuses(of device: Device) throws {
-        guard let chip = device.chip, let cells = device.cells else { return try saveEFuses(device.efuses) }
-        let map = chip.efuseMap
-        try writeFile(efusePath, EFuseVirtualFile.encode(FieldMapController.readable(cells, map: map), map: map))
-        let hiddenBlocks = hidden(cells, map: map)
-        if hiddenBlocks.isEmpty {
+        let files = efuseFiles(of: device)
+        try writeFile(efusePath, files.efuse)
+        guard let hidden = files.protected else {
             if FileManager.default.fileExists(atPath: protectedEFusePath) { _ = unlink(protectedEFusePath) }
             return
         }
+        try writeFile(protectedEFusePath, hidden)
+    }
+
+    /// The contents of `efuse.bin` and `efuse-protected.bin` (nil: no block is read-protected)
+    /// as ``saveEFuses(of:)`` writes them (for callers that save several files as one transaction).
+    public func efuseFiles(of device: Device) -> (efuse: [UInt8], protected: [UInt8]?) {
+        guard let chip = device.chip, let cells = device.cells else { return (device.efuses.bytes, nil) }
+        let map = chip.efuseMap
+        let shown = EFuseVirtualFile.encode(FieldMapController.readable(cells, map: map), map: map)
+        let hiddenBlocks = hidden(cells, map: map)
+        guard !hiddenBlocks.isEmpty else { return (shown, nil) }
         var protectedWords = EFuseBlockWords(map: map)
         for b in hiddenBlocks {
             for w in 0..<map.blockWordCounts[b] { protectedWords.setWord(b, w, cells.word(b, w)) }
         }
-        try writeFile(protectedEFusePath, EFuseVirtualFile.encode(protectedWords, map: map))
+        return (shown, EFuseVirtualFile.encode(protectedWords, map: map))
     }
 
     public func saveStats(_ stats: DeviceStats) throws { try writeFile(statsPath, Array(try json(stats).utf8)) }
