@@ -164,6 +164,15 @@ public final class LoaderLink: DeviceLink {
         }
     }
 
+    /// ESP32-S3/C3: GET_SECURITY_INFO over a fresh ROM connection (the session closed first):
+    /// what the chip says about its security eFuses, also in Secure Download Mode, where
+    /// ``readFieldMapEFuses()`` cannot read (the ROM refuses READ_REG). nil on an ESP32.
+    public func securityInfo() throws -> LoaderSecurityInfo? {
+        session?.finishWithoutReset()
+        session = nil
+        return try LoaderSecurityInfo.read(port: port, options: sessionOptions)
+    }
+
     public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws { try write(regions, force: false) }
 
     public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])], force: Bool) throws {

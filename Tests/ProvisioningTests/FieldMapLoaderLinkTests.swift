@@ -281,4 +281,39 @@ struct FieldMapLoaderLinkTests {
         #expect(throws: FlasherError.self) { try link.write([("app", 0x10000, [UInt8](repeating: 0x5A, count: 0x1000))]) }
         #expect(try DeviceStore(directory: dir.path).load().flash.read(0x10000, 4) == [0xFF, 0xFF, 0xFF, 0xFF], "nothing written")
     }
+
+    @Test("release first boot with Secure Download Mode: the eFuses can no longer be read; GET_SECURITY_INFO still tells the state",
+          .enabled(if: enabled, Comment(rawValue: Oracle.skipReason)), arguments: chips)
+    func secureDownloadModeAfterReleaseBoot(chip: String) throws {
+        var sdk = SDKConfig.secure(release: true)
+        sdk.secureROMDownload = true
+        let served = try Self.serve(chip, sdkconfig: sdk, extra: ["--rng-seed", "5"])
+        defer { served.cleanup() }
+        let link = try #require(try served.target.connect() as? LoaderLink)
+        defer { link.close() }
+        #expect(try link.securityInfo()?.secureDownloadMode == false)
+        try link.write(try Self.signedRegions(chip))
+        let report = try link.firstBoot(FirstBootRequest(readyLine: nil, timeout: 60, simulator: BootConfig()))
+        #expect(report.booted, "\(report.reason ?? "")\n\(report.console)")
+        do {
+            _ = try link.readFieldMapEFuses()
+            Issue.record("register reads answered in Secure Download Mode")
+        } catch {
+            let message = (error as? any DiagnosticConvertible)?.diagnostic.message ?? "\(error)"
+            #expect(message.contains("Secure Download Mode"), "\(message)")
+        }
+        let info = try #require(try link.securityInfo())
+        #expect(info.chip?.name == chip)
+        #expect(info.secureBootEnabled && info.secureDownloadMode && info.flashEncryptionEnabled)
+        #expect(info.cryptCount == 0b111)
+        #expect(info.revokedDigestSlots == [1, 2])
+        #expect(info.keyPurposes.prefix(2) == [9, 4], "SECURE_BOOT_DIGEST0 in KEY0, XTS_AES_128_KEY in KEY1")
+        link.close()
+        // What the chip holds, read from its folder: the same state.
+        let device = try served.stopAndLoad()
+        let s = EFuseFieldMapSummary(words: try #require(device.cells), map: try #require(EFuseFieldMap.named(chip)))
+        #expect(s.security.secureBootEnabled && s.security.spiBootCryptCnt == 0b111)
+        #expect(s.security.revokedDigestSlots == info.revokedDigestSlots)
+        #expect(s.keyBlocks.map(\.purpose).prefix(6) == info.keyPurposes.prefix(6))
+    }
 }
