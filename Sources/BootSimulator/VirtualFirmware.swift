@@ -13,8 +13,9 @@ public enum VirtualFirmware {
 
     /// The firmware hook. With `config` nil (no sdkconfig known for the device) each boot runs
     /// under the options ``BuildInference`` reads off the device's flash and eFuses at that
-    /// moment; `onInferred` gets the assumptions made.
-    public static func hook(config: BootConfig?,
+    /// moment (ESP32, ESP32-S3 and ESP32-C3 alike); `onInferred` gets the assumptions made.
+    /// `rngSeed` seeds the simulated hardware RNG of every boot (reproducible keys; tests only).
+    public static func hook(config: BootConfig?, rngSeed: UInt64? = nil,
                             onInferred: (@Sendable ([String]) -> Void)? = nil) -> @Sendable (inout Device) -> FirmwareRun {
         { device in
             // The simulator charges its time to the device's statistics (for `device boot`); here
@@ -28,6 +29,7 @@ public enum VirtualFirmware {
                 onInferred?(inferred.assumptions)
                 bootConfig = BootConfig(sdkconfig: inferred.sdkconfig)
             }
+            if let rngSeed { bootConfig.rngSeed = rngSeed }
             let outcome = BootSimulator(config: bootConfig).boot(device: &device)
             let efusePrograms = device.stats.total.efusePrograms - stats.total.efusePrograms
             device.stats = stats

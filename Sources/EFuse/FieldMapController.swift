@@ -29,6 +29,16 @@ public struct FieldMapController: Sendable {
     public private(set) var rsFailures = 0
     /// Volatile registers outside the read registers (PGM_DATA, CHECK_VALUE, CONF, timing…).
     private var volatile: [UInt32]
+    /// A fault: fuses that never burn (a weak bit, a failing supply), by block and word. A program
+    /// cycle leaves them 0, so a burn reads back without them (`efuse-stuck=` in ``FaultPlan``).
+    public var stuckBits: [FuseWord: UInt32] = [:]
+
+    /// One word of one block.
+    public struct FuseWord: Sendable, Hashable {
+        public var block: Int
+        public var word: Int
+        public init(block: Int, word: Int) { self.block = block; self.word = word }
+    }
 
     public init(map: EFuseFieldMap, registers: FieldMapControllerRegisters, cells: EFuseBlockWords) {
         self.map = map
@@ -164,7 +174,7 @@ public struct FieldMapController: Sendable {
         var changed = false
         for w in 0..<map.blockWordCounts[b] {
             let old = cells.word(b, w)
-            let new = old | (data[w] & mask[w])
+            let new = old | (data[w] & mask[w] & ~(stuckBits[FuseWord(block: b, word: w)] ?? 0))
             if new != old { cells.setWord(b, w, new); changed = true }
         }
         return .programmed(block: b, changed: changed)

@@ -75,7 +75,12 @@ public enum FlashSafety {
 
     /// Regions to write, as a named list (provisioning's links), refused with the rules' codes.
     public static func check(regions: [(name: String, offset: Int, bytes: [UInt8])], facts: ChipFacts, force: Bool = false) -> SafetyReport {
-        check(FlashRequest(regions: regions.map { FlashRegion(address: $0.offset, data: $0.bytes, name: $0.name) }, force: force), facts: facts)
+        check(regions: regions, target: facts.target, force: force)
+    }
+
+    /// The same against facts read another way (an ESP32-S3/C3's field map).
+    public static func check(regions: [(name: String, offset: Int, bytes: [UInt8])], target: TargetFacts, force: Bool = false) -> SafetyReport {
+        check(FlashRequest(regions: regions.map { FlashRegion(address: $0.offset, data: $0.bytes, name: $0.name) }, force: force), target: target)
     }
 }
 

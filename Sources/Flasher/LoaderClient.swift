@@ -513,9 +513,12 @@ public final class LoaderClient: RegisterAccess {
     /// ROM loader: leave for the firmware in flash (FLASH_END with the run flag) without waiting
     /// for the reply. The reply frame and then the firmware's console follow on the port, to be
     /// read raw (a serial monitor's view; the client's framing would drop the text).
-    public func runFirmware() throws {
+    /// `encryptFlagWord`: FLASH_BEGIN carries the fifth (encrypted-write) word, 0, as esptool
+    /// sends it to every chip but the ESP32 (``SessionChipFacts/beginCarriesEncryptFlag``).
+    public func runFirmware(encryptFlagWord: Bool = false) throws {
         guard !isStub else { throw FlasherError.romUnsupported("running the firmware from the stub") }
-        try command(.flashBegin, le(0, 0, UInt32(LoaderProtocol.romWriteBlock), 0))
+        try command(.flashBegin, encryptFlagWord ? le(0, 0, UInt32(LoaderProtocol.romWriteBlock), 0, 0)
+                                                 : le(0, 0, UInt32(LoaderProtocol.romWriteBlock), 0))
         try send(CommandPacket(.flashEnd, data: le(1)))
     }
 

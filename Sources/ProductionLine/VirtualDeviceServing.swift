@@ -10,6 +10,8 @@ public enum VirtualDeviceServing {
         /// Fault specification (``FaultPlan``), e.g. `drop=0.001,flip=0.0005`.
         public var faults: String?
         public var seed: UInt64 = 1
+        /// Seed for the simulated hardware RNG of the boots (reproducible keys; tests only).
+        public var rngSeed: UInt64?
         /// Sleep for virtual time (slow, for demos).
         public var realtime = false
         /// Disconnect a TCP client that sends nothing for this many seconds (0: never).
@@ -24,12 +26,13 @@ public enum VirtualDeviceServing {
         let store = DeviceStore(directory: state)
         let engine = ProtocolEngine(device: try store.load())
         let plan = try options.faults.map { try FaultPlan(spec: $0) }
-        if engine.chip == nil {
-            // The boot simulator models the ESP32's ROM and bootloader; an S3/C3 leaving its
-            // loader runs silently (docs/virtual-device-chips.md).
-            engine.firmware = VirtualFirmware.hook(config: try SDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },
-                                                   onInferred: { options.onInferred?($0) })
+        if let plan, !plan.stuckEFuseBits.isEmpty, engine.chip == nil {
+            throw DeviceError.badFaultSpec(plan.spec, "efuse-stuck applies to ESP32-S3/C3 devices only")
         }
+        // ESP32, ESP32-S3 and ESP32-C3 alike: leaving the loader runs the boot simulator under the
+        // remembered sdkconfig, else the options inferred from the device at each boot.
+        engine.firmware = VirtualFirmware.hook(config: try SDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },
+                                               rngSeed: options.rngSeed, onInferred: { options.onInferred?($0) })
         let server = DeviceServer(store: store, engine: engine, faultPlan: plan, faultSeed: options.seed, realtime: options.realtime)
         guard options.idleTimeout >= 0 else { throw UsageError("--idle-timeout must be 0 (never) or a number of seconds") }
         server.idleTimeout = options.idleTimeout > 0 ? options.idleTimeout : nil

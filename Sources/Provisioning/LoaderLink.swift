@@ -1,4 +1,5 @@
 import BootSimulator
+import Diagnostics
 import EFuse
 import ESPCore
 import Flasher
@@ -22,10 +23,19 @@ public struct LoaderLinkOptions: Sendable {
 /// boot: a hard reset over DTR/RTS on serial ports, the ROM's run-user-code command on links
 /// without modem lines; then the log is watched until the app's ready line, a boot loop, a
 /// failure the doctor names, or the timeout.
+///
+/// ESP32, ESP32-S3 and ESP32-C3: the session detects the chip (S3/C3 through GET_SECURITY_INFO);
+/// on an S3/C3 the eFuses are the chip's field-map blocks (``readFieldMapEFuses()``,
+/// ``burnFieldMap(_:)`` through ``FieldMapEFuseClient``), the ESP32 eFuse calls refuse, and the
+/// stub is the chip's own (see ``LoaderLinkOptions``).
 public final class LoaderLink: DeviceLink {
     public let port: String
     let options: LoaderLinkOptions
     private var session: FlashSession?
+    /// The chip and factory MAC the first connection found: every later connection (after a burn
+    /// or a first boot) must find the same, or it is another board and nothing more is done.
+    public private(set) var chip: ChipSpec?
+    private var mac: String?
     public var virtualMilliseconds: Int { 0 }
 
     public init(port: String, options: LoaderLinkOptions) throws {
@@ -34,13 +44,41 @@ public final class LoaderLink: DeviceLink {
         try reconnect()
     }
 
-    private func reconnect() throws {
-        session?.finishWithoutReset()
+    /// The session options: S3/C3 allowed; a stub given without a per-chip lookup is the ESP32's,
+    /// so an S3/C3 gets its own stub, found where `flash` finds it (none found: its ROM loader).
+    var sessionOptions: SessionOptions {
         var o = options.session
         o.after = .noReset
-        let s = FlashSession(port: port, options: o)
+        o.fieldMapChips = true
+        if o.stubForChip == nil, let given = o.stub {
+            o.stubForChip = { name in name == "esp32" ? given : try StubChoice.resolve(forChip: name).stub }
+        }
+        return o
+    }
+
+    private func reconnect() throws {
+        session?.finishWithoutReset()
+        session = nil
+        let s = FlashSession(port: port, options: sessionOptions)
         try s.connect()
+        if let known = chip, let found = s.spec, known.name != found.name {
+            s.finishWithoutReset()
+            throw FlasherError.differentBoard(port: port, expected: known.displayName, found: found.displayName)
+        }
+        let found = Self.factoryMAC(s)
+        if let known = mac, let found, known != found {
+            s.finishWithoutReset()
+            throw FlasherError.differentBoard(port: port, expected: known, found: found)
+        }
+        chip = s.spec
+        mac = mac ?? found
         session = s
+    }
+
+    /// The factory MAC the session read when it connected (no extra traffic).
+    static func factoryMAC(_ s: FlashSession) -> String? {
+        if let fm = s.fieldMapChip { return EFuseFieldMapSummary(words: fm.words, map: fm.map).mac }
+        return s.facts.map { MACAddress.format($0.efuses.esp32MAC()) }
     }
 
     private func live() throws -> FlashSession {
@@ -50,20 +88,34 @@ public final class LoaderLink: DeviceLink {
         return session
     }
 
+    /// The S3/C3 connection's chip facts, nil on an ESP32.
+    private func fieldMapChip() throws -> FieldMapTarget? { try live().fieldMapChip }
+
     public func identify() throws -> LinkFacts {
         let s = try live()
         let info = try s.chipInfo()
+        if let fm = s.fieldMapChip {
+            return LinkFacts(mac: info.mac, chip: fm.spec.name, chipRevision: info.majorRevision, flashID: s.flashID,
+                             flashSize: fm.flashSize ?? info.flashSize, efuses: EFuseArray(layout: .esp32),
+                             fieldMapEFuses: try readFieldMapEFuses())
+        }
         let efuses = try readEFuses()
         return LinkFacts(mac: info.mac, chip: info.chip.lowercased().replacingOccurrences(of: "-", with: ""),
                          chipRevision: info.majorRevision, flashID: s.flashID, flashSize: info.flashSize, efuses: efuses)
     }
 
+    /// ESP32: the eFuse array. ESP32-S3/C3: an empty ESP32 array (``DeviceLink``), never the
+    /// ESP32's registers read on another chip.
     public func readEFuses() throws -> EFuseArray {
-        try live().withClient { try ChipProbe.readEFuses($0) }
+        if try fieldMapChip() != nil { return EFuseArray(layout: .esp32) }
+        return try live().withClient { try ChipProbe.readEFuses($0) }
     }
 
     public func burn(_ requests: [EFuseBurnRequest]) throws {
         let s = try live()
+        if let fm = s.fieldMapChip {
+            throw ProvisioningError(.connect, "\(port): ESP32 eFuse requests cannot be burned on an \(fm.spec.displayName); burn its field map (burnFieldMap)")
+        }
         guard let client = s.client else { throw ProvisioningError(.connect, "no connection to \(port)") }
         let eFuses = EFuseClient(access: client)
         let report = try eFuses.execute(try eFuses.plan(requests))
@@ -73,14 +125,70 @@ public final class LoaderLink: DeviceLink {
         }
     }
 
+    /// The S3/C3 eFuse client on the live connection.
+    private func fieldMapClient(_ s: FlashSession) throws -> FieldMapEFuseClient {
+        guard let fm = s.fieldMapChip else {
+            throw ProvisioningError(.connect, "\(port): an \(s.spec?.displayName ?? "ESP32") has no eFuse field map; use the ESP32 eFuse calls")
+        }
+        guard let client = s.client else { throw ProvisioningError(.connect, "no connection to \(port)") }
+        return try FieldMapEFuseClient(access: client, chip: fm.map.chip)
+    }
+
+    /// ESP32-S3/C3: every block as the read registers show it, read until two readings agree.
+    public func readFieldMapEFuses() throws -> EFuseBlockWords {
+        let s = try live()
+        return try s.withClient { _ in try fieldMapClient(s).snapshot() }
+    }
+
+    /// ESP32-S3/C3: plan against the chip as it reads now (refused as the planner refuses), burn,
+    /// read back. Blocks whose bits did not all stick (or that took unplanned bits) throw
+    /// ``LinkError/burnDidNotStick(_:)`` naming them. The connection is then opened again, so
+    /// what follows (the safety rules of a write, a Secure Boot stub start) sees the burned eFuses.
+    public func burnFieldMap(_ operation: FieldMapBurnOperation) throws {
+        let s = try live()
+        let client = try fieldMapClient(s)
+        let (plan, before) = try client.plan(operation)
+        if plan.isEmpty { return }
+        let report = try client.execute(plan, before: before)
+        // The session's copy of the eFuses is stale now.
+        session?.finishWithoutReset()
+        session = nil
+        guard report.allStuck else {
+            throw LinkError.burnDidNotStick(report.blocks.filter { !$0.stuck }.map { r in
+                var parts: [String] = []
+                if r.missingBits > 0 { parts.append("\(r.missingBits) of \(r.bits) bits not set") }
+                if r.strayBits > 0 { parts.append("\(r.strayBits) unplanned bits set") }
+                if r.codingErrors > 0 { parts.append("\(r.codingErrors) coding errors") }
+                return "\(r.name) (\(parts.joined(separator: ", ")))"
+            })
+        }
+    }
+
+    /// ESP32-S3/C3: GET_SECURITY_INFO over a fresh ROM connection (the session closed first):
+    /// what the chip says about its security eFuses, also in Secure Download Mode, where
+    /// ``readFieldMapEFuses()`` cannot read (the ROM refuses READ_REG). nil on an ESP32.
+    public func securityInfo() throws -> LoaderSecurityInfo? {
+        session?.finishWithoutReset()
+        session = nil
+        return try LoaderSecurityInfo.read(port: port, options: sessionOptions)
+    }
+
     public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])]) throws { try write(regions, force: false) }
 
     public func write(_ regions: [(name: String, offset: Int, bytes: [UInt8])], force: Bool) throws {
         let s = try live()
-        guard let facts = s.facts else { throw ProvisioningError(.write, "no connection to \(port)") }
         // The safety rules (the same engine as `flash` and `preflight`) see the regions exactly as
         // they will be written (headers are never rewritten: no --flash-mode/--flash-freq/--flash-size).
-        let plan = FlashSafety.check(regions: regions, facts: facts, force: force)
+        let plan: SafetyReport
+        if let fm = s.fieldMapChip {
+            // The chip's own facts (field map, flash size, revision), the eFuses as they read now.
+            var chip = fm
+            chip.words = try readFieldMapEFuses()
+            plan = FlashSafety.check(regions: regions, target: chip.target(source: "port \(port)"), force: force)
+        } else {
+            guard let facts = s.facts else { throw ProvisioningError(.write, "no connection to \(port)") }
+            plan = FlashSafety.check(regions: regions, facts: facts, force: force)
+        }
         if plan.refused { throw ProvisioningError(.write, "the flasher refused the write: \(plan.refusalText)") }
         _ = try s.write(plan)
     }
@@ -88,6 +196,9 @@ public final class LoaderLink: DeviceLink {
     public func firstBoot(_ request: FirstBootRequest) throws -> FirstBootReport {
         // The ROM loader (no stub) leaves for the firmware with FLASH_END(run); on a serial port
         // an EN pulse with IO0 released does the same on any board with the usual reset circuit.
+        // ESP32-S3/C3: FLASH_BEGIN carries the encrypt word; on the USB-Serial-JTAG peripheral
+        // (`usb-reset`) the EN pulse is timed for it.
+        let beginWord = (chip.flatMap { SessionChipFacts.named($0.name) })?.beginCarriesEncryptFlag ?? false
         session?.finishWithoutReset()
         session = nil
         let link = try options.session.ports.open(port)
@@ -95,13 +206,13 @@ public final class LoaderLink: DeviceLink {
         // Loader reply frames still arriving before the console (links without modem lines).
         var skippingFrames = false, inFrame = false
         if link.kind == .serial {
-            try ResetSequence.hardReset(link)
+            try ResetSequence.hardReset(link, usbJTAG: options.session.before == .usbReset)
             try link.setBaud(115_200)
         } else {
             let rom = LoaderClient(port: link)
             rom.timeout = options.session.timeout
             try rom.sync()
-            try rom.runFirmware()
+            try rom.runFirmware(encryptFlagWord: beginWord)
             skippingFrames = true
         }
         var watch = BootWatch(readyLine: request.readyLine, defaultMarkers: VirtualFirmware.appStartLines)

@@ -60,9 +60,17 @@ public enum ResetSequence {
 
     /// Hard reset after flashing: EN pulse with IO0 released.
     public static func hardReset(_ port: ChipPort, sleep: Sleep = { usleep(useconds_t($0 * 1_000_000)) }) throws {
+        try hardReset(port, usbJTAG: false, sleep: sleep)
+    }
+
+    /// The same; `usbJTAG`: a chip on its own USB-Serial-JTAG peripheral (ESP32-S3/C3), which
+    /// drops off the bus while in reset: the pulse is held 0.2 s and the port left alone 0.2 s
+    /// after it (as esptool 5.6.0 times it).
+    public static func hardReset(_ port: ChipPort, usbJTAG: Bool, sleep: Sleep = { usleep(useconds_t($0 * 1_000_000)) }) throws {
         try port.setModemLines(dtr: false, rts: true)
-        sleep(0.1)
+        sleep(usbJTAG ? 0.2 : 0.1)
         try port.setModemLines(dtr: nil, rts: false)
+        if usbJTAG { sleep(0.2) }
     }
 
     /// Applies `mode` before connect attempt `attempt`. Sockets and virtual devices have no

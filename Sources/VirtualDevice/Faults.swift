@@ -1,3 +1,4 @@
+import EFuse
 import ESPCore
 /// Reproducible transport faults, decided by a seeded SplitMix64 generator.
 ///
@@ -7,6 +8,8 @@ import ESPCore
 /// - `stall=P:MS` — each reply chunk is held back MS milliseconds with probability P
 /// - `disconnect-after=N` — the connection is closed after N bytes (in + out)
 /// - `reset-after=N` — the chip resets spontaneously after N commands (ROM banner, stub lost)
+/// - `efuse-stuck=BLOCK:WORD:MASK` — ESP32-S3/C3: the fuses of MASK in that word of that eFuse
+///   block never burn (a burn then reads back without them); may be repeated
 /// The same spec and seed give the same faults for the same traffic.
 public struct FaultPlan: Sendable, Equatable {
     public var drop = 0.0
@@ -15,6 +18,8 @@ public struct FaultPlan: Sendable, Equatable {
     public var stallMilliseconds = 0
     public var disconnectAfterBytes: Int?
     public var resetAfterCommands: Int?
+    /// Fuses that never burn (block, word, mask), ESP32-S3/C3 only.
+    public var stuckEFuseBits: [FieldMapController.FuseWord: UInt32] = [:]
     public let spec: String
 
     public init(spec: String) throws(DeviceError) {
@@ -40,6 +45,13 @@ public struct FaultPlan: Sendable, Equatable {
                 stallMilliseconds = min(try count(parts[1]), 60_000)
             case "disconnect-after": disconnectAfterBytes = try count(kv[1])
             case "reset-after": resetAfterCommands = try count(kv[1])
+            case "efuse-stuck":
+                let parts = kv[1].split(separator: ":").map(String.init)
+                guard parts.count == 3, let block = Int(parts[0]), block >= 0, block < 16, let word = Int(parts[1]), word >= 0, word < 8,
+                      let mask = NumberParsing.integer(parts[2]).flatMap({ UInt32(exactly: $0) }), mask != 0 else {
+                    throw .badFaultSpec(spec, "efuse-stuck needs BLOCK:WORD:MASK, e.g. efuse-stuck=0:4:0x10000")
+                }
+                stuckEFuseBits[FieldMapController.FuseWord(block: block, word: word), default: 0] |= mask
             default: throw .badFaultSpec(spec, "unknown fault '\(kv[0])'")
             }
         }

@@ -56,7 +56,13 @@ public final class ProtocolEngine {
     private var efuse: EFuseController
     /// ESP32-S3/C3: the chip's loader facts and its eFuse controller (nil on an ESP32).
     public let chip: VirtualChip?
-    private var fieldEFuse: FieldMapController?
+    private var fieldEFuse: FieldMapController? {
+        didSet { if fieldEFuse != nil, fieldEFuse?.stuckBits != stuckEFuseBits { fieldEFuse?.stuckBits = stuckEFuseBits } }
+    }
+    /// ESP32-S3/C3 fault: fuses that never burn through the loader (``FaultPlan/stuckEFuseBits``).
+    public var stuckEFuseBits: [FieldMapController.FuseWord: UInt32] = [:] {
+        didSet { fieldEFuse?.stuckBits = stuckEFuseBits }
+    }
     /// Registers of an S3/C3 that read back what was written (watchdog, OPTION1…).
     private var plainRegisters: [UInt32: UInt32] = [:]
     private var spi = SPIFlashEngine()

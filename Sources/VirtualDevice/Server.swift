@@ -36,6 +36,7 @@ public final class DeviceServer {
         self.faultPlan = faultPlan
         self.faultSeed = faultSeed
         self.realtime = realtime
+        if let stuck = faultPlan?.stuckEFuseBits, !stuck.isEmpty { engine.stuckEFuseBits = stuck }
     }
 
     /// SIGINT/SIGTERM make the serve loops return after saving.

@@ -46,8 +46,13 @@ public final class VirtualPort: ChipPort {
         kind = resetLines || usbSerialJTAG ? .serial : .virtual
         store = DeviceStore(directory: directory)
         engine = ProtocolEngine(device: try store.load())
-        if resetLines, engine.chip == nil { engine.firmware = firmware }
+        // ESP32, ESP32-S3 and ESP32-C3 alike: an EN pulse with IO0 high runs the firmware.
+        if lines { engine.firmware = firmware }
         faultPlan = try faults.map { try FaultPlan(spec: $0) }
+        if let plan = faultPlan, !plan.stuckEFuseBits.isEmpty {
+            guard engine.chip != nil else { throw DeviceError.badFaultSpec(plan.spec, "efuse-stuck applies to ESP32-S3/C3 devices only") }
+            engine.stuckEFuseBits = plan.stuckEFuseBits
+        }
         faultSeed = seed
         begin()
     }

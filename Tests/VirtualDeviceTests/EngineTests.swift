@@ -361,6 +361,21 @@ func zlibCompress(_ data: [UInt8]) -> [UInt8] {
         #expect(throws: DeviceError.self) { try FaultPlan(spec: "drop=2") }
         #expect(throws: DeviceError.self) { try FaultPlan(spec: "explode=1") }
     }
+
+    /// `efuse-stuck=BLOCK:WORD:MASK` (S3/C3): the masks of one word add up; bad forms are refused;
+    /// an ESP32 board refuses the fault (its controller has no such model).
+    @Test func stuckEFuseBits() throws {
+        let plan = try FaultPlan(spec: "efuse-stuck=0:4:0x10000,efuse-stuck=0:4:0x1,efuse-stuck=6:7:0x80000000")
+        #expect(plan.stuckEFuseBits == [FieldMapController.FuseWord(block: 0, word: 4): 0x10001,
+                                        FieldMapController.FuseWord(block: 6, word: 7): 0x8000_0000])
+        for bad in ["efuse-stuck=0:4", "efuse-stuck=0:8:1", "efuse-stuck=0:0:0", "efuse-stuck=x:0:1", "efuse-stuck=0:0:0x1FFFFFFFF"] {
+            #expect(throws: DeviceError.self, "\(bad)") { try FaultPlan(spec: bad) }
+        }
+        let dir = try TestEnvironment.temporaryDirectory("espforge-stuck")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try DeviceStore(directory: dir.path).create(try Device.create(DeviceDescription(mac: "24:0a:c4:00:00:09")), force: true)
+        #expect(throws: DeviceError.self) { try VirtualPort(name: "v", directory: dir.path, faults: "efuse-stuck=0:4:1") }
+    }
 }
 
 @Suite struct DeviceModelTests {

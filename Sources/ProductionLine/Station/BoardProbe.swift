@@ -29,6 +29,22 @@ public struct BoardProbe: Sendable {
         MACAddress.format(try EFuseArray.readESP32MAC(from: access, layout: layout))
     }
 
+    /// The factory MAC of the chip behind `client`, whichever it is: the ESP32's from block 0
+    /// (the ROM magic word first: one more read), an ESP32-S3/C3's from BLOCK1 through its field
+    /// map (magic word, else GET_SECURITY_INFO's chip id; two more reads). Nothing is written.
+    public static func factoryMAC(chipOn client: LoaderClient) throws -> String {
+        let magic = try client.readRegister(ChipProbe.romMagicAddress)
+        if ChipSpec.named("esp32")?.romChipMagic.contains(magic) == true { return try factoryMAC(client) }
+        guard let row = FieldMapChipFacts.table.first(where: { $0.magic.contains(magic) }) ?? ChipProbe.detectFieldMapChip(client),
+              let map = EFuseFieldMap.named(row.name) else {
+            throw FlasherError.unknownChip(magic: magic)
+        }
+        var words = EFuseBlockWords(map: map)
+        let first = map.controllerBase + map.readRegisterOffset(block: 1)
+        for w in 0..<2 { words.setWord(1, w, try client.readRegister(first + UInt32(4 * w))) }
+        return EFuseFieldMapSummary(words: words, map: map).mac
+    }
+
     public func probe(_ port: String) -> BoardPresence {
         if port.hasPrefix("virtual:") {
             let dir = String(port.dropFirst("virtual:".count).prefix { $0 != "?" })
@@ -54,7 +70,7 @@ public struct BoardProbe: Sendable {
                 do { try client.sync(attempts: 3); synced = true } catch FlasherError.noSync { continue }
             }
             guard synced else { return .linkError("the ROM loader does not answer on \(port)") }
-            return .present(mac: try Self.factoryMAC(client))
+            return .present(mac: try Self.factoryMAC(chipOn: client))
         } catch let e as TransportError {
             // The peer closed at once: a slot whose board was just taken out.
             if case .closed = e { return .absent }

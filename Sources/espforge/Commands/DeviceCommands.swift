@@ -89,6 +89,7 @@ struct DeviceServe: ParsableCommand {
     @Flag(help: "Sleep for virtual time (slow, for demos).") var realtime = false
     @Option(name: .customLong("max-seconds"), help: "Stop after this many seconds of wall time (safety net for scripts).") var maxSeconds: Double?
     @Option(name: .customLong("idle-timeout"), help: "Disconnect a TCP client that sends nothing for this many seconds (0: never).") var idleTimeout: Double = 30
+    @Option(name: .customLong("rng-seed"), help: ArgumentHelp("Seed for the simulated hardware RNG of the boots (tests only).", visibility: .hidden)) var rngSeed: UInt64?
 
     func run() throws {
         guard (listen != nil) != pty else {
@@ -96,6 +97,7 @@ struct DeviceServe: ParsableCommand {
         }
         var options = VirtualDeviceServing.Options()
         (options.faults, options.seed, options.realtime, options.idleTimeout) = (faults, seed, realtime, idleTimeout)
+        options.rngSeed = rngSeed
         options.onInferred = { SimulatorSDKConfig.printAssumptions($0) }
         let server = try VirtualDeviceServing.server(state: state, options)
         DeviceServer.installSignalHandlers()
