@@ -49,6 +49,13 @@ protocol ChipSecurityFlow: Sendable {
     func burnFinal(_ run: Provisioner.Run, _ p: Provisioner) throws -> String
     /// The security-relevant eFuses as recorded in the registry (states, never key material).
     func summary(_ run: Provisioner.Run) -> [String: String]
+    /// The final eFuses are burned just before the first boot, because the chip takes no burn
+    /// after it (it will be in Secure Download Mode).
+    func finalBurnsBeforeFirstBoot(_ p: Provisioner) -> Bool
+}
+
+extension ChipSecurityFlow {
+    func finalBurnsBeforeFirstBoot(_ p: Provisioner) -> Bool { false }
 }
 
 enum ChipSecurityFlows {

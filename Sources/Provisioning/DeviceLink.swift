@@ -1,6 +1,7 @@
 import BootSimulator
 import EFuse
 import ESPCore
+import Flasher
 
 /// What the pipeline learns about a device when it connects.
 public struct LinkFacts: Sendable {
@@ -74,6 +75,9 @@ public protocol DeviceLink: AnyObject {
     /// ESP32-S3/C3: plans `operation` against the chip's eFuses as they are now (refused as the
     /// planner and `espefuse` refuse), burns it and reads back; throws when bits did not stick.
     func burnFieldMap(_ operation: FieldMapBurnOperation) throws
+    /// ESP32-S3/C3: GET_SECURITY_INFO — all a chip in Secure Download Mode still tells (register
+    /// reads refused). nil: the link cannot ask (the ESP32; in-process devices read directly).
+    func securityInfo() throws -> LoaderSecurityInfo?
     /// Writes (name, flash offset, bytes) regions exactly as given (ciphertext already encrypted),
     /// after the safety rules (``FlashSafety``, the engine `flash` and `preflight` use) accepted
     /// them. `force` overrides the overridable findings (drills only).
@@ -92,6 +96,7 @@ extension DeviceLink {
     public func readFieldMapEFuses() throws -> EFuseBlockWords {
         throw ProvisioningError(.connect, "\(port): this link reads only ESP32 eFuses")
     }
+    public func securityInfo() throws -> LoaderSecurityInfo? { nil }
     public func burnFieldMap(_ operation: FieldMapBurnOperation) throws {
         throw ProvisioningError(.connect, "\(port): this link burns only ESP32 eFuses")
     }

@@ -1,6 +1,7 @@
 import EFuse
 import ESPCore
 import FlashEncryption
+import Flasher
 import Foundation
 
 /// ESP32-S3 / ESP32-C3: six key blocks (BLOCK_KEY0…5) with KEY_PURPOSE_n, SECURE_BOOT_EN,
@@ -51,7 +52,21 @@ struct FieldMapSecurityFlow: ChipSecurityFlow {
 
     // MARK: ChipSecurityFlow
 
-    func refresh(_ run: Provisioner.Run) throws { run.words = try run.link.readFieldMapEFuses() }
+    func refresh(_ run: Provisioner.Run) throws {
+        do {
+            run.words = try run.link.readFieldMapEFuses()
+            run.secureDownloadInfo = nil
+        } catch {
+            // A release first boot with CONFIG_SECURE_ENABLE_SECURE_ROM_DL_MODE leaves the ROM
+            // refusing register reads; GET_SECURITY_INFO still answers (flags, count, purposes).
+            guard let info = (try? run.link.securityInfo()) ?? nil, info.secureDownloadMode else { throw error }
+            run.secureDownloadInfo = info
+        }
+    }
+
+    /// Release builds that turn on Secure Download Mode: the chip refuses eFuse burns after its
+    /// first boot, so the final ones go before it.
+    func finalBurnsBeforeFirstBoot(_ p: Provisioner) -> Bool { p.sdkconfig.secureROMDownload }
 
     func identifyDetail(_ run: Provisioner.Run) -> String {
         let used = keyBlocks(run).filter { !$0.empty || $0.purpose != 0 }.map { "\(map.blockNames[$0.block])=\($0.purposeName)" }
@@ -185,6 +200,7 @@ struct FieldMapSecurityFlow: ChipSecurityFlow {
     }
 
     func verify(_ run: Provisioner.Run, _ p: Provisioner) -> [String] {
+        if let info = run.secureDownloadInfo { return verify(info, p) }
         var problems: [String] = []
         if p.sdkconfig.secureBootV2 {
             if int(run, "SECURE_BOOT_EN") == 0 { problems.append("SECURE_BOOT_EN is not set") }
@@ -201,6 +217,31 @@ struct FieldMapSecurityFlow: ChipSecurityFlow {
             for k in xts {
                 if !k.readProtected { problems.append("the flash encryption key (\(map.blockNames[k.block])) is readable") }
                 if !k.writeProtected { problems.append("the flash encryption key (\(map.blockNames[k.block])) is not write-protected") }
+            }
+        }
+        return problems
+    }
+
+    /// What can be checked on a chip in Secure Download Mode (GET_SECURITY_INFO): Secure Boot on
+    /// with a digest slot, encryption on (all three bits in release), an XTS key purpose. The
+    /// digest itself and the key's protection cannot be read any more; the ROM has checked the
+    /// bootloader against the burned digest on the boot that just succeeded.
+    func verify(_ info: LoaderSecurityInfo, _ p: Provisioner) -> [String] {
+        var problems: [String] = []
+        let purposes = info.keyPurposes.compactMap { map.purposeName($0) }
+        if p.sdkconfig.secureBootV2 {
+            if !info.secureBootEnabled { problems.append("SECURE_BOOT_EN is not set (GET_SECURITY_INFO)") }
+            if !purposes.contains(where: { $0.hasPrefix("SECURE_BOOT_DIGEST") }) {
+                problems.append("no key block has a SECURE_BOOT_DIGESTn purpose (GET_SECURITY_INFO)")
+            }
+        }
+        if p.job.mode != .none {
+            if !info.flashEncryptionEnabled { problems.append("SPI_BOOT_CRYPT_CNT is even (encryption off)") }
+            else if p.job.release && info.cryptCount != 0b111 {
+                problems.append("SPI_BOOT_CRYPT_CNT is \(info.cryptCount), release mode sets all three bits")
+            }
+            if !purposes.contains(where: { $0.hasPrefix("XTS_AES_") }) {
+                problems.append("no key block has an XTS-AES purpose (GET_SECURITY_INFO)")
             }
         }
         return problems
@@ -254,6 +295,19 @@ struct FieldMapSecurityFlow: ChipSecurityFlow {
         for name in securityFields { out[name] = String(int(run, name)) }
         for k in keyBlocks(run) {
             out[map.blockNames[k.block]] = Self.keyBlockState(k)
+        }
+        if let info = run.secureDownloadInfo {
+            // Secure Download Mode: what GET_SECURITY_INFO says overrides the last full reading.
+            out["SECURE_BOOT_EN"] = info.secureBootEnabled ? "1" : "0"
+            out[cryptCount] = String(info.cryptCount)
+            out["SECURE_BOOT_AGGRESSIVE_REVOKE"] = info.aggressiveRevoke ? "1" : "0"
+            out["ENABLE_SECURITY_DOWNLOAD"] = "1"
+            for slot in 0..<3 { out["SECURE_BOOT_KEY_REVOKE\(slot)"] = info.revokedDigestSlots.contains(slot) ? "1" : "0" }
+            for k in keyBlocks(run) where k.index < info.keyPurposes.count {
+                let purpose = info.keyPurposes[k.index]
+                guard purpose != k.purpose, let name = map.purposeName(purpose) else { continue }
+                out[map.blockNames[k.block]] = purpose == 0 ? "empty" : "\(name), burned"
+            }
         }
         return out
     }

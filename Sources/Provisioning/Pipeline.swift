@@ -3,6 +3,7 @@ import Crypto
 import EFuse
 import ESPCore
 import FlashEncryption
+import Flasher
 import ImageFormat
 import Foundation
 import NVS
@@ -53,6 +54,10 @@ public struct Provisioner: Sendable {
         var efuses: EFuseArray
         /// ESP32-S3/C3: the eFuse blocks as last read (read-protected blocks as zeros).
         var words: EFuseBlockWords?
+        /// ESP32-S3/C3 left in Secure Download Mode by its first boot (release builds with
+        /// CONFIG_SECURE_ENABLE_SECURE_ROM_DL_MODE): the chip refuses register reads, so from then
+        /// on its eFuses are what GET_SECURITY_INFO says (``words`` keep the last full reading).
+        var secureDownloadInfo: LoaderSecurityInfo?
         var mac: String { facts.mac }
         var identity: ClaimedIdentity?
         var nvsImage: [UInt8]?
@@ -234,6 +239,9 @@ public struct Provisioner: Sendable {
             return job.mode == .host ? "ciphertext written, per-device key burned and protected" : "plaintext written"
         case .firstBoot:
             try run.flow.beforeFirstBoot(run, self)   // a device whose write ran before the repair above
+            // A chip the first boot leaves in Secure Download Mode takes no eFuse burn afterwards:
+            // the final eFuses go first (idempotent: a resumed run skips what stuck).
+            let early = run.flow.finalBurnsBeforeFirstBoot(self) ? try run.flow.burnFinal(run, self) : nil
             var config = BootConfig(sdkconfig: sdkconfig)
             config.rngSeed = rngSeed
             var report = try run.link.firstBoot(FirstBootRequest(readyLine: job.readyLine, timeout: job.bootTimeout, simulator: config))
@@ -246,10 +254,14 @@ public struct Provisioner: Sendable {
             }
             try run.flow.refresh(run)
             return "booted \(report.bootedPartition ?? "app") after \(report.resets) reset(s)"
+                + (early.map { "; final eFuses burned before it (Secure Download Mode follows): \($0)" } ?? "")
         case .verify:
             try run.flow.refresh(run)
             return try verify(run)
         case .finalEFuses:
+            if run.flow.finalBurnsBeforeFirstBoot(self) {
+                return "burned before the first boot (the chip is in Secure Download Mode now)"
+            }
             let note = try run.flow.burnFinal(run, self)
             try run.flow.refresh(run)
             return note
@@ -386,6 +398,11 @@ public struct Provisioner: Sendable {
     func verify(_ run: Run) throws -> String {
         let problems = run.flow.verify(run, self)
         guard problems.isEmpty else { throw ProvisioningError(.verify, problems.joined(separator: "; ")) }
+        if run.secureDownloadInfo != nil {
+            return "secure boot \(sdkconfig.secureBootV2 ? "on" : "off"), flash encryption \(job.mode == .none ? "off" : "on"), "
+                + "read through GET_SECURITY_INFO (Secure Download Mode: digest and key protection not readable; "
+                + "the ROM checked the bootloader against the burned digest at boot)"
+        }
         return "secure boot \(sdkconfig.secureBootV2 ? "on" : "off"), flash encryption \(job.mode == .none ? "off" : "on"), key protected"
     }
 

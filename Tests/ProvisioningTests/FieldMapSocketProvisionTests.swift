@@ -19,14 +19,18 @@ struct FieldMapSocketProvisionTests {
     static let cases: [FieldMapCase] = [
         .init(chip: "esp32s3", mode: .onChip, release: false), .init(chip: "esp32s3", mode: .host, release: false),
         .init(chip: "esp32c3", mode: .onChip, release: false), .init(chip: "esp32c3", mode: .host, release: false),
+        // Release with Secure Download Mode: after the first boot the ROM refuses register reads.
+        .init(chip: "esp32s3", mode: .host, release: true), .init(chip: "esp32c3", mode: .onChip, release: true),
     ]
 
     @Test("provisioned end to end through LoaderTarget: eFuses, ciphertext, first boot on the console, registry record",
           .enabled(if: Oracle.availableOrCI && TestEnvironment.fixturesOrCI, Comment(rawValue: Oracle.skipReason)),
           arguments: cases)
     func endToEnd(c: FieldMapCase) async throws {
-        let line = try FieldMapLine(chip: c.chip, mode: c.mode, release: c.release)
+        var line = try FieldMapLine(chip: c.chip, mode: c.mode, release: c.release)
         defer { line.cleanup() }
+        // Release: the chip takes no burn after its first boot (Secure Download Mode).
+        if c.release { line.job.finalBurn = ["DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE"] }
         var options = LoaderLinkOptions()
         options.session.baud = 921_600
         options.session.timeout = 2
@@ -72,6 +76,15 @@ struct FieldMapSocketProvisionTests {
         let steps = try await registry.steps(mac: mac)
         #expect(steps.filter { $0.outcome == .ok }.map(\.step) == ["identify", "preflight", "write", "first-boot", "verify",
                                                                   "final-efuses", "record"])
+        if c.release {
+            // Secure Download Mode after the first boot: verified and recorded through
+            // GET_SECURITY_INFO (a register read is refused, so the recorded "1" can only come
+            // from there), the final eFuses burned before the boot.
+            #expect(s.field("ENABLE_SECURITY_DOWNLOAD")?.integer == 1)
+            #expect(record.efuseSummary?["ENABLE_SECURITY_DOWNLOAD"] == "1")
+            #expect(record.efuseSummary?["SPI_BOOT_CRYPT_CNT"] == "7")
+            #expect(s.field("DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE")?.integer == 1, "the final eFuse, burned before the boot")
+        }
         try await registry.close()
     }
 }
