@@ -224,6 +224,7 @@ let package = Package(
         // The station's slot state machine, and a station on a fleet of virtual boards (CLI).
         .testTarget(name: "StationTests", dependencies: [
             "ProductionLine", "StationDashboard", "Provisioning", "Manifest", "Registry", "TestSupport",
+            "BootSimulator", "EFuse", "SecureBoot", "ImageFormat", "Partitions", "VirtualDevice", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Every parser's fuzz target (shared with the libFuzzer driver, see docs/fuzzing.md) and the
         // replay of Fuzz/regressions and Fuzz/seeds through them.

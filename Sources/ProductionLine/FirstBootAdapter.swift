@@ -27,11 +27,9 @@ public struct FirstBootAdapter: FirstBootSimulating {
         var sdk: SimulatorSDKConfig
         if let known = try simulatorConfig(sdkconfig ?? plan.sdkconfig, stateDirectory: stateDirectory) {
             sdk = known
-        } else if let chip = device.chip {
-            throw UsageError("simulating the first boot of an \(chip.displayName) needs the build's sdkconfig",
-                             hint: "pass --build-dir (its config/sdkconfig) or --sdkconfig; options are inferred for the ESP32 only")
         } else {
-            // No sdkconfig: the facts the plan shows, read the way the static rules read them.
+            // No sdkconfig: the facts the plan shows, read the way the static rules read them
+            // (and the eFuses the chip's way: ESP32 register layout or S3/C3 field map).
             let inferred = BuildInference.infer(device: device, hints: Self.hints(plan))
             sdk = inferred.sdkconfig
             assumptions = inferred.assumptions

@@ -54,11 +54,9 @@ public enum VirtualDeviceBoot {
         var config: BootConfig
         if let configText {
             config = BootConfig(sdkconfig: try parse(configText.text, file: configText.file))
-        } else if let chip = device.chip {
-            throw UsageError("the first boot of an \(chip.displayName) needs the build's sdkconfig",
-                             hint: "pass --sdkconfig build/config/sdkconfig (options are inferred from flash and eFuses for the ESP32 only)")
         } else {
-            // No sdkconfig: the options the flash and eFuses show (each assumption reported).
+            // No sdkconfig: the options the flash and eFuses show, read the chip's way (each
+            // assumption reported).
             let inferred = BuildInference.infer(device: device)
             options.onInferred?(inferred.assumptions)
             config = BootConfig(sdkconfig: inferred.sdkconfig)

@@ -13,15 +13,23 @@ public enum DemoFirmware {
         ota_1,    app,  ota_1,    0x210000, 0x1a0000
         """
 
-    public static let sdkconfig = """
-        CONFIG_SECURE_BOOT=y
-        CONFIG_SECURE_BOOT_V2_ENABLED=y
-        CONFIG_SECURE_FLASH_ENC_ENABLED=y
-        CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT=y
-        CONFIG_PARTITION_TABLE_OFFSET=0x10000
-        CONFIG_ESPTOOLPY_FLASHSIZE="4MB"
+    /// The ESP32 demo's sdkconfig (``sdkconfig(for:)`` of ``DemoChip/esp32``).
+    public static let sdkconfig: String = sdkconfig(for: DemoChip.esp32)
 
-        """
+    /// The demo's sdkconfig for `chip`: Secure Boot V2, flash encryption in development mode,
+    /// the partition table at 0x10000 (a bootloader with both features does not fit below
+    /// 0x8000) and 4 MB flash; S3/C3 name their target first.
+    public static func sdkconfig(for chip: DemoChip) -> String {
+        chip.sdkconfigHead + """
+            CONFIG_SECURE_BOOT=y
+            CONFIG_SECURE_BOOT_V2_ENABLED=y
+            CONFIG_SECURE_FLASH_ENC_ENABLED=y
+            CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT=y
+            CONFIG_PARTITION_TABLE_OFFSET=0x10000
+            CONFIG_ESPTOOLPY_FLASHSIZE="4MB"
+
+            """
+    }
 
     public static let nvsConfig = """
         key,type,encoding,value
@@ -46,25 +54,30 @@ public enum DemoFirmware {
         return (0..<count).map { _ in s ^= s << 13; s ^= s >> 7; s ^= s << 17; return UInt8(truncatingIfNeeded: s) }
     }
 
-    public static func options() -> ImageBuildOptions {
+    /// elf2image's options for `chip`: its flash settings (4 MB) and revision range.
+    public static func options(_ chip: DemoChip = .esp32) -> ImageBuildOptions {
         var o = ImageBuildOptions()
-        o.flashMode = "dio"
-        o.flashFrequency = "40m"
+        o.flashMode = chip.flashMode
+        o.flashFrequency = chip.flashFrequency
         o.flashSize = "4MB"
+        o.minRevision = chip.imageMinRevision
+        o.minRevisionFull = chip.imageMinRevisionFull
+        o.maxRevisionFull = chip.imageMaxRevisionFull
         return o
     }
 
-    public static func bootloader() throws -> [UInt8] {
-        // Like every ESP-IDF bootloader, its read-only data holds the banner's format text (the
-        // simulator, like espforge's ROM model, runs the bootloader model only for such images).
-        let banner = Array("ESP-IDF %s 2nd stage bootloader\0".utf8)
-        let rodata = banner + filler(2048 - banner.count, seed: 11)
-        let elf = elf32(entry: 0x4007_8000, sections: [
-            Section(name: ".dram0.rodata", address: 0x3FFF_0000, data: rodata, flags: 3),
-            Section(name: ".iram_loader.text", address: 0x4007_8000, data: filler(8192, seed: 12), flags: 6),
-            Section(name: ".iram.text", address: 0x4007_C000, data: filler(4096, seed: 13), flags: 6),
-        ])
-        return try ImageBuilder.elf2image(elf: elf, chip: .esp32, options: options())
+    /// The second-stage bootloader for `chip`. Like every ESP-IDF bootloader, its read-only data
+    /// holds the banner's format text (the simulator, like espforge's ROM model, runs the
+    /// bootloader model only for such images); S3/C3 bootloaders start their DRAM with the
+    /// v5.x bootloader descriptor, as ESP-IDF v5.2+ builds do.
+    public static func bootloader(_ chip: DemoChip = .esp32) throws -> [UInt8] {
+        try ImageBuilder.elf2image(elf: bootloaderELF(chip), chip: chip.spec, options: options(chip))
+    }
+
+    /// The bootloader's ELF file (what elf2image turns into ``bootloader(_:)``).
+    public static func bootloaderELF(_ chip: DemoChip = .esp32) -> [UInt8] {
+        elf32(entry: chip.bootloaderEntry, sections: sections(chip.bootloaderSections, codeSize: 0),
+              machine: chip.elfMachine, flags: chip.elfFlags)
     }
 
     /// Code-like filler: 3-byte "instructions" from a vocabulary of 512, so it compresses about
@@ -82,7 +95,22 @@ public enum DemoFirmware {
         return Array(out.prefix(count))
     }
 
-    public static func app(codeSize: Int = 96 * 1024) throws -> [UInt8] {
+    /// The app for `chip`, padded for Secure Boot V2 signing, with `codeSize` bytes of code.
+    public static func app(_ chip: DemoChip = .esp32, codeSize: Int = 96 * 1024) throws -> [UInt8] {
+        var o = options(chip)
+        o.securePadV2 = true
+        return try ImageBuilder.elf2image(elf: appELF(chip, codeSize: codeSize), chip: chip.spec, options: o)
+    }
+
+    /// The app's ELF file (what elf2image with `--secure-pad-v2` turns into ``app(_:codeSize:)``).
+    public static func appELF(_ chip: DemoChip = .esp32, codeSize: Int = 96 * 1024) -> [UInt8] {
+        elf32(entry: chip.appEntry, sections: sections(chip.appSections, codeSize: codeSize),
+              machine: chip.elfMachine, flags: chip.elfFlags)
+    }
+
+    /// `esp_app_desc_t`: magic, version, project name, compile time and date, IDF version, and
+    /// the MMU page size (log2, 64 KiB).
+    public static func appDescriptor() -> [UInt8] {
         var desc = [UInt8](repeating: 0, count: 256)
         func put(_ text: String, at offset: Int) { for (i, b) in text.utf8.enumerated() { desc[offset + i] = b } }
         for (i, b) in [0x32, 0x54, 0xCD, 0xAB].enumerated() { desc[i] = UInt8(b) }   // magic 0xABCD5432 LE
@@ -92,20 +120,52 @@ public enum DemoFirmware {
         put("Nov 25 2026", at: 96)
         put("v5.2-demo", at: 112)
         desc[180] = 16
-        let elf = elf32(entry: 0x4008_0000, sections: [
-            Section(name: ".flash.appdesc", address: 0x3F40_0020, data: desc, flags: 2),
-            Section(name: ".flash.rodata", address: 0x3F40_0120, data: filler(24 * 1024, seed: 21), flags: 2),
-            Section(name: ".dram0.data", address: 0x3FFB_0000, data: filler(4 * 1024, seed: 22), flags: 3),
-            Section(name: ".iram0.text", address: 0x4008_0000, data: filler(12 * 1024, seed: 23), flags: 6),
-            Section(name: ".flash.text", address: 0x400D_0020, data: code(codeSize, seed: 24), flags: 6),
-        ])
-        var o = options()
-        o.securePadV2 = true
-        return try ImageBuilder.elf2image(elf: elf, chip: .esp32, options: o)
+        return desc
     }
 
-    /// A minimal ELF32 little-endian Xtensa file: header, section data, .shstrtab, section headers.
-    public static func elf32(entry: UInt32, sections: [Section]) -> [UInt8] {
+    /// `esp_bootloader_desc_t`: magic byte 0x50, version 1, IDF version and compile date/time.
+    public static func bootloaderDescriptor() -> [UInt8] {
+        var desc = [UInt8](repeating: 0, count: BootloaderDescriptor.size)
+        func put(_ text: String, at offset: Int) { for (i, b) in text.utf8.enumerated() { desc[offset + i] = b } }
+        desc[0] = BootloaderDescriptor.magicByte
+        desc[4] = 1
+        put("v5.2-demo", at: 8)
+        put("Nov 25 2026 12:00:00", at: 40)
+        return desc
+    }
+
+    /// The ELF sections of a table row, contents generated, addresses resolved (`codeSize`: the
+    /// length of the `.code` section).
+    public static func sections(_ rows: [DemoChip.Section], codeSize: Int) -> [Section] {
+        // The 64 KiB pages `.flash.text` spans from its page start (S3/C3 data follows them).
+        let textPages: UInt32 = rows.first { if case .code = $0.content { true } else { false } }.map { row in
+            let start: UInt32
+            switch row.placement { case .at(let a), .afterFlashText(let a): start = a }
+            return (UInt32(start & 0xFFFF) + UInt32(codeSize) + 0xFFFF) & ~0xFFFF
+        } ?? 0
+        return rows.map { row in
+            let address: UInt32
+            switch row.placement {
+            case .at(let a): address = a
+            case .afterFlashText(let a): address = a + textPages
+            }
+            let data: [UInt8]
+            switch row.content {
+            case .banner(let size, let seed):
+                let banner = Array("ESP-IDF %s 2nd stage bootloader\0".utf8)
+                data = banner + filler(size - banner.count, seed: seed)
+            case .filler(let count, let seed): data = filler(count, seed: seed)
+            case .code(let seed): data = code(codeSize, seed: seed)
+            case .appDescriptor: data = appDescriptor()
+            case .bootloaderDescriptor: data = bootloaderDescriptor()
+            }
+            return Section(name: row.name, address: address, data: data, flags: row.flags)
+        }
+    }
+
+    /// A minimal ELF32 little-endian file (`machine` 94 Xtensa, 243 RISC-V; `flags` is `e_flags`):
+    /// header, section data, .shstrtab, section headers.
+    public static func elf32(entry: UInt32, sections: [Section], machine: UInt16 = 94, flags: UInt32 = 0) -> [UInt8] {
         var names: [UInt8] = [0]
         var nameOffsets: [UInt32] = []
         for s in sections { nameOffsets.append(UInt32(names.count)); names += Array(s.name.utf8) + [0] }
@@ -123,7 +183,7 @@ public enum DemoFirmware {
         var out: [UInt8] = [0x7F, 0x45, 0x4C, 0x46, 1, 1, 1] + [UInt8](repeating: 0, count: 9)
         func u16(_ v: UInt16) { out += [UInt8(v & 0xFF), UInt8(v >> 8)] }
         func u32(_ v: UInt32) { for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
-        u16(2); u16(94); u32(1); u32(entry); u32(0); u32(shoff); u32(0)
+        u16(2); u16(machine); u32(1); u32(entry); u32(0); u32(shoff); u32(flags)
         u16(52); u16(0); u16(0); u16(40); u16(UInt16(sections.count + 2)); u16(UInt16(sections.count + 1))
         out += body
         for _ in 0..<10 { u32(0) }   // null section

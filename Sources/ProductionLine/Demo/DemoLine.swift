@@ -5,9 +5,10 @@ import Partitions
 import SecureBoot
 import VirtualDevice
 
-/// `espforge demo` as a library call: a folder holding a whole line for N virtual ESP32s (a
-/// throwaway signing key, synthesized firmware, partition table, sdkconfig, per-device NVS values,
-/// a manifest and the device folders), ready for ``ProvisionSetup/load(manifestPath:tokenSigner:escrowKey:)``.
+/// `espforge demo` as a library call: a folder holding a whole line for N virtual ESP32s,
+/// ESP32-S3s or ESP32-C3s (a throwaway signing key, firmware synthesized for the chip
+/// (``DemoChip``), partition table, sdkconfig, per-device NVS values, a manifest and the device
+/// folders), ready for ``ProvisionSetup/load(manifestPath:tokenSigner:escrowKey:)``.
 ///
 ///     let demo = try DemoLine.Options(devices: 2, dir: "out")
 ///     try DemoLine.prepare(demo)
@@ -17,8 +18,10 @@ import VirtualDevice
 ///
 /// Nothing here prints.
 public enum DemoLine {
-    /// What to create (checked by ``init(devices:dir:mode:appSize:)``).
+    /// What to create (checked by ``init(devices:dir:mode:appSize:chip:)``).
     public struct Options: Sendable {
+        /// The chip of the line (``DemoChip/all``).
+        public var chip: DemoChip
         public var devices: Int
         public var dir: String
         public var mode: Manifest.FlashEncryptionMode
@@ -26,8 +29,13 @@ public enum DemoLine {
         public var codeSize: Int
 
         /// Checks the counts as the command line gives them: 1…64 devices, mode `host` or
-        /// `on-chip`, an app size from 4K to 1536K (it must fit the 1.6 MB ota_0 partition).
-        public init(devices: Int, dir: String, mode: String = "host", appSize: String = "96K") throws {
+        /// `on-chip`, an app size from 4K to 1536K (it must fit the 1.6 MB ota_0 partition), a chip
+        /// the demo offers (`esp32`, `esp32s3`, `esp32c3`).
+        public init(devices: Int, dir: String, mode: String = "host", appSize: String = "96K", chip: String = "esp32") throws {
+            guard let demoChip = DemoChip.named(chip) else {
+                throw UsageError("--chip '\(chip)' is not a chip the demo offers",
+                                 hint: "use one of " + DemoChip.all.map(\.spec.name).joined(separator: ", "))
+            }
             guard (1...64).contains(devices) else { throw UsageError("--devices must be 1…64") }
             guard mode == "host" || mode == "on-chip" else { throw UsageError("--mode must be host or on-chip") }
             guard let codeSize = NumberParsing.size(appSize), codeSize >= 4096, codeSize <= 1_536 * 1024 else {
@@ -37,6 +45,7 @@ public enum DemoLine {
             self.dir = dir
             self.mode = mode == "host" ? .host : .onChip
             self.codeSize = codeSize
+            self.chip = demoChip
         }
     }
 
@@ -66,26 +75,26 @@ public enum DemoLine {
         func write(_ text: String, _ name: String) throws { try write(Array(text.utf8), name) }
         let key = try SigningKey.generate(.rsa3072)
         try write(Array(key.pemRepresentation.utf8), "signing_key.pem", secret: true)
-        let bootloader = try DemoFirmware.bootloader()
-        let app = try DemoFirmware.app(codeSize: options.codeSize)
-        let table = try PartitionTableBuild(csv: DemoFirmware.partitionCSV,
-                                            options: PartitionTableOptions(tableOffset: 0x10000, chip: .esp32, flashSize: 4 << 20)).binary
+        let chip = options.chip
+        let bootloader = try DemoFirmware.bootloader(chip)
+        let app = try DemoFirmware.app(chip, codeSize: options.codeSize)
+        let table = try partitionTable(chip, bootloaderSize: bootloader.count)
         try write(bootloader, "bootloader.bin")
         try write(app, "app.bin")
         try write(table, "partition-table.bin")
         try write(DemoFirmware.partitionCSV + "\n", "partitions.csv")
-        try write(DemoFirmware.sdkconfig, "sdkconfig")
+        try write(DemoFirmware.sdkconfig(for: chip), "sdkconfig")
         try write(DemoFirmware.nvsConfig, "nvs-config.csv")
         try write(valuesCSV(devices: options.devices), "nvs-values.csv")
-        try write(manifest(mode: options.mode).toml(header: [DemoFolder.generatedManifestMarker]), "espforge.toml")
+        try write(manifest(mode: options.mode, chip: chip).toml(header: [DemoFolder.generatedManifestMarker]), "espforge.toml")
 
         var created = Created(manifestPath: dir + "/espforge.toml", ports: [], deviceFolders: [])
         for i in 0..<options.devices {
             let state = dir + "/devices/dev\(i + 1)"
-            let device = try Device.create(DeviceDescription(mac: Device.defaultMAC(seed: UInt64(i + 1) &* 7919)))
+            let device = try Device.create(try deviceDescription(chip, index: i, state: state))
             try DeviceStore(directory: state).create(device, force: true)
             // Remembered by `espforge device boot --state` and `preflight --simulate`.
-            try AtomicFile.write(Array(DemoFirmware.sdkconfig.utf8), to: state + "/sdkconfig", mode: AtomicFile.publicMode)
+            try AtomicFile.write(Array(DemoFirmware.sdkconfig(for: chip).utf8), to: state + "/sdkconfig", mode: AtomicFile.publicMode)
             created.deviceFolders.append(state)
             created.ports.append("virtual:" + state)
         }
@@ -99,18 +108,48 @@ public enum DemoLine {
         return values
     }
 
+    /// The demo's partition table for `chip` (at 0x10000, checked against 4 MB of flash and the
+    /// bootloader's size at the chip's bootloader offset).
+    public static func partitionTable(_ chip: DemoChip, bootloaderSize: Int? = nil) throws -> [UInt8] {
+        var o = PartitionTableOptions(tableOffset: tableOffset, chip: chip.spec, flashSize: 4 << 20)
+        o.bootloaderSize = bootloaderSize
+        return try PartitionTableBuild(csv: DemoFirmware.partitionCSV, options: o).binary
+    }
+
+    /// Where the demo's partition table is (CONFIG_PARTITION_TABLE_OFFSET).
+    public static let tableOffset = 0x10000
+
+    /// Device `index` (from 0) of a demo line: the chip's factory revision, package and MAC
+    /// prefix (an ESP32 rev 3, 24:0a:c4:…), 4 MB Winbond flash, a MAC derived from the index.
+    public static func deviceDescription(_ chip: DemoChip, index: Int, state: String) throws -> DeviceDescription {
+        let oui = VirtualChip.named(chip.spec.name)?.macOUI ?? [0x24, 0x0A, 0xC4]
+        return try DeviceReports.description(chip: chip.spec.name, flashSize: "4MB", chipRevision: nil,
+                                             mac: Device.defaultMAC(seed: UInt64(index + 1) &* 7919, oui: oui),
+                                             flashID: nil, statePath: state)
+    }
+
+    /// `N virtual ESP32 rev 3 (4MB)`, `N virtual ESP32-S3 rev v0.2 (4MB)`: what the demo makes.
+    public static func headline(_ options: Options) -> String {
+        var rev = "?"
+        if let d = try? deviceDescription(options.chip, index: 0, state: options.dir) {
+            rev = d.minorRevision.map { "v\(d.chipRevision).\($0)" } ?? "\(d.chipRevision)"
+        }
+        return "\(options.devices) virtual \(options.chip.spec.displayName) rev \(rev) (4MB)"
+    }
+
     /// The demo's manifest (paths relative to the demo folder).
-    public static func manifest(mode: Manifest.FlashEncryptionMode) -> Manifest {
+    public static func manifest(mode: Manifest.FlashEncryptionMode, chip: DemoChip = .esp32) -> Manifest {
         Manifest(
-            chip: .init(type: "esp32", minRevision: 3, flashSize: 4 << 20, flashMode: "dio", flashFreq: "40m"),
-            images: .init(bootloader: .init(path: "bootloader.bin", offset: 0x1000),
-                          partitionTable: .init(path: "partition-table.bin", offset: 0x10000),
+            chip: .init(type: chip.spec.name, minRevision: chip.manifestMinRevision, flashSize: 4 << 20,
+                        flashMode: chip.flashMode, flashFreq: chip.flashFrequency),
+            images: .init(bootloader: .init(path: "bootloader.bin", offset: chip.spec.bootloaderOffset),
+                          partitionTable: .init(path: "partition-table.bin", offset: tableOffset),
                           app: .init(path: "app.bin", offset: 0x60000)),
             partitionsCSV: "partitions.csv",
             signing: .key(path: "signing_key.pem"),
             flashEncryption: .init(mode: mode, release: false),
             nvs: .init(config: "nvs-config.csv", values: "nvs-values.csv", partition: "nvs", encrypt: true, keysPartition: "nvs_key"),
-            efuse: .init(burn: ["JTAG_DISABLE", "DISABLE_DL_DECRYPT", "DISABLE_DL_CACHE"]),
+            efuse: .init(burn: chip.finalBurn),
             registry: .init(url: "registry.sqlite", station: "demo"))
     }
 }
