@@ -34,6 +34,18 @@ struct DemoChipProvisionTests {
         let devices = try await RegistryReports.list(reg, status: .provisioned)
         try await reg.close()
         #expect(Set(devices.map(\.identity)) == ["SN001001", "SN001002"])
+        // Recorded with the chip's fields: its name, its eFuse summary (no key bytes), the
+        // signing key's digest; every device's first boot recorded ok.
+        for r in devices {
+            #expect(r.chip == chip, "\(r.chip)")
+            #expect(r.efuseSummary?["SECURE_BOOT_EN"] == "1", "\(r.efuseSummary ?? [:])")
+            #expect(r.efuseSummary?.values.contains { $0.hasPrefix("SECURE_BOOT_DIGEST") } == true)
+            #expect(!r.keyDigests.isEmpty)
+        }
+        for folder in line.deviceFolders {
+            let mac = try DeviceStore(directory: folder).load().description.mac
+            #expect(events.all.contains { $0.mac == mac && $0.step == "first-boot" && $0.state == .ok }, "\(mac)")
+        }
 
         for state in line.deviceFolders {
             let d = try DeviceStore(directory: state).load()
