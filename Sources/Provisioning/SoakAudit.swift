@@ -14,6 +14,10 @@ import VirtualDevice
 /// (its state folder: flash and eFuses) is compared with the job's plan and with the registry,
 /// the identity pool is accounted for, and the work folders are searched for the devices' key
 /// bytes. Reads only: device folders are read as files (``DeviceStore/load()`` would tidy them).
+/// The ESP32 is read as its eFuse array (BLOCK1 key, BLOCK2 digest); an ESP32-S3/C3 through its
+/// field map (efuse.bin as the registers show it, efuse-protected.bin for read-protected key
+/// blocks), its flash decrypted with the XTS key its engine uses, its eFuses checked against what
+/// ``FieldMapSecurityFlow`` must leave.
 ///
 /// Figures that must be zero: silent wrong writes (a device recorded `provisioned` whose flash or
 /// eFuses differ from the plan), identities claimed twice, identities lost, records in an
