@@ -13,9 +13,8 @@ public enum VirtualFirmware {
 
     /// The firmware hook. With `config` nil (no sdkconfig known for the device) each boot runs
     /// under the options ``BuildInference`` reads off the device's flash and eFuses at that
-    /// moment; `onInferred` gets the assumptions made. An ESP32-S3/C3 needs `config` (its options
-    /// are not inferred): without one it prints a line saying so and does not boot. `rngSeed`
-    /// seeds the simulated hardware RNG of every boot (reproducible keys; tests only).
+    /// moment (ESP32, ESP32-S3 and ESP32-C3 alike); `onInferred` gets the assumptions made.
+    /// `rngSeed` seeds the simulated hardware RNG of every boot (reproducible keys; tests only).
     public static func hook(config: BootConfig?, rngSeed: UInt64? = nil,
                             onInferred: (@Sendable ([String]) -> Void)? = nil) -> @Sendable (inout Device) -> FirmwareRun {
         { device in
@@ -25,13 +24,6 @@ public enum VirtualFirmware {
             var bootConfig: BootConfig
             if let config {
                 bootConfig = config
-            } else if let chip = device.chip {
-                // The S3/C3 bootloader's options cannot be read off the device (the ESP32's
-                // inference does not apply): the chip stays silent as it would with a bootloader
-                // this simulator does not know, and says why on the console.
-                let line = "espforge: the \(chip.displayName) cannot boot here: no sdkconfig is remembered in its state folder "
-                    + "(create it with `espforge device create --sdkconfig FILE` or `device boot --sdkconfig FILE` once)\n"
-                return FirmwareRun(console: Array(line.utf8), seconds: 0, sectorErases: 0, pagePrograms: 0, efusePrograms: 0)
             } else {
                 let inferred = BuildInference.infer(device: device)
                 onInferred?(inferred.assumptions)

@@ -29,8 +29,8 @@ public enum VirtualDeviceServing {
         if let plan, !plan.stuckEFuseBits.isEmpty, engine.chip == nil {
             throw DeviceError.badFaultSpec(plan.spec, "efuse-stuck applies to ESP32-S3/C3 devices only")
         }
-        // ESP32, ESP32-S3 and ESP32-C3 alike: leaving the loader runs the boot simulator (an S3/C3
-        // needs the remembered sdkconfig; without one it says so on the console and does not boot).
+        // ESP32, ESP32-S3 and ESP32-C3 alike: leaving the loader runs the boot simulator under the
+        // remembered sdkconfig, else the options inferred from the device at each boot.
         engine.firmware = VirtualFirmware.hook(config: try SDKConfig.remembered(inStateFolder: state).map { BootConfig(sdkconfig: $0) },
                                                rngSeed: options.rngSeed, onInferred: { options.onInferred?($0) })
         let server = DeviceServer(store: store, engine: engine, faultPlan: plan, faultSeed: options.seed, realtime: options.realtime)

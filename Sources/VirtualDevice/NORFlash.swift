@@ -54,6 +54,22 @@ public struct NORFlash: Sendable {
         return t
     }
 
+    /// One erase step of a flasher stub's erase front: a 64 KiB block erase when `offset` is
+    /// block-aligned and at least a block remains before `end`, otherwise one 4 KiB sector erase.
+    /// `offset` must be sector-aligned and below `end`. Returns where the front is next and the
+    /// time taken; nil if out of range.
+    public mutating func eraseStep(at offset: Int, end: Int, timing: TimeModel) -> (next: Int, seconds: Double)? {
+        guard offset >= 0, offset % Self.sectorSize == 0, offset < end, offset + Self.sectorSize <= size else { return nil }
+        if offset % Self.blockSize == 0, end - offset >= Self.blockSize, offset + Self.blockSize <= size {
+            fill(offset, Self.blockSize)
+            blockErases += 1
+            return (offset + Self.blockSize, timing.blockErase)
+        }
+        fill(offset, Self.sectorSize)
+        sectorErases += 1
+        return (offset + Self.sectorSize, timing.sectorErase)
+    }
+
     /// Erases only with 4 KiB sector erases (what the ESP32 ROM does on FLASH_BEGIN).
     @discardableResult
     public mutating func eraseSectors(_ offset: Int, _ length: Int, timing: TimeModel) -> Double? {

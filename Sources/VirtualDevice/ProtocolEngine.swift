@@ -88,6 +88,11 @@ public final class ProtocolEngine {
         var inflater: Inflater?
         var encrypted = false
         var failed = false
+        /// The stub's erase front: the next sector-aligned address to erase and the end of the
+        /// announced range rounded up to a sector (equal once all is erased; the ROM erases the
+        /// whole range at FLASH_BEGIN).
+        var eraseNext = 0
+        var eraseEnd = 0
     }
 
     struct ReadOperation {
@@ -547,18 +552,45 @@ public final class ProtocolEngine {
         guard blockSize > 0, blockSize <= 0x10000, off + total <= limit else {
             return reply(op, error: mode == .stub ? .stubBadDataLength : .invalidParameter)
         }
-        let before = device.flash
-        let t: Double?
+        var f = FlashOperation(compressed: compressed, offset: off, blockSize: Int(blockSize), total: total,
+                               inflater: compressed ? Inflater() : nil, encrypted: encrypted)
+        let sector = NORFlash.sectorSize
+        f.eraseNext = off / sector * sector
+        f.eraseEnd = total > 0 ? min(device.flash.size, (off + total + sector - 1) / sector * sector) : f.eraseNext
         if mode == .rom {
-            t = device.flash.eraseSectors(off, total, timing: timing)
+            // The ROM erases the whole announced range, sector by sector, before it answers.
+            let before = device.flash
+            advanceFlash(device.flash.eraseSectors(off, total, timing: timing) ?? 0)
+            countErases(before)
+            f.eraseNext = f.eraseEnd
         } else {
-            t = device.flash.eraseRegion(off, total, timing: timing)
+            // The stub (esp-flasher-stub, esptool's default stub) only records the range and starts
+            // its first erase; the rest is erased as the data comes (see `stubErase`).
+            stubErase(&f, through: f.eraseNext + 1)
+        }
+        flashOp = f
+        reply(op)
+    }
+
+    /// Moves the stub's erase front on until it covers `[.., end)`: one 64 KiB block erase where
+    /// the front is block-aligned and a whole block of the range is left, otherwise a 4 KiB sector
+    /// (as the stub's `start_next_erase` does). The real stub runs these erases in the
+    /// background while it receives and inflates data, and starts one whenever the flash is idle;
+    /// here each is charged when the data needs it, so a stream's total virtual time is that of
+    /// erasing its range once, and a stream cut short has erased only the units its data reached.
+    private func stubErase(_ f: inout FlashOperation, through end: Int) {
+        let before = device.flash
+        var t = 0.0
+        while f.eraseNext < min(end, f.eraseEnd) {
+            guard let step = device.flash.eraseStep(at: f.eraseNext, end: f.eraseEnd, timing: timing) else {
+                f.eraseNext = f.eraseEnd
+                break
+            }
+            f.eraseNext = step.next
+            t += step.seconds
         }
         countErases(before)
-        advanceFlash(t ?? 0)
-        flashOp = FlashOperation(compressed: compressed, offset: off, blockSize: Int(blockSize), total: total,
-                                 inflater: compressed ? Inflater() : nil, encrypted: encrypted)
-        reply(op)
+        advanceFlash(t)
     }
 
     private func flashData(_ p: CommandPacket, compressed: Bool) {
@@ -610,6 +642,7 @@ public final class ProtocolEngine {
             toWrite = payload
             f.written = max(f.written, at - f.offset + toWrite.count)
         }
+        if mode == .stub { stubErase(&f, through: at + toWrite.count) }
         flashOp = f
         if f.encrypted, let chip {
             guard let ciphertext = chip.encryptForDownload(device.cells ?? EFuseBlockWords(map: chip.efuseMap),

@@ -192,6 +192,7 @@ public final class DeviceServer {
             }
             let before = engine.connection.virtualSeconds
             var out = engine.receive(input)
+            var stalledSeconds = 0.0
             if var inj = injector {
                 if inj.shouldReset(commands: engine.connection.commands) {
                     engine.resetToROM()
@@ -199,7 +200,8 @@ public final class DeviceServer {
                 }
                 let stallMS = out.isEmpty ? 0 : inj.stall()
                 if stallMS > 0 {
-                    engine.stall(seconds: Double(stallMS) / 1000)
+                    stalledSeconds = Double(stallMS) / 1000
+                    engine.stall(seconds: stalledSeconds)
                     usleep(useconds_t(stallMS) * 1000)
                 }
                 let r = inj.corrupt(out)
@@ -208,7 +210,8 @@ public final class DeviceServer {
                 if r.disconnect { _ = writeAll(writeFD, out); return }
             }
             if realtime {
-                let dt = engine.connection.virtualSeconds - before
+                // An injected stall was slept already (above): not twice.
+                let dt = engine.connection.virtualSeconds - before - stalledSeconds
                 if dt > 0 { usleep(useconds_t(min(dt, 30) * 1_000_000)) }
             }
             if !out.isEmpty, !writeAll(writeFD, out) { return }
