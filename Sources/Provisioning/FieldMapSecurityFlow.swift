@@ -290,10 +290,14 @@ struct FieldMapSecurityFlow: ChipSecurityFlow {
     /// Numeric fields, and per key block a state (never its contents): `empty`,
     /// `SECURE_BOOT_DIGEST0, burned, write-protected`, `XTS_AES_128_KEY, burned, read-protected,
     /// write-protected`.
-    func summary(_ run: Provisioner.Run) -> [String: String] {
+    func summary(_ run: Provisioner.Run) -> [String: String] { Self.summary(words: words(run), map: map) }
+
+    /// The summary of eFuses as the chip's read registers show them (``summary(_:)``; the soak
+    /// audit compares a record with the chip's efuse.bin through it).
+    static func summary(words: EFuseBlockWords, map: EFuseFieldMap) -> [String: String] {
         var out: [String: String] = [:]
-        for name in securityFields { out[name] = String(int(run, name)) }
-        for k in keyBlocks(run) {
+        for name in summaryFields { if let f = map.field(named: name) { out[name] = String(words.integer(f)) } }
+        for k in EFuseFieldMapSummary(words: words, map: map).keyBlocks {
             out[map.blockNames[k.block]] = Self.keyBlockState(k)
         }
         if let info = run.secureDownloadInfo {

@@ -14,6 +14,10 @@ import VirtualDevice
 /// (its state folder: flash and eFuses) is compared with the job's plan and with the registry,
 /// the identity pool is accounted for, and the work folders are searched for the devices' key
 /// bytes. Reads only: device folders are read as files (``DeviceStore/load()`` would tidy them).
+/// The ESP32 is read as its eFuse array (BLOCK1 key, BLOCK2 digest); an ESP32-S3/C3 through its
+/// field map (efuse.bin as the registers show it, efuse-protected.bin for read-protected key
+/// blocks), its flash decrypted with the XTS key its engine uses, its eFuses checked against what
+/// ``FieldMapSecurityFlow`` must leave.
 ///
 /// Figures that must be zero: silent wrong writes (a device recorded `provisioned` whose flash or
 /// eFuses differ from the plan), identities claimed twice, identities lost, records in an
@@ -71,8 +75,26 @@ public struct SoakAudit: Sendable {
     struct Chip {
         var folder: String
         var mac: String
+        /// `esp32`, `esp32s3`, `esp32c3` (device.json).
+        var chip: String
         var flash: [UInt8]
+        /// ESP32: the eFuse array (blank for an S3/C3).
         var efuses: EFuseArray
+        /// ESP32-S3/C3: the chip's eFuses through its field map.
+        var fieldMap: FieldMapFuses?
+        /// The flash-encryption key as the chip's engine uses it (key-file order); nil: none burned.
+        var flashKey: [UInt8]?
+        /// The engine's cipher (ESP32: BLOCK1 with FLASH_CRYPT_CONFIG; S3/C3: the XTS key block(s)).
+        var cipher: FlashCipher?
+    }
+
+    /// An S3/C3's eFuses: `shown` as its read registers show them (efuse.bin: read-protected
+    /// blocks as zero, what the line reads and records), `cells` the fuses themselves (the
+    /// hidden blocks from efuse-protected.bin).
+    struct FieldMapFuses {
+        var map: EFuseFieldMap
+        var shown: EFuseBlockWords
+        var cells: EFuseBlockWords
     }
 
     /// Audits the devices in `deviceFolders`; searches every regular file under `scanPaths` for
@@ -95,8 +117,19 @@ public struct SoakAudit: Sendable {
                 continue
             }
             macs.insert(chip.mac)
-            let cipher = ESP32FlashKey.cipher(chip.efuses)
-            if let key = ESP32FlashKey.key(chip.efuses) { keys.append(("\(chip.mac) flash-encryption key", key)) }
+            let cipher = chip.cipher
+            if chip.chip != job.chip {
+                f.inconsistentRecords += 1
+                problem("\(chip.mac): the device is an \(chip.chip), the line provisions \(job.chip)")
+                continue
+            }
+            if let key = chip.flashKey {
+                keys.append(("\(chip.mac) flash-encryption key", key))
+                if key.count == 64 {  // XTS-AES-256: two key blocks, each searched alone too
+                    keys.append(("\(chip.mac) flash-encryption key (first half)", Array(key[0..<32])))
+                    keys.append(("\(chip.mac) flash-encryption key (second half)", Array(key[32..<64])))
+                }
+            }
             if let nvsKeys = nvsKeys(chip, cipher) {
                 keys.append(("\(chip.mac) NVS key (XTS 1)", Array(nvsKeys.bytes[0..<32])))
                 keys.append(("\(chip.mac) NVS key (XTS 2)", Array(nvsKeys.bytes[32..<64])))
@@ -185,7 +218,7 @@ public struct SoakAudit: Sendable {
         for root in scanPaths {
             for path in Self.files(under: root) {
                 let name = (path as NSString).lastPathComponent
-                if name == "flash.bin" || name == "efuse.bin" {
+                if name == "flash.bin" || name == "efuse.bin" || name == "efuse-protected.bin" {
                     // The chip itself, when the folder is a device's.
                     let dir = (path as NSString).deletingLastPathComponent
                     if FileManager.default.fileExists(atPath: dir + "/device.json") { continue }
@@ -217,7 +250,7 @@ public struct SoakAudit: Sendable {
             }
             if secret != want { out.append("the newest sealed \(kind) is not the key the chip holds") }
         }
-        if job.mode == .host { check(Provisioner.EscrowKind.flashEncryptionKey, ESP32FlashKey.key(chip.efuses) ?? []) }
+        if job.mode == .host { check(Provisioner.EscrowKind.flashEncryptionKey, chip.flashKey ?? []) }
         if job.encryptNVS, job.claimsIdentities { check(Provisioner.EscrowKind.nvsKeys, nvsKeys(chip, cipher)?.bytes ?? []) }
         return out
     }
@@ -248,7 +281,7 @@ public struct SoakAudit: Sendable {
         var out: [String] = []
         var covered: [Range<Int>] = []
         let host = job.mode == .host
-        if host && cipher == nil { out.append("no flash-encryption key in BLOCK1") }
+        if host && cipher == nil { out.append(chip.fieldMap == nil ? "no flash-encryption key in BLOCK1" : "no XTS-AES key block") }
         func region(_ offset: Int, _ count: Int, decrypt: Bool) -> [UInt8]? {
             guard offset >= 0, offset + count <= chip.flash.count else { return nil }
             let raw = Array(chip.flash[offset..<offset + count])
@@ -318,6 +351,7 @@ public struct SoakAudit: Sendable {
             at = max(at, r.upperBound)
         }
         // eFuses as the manifest asks.
+        if let fuses = chip.fieldMap { return out + fieldMapEFuseProblems(fuses) }
         let e = chip.efuses
         if secureBoot {
             if Provisioner.int(e, "ABS_DONE_1") != 1 { out.append("ABS_DONE_1 is not set") }
@@ -350,6 +384,54 @@ public struct SoakAudit: Sendable {
         return out
     }
 
+    /// S3/C3 eFuses as ``FieldMapSecurityFlow`` must leave them: SECURE_BOOT_EN and a
+    /// SECURE_BOOT_DIGESTn key block holding the key digest; SPI_BOOT_CRYPT_CNT odd (host mode: 1
+    /// development, 0b111 release) with the XTS key block(s) read- and write-protected; every
+    /// `[efuse] burn` field fully burned, every `write_protect` set.
+    func fieldMapEFuseProblems(_ fuses: FieldMapFuses) -> [String] {
+        var out: [String] = []
+        let map = fuses.map, cells = fuses.cells
+        func int(_ name: String) -> UInt64 { map.field(named: name).map { cells.integer($0) } ?? 0 }
+        let blocks = EFuseFieldMapSummary(words: fuses.shown, map: map).keyBlocks
+        if secureBoot {
+            if int("SECURE_BOOT_EN") != 1 { out.append("SECURE_BOOT_EN is not set") }
+            if let want = job.secureBootDigest.map(Provisioner.hex),
+               !blocks.contains(where: { $0.purposeName.hasPrefix("SECURE_BOOT_DIGEST") && $0.digest == want }) {
+                out.append("no SECURE_BOOT_DIGESTn key block holds the Secure Boot key digest")
+            }
+        }
+        if job.mode != .none {
+            let cnt = int("SPI_BOOT_CRYPT_CNT")
+            if cnt.nonzeroBitCount % 2 == 0 { out.append("SPI_BOOT_CRYPT_CNT is even (encryption off)") }
+            let xts = blocks.filter { $0.purposeName.hasPrefix("XTS_AES_") }
+            if xts.isEmpty { out.append("no key block with an XTS_AES purpose") }
+            for k in xts {
+                if !k.readProtected { out.append("\(map.blockNames[k.block]) (\(k.purposeName)) is not read-protected") }
+                if !k.writeProtected { out.append("\(map.blockNames[k.block]) (\(k.purposeName)) is not write-protected") }
+            }
+            if job.mode == .host {
+                let want: UInt64 = job.release ? 0b111 : 1
+                if cnt != want { out.append("SPI_BOOT_CRYPT_CNT is \(cnt), the plan burns \(want)") }
+            }
+        }
+        for name in job.finalBurn {
+            guard let field = map.field(named: name), field.width <= 32 else { out.append("\(name) is not a field of the chip"); continue }
+            let all = field.width == 32 ? UInt64(UInt32.max) : (UInt64(1) << UInt64(field.width)) - 1
+            if cells.integer(field) != all { out.append("\(field.name) is not burned") }
+        }
+        for name in job.finalWriteProtect {
+            let bit: Int?
+            if let field = map.field(named: name) {
+                bit = field.writeProtect ?? (field.block == 0 ? nil : map.blockWriteProtectBits[field.block])
+            } else {
+                bit = FieldMapBurnPlanner.block(named: name, map: map).flatMap { map.blockWriteProtectBits[$0] }
+            }
+            guard let bit else { out.append("\(name) has no write-protection bit"); continue }
+            if !cells.isWriteProtected(bit: bit) { out.append("\(name.uppercased()) is not write-protected") }
+        }
+        return out
+    }
+
     /// A `provisioned` record: every device-changing step finished ok, the final `record` step
     /// is the last one worked on, the eFuse summary is what the chip holds, the identity is the pool's.
     func provisionedRecordProblems(_ record: DeviceRecord, steps: [StepRecord], chip: Chip, identity: ClaimedIdentity?) -> [String] {
@@ -363,7 +445,9 @@ public struct SoakAudit: Sendable {
             let later = steps.filter { $0.id > done.id && $0.outcome != .skipped }
             if !later.isEmpty { out.append("steps worked on after the record step: \(later.map(\.step).joined(separator: ", "))") }
         }
-        if record.efuseSummary != Provisioner.efuseSummary(chip.efuses) {
+        let chipSummary = chip.fieldMap.map { FieldMapSecurityFlow.summary(words: $0.shown, map: $0.map) }
+            ?? Provisioner.efuseSummary(chip.efuses)
+        if record.efuseSummary != chipSummary {
             out.append("the recorded eFuse summary is not what the chip holds")
         }
         if job.claimsIdentities {
@@ -374,7 +458,7 @@ public struct SoakAudit: Sendable {
         // The recorded image hashes are those of what the flash holds (signed images: the
         // signature may differ from run to run, the record must name the one written).
         let host = job.mode == .host
-        let cipher = ESP32FlashKey.cipher(chip.efuses)
+        let cipher = chip.cipher
         for image in job.images where image.offset + image.bytes.count <= chip.flash.count {
             guard let recorded = record.facts.imageHashes[image.name] else { out.append("no image hash recorded for \(image.name)"); continue }
             var raw = Array(chip.flash[image.offset..<image.offset + (image.bytes.count + 31) / 32 * 32])
@@ -398,8 +482,30 @@ public struct SoakAudit: Sendable {
             throw ProvisioningError(.connect, "\(folder): device.json, flash.bin or efuse.bin missing")
         }
         let description = try JSONDecoder().decode(DeviceDescription.self, from: desc)
-        return Chip(folder: folder, mac: description.mac.lowercased(), flash: [UInt8](flash),
-                    efuses: try EFuseArray(layout: .esp32, bytes: [UInt8](efuse)))
+        let mac = description.mac.lowercased()
+        guard let virtualChip = VirtualChip.named(description.chip) else {
+            let efuses = try EFuseArray(layout: .esp32, bytes: [UInt8](efuse))
+            return Chip(folder: folder, mac: mac, chip: "esp32", flash: [UInt8](flash), efuses: efuses, fieldMap: nil,
+                        flashKey: ESP32FlashKey.key(efuses), cipher: ESP32FlashKey.cipher(efuses))
+        }
+        // S3/C3: efuse.bin shows what the read registers show; the fuses of read-protected blocks
+        // are in efuse-protected.bin (read here as files: DeviceStore.load() would tidy the folder).
+        let map = virtualChip.efuseMap
+        let shown = try EFuseVirtualFile.decode([UInt8](efuse), map: map, name: store.efusePath)
+        var cells = shown
+        let rdDis = map.field(named: "RD_DIS").map { shown.integer($0) } ?? 0
+        let hidden = map.blockReadProtectBits.enumerated().compactMap { b, bit in bit.flatMap { rdDis & (1 << UInt64($0)) != 0 ? b : nil } }
+        if !hidden.isEmpty {
+            guard let protected = FileManager.default.contents(atPath: store.protectedEFusePath) else {
+                throw ProvisioningError(.connect, "\(folder): blocks are read-protected but efuse-protected.bin is missing")
+            }
+            let words = try EFuseVirtualFile.decode([UInt8](protected), map: map, name: store.protectedEFusePath)
+            for b in hidden { for w in 0..<map.blockWordCounts[b] { cells.setWord(b, w, words.word(b, w)) } }
+        }
+        let key = virtualChip.flashEncryptionKey(cells)
+        let cipher = key.flatMap { k in ChipSpec.named(virtualChip.name).flatMap { try? FlashCipher(chip: $0, key: k) } }
+        return Chip(folder: folder, mac: mac, chip: virtualChip.name, flash: [UInt8](flash), efuses: EFuseArray(layout: .esp32),
+                    fieldMap: FieldMapFuses(map: map, shown: shown, cells: cells), flashKey: key, cipher: cipher)
     }
 
     /// The first `count` bytes of both are equal (memcmp: the audit reads megabytes per device).

@@ -47,7 +47,7 @@ class Drill:
     # --- the line -------------------------------------------------------------------------
     def make_line(self):
         line = os.path.join(self.work, "line")
-        self.run("demo", "--devices", "1", "--dir", line)
+        self.run("demo", "--chip", self.a.chip, "--devices", "1", "--dir", line)
         # The demo provisioned one in-process device into its own registry: not part of the drill.
         shutil.rmtree(os.path.join(line, "devices"), ignore_errors=True)
         for name in os.listdir(line):
@@ -70,16 +70,19 @@ class Drill:
         self.sdkconfig = os.path.join(line, "sdkconfig")
 
     # --- devices --------------------------------------------------------------------------
+    # The chip's factory OUI (as `espforge device create` gives it), then backend and index.
+    OUI = {"esp32": "24:0a:c4", "esp32s3": "7c:df:a1", "esp32c3": "58:cf:79"}
+
     def mac(self, i):
         b = {"sqlite": 0x10, "postgres": 0x20}[self.a.backend]
-        return f"24:0a:c4:{b:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
+        return f"{self.OUI[self.a.chip]}:{b:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
 
     def serve(self, indices):
         ports = []
         creating = []
         for i in indices:  # four at a time
             state = os.path.join(self.work, "devices", f"dev{i:05d}")
-            creating.append(subprocess.Popen([self.bin, "device", "create", "--state", state, "--sdkconfig", self.sdkconfig,
+            creating.append(subprocess.Popen([self.bin, "device", "create", "--chip", self.a.chip, "--state", state, "--sdkconfig", self.sdkconfig,
                                               "--mac", self.mac(i)], stdout=subprocess.DEVNULL))
             if len(creating) >= 4:
                 if creating.pop(0).wait() != 0:
@@ -246,7 +249,7 @@ class Drill:
                         pass
         fig.update({
             "passwordInFiles": len(password_hits),
-            "backend": self.a.backend, "kills": self.kills, "provisionRuns": self.attempts, "hangs": self.hangs,
+            "backend": self.a.backend, "chip": self.a.chip, "kills": self.kills, "provisionRuns": self.attempts, "hangs": self.hangs,
             "unfinishedBatches": len(self.unfinished_batches), "batches": len(batches), "batchSize": bs,
             "devicesWithFaults": self.faulty_devices, "faultRate": self.a.fault_rate,
             "droppedBytes": faults["droppedBytes"], "flippedBits": faults["flippedBits"],
@@ -261,7 +264,7 @@ def report(fig):
     zero = ["silentWrongWrites", "identitiesClaimedTwice", "identitiesLost", "inconsistentRecords", "keyBytesOutside",
             "escrowNotRecovering", "refusedBoards", "hangs", "passwordInFiles"]
     b = fig["backend"]
-    log(f"--- {b}: {fig['devices']} devices, {fig['batches']} batches of {fig['batchSize']}, "
+    log(f"--- {b}: {fig['devices']} {fig.get('chip', 'esp32')} devices, {fig['batches']} batches of {fig['batchSize']}, "
         f"{fig['devicesWithFaults']} with transport faults (drop = flip = {fig['faultRate']}: "
         f"{fig['droppedBytes']} bytes dropped, {fig['flippedBits']} bits flipped), "
         f"{fig['kills']} SIGKILLs, {fig['provisionRuns']} provision runs, "
@@ -295,6 +298,8 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--backend", required=True, choices=["sqlite", "postgres"])
+    ap.add_argument("--chip", default="esp32", choices=["esp32", "esp32s3", "esp32c3"],
+                    help="the chip of the served devices and of the demo line they are provisioned with")
     ap.add_argument("--registry", required=True)
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--spare", type=int, default=5)
