@@ -290,16 +290,8 @@ struct FieldMapSecurityFlow: ChipSecurityFlow {
     /// Numeric fields, and per key block a state (never its contents): `empty`,
     /// `SECURE_BOOT_DIGEST0, burned, write-protected`, `XTS_AES_128_KEY, burned, read-protected,
     /// write-protected`.
-    func summary(_ run: Provisioner.Run) -> [String: String] { Self.summary(words: words(run), map: map) }
-
-    /// The summary of eFuses as the chip's read registers show them (``summary(_:)``; the soak
-    /// audit compares a record with the chip's efuse.bin through it).
-    static func summary(words: EFuseBlockWords, map: EFuseFieldMap) -> [String: String] {
-        var out: [String: String] = [:]
-        for name in summaryFields { if let f = map.field(named: name) { out[name] = String(words.integer(f)) } }
-        for k in EFuseFieldMapSummary(words: words, map: map).keyBlocks {
-            out[map.blockNames[k.block]] = Self.keyBlockState(k)
-        }
+    func summary(_ run: Provisioner.Run) -> [String: String] {
+        var out = Self.summary(words: words(run), map: map)
         if let info = run.secureDownloadInfo {
             // Secure Download Mode: what GET_SECURITY_INFO says overrides the last full reading.
             out["SECURE_BOOT_EN"] = info.secureBootEnabled ? "1" : "0"
@@ -312,6 +304,17 @@ struct FieldMapSecurityFlow: ChipSecurityFlow {
                 guard purpose != k.purpose, let name = map.purposeName(purpose) else { continue }
                 out[map.blockNames[k.block]] = purpose == 0 ? "empty" : "\(name), burned"
             }
+        }
+        return out
+    }
+
+    /// The summary of eFuses as the chip's read registers show them (``summary(_:)``; the soak
+    /// audit compares a record with the chip's efuse.bin through it).
+    static func summary(words: EFuseBlockWords, map: EFuseFieldMap) -> [String: String] {
+        var out: [String: String] = [:]
+        for name in summaryFields { if let f = map.field(named: name) { out[name] = String(words.integer(f)) } }
+        for k in EFuseFieldMapSummary(words: words, map: map).keyBlocks {
+            out[map.blockNames[k.block]] = Self.keyBlockState(k)
         }
         return out
     }
