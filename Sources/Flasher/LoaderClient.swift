@@ -7,7 +7,7 @@ import Transport
 
 /// The host side of the ESP serial loader protocol over any ``ChipPort``: framing, command/response
 /// matching, retries with the same sequence number, resync. One instance per port, one thread.
-public final class LoaderClient: RegisterAccess {
+public final class LoaderClient: RegisterAccess, LinkResynchronizing {
     public let port: ChipPort
     /// True once the flasher stub answers (2 status bytes, 16 KiB blocks, stub-only commands).
     public private(set) var isStub = false
@@ -332,6 +332,9 @@ public final class LoaderClient: RegisterAccess {
         throw FlasherError.noSync(port: port.name, attempts: attempts)
     }
 
+    /// ``LinkResynchronizing``: stale replies dropped, SYNC again.
+    public func resynchronize() throws { try resync() }
+
     /// Resynchronize after repeated failures (drains, then SYNC).
     public func resync() throws {
         resyncs += 1
@@ -515,11 +518,35 @@ public final class LoaderClient: RegisterAccess {
     /// read raw (a serial monitor's view; the client's framing would drop the text).
     /// `encryptFlagWord`: FLASH_BEGIN carries the fifth (encrypted-write) word, 0, as esptool
     /// sends it to every chip but the ESP32 (``SessionChipFacts/beginCarriesEncryptFlag``).
-    public func runFirmware(encryptFlagWord: Bool = false) throws {
+    ///
+    /// `attempts`: a FLASH_BEGIN the ROM refused as damaged on the wire (a transient error code,
+    /// a code no loader sends) or did not answer is sent again after a re-sync, up to `attempts`
+    /// times in all: the chip that answered is still in its loader. FLASH_END(run) is sent once,
+    /// without waiting for a reply, and never repeated (the chip may have left the loader).
+    public func runFirmware(encryptFlagWord: Bool = false, attempts: Int = 1) throws {
         guard !isStub else { throw FlasherError.romUnsupported("running the firmware from the stub") }
-        try command(.flashBegin, encryptFlagWord ? le(0, 0, UInt32(LoaderProtocol.romWriteBlock), 0, 0)
-                                                 : le(0, 0, UInt32(LoaderProtocol.romWriteBlock), 0))
+        let begin = encryptFlagWord ? le(0, 0, UInt32(LoaderProtocol.romWriteBlock), 0, 0)
+                                    : le(0, 0, UInt32(LoaderProtocol.romWriteBlock), 0)
+        for attempt in 0..<max(1, attempts) {
+            do {
+                try command(.flashBegin, begin)
+                break
+            } catch let e as FlasherError where attempt + 1 < attempts && Self.beginMayBeRepeated(e) {
+                retries += 1
+                try resync()
+            }
+        }
         try send(CommandPacket(.flashEnd, data: le(1)))
+    }
+
+    /// A FLASH_BEGIN failure that a repeat may cure: the request or its reply damaged on the wire.
+    static func beginMayBeRepeated(_ e: FlasherError) -> Bool {
+        switch e {
+        case .timeout, .badResponse: return true
+        case let .commandFailed(_, _, code):
+            return isTransient(code) || LoaderErrorCode(rawValue: code) == nil || code == LoaderErrorCode.undefined.rawValue
+        default: return false
+        }
     }
 
     /// Stub: leave the loader (run the new firmware); ROM: FLASH_END(run user code).

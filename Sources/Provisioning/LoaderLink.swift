@@ -193,6 +193,9 @@ public final class LoaderLink: DeviceLink {
         _ = try s.write(plan)
     }
 
+    /// FLASH_BEGIN tries of the ROM's run sequence on links without modem lines.
+    static let firstBootBeginAttempts = 3
+
     public func firstBoot(_ request: FirstBootRequest) throws -> FirstBootReport {
         // The ROM loader (no stub) leaves for the firmware with FLASH_END(run); on a serial port
         // an EN pulse with IO0 released does the same on any board with the usual reset circuit.
@@ -212,7 +215,10 @@ public final class LoaderLink: DeviceLink {
             let rom = LoaderClient(port: link)
             rom.timeout = options.session.timeout
             try rom.sync()
-            try rom.runFirmware(encryptFlagWord: beginWord)
+            // A FLASH_BEGIN refused as damaged (or unanswered) is repeated after a re-sync: the
+            // chip that answered is still in its loader. Nothing is repeated once FLASH_END(run)
+            // is sent (the console starts).
+            try rom.runFirmware(encryptFlagWord: beginWord, attempts: Self.firstBootBeginAttempts)
             skippingFrames = true
         }
         var watch = BootWatch(readyLine: request.readyLine, defaultMarkers: VirtualFirmware.appStartLines)
