@@ -117,7 +117,7 @@ public struct EFuseClient {
     /// (CONF=0x5AA5 + CMD=1), checks DEC_STATUS and reads the block back; a cycle whose bits did not
     /// all stick is retried (3 tries). Refuses to start if the chip no longer matches the plan.
     public func execute(_ plan: EFuseBurnPlan) throws -> EFuseBurnReport {
-        guard try snapshot() == plan.before else { throw EFuseClientError.chipChanged }
+        guard try access.stillReads(plan.before, { try snapshot() }) else { throw EFuseClientError.chipChanged }
         let (sel0, sel1, dac) = try timing()
         var observed = plan.before.blocks
         var cycles = 0
@@ -144,6 +144,20 @@ public struct EFuseClient {
                 }
                 observed[block] = readBack
                 if zip(readBack, words).allSatisfy({ $0 & $1 == $1 }) { break }
+            }
+            // Before the block is judged as not burned as planned (bits missing, or set that were
+            // neither there nor planned): the link brought back in step and the block read again
+            // (agreeing readings), see ``LinkResynchronizing``; real fuses read the same after.
+            let planned = zip(plan.before.blocks[block], words + [UInt32](repeating: 0, count: max(0, plan.before.blocks[block].count - words.count)))
+                .map { $0 | $1 }
+            let suspicious = zip(observed[block], words).contains { $0 & $1 != $1 } || zip(observed[block], planned).contains { $0 & ~$1 != 0 }
+            if suspicious, let link = access as? LinkResynchronizing {
+                try link.resynchronize()
+                observed[block] = try agreeing {
+                    try (0..<layout.blockWordCounts[block]).map { w in
+                        try access.readRegister(base + layout.readRegisterOffsets[block] + UInt32(4 * w))
+                    }
+                }
             }
         }
         try reload()

@@ -175,7 +175,7 @@ public struct FieldMapEFuseClient {
         guard let timing = FieldMapProgramTiming.forCrystal(crystalHz) else {
             throw FieldMapEFuseClientError.unsupportedCrystal(chip: map.chip, hz: crystalHz)
         }
-        guard try snapshot() == before else { throw EFuseClientError.chipChanged }
+        guard try access.stillReads(before, { try snapshot() }) else { throw EFuseClientError.chipChanged }
         var results: [FieldMapBlockResult] = []
         var total = 0
         for b in plan.programOrder {
@@ -209,9 +209,20 @@ public struct FieldMapEFuseClient {
                 }
                 if zip(seen, want).allSatisfy({ $0 & $1 == $1 }) && result.codingErrors == 0 { break }
             }
-            result.missingBits = zip(want, seen).reduce(0) { $0 + ($1.0 & ~$1.1).nonzeroBitCount }
             let planned = (0..<want.count).map { before.word(b, $0) | want[$0] }
-            result.strayBits = zip(seen, planned).reduce(0) { $0 + ($1.0 & ~$1.1).nonzeroBitCount }
+            func judge() {
+                result.missingBits = zip(want, seen).reduce(0) { $0 + ($1.0 & ~$1.1).nonzeroBitCount }
+                result.strayBits = zip(seen, planned).reduce(0) { $0 + ($1.0 & ~$1.1).nonzeroBitCount }
+            }
+            judge()
+            if result.missingBits > 0 || result.strayBits > 0, let link = access as? LinkResynchronizing {
+                // Before a block is reported as not burned as planned: the link brought back in
+                // step and the block read again (agreeing readings). Replies that answered the
+                // wrong request agree with each other until then; real fuses read the same after.
+                try link.resynchronize()
+                seen = try agreeing { try readBlock(b) }
+                judge()
+            }
             results.append(result)
         }
         let after: EFuseBlockWords

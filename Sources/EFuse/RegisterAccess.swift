@@ -6,6 +6,14 @@ public protocol RegisterAccess: AnyObject {
     func writeRegister(_ address: UInt32, _ value: UInt32) throws
 }
 
+/// Register access over a link that can be brought back in step (stale replies dropped, the
+/// loader synchronized again). A read-back that shows missing or unplanned eFuse bits is read
+/// once more after this before it is reported: a reply answering the wrong request repeats
+/// (two readings agree) until the link is resynchronized; a bit really burned (or stuck) stays.
+public protocol LinkResynchronizing: AnyObject {
+    func resynchronize() throws
+}
+
 public enum RegisterReadings {
     /// Register reads carry no checksum on the wire: a value that decides something is read again
     /// until two readings in a row agree. Returns nil when none of `maxReadings` readings agreed
@@ -18,5 +26,17 @@ public enum RegisterReadings {
             last = next
         }
         return nil
+    }
+}
+
+extension RegisterAccess {
+    /// Whether the chip still reads as `expected` (the check before a burn). A reading that
+    /// differs is taken again after a resync when the link can do one: replies out of step with
+    /// their requests agree with each other, so they are not a changed chip until then.
+    func stillReads<T: Equatable>(_ expected: T, _ read: () throws -> T) throws -> Bool {
+        if try read() == expected { return true }
+        guard let link = self as? LinkResynchronizing else { return false }
+        try link.resynchronize()
+        return try read() == expected
     }
 }
