@@ -152,10 +152,11 @@ public struct FieldMapEFuseClient {
         return try (0..<map.blockWordCounts[b]).map { try access.readRegister(first + UInt32(4 * $0)) }
     }
 
-    /// Every block as the read registers show it (read-protected blocks as zero), read until two
-    /// consecutive readings agree: a flipped bit on the link does not repeat.
+    /// Every block as the read registers show it (read-protected blocks as zero), each block read
+    /// until two consecutive readings of it agree: a flipped bit on the link does not repeat. (Per
+    /// block: on a noisy link two clean readings of one block come far sooner than of all eleven.)
     public func snapshot() throws -> EFuseBlockWords {
-        let blocks = try agreeing { try (0..<map.blockCount).map(readBlock) }
+        let blocks = try (0..<map.blockCount).map { b in try agreeing { try readBlock(b) } }
         return try EFuseBlockWords(map: map, blocks: blocks)
     }
 
