@@ -27,13 +27,7 @@ enum FieldMapROMPhase {
         try ROMPhase.requireBootloaderHeader(&s, head, at: boot, cipher: "XTS-AES decryption")
         s.rom("SPIWP:0xee")
         let modes = ["QIO", "QOUT", "DIO", "DOUT", "FAST_RD", "SLOW_RD"]
-        let div: Int
-        switch head[3] & 0x0F {
-        case 0xF: div = 1
-        case 0x1: div = 3
-        case 0x2: div = 4
-        default: div = 2
-        }
+        let div = ROMPhase.clockDivider(head[3])
         s.rom("mode:\(head[2] < 6 ? modes[Int(head[2])] : "DIO"), clock div:\(div)")
         let segments = try segmentTable(&s, boot: boot, count: Int(head[1]))
         if s.secureBootEnabled {

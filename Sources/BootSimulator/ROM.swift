@@ -36,6 +36,16 @@ enum ROMPhase {
         return BootStop(result: .romHalted, reason: why)
     }
 
+    /// The SPI clock divider the ROM prints (`clock div:`) for the header's frequency nibble.
+    static func clockDivider(_ sizeAndFrequency: UInt8) -> Int {
+        switch sizeAndFrequency & 0x0F {
+        case 0xF: return 1
+        case 0x1: return 3
+        case 0x2: return 4
+        default: return 2
+        }
+    }
+
     /// The ROM's check of the bootloader's first bytes (magic 0xE9, 1–16 segments); otherwise
     /// `invalid header` lines and a stop. `cipher` names the chip's flash decryption in the reason.
     static func requireBootloaderHeader(_ s: inout BootState, _ head: [UInt8], at boot: Int, cipher: String) throws {
@@ -63,13 +73,7 @@ enum ROMPhase {
         try requireBootloaderHeader(&s, head, at: boot, cipher: "decryption")
         s.rom("configsip: 0, SPIWP:0xee")
         s.rom("clk_drv:0x00,q_drv:0x00,d_drv:0x00,cs0_drv:0x00,hd_drv:0x00,wp_drv:0x00")
-        let div: Int
-        switch head[3] & 0x0F {
-        case 0xF: div = 1
-        case 0x1: div = 3
-        case 0x2: div = 4
-        default: div = 2
-        }
+        let div = clockDivider(head[3])
         let entry = head[4..<8].loadLE(UInt32.self)
         let count = Int(head[1])
         let segments: [Segment]

@@ -333,11 +333,7 @@ public enum FieldMapPortBurn {
     public static func run(_ operation: FieldMapBurnOperation, client: FieldMapEFuseClient, portName: String,
                            confirmed: Bool, dryRun: Bool = false, emit: (String) -> Void) throws -> EFuseBurnRun.Outcome {
         let (plan, before) = try client.plan(operation)
-        emit("eFuse burn plan for \(client.map.chip.uppercased()) on \(portName):")
-        plan.lines.forEach { emit("  " + $0) }
-        plan.notes.forEach { emit("  note: " + $0) }
-        if let stop = EFuseBurnRun.stopBeforeBurning(planIsEmpty: plan.isEmpty, dryRun: dryRun, confirmed: confirmed,
-                                                     emptyLine: "nothing to burn", emit: emit) {
+        if let stop = plan.show(title: "\(client.map.chip.uppercased()) on \(portName)", confirmed: confirmed, dryRun: dryRun, emit: emit) {
             return stop
         }
         let report = try client.execute(plan, before: before)

@@ -34,6 +34,18 @@ public struct EFuseProgramRegisters: Sendable, Equatable {
 }
 
 /// One burn request on a field-map chip, as the `efuse` commands take them.
+extension FieldMapBurnPlan {
+    /// Prints the plan (never key material) under `eFuse burn plan for TITLE:` and says whether
+    /// to stop before burning (``EFuseBurnRun/stopBeforeBurning``): nil means go on and burn.
+    func show(title: String, confirmed: Bool, dryRun: Bool, emit: (String) -> Void) -> EFuseBurnRun.Outcome? {
+        emit("eFuse burn plan for \(title):")
+        lines.forEach { emit("  " + $0) }
+        notes.forEach { emit("  note: " + $0) }
+        return EFuseBurnRun.stopBeforeBurning(planIsEmpty: isEmpty, dryRun: dryRun, confirmed: confirmed,
+                                              emptyLine: "nothing to burn", emit: emit)
+    }
+}
+
 public enum FieldMapBurnOperation: Sendable {
     case burn([(name: String, value: String)])
     case burnKeys([FieldMapBurnPlanner.KeyRequest], noReadProtect: Bool, noWriteProtect: Bool)
@@ -98,11 +110,7 @@ public enum FieldMapVirtualBurn {
         do { file = try BoundedFile.read(path, limit: EFuseVirtualFile.limit) } catch { throw EFuseFieldMapError.file(error) }
         let words = try EFuseVirtualFile.decode(file, map: map, name: path)
         let plan = try operation.plan(words: words, map: map)
-        emit("eFuse burn plan for \(map.chip.uppercased()) virtual eFuse file \(path):")
-        plan.lines.forEach { emit("  " + $0) }
-        plan.notes.forEach { emit("  note: " + $0) }
-        if let stop = EFuseBurnRun.stopBeforeBurning(planIsEmpty: plan.isEmpty, dryRun: dryRun, confirmed: confirmed,
-                                                     emptyLine: "nothing to burn", emit: emit) {
+        if let stop = plan.show(title: "\(map.chip.uppercased()) virtual eFuse file \(path)", confirmed: confirmed, dryRun: dryRun, emit: emit) {
             return stop
         }
         let out = try EFuseVirtualFile.burned(file, plan: plan, map: map, name: path)

@@ -20,13 +20,7 @@ extension ChipInfo {
         if let summary = fieldMapSummary { return fieldMapText(summary) }
         let s = security
         func bit(_ b: Bool) -> Int { b ? 1 : 0 }
-        return [
-            "Chip:         \(description) (revision \(revision))",
-            "Features:     \(features.joined(separator: ", "))",
-            "Crystal:      \(crystalMHz)MHz",
-            "MAC:          \(mac)",
-            "Flash:        manufacturer \(flashManufacturer), device \(flashDevice), \(flashSizeName) (JEDEC id \(flashID))",
-            "Security:",
+        return (identityLines + [
             "  Secure Boot V2 digest in BLOCK2: \(s.secureBootDigestBurned ? "burned" : "none")",
             "  ABS_DONE_0 (SB v1): \(bit(s.absDone0))   ABS_DONE_1 (SB v2): \(bit(s.absDone1))",
             "  FLASH_CRYPT_CNT: 0x\(String(s.flashCryptCnt, radix: 16)) -> flash encryption \(s.flashEncryptionEnabled ? "ON" : "off")",
@@ -34,7 +28,19 @@ extension ChipInfo {
             "  JTAG_DISABLE \(bit(s.jtagDisabled)), CONSOLE_DEBUG_DISABLE \(bit(s.consoleDebugDisabled)), coding scheme \(s.codingScheme)",
             "  write-protected: \(s.writeProtected.isEmpty ? "none" : s.writeProtected.joined(separator: ", "))",
             "  read-protected:  \(s.readProtected.isEmpty ? "none" : s.readProtected.joined(separator: ", "))",
-        ].joined(separator: "\n") + "\n"
+        ]).joined(separator: "\n") + "\n"
+    }
+
+    /// The chip's identity and flash, the same for every chip, up to the `Security:` heading.
+    var identityLines: [String] {
+        [
+            "Chip:         \(description) (revision \(revision))",
+            "Features:     \(features.joined(separator: ", "))",
+            "Crystal:      \(crystalMHz)MHz",
+            "MAC:          \(mac)",
+            "Flash:        manufacturer \(flashManufacturer), device \(flashDevice), \(flashSizeName) (JEDEC id \(flashID))",
+            "Security:",
+        ]
     }
 }
 
@@ -44,13 +50,7 @@ extension ChipInfo {
         let s = summary.security
         func yn(_ b: Bool) -> String { b ? "yes" : "no" }
         func list(_ v: [Int]) -> String { v.isEmpty ? "none" : v.map(String.init).joined(separator: ", ") }
-        var lines = [
-            "Chip:         \(description) (revision \(revision))",
-            "Features:     \(features.joined(separator: ", "))",
-            "Crystal:      \(crystalMHz)MHz",
-            "MAC:          \(mac)",
-            "Flash:        manufacturer \(flashManufacturer), device \(flashDevice), \(flashSizeName) (JEDEC id \(flashID))",
-            "Security:",
+        var lines = identityLines + [
             "  SECURE_BOOT_EN \(yn(s.secureBootEnabled)); digest slots \(list(s.secureBootDigestSlots)); revoked \(list(s.revokedDigestSlots)); aggressive revoke \(yn(s.aggressiveRevoke))",
             "  SPI_BOOT_CRYPT_CNT 0x\(String(s.spiBootCryptCnt, radix: 16)) -> flash encryption \(s.flashEncryptionEnabled ? "ON" : "off"); keys: \(s.flashEncryptionKeyPurposes.isEmpty ? "none" : s.flashEncryptionKeyPurposes.joined(separator: ", "))",
             "  DIS_DOWNLOAD_MANUAL_ENCRYPT \(yn(s.disDownloadManualEncrypt)), ENABLE_SECURITY_DOWNLOAD \(yn(s.enableSecurityDownload)), DIS_DOWNLOAD_MODE \(yn(s.disDownloadMode)), DIS_DIRECT_BOOT \(yn(s.disDirectBoot))",

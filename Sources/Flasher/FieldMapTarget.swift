@@ -43,16 +43,7 @@ public struct FieldMapTarget {
         }
         let c = LoaderClient(port: port)
         c.timeout = options.timeout
-        var synced = false
-        let rounds = options.before == .noReset || port.kind != .serial ? 1 : 4
-        for attempt in 0..<rounds where !synced {
-            try ResetSequence.enterLoader(port, mode: options.before, attempt: attempt)
-            do {
-                try c.sync(attempts: 7)
-                synced = true
-            } catch FlasherError.noSync { continue }
-        }
-        guard synced else { throw FlasherError.noSync(port: portName, attempts: rounds * 7) }
+        try c.enterLoaderAndSync(before: options.before, portName: portName)
         guard let row = ChipProbe.detectFieldMapChip(c), let map = EFuseFieldMap.named(row.name),
               let spec = ChipSpec.named(row.name) else {
             throw FlasherError.unknownChip(magic: (try? c.readRegister(ChipProbe.romMagicAddress)) ?? 0)

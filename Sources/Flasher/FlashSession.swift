@@ -271,19 +271,7 @@ public final class FlashSession {
         let c = LoaderClient(port: port)
         c.timeout = options.timeout
         client = c
-        var synced = false
-        let rounds = options.before == .noReset || port.kind != .serial ? 1 : 4
-        for attempt in 0..<rounds where !synced {
-            try ResetSequence.enterLoader(port, mode: options.before, attempt: attempt)
-            do {
-                try c.sync(attempts: 7)
-                synced = true
-            } catch let e as FlasherError {
-                if case .noSync = e { continue }
-                throw e
-            }
-        }
-        guard synced else { throw FlasherError.noSync(port: portName, attempts: rounds * 7) }
+        try c.enterLoaderAndSync(before: options.before, portName: portName)
         // The ESP32 by its ROM magic word; any other chip through the field-map table (ESP32-S3/C3:
         // GET_SECURITY_INFO's chip id, else the magic word), which an ESP32 never gets asked.
         let spec: ChipSpec

@@ -31,6 +31,21 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
         self.port = port
     }
 
+    /// Resets the chip into its ROM loader as `before` says and SYNCs: on a serial port `rounds`
+    /// resets (the sequence varies per round) of `attempts` SYNCs each; one round on a link
+    /// without reset lines or with `.noReset`. Other errors than no answer end it at once.
+    public func enterLoaderAndSync(before: ResetMode, portName: String, rounds: Int = 4, attempts: Int = 7) throws {
+        let tries = before == .noReset || port.kind != .serial ? 1 : rounds
+        for attempt in 0..<tries {
+            try ResetSequence.enterLoader(port, mode: before, attempt: attempt)
+            do {
+                try sync(attempts: attempts)
+                return
+            } catch FlasherError.noSync { continue }
+        }
+        throw FlasherError.noSync(port: portName, attempts: tries * attempts)
+    }
+
     /// Forget protocol state after a reconnect (the chip is back in its ROM at 115200).
     public func resetState() {
         isStub = false

@@ -84,16 +84,11 @@ public enum EFusePort {
         let chipPort = try o.ports.open(port)
         let c = LoaderClient(port: chipPort)
         c.timeout = o.timeout
-        let rounds = before == .noReset || chipPort.kind != .serial ? 1 : 4
-        for attempt in 0..<rounds {
-            try ResetSequence.enterLoader(chipPort, mode: before, attempt: attempt)
-            do {
-                try c.sync(attempts: 7)
-                return (c, false)
-            } catch FlasherError.noSync { continue }
+        do { try c.enterLoaderAndSync(before: before, portName: port) } catch {
+            chipPort.close()
+            throw error
         }
-        chipPort.close()
-        throw FlasherError.noSync(port: port, attempts: rounds * 7)
+        return (c, false)
     }
 
     /// The S3/C3 chip name behind `access`, or nil (an ESP32 or an unknown chip).

@@ -63,13 +63,9 @@ public struct BoardProbe: Sendable {
         do {
             let client = LoaderClient(port: link)
             client.timeout = timeout
-            let rounds = before == .noReset || link.kind != .serial ? 1 : 2
-            var synced = false
-            for attempt in 0..<rounds where !synced {
-                try ResetSequence.enterLoader(link, mode: before, attempt: attempt)
-                do { try client.sync(attempts: 3); synced = true } catch FlasherError.noSync { continue }
+            do { try client.enterLoaderAndSync(before: before, portName: port, rounds: 2, attempts: 3) } catch FlasherError.noSync {
+                return .linkError("the ROM loader does not answer on \(port)")
             }
-            guard synced else { return .linkError("the ROM loader does not answer on \(port)") }
             return .present(mac: try Self.factoryMAC(chipOn: client))
         } catch let e as TransportError {
             // The peer closed at once: a slot whose board was just taken out.
