@@ -77,8 +77,10 @@ public struct LinkPolicy: Sendable, Equatable {
     /// Baud steps down at most per session (a link that keeps flapping stays where it is).
     public var maxBaudDowns = 4
     /// The smallest response margin of a data block (seconds); the timeout is the block's wire
-    /// time plus three times the largest reply latency measured, at least this.
-    public var timeoutFloor = 0.1
+    /// time plus a margin from the reply latencies measured (``LinkEstimator/margin``), at least this.
+    public var timeoutFloor = 0.05
+    /// The margin of the first data blocks, before any reply latency was measured (seconds).
+    public var initialMargin = 0.5
     /// After a restart, flash already written is found by MD5 in pieces of this size (multiple of 4 KiB).
     public var resumePiece = 0x4000
     /// When a region's MD5 is wrong after its stream, its flash is compared by MD5 in pieces of
@@ -756,6 +758,9 @@ public final class FlashSession {
         var e = LinkEstimator(candidates: sizes)
         e.marginFloor = options.linkPolicy.timeoutFloor
         e.marginCeiling = max(options.timeout, options.linkPolicy.timeoutFloor)
+        // A stub answers a block once it arrived whole (it writes it afterwards); a reply later
+        // than this before anything was measured is caught by the probe.
+        e.initialMargin = options.linkPolicy.initialMargin
         estimator = e
         return e
     }
@@ -763,14 +768,14 @@ public final class FlashSession {
     /// Short commands (MD5 of a piece, register reads) wait what the link was measured to need,
     /// not a flat 3 s, once replies were measured.
     func tuneShortTimeout(_ c: LoaderClient, _ est: LinkEstimator) {
-        guard options.adaptive, c.port.kind != .virtual, est.margin < options.timeout else { return }
-        c.timeout = max(0.5, 2 * est.margin)
+        guard options.adaptive, c.port.kind != .virtual, est.shortCommandTimeout < options.timeout else { return }
+        c.timeout = est.shortCommandTimeout
     }
 
     /// How long a probe after a data block's timeout waits for the block's late reply (or its own):
     /// normally one round trip; the wait is paid in full only when the probe is lost too.
     func lateReplyWait(_ e: LinkEstimator) -> Double {
-        min(max(options.timeout, e.marginFloor), max(1, 4 * e.margin))
+        min(max(options.timeout, e.marginFloor), e.lateReplyWait)
     }
 
     /// Seconds one lost reply costs (its timeout and the wait after the delimiter sent to

@@ -23,7 +23,7 @@ public struct LinkEstimator: Sendable, Equatable {
     /// Weight of the previous estimate per attempt (0.98: about the last 50 attempts count).
     public var decay = 0.98
     /// Smallest response margin in seconds (a data block's timeout is its wire time plus the margin).
-    public var marginFloor = 0.1
+    public var marginFloor = 0.05
     /// Largest margin (and the margin until latencies were measured): the session's timeout.
     public var marginCeiling = 3.0
     /// A new block size is taken only when its goodput beats the current one's by this factor.
@@ -39,6 +39,10 @@ public struct LinkEstimator: Sendable, Equatable {
     private(set) var latencySamples = 0
     /// Typical response latency beyond the wire time (seconds, exponentially weighted).
     public private(set) var latencyMean = 0.0
+    /// How far latencies stray from ``latencyMean`` (mean absolute deviation, weighted alike).
+    public private(set) var latencyDeviation = 0.0
+    /// The margin until four replies were measured (nil: ``marginCeiling``).
+    public var initialMargin: Double?
     /// The link's own turnaround: the lowest recent latency (follows a lower one at once, a higher
     /// one slowly). Scheduling delays on a busy host come on top of it at random; they are not a
     /// property of the link and must not talk the block size up.
@@ -76,17 +80,36 @@ public struct LinkEstimator: Sendable, Equatable {
     public mutating func recordLatency(_ seconds: Double) {
         let s = max(0, seconds)
         latencyMax = max(latencyMax * 0.995, s)
+        latencyDeviation = latencySamples == 0 ? 0 : latencyDeviation * 0.9 + abs(s - latencyMean) * 0.1
         latencyMean = latencySamples == 0 ? s : latencyMean * 0.9 + s * 0.1
         latencyFloor = latencySamples == 0 ? s : min(s, latencyFloor + (s - latencyFloor) * 0.02)
         latencySamples += 1
     }
 
-    /// The margin added to a data block's wire time before it counts as lost: three times the
-    /// largest latency seen (plus 20 ms), between the floor and the ceiling; the ceiling until
-    /// four replies were measured.
+    /// The margin added to a data block's wire time before it counts as lost: the typical latency
+    /// and four times its deviation (plus 20 ms), between the floor and the ceiling;
+    /// ``initialMargin`` until four replies were measured. A reply later than that is not given
+    /// up: the session probes, and a late reply still counts (see ``lateReplyWait``), so the
+    /// margin follows the usual replies, not the slowest one (a stub that answers a block only
+    /// after finishing an erase for the one before).
     public var margin: Double {
+        guard latencySamples >= 4 else { return min(marginCeiling, initialMargin ?? marginCeiling) }
+        return min(marginCeiling, max(marginFloor, latencyMean + 4 * latencyDeviation + 0.02))
+    }
+
+    /// How long a probe sent after a timeout waits for the late reply (or its own): the largest
+    /// recent latency twice over (plus 0.1 s), at least 0.25 s, at most the ceiling. Paid in full
+    /// only when the probe is lost too.
+    public var lateReplyWait: Double {
         guard latencySamples >= 4 else { return marginCeiling }
-        return min(marginCeiling, max(marginFloor, 3 * latencyMax + 0.02))
+        return min(marginCeiling, max(0.25, 2 * latencyMax + 0.1))
+    }
+
+    /// The timeout of a short command (an MD5 of a piece, a register read) on this link: it may
+    /// wait behind the stub's last write, so at least the largest recent latency and 0.1 s more,
+    /// and 0.2 s.
+    public var shortCommandTimeout: Double {
+        min(marginCeiling, max(0.2, 2 * margin, latencyMax + 0.1))
     }
 
     /// The margin a link without host scheduling delays would need: from ``latencyFloor``

@@ -294,12 +294,25 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
                     // with error 0 ("undefined"): one flipped bit turns a success's status byte 0
                     // into 2 (the command is safe to repeat, so it is).
                     lastError = e
+                case let .commandFailed(_, _, code) where isStub && attempt == 0 && Self.carriedWriteError(code) && !Self.dataOps.contains(op):
+                    // esptool's stub writes a data block after answering it; a write that then
+                    // fails (an inflate error after a block damaged past its checksum, or sent
+                    // twice) is answered to the next command instead of running it. That command
+                    // did not run: once more.
+                    lastError = e
                 default: throw e
                 }
             }
         }
         throw lastError
     }
+
+    /// Errors of a stub's write that it answers to the command after the data block.
+    static func carriedWriteError(_ code: UInt8) -> Bool {
+        [LoaderErrorCode.stubInflate, .stubTooMuchData, .stubSPIFailed].map(\.rawValue).contains(code)
+    }
+
+    static let dataOps: Set<Opcode> = [.flashData, .flashDeflData, .memData]
 
     /// Commands that only read: any failure of theirs may be repeated.
     static let readOnly: Set<Opcode> = [.readReg, .spiFlashMD5, .readFlashSlow]
@@ -357,8 +370,10 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
         try sync(attempts: 3)
     }
 
+    /// A register read: the loader answers at once, so a lost reply is not waited for more than
+    /// a second (or the session's shorter timeout).
     public func readRegister(_ address: UInt32) throws -> UInt32 {
-        try retrying(.readReg, le(address)).value
+        try retrying(.readReg, le(address), timeout: min(timeout, 1)).value
     }
 
     public func writeRegister(_ address: UInt32, _ value: UInt32) throws {
@@ -386,7 +401,7 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
                     let count = (bytes.count + block - 1) / block
                     try retrying(.memBegin, le(UInt32(bytes.count), UInt32(count), UInt32(block), addr))
                     let wire = 1.5 * Double(block + 48) * 10 / Double(max(baud, 1))
-                    let t = port.kind == .virtual ? timeout : min(timeout, 0.5 + wire)
+                    let t = port.kind == .virtual ? timeout : min(timeout, 0.2 + wire)
                     for seq in 0..<count {
                         let chunk = Array(bytes[(seq * block)..<min(bytes.count, (seq + 1) * block)])
                         let p = CommandPacket.dataBlock(.memData, sequence: UInt32(seq), payload: chunk)

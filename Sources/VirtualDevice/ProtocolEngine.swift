@@ -78,6 +78,17 @@ public final class ProtocolEngine {
     /// The ROM loader's 32 KiB decompression window for FLASH_DEFL_* (zeroed by a reset, kept
     /// between regions). See ``ROMDeflateWindow``.
     private var romWindow = ROMDeflateWindow()
+    /// The stub's work behind its replies, on this connection's clock (``DeviceCounters/virtualSeconds``).
+    /// esptool's flasher stub (esp-flasher-stub, and the legacy stub before it) answers a data
+    /// block once its checksum is checked and writes it afterwards, while the next block comes
+    /// in; the next command waits for that work. `stubFreeAt`: when the stub's CPU is done with
+    /// the last block (page programs, and erases the block had to wait for); `flashFreeAt`: when
+    /// the flash chip finishes the erase it was last given (erases are started without waiting).
+    private var stubFreeAt = 0.0
+    private var flashFreeAt = 0.0
+    /// An error of that later work, answered to the next command instead of running it (as
+    /// esp-flasher-stub's carried result does).
+    private var carriedError: LoaderErrorCode?
 
     struct FlashOperation {
         var compressed: Bool
@@ -234,8 +245,8 @@ public final class ProtocolEngine {
 
     /// A new host connection: the chip is (re)entered into ROM download mode at 115200 baud.
     public func beginConnection() {
-        resetToROM()
         connection = DeviceCounters()
+        resetToROM()
         connected = true
         device.stats.connections += 1
         if downloadModeDisabled {
@@ -268,6 +279,9 @@ public final class ProtocolEngine {
         if let hook = chip?.secureBootStubHook { memory[hook.address] = hook.romValue }
         spi = SPIFlashEngine(layout: chip?.spi ?? .esp32)
         romWindow = ROMDeflateWindow()
+        stubFreeAt = connection.virtualSeconds
+        flashFreeAt = connection.virtualSeconds
+        carriedError = nil
         // The ROM assumes a 2 MB chip until SPI_SET_PARAMS says otherwise.
         flashParamsSize = min(2 << 20, device.description.flashSize)
     }
@@ -335,14 +349,28 @@ public final class ProtocolEngine {
             note("malformed frame of \(frame.count) bytes")
             if let answer = MalformedFrame.answer(to: frame, stub: mode == .stub) {
                 connection.commands += 1
+                waitUntil(stubFreeAt)
                 advance(timing.commandTurnaround)
                 reply(answer.opcode, error: answer.error)
             }
             return
         }
         connection.commands += 1
+        // The stub reaches a command once the previous block's write is done; any command but a
+        // data block also waits for the flash to finish its erase.
+        let dataBlock = packet.op == .flashData || packet.op == .flashDeflData
+        waitUntil(dataBlock ? stubFreeAt : max(stubFreeAt, flashFreeAt))
         advance(timing.commandTurnaround)
+        if mode == .stub, let carried = carriedError {
+            carriedError = nil
+            note("error of the previous block's write answered to command 0x\(String(packet.opcode, radix: 16))")
+            return reply(packet.opcode, error: carried)
+        }
         handle(packet)
+    }
+
+    private func waitUntil(_ t: Double) {
+        if t > connection.virtualSeconds { advance(t - connection.virtualSeconds) }
     }
 
     private var statusLength: Int { mode == .stub ? 2 : 4 }
@@ -566,36 +594,45 @@ public final class ProtocolEngine {
         } else {
             // The stub (esp-flasher-stub, esptool's default stub) only records the range and starts
             // its first erase; the rest is erased as the data comes (see `stubErase`).
-            stubErase(&f, through: f.eraseNext + 1)
+            stubErase(&f, through: f.eraseNext + 1, clock: connection.virtualSeconds)
         }
         flashOp = f
         reply(op)
     }
 
-    /// Moves the stub's erase front on until it covers `[.., end)`: one 64 KiB block erase where
-    /// the front is block-aligned and a whole block of the range is left, otherwise a 4 KiB sector
-    /// (as the stub's `start_next_erase` does). The real stub runs these erases in the
-    /// background while it receives and inflates data, and starts one whenever the flash is idle;
-    /// here each is charged when the data needs it, so a stream's total virtual time is that of
-    /// erasing its range once, and a stream cut short has erased only the units its data reached.
-    private func stubErase(_ f: inout FlashOperation, through end: Int) {
+    /// Starts erases of the stub's erase front until it covers `[.., end)`: one 64 KiB block erase
+    /// where the front is block-aligned and a whole block of the range is left, otherwise a 4 KiB
+    /// sector (as the stub's `start_next_erase` does). Each erase starts once the flash is free
+    /// and is not waited for here (``flashFreeAt``); a write waits for the flash before it
+    /// programs. `opportunistic`: start at most one, and only if the flash is idle at `clock`
+    /// (esp-flasher-stub starts one while it inflates, so a compressed stream's front runs ahead
+    /// of its data while the flash has time).
+    private func stubErase(_ f: inout FlashOperation, through end: Int, clock: Double, opportunistic: Bool = false) {
         let before = device.flash
-        var t = 0.0
-        while f.eraseNext < min(end, f.eraseEnd) {
-            guard let step = device.flash.eraseStep(at: f.eraseNext, end: f.eraseEnd, timing: timing) else {
-                f.eraseNext = f.eraseEnd
-                break
+        if opportunistic {
+            if flashFreeAt <= clock, f.eraseNext < f.eraseEnd,
+               let step = device.flash.eraseStep(at: f.eraseNext, end: f.eraseEnd, timing: timing) {
+                f.eraseNext = step.next
+                flashFreeAt = clock + step.seconds
+                connection.flashSeconds += step.seconds
             }
-            f.eraseNext = step.next
-            t += step.seconds
+        } else {
+            while f.eraseNext < min(end, f.eraseEnd) {
+                guard let step = device.flash.eraseStep(at: f.eraseNext, end: f.eraseEnd, timing: timing) else {
+                    f.eraseNext = f.eraseEnd
+                    break
+                }
+                f.eraseNext = step.next
+                flashFreeAt = max(clock, flashFreeAt) + step.seconds
+                connection.flashSeconds += step.seconds
+            }
         }
         countErases(before)
-        advanceFlash(t)
     }
 
     private func flashData(_ p: CommandPacket, compressed: Bool) {
         let op = p.opcode
-        guard var f = flashOp, f.compressed == compressed else {
+        guard let f = flashOp, f.compressed == compressed else {
             return reply(op, error: mode == .stub ? .stubNotInFlashMode : .invalidMessage)
         }
         guard let len = p.word(0), let seq = p.word(1), p.data.count == 16 + Int(len) else {
@@ -605,22 +642,31 @@ public final class ProtocolEngine {
         guard UInt32(LoaderProtocol.checksum(payload)) == p.checksum else {
             return reply(op, error: mode == .stub ? .stubBadChecksum : .checksum)
         }
+        if mode == .stub {
+            // The stub answers a block it checked at once and writes it afterwards, while the next
+            // one comes in (esp-flasher-stub's post-processing; the legacy stub did the same): the
+            // write's time runs on the stub's own clock, and a write error answers the next command.
+            reply(op)
+            stubWrite(payload, compressed: compressed)
+            return
+        }
+        romWrite(op, payload, sequence: Int(seq), compressed: compressed)
+    }
+
+    /// The ROM loader: inflates (FLASH_DEFL_DATA), writes, then answers.
+    private func romWrite(_ op: UInt8, _ payload: [UInt8], sequence seq: Int, compressed: Bool) {
+        guard var f = flashOp else { return reply(op, error: .invalidMessage) }
         var toWrite: [UInt8]
-        var at: Int
+        let at: Int
         if compressed {
             guard let inflater = f.inflater else { return reply(op, error: .deflate) }
             do { toWrite = try inflater.feed(payload) } catch {
                 f.failed = true
                 flashOp = f
-                let code: LoaderErrorCode = mode == .stub ? .stubInflate : (error == .adler ? .deflateAdler : .deflate)
-                return reply(op, error: code)
+                return reply(op, error: error == .adler ? .deflateAdler : .deflate)
             }
             at = f.offset + f.written
-            if mode == .stub, f.written + toWrite.count > f.total {
-                flashOp = f
-                return reply(op, error: .stubTooMuchData)
-            }
-            if mode == .rom, chip == nil {
+            if chip == nil {
                 romWindow.append(toWrite, at: f.written)
                 if inflater.finished, !f.encrypted {
                     // Recorded ROM behaviour: the last window is written out whole, so the stale
@@ -630,41 +676,76 @@ public final class ProtocolEngine {
                 }
             }
             f.written += toWrite.count
-        } else if mode == .stub {
-            // The stub ignores the sequence number and FLASH_BEGIN's block size: each packet's
-            // payload goes where the previous one ended (a block sent twice is written twice), and
-            // only the announced number of bytes is written (esptool pads the last block).
-            at = f.offset + f.written
-            toWrite = Array(payload.prefix(max(0, f.total - f.written)))
-            f.written += toWrite.count
         } else {
-            at = f.offset + Int(seq) * f.blockSize
+            at = f.offset + seq * f.blockSize
             toWrite = payload
             f.written = max(f.written, at - f.offset + toWrite.count)
         }
-        if mode == .stub { stubErase(&f, through: at + toWrite.count) }
         flashOp = f
-        if f.encrypted, let chip {
-            guard let ciphertext = chip.encryptForDownload(device.cells ?? EFuseBlockWords(map: chip.efuseMap),
-                                                           address: at, plaintext: toWrite),
-                  ciphertext.count == toWrite.count else {
-                return reply(op, error: mode == .stub ? .stubSPIFailed : .flashWrite)
-            }
-            toWrite = ciphertext
-        } else if f.encrypted {
-            guard let engine = flashEncryption, let ciphertext = engine(device.efuses, at, toWrite),
-                  ciphertext.count == toWrite.count else {
-                return reply(op, error: .stubSPIFailed)
-            }
+        if f.encrypted {
+            guard let ciphertext = encryptForDownload(at, toWrite) else { return reply(op, error: .flashWrite) }
             toWrite = ciphertext
         }
         let before = device.flash.pagePrograms
-        guard let t = device.flash.program(at, toWrite, timing: timing) else {
-            return reply(op, error: mode == .stub ? .stubSPIFailed : .flashWrite)
-        }
+        guard let t = device.flash.program(at, toWrite, timing: timing) else { return reply(op, error: .flashWrite) }
         connection.pagePrograms += device.flash.pagePrograms - before
         advanceFlash(t)
         reply(op)
+    }
+
+    /// The stub's work on a block it already answered: inflate (FLASH_DEFL_DATA), erase what the
+    /// data needs, program. The stub ignores the sequence number and FLASH_BEGIN's block size:
+    /// each packet's payload goes where the previous one ended (a block sent twice is written
+    /// twice), and only the announced number of bytes is written (esptool pads the last block).
+    private func stubWrite(_ payload: [UInt8], compressed: Bool) {
+        guard var f = flashOp else { return }
+        var clock = max(connection.virtualSeconds, stubFreeAt)
+        defer { stubFreeAt = clock }
+        var toWrite: [UInt8]
+        let at = f.offset + f.written
+        if compressed {
+            stubErase(&f, through: 0, clock: clock, opportunistic: true)
+            guard let inflater = f.inflater else { return carry(.stubInflate, f) }
+            do { toWrite = try inflater.feed(payload) } catch {
+                f.failed = true
+                return carry(.stubInflate, f)
+            }
+            if f.written + toWrite.count > f.total { return carry(.stubTooMuchData, f) }
+        } else {
+            toWrite = Array(payload.prefix(max(0, f.total - f.written)))
+        }
+        f.written += toWrite.count
+        stubErase(&f, through: at + toWrite.count, clock: clock)
+        flashOp = f
+        if f.encrypted {
+            guard let ciphertext = encryptForDownload(at, toWrite) else { return carry(.stubSPIFailed, f) }
+            toWrite = ciphertext
+        }
+        let before = device.flash.pagePrograms
+        guard let t = device.flash.program(at, toWrite, timing: timing) else { return carry(.stubSPIFailed, f) }
+        connection.pagePrograms += device.flash.pagePrograms - before
+        connection.flashSeconds += t
+        // The write waits for the flash (its own erases, one started earlier) before it programs.
+        clock = max(clock, flashFreeAt) + t
+        flashFreeAt = clock
+    }
+
+    private func carry(_ error: LoaderErrorCode, _ f: FlashOperation) {
+        flashOp = f
+        carriedError = error
+        note("stub write failed after its reply (\(error)): answered to the next command")
+    }
+
+    /// Ciphertext of an encrypted write (the S3/C3 XTS engine or the ESP32's), nil when refused.
+    private func encryptForDownload(_ at: Int, _ plaintext: [UInt8]) -> [UInt8]? {
+        let ciphertext: [UInt8]?
+        if let chip {
+            ciphertext = chip.encryptForDownload(device.cells ?? EFuseBlockWords(map: chip.efuseMap), address: at, plaintext: plaintext)
+        } else {
+            ciphertext = flashEncryption?(device.efuses, at, plaintext)
+        }
+        guard let ciphertext, ciphertext.count == plaintext.count else { return nil }
+        return ciphertext
     }
 
     private func flashEnd(_ p: CommandPacket) {

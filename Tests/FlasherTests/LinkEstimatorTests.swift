@@ -54,12 +54,15 @@ import Testing
         for i in 0..<200 { e.recordLatency(i % 10 == 0 ? 0.060 : 0.001) }
         #expect(e.latencyFloor < 0.002)
         #expect(e.latencyMean > 0.003)
-        #expect(e.margin >= 0.18)
-        #expect(e.linkMargin < e.margin && e.linkMargin >= e.marginFloor)
+        // The margin covers the usual replies and the 60 ms ones (a reply later still is caught by
+        // the session's probe, which waits the largest latency seen twice over).
+        #expect(e.margin >= e.marginFloor && e.margin < 0.18)
+        #expect(e.lateReplyWait >= 0.22)
+        #expect(e.linkMargin <= e.margin && e.linkMargin >= e.marginFloor)
         let byte = 92_160.0   // byte times per second at 921600 baud
         #expect(e.bestBlock(current: 0x100, latency: e.latencyFloor * byte, timeoutCost: 2 * e.linkMargin * byte) == 0x100)
-        // Charging the mean latency and the full margin instead would pick a larger block.
-        #expect(e.bestBlock(current: 0x100, latency: e.latencyMean * byte, timeoutCost: 2 * e.margin * byte) > 0x100)
+        // Charging the mean latency and the late-reply wait instead would pick a larger block.
+        #expect(e.bestBlock(current: 0x100, latency: e.latencyMean * byte, timeoutCost: 2 * e.lateReplyWait * byte) > 0x100)
     }
 
     /// Blocks grow back once the failures stop (the old outcomes fade).
@@ -82,12 +85,20 @@ import Testing
     @Test func timeoutIsWireTimePlusMeasuredMargin() {
         var e = LinkEstimator(candidates: sizes)
         e.marginCeiling = 3
-        // Until four replies were measured: the session's timeout.
+        // Until four replies were measured: the session's timeout (or the initial margin).
         #expect(abs(e.timeout(payload: 0x4000, baud: 921_600) - (3 + 1.5 * Double(0x4000 + 48) * 10 / 921_600)) < 1e-9)
+        e.initialMargin = 0.5
+        #expect(abs(e.margin - 0.5) < 1e-9)
         for _ in 0..<4 { e.recordLatency(0.002) }
-        #expect(abs(e.margin - 0.1) < 1e-9)   // 3 x 2 ms + 20 ms is below the 0.1 s floor
+        #expect(abs(e.margin - 0.05) < 1e-9)   // 2 ms + 20 ms is below the 50 ms floor
+        #expect(abs(e.shortCommandTimeout - 0.2) < 1e-9)
+        // Replies that now come 200 ms late: the margin follows them within a few replies (a
+        // reply later than the margin meanwhile is caught by the probe).
         for _ in 0..<4 { e.recordLatency(0.2) }
-        #expect(abs(e.margin - 0.62) < 1e-9)
+        #expect(e.margin > 0.2 && e.margin < 0.62)
+        for _ in 0..<100 { e.recordLatency(0.2) }
+        #expect(e.margin > 0.2 && e.margin < 0.23)
+        #expect(abs(e.lateReplyWait - 0.5) < 0.01)   // twice the largest latency, and 0.1 s
         #expect(e.timeout(payload: 0x100, baud: 115_200) < e.timeout(payload: 0x4000, baud: 115_200))
     }
 
