@@ -90,7 +90,14 @@ public final class StationDashboard: Sendable {
                 return Self.text("not a MAC address: \(Diagnostic.terminalSafe(mac)) (give six hex bytes, e.g. 24:0a:c4:00:00:01)\n", status: .badRequest)
             }
             guard let record else {
-                return Self.text("no device \(Diagnostic.terminalSafe(mac)) in the registry\n", status: .notFound)
+                // A board another line secured is refused at identify and gets no device record
+                // (it is not this line's device), only events: say what they were.
+                let events = try await registry.events(mac: mac)
+                let said = events.suffix(5).map {
+                    Diagnostic.terminalSafe("\($0.at) \($0.kind)\($0.station.map { " at " + $0 } ?? ""): \($0.detail ?? "")")
+                }
+                return Self.text("no device \(Diagnostic.terminalSafe(mac)) in the registry"
+                                 + (said.isEmpty ? "" : "; its events:\n" + said.joined(separator: "\n")) + "\n", status: .notFound)
             }
             return try Self.json(DevicePage(record: record, steps: try await registry.steps(mac: record.mac),
                                             events: try await registry.events(mac: record.mac)))

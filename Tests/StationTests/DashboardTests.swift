@@ -106,6 +106,12 @@ struct DashboardTests {
         // As the page asks (encodeURIComponent): the same answer, not a server error.
         let encoded = try await Self.fetch(port, "/api/devices/24%3A0a%3Ac4%3A00%3A00%3A01")
         #expect(encoded.status == 404, "\(encoded.head)")
+        // Another line's board: refused at identify, no device record, but its events are shown.
+        try await registry.recordEvent(mac: "24:0a:c4:00:00:02", kind: "refused", station: "L1",
+                                       detail: "the chip is already secured \u{1b}[31m and the registry does not know it")
+        let foreign = try await Self.fetch(port, "/api/devices/24:0a:c4:00:00:02")
+        #expect(foreign.status == 404 && foreign.body.contains("its events:") && foreign.body.contains("refused at L1")
+                && foreign.body.contains("already secured") && !foreign.body.contains("\u{1b}"), "\(foreign.body)")
         let malformed = try await Self.fetch(port, "/api/devices/zz")
         #expect(malformed.status == 400 && malformed.body.contains("not a MAC address"), "\(malformed.head)\n\(malformed.body)")
         // Read-only: no route takes a write.
