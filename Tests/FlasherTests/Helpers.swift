@@ -3,6 +3,7 @@ import ESPCore
 import Flasher
 import Foundation
 import TestSupport
+import Testing
 import Transport
 import VirtualDevice
 
@@ -40,6 +41,18 @@ func stats(_ dir: URL) throws -> DeviceStats { try DeviceStore(directory: dir.pa
 func esptoolStub() throws -> StubImage? {
     guard let path = StubImage.locate() else { return nil }
     return try StubImage.parse(json: [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), source: path)
+}
+
+/// Connects through `port` with esptool's stub at 921600 baud, writes `data` as `app` at 0x10000
+/// and closes without a reset: the session (for its link report) and the results.
+func writeApp(_ data: [UInt8], through port: ChipPort) throws -> (FlashSession, [RegionResult]) {
+    let session = FlashSession(openPort: port, options: options(stub: try esptoolStub(), baud: 921_600))
+    try session.connect()
+    let plan = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x10000, data: data, name: "app")]),
+                                  facts: try #require(session.facts))
+    let results = try session.write(plan)
+    session.finishWithoutReset()
+    return (session, results)
 }
 
 func options(stub: StubImage?, baud: Int = 921_600, compress: Bool = true) -> SessionOptions {

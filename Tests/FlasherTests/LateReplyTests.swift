@@ -29,12 +29,7 @@ import VirtualDevice
         defer { try? FileManager.default.removeItem(at: dir) }
         let inner = try VirtualPort(name: "late", directory: dir.path)
         let port = HoldingPort(inner: inner, holdDataReplies: [1, 2, 3])
-        let session = FlashSession(openPort: port, options: options(stub: try esptoolStub(), baud: 921_600))
-        try session.connect()
-        let plan = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x10000, data: data, name: "app")]),
-                                      facts: try #require(session.facts))
-        let results = try session.write(plan)
-        session.finishWithoutReset()
+        let (session, results) = try writeApp(data, through: port)
         #expect(results.map(\.outcome) == [.written])
         let result = try #require(results.first)
         #expect(result.compressed)
@@ -60,12 +55,7 @@ import VirtualDevice
             defer { try? FileManager.default.removeItem(at: dir) }
             let inner = try VirtualPort(name: "bounded", directory: dir.path, faults: "drop=0.001,flip=0.001", seed: seed)
             let port = HoldingPort(inner: inner, holdDataReplies: [])
-            let session = FlashSession(openPort: port, options: options(stub: try esptoolStub(), baud: 921_600))
-            try session.connect()
-            let plan = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x10000, data: data, name: "app")]),
-                                          facts: try #require(session.facts))
-            let results = try session.write(plan)
-            session.finishWithoutReset()
+            let (session, results) = try writeApp(data, through: port)
             #expect(results.map(\.outcome) == [.written])
             #expect(Array(try flashContents(dir)[0x10000..<(0x10000 + data.count)]) == data)
             guard session.link.restarts >= 1 else { continue }

@@ -113,12 +113,7 @@ import VirtualDevice
         defer { try? FileManager.default.removeItem(at: dir) }
         let inner = try VirtualPort(name: "marginal", directory: dir.path)
         let port = MarginalPort(inner: inner, seed: 7) { baud in baud > 460_800 ? 5e-3 : 2e-5 }
-        let session = FlashSession(openPort: port, options: options(stub: try esptoolStub(), baud: 921_600))
-        try session.connect()
-        let plan = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x10000, data: data, name: "app")]),
-                                      facts: try #require(session.facts))
-        let results = try session.write(plan)
-        session.finishWithoutReset()
+        let (session, results) = try writeApp(data, through: port)
         #expect(results.map(\.outcome) == [.written])
         #expect(Array(try flashContents(dir)[0x10000..<(0x10000 + data.count)]) == data)
         let link = session.link
