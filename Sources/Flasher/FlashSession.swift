@@ -78,7 +78,7 @@ public struct LinkPolicy: Sendable, Equatable {
     public var maxBaudDowns = 4
     /// The smallest response margin of a data block (seconds); the timeout is the block's wire
     /// time plus a margin from the reply latencies measured (``LinkEstimator/margin``), at least this.
-    public var timeoutFloor = 0.05
+    public var timeoutFloor = 0.02
     /// The margin of the first data blocks, before any reply latency was measured (seconds).
     public var initialMargin = 0.5
     /// After a restart, flash already written is found by MD5 in pieces of this size (multiple of 4 KiB).
@@ -515,7 +515,7 @@ public final class FlashSession {
             return RegionResult(address: region.address, size: data.count, name: region.name, outcome: .unchanged,
                                 md5: md5.hexString, compressed: false, payloadBytes: 0)
         }
-        startLinkReport(c)
+        startLinkReport(c, at: region.address)
         // One stream per region while the link is clean (best compression). After a failed block
         // the stream restarts, possibly at another rate, at the first piece of the region whose MD5
         // on flash differs; when the region's MD5 is wrong at the end (the 8-bit XOR checksum of a
@@ -528,6 +528,7 @@ public final class FlashSession {
         var stalled = 0
         var restarts = 0
         var firstStream = true
+        let noisyFromStart = c.isStub && (c.linkStatistics.faultRate ?? 0) > 0
         let maxRestarts = 64 + data.count / 0x400
         var lastFailure: Error = FlasherError.timeout(command: "FLASH_DATA")
         while true {
@@ -539,8 +540,11 @@ public final class FlashSession {
                     // least ``LinkPolicy/restartStream`` further on: a stream's FLASH_BEGIN erases (or
                     // has the stub erase) everything it announces, so a stream over the whole rest
                     // of the region would erase it again at every restart.
+                    // A link that damaged short commands while connecting is windowed from the
+                    // start: a stream over the whole region would have the stub erase all of it
+                    // ahead of the data, and the first restart erase much of it again.
                     var stop = end
-                    if restarts > 0 || link.restarts > 0 || reconnects > 0, options.adaptive, !options.encrypt {
+                    if restarts > 0 || link.restarts > 0 || reconnects > 0 || noisyFromStart, options.adaptive, !options.encrypt {
                         let window = max(0x1000, options.linkPolicy.restartStream / 0x1000 * 0x1000)
                         let absolute = region.address + start + window
                         let aligned = (absolute + 0xFFFF) / 0x10000 * 0x10000
@@ -654,7 +658,7 @@ public final class FlashSession {
         c.isStub ? LoaderProtocol.stubWriteBlock : LoaderProtocol.romWriteBlock
     }
 
-    func startLinkReport(_ c: LoaderClient) {
+    func startLinkReport(_ c: LoaderClient, at address: Int = 0) {
         guard block == nil else { return }
         block = defaultBlock(c)
         link.initialBlock = defaultBlock(c)
@@ -663,6 +667,11 @@ public final class FlashSession {
         link.initialBaud = c.baud
         link.finalBaud = c.baud
         link.lowestBaud = c.baud
+        // The stub takes any block size: start at the one the link measured while connecting
+        // calls for (``LinkEstimator/seed(faultRate:weight:)``).
+        if options.adaptive, c.isStub, c.linkStatistics.faultRate ?? 0 > 0, let b = block {
+            _ = resize(c, linkEstimator(c), current: b, at: address)
+        }
     }
 
     /// The first offset in `data` (a multiple of the resume piece) from `from` on whose piece on
@@ -761,6 +770,9 @@ public final class FlashSession {
         // A stub answers a block once it arrived whole (it writes it afterwards); a reply later
         // than this before anything was measured is caught by the probe.
         e.initialMargin = options.linkPolicy.initialMargin
+        // The link as connecting measured it: on a noisy one the first block is already small
+        // instead of 16 KiB blocks failing until enough of them were counted.
+        if let rate = c.linkStatistics.faultRate { e.seed(faultRate: rate) }
         estimator = e
         return e
     }
@@ -891,7 +903,7 @@ public final class FlashSession {
                     // outcome, and a stall costs its delay instead of a second copy of the block.
                     if adaptive, c.isStub, case .timeout = e,
                        LoaderClient.judgeDamagedStubReply(c.damagedFrames, op: op) == .unknown {
-                        let late = try c.probeForLateReply(op, timeout: lateReplyWait(est))
+                        let late = try c.probeForLateReply(op, timeout: lateReplyWait(est), quietAfterFrame: est.margin)
                         silent = late == .nothing
                         switch late {
                         case let .reply(r):

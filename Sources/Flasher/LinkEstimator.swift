@@ -23,7 +23,7 @@ public struct LinkEstimator: Sendable, Equatable {
     /// Weight of the previous estimate per attempt (0.98: about the last 50 attempts count).
     public var decay = 0.98
     /// Smallest response margin in seconds (a data block's timeout is its wire time plus the margin).
-    public var marginFloor = 0.05
+    public var marginFloor = 0.02
     /// Largest margin (and the margin until latencies were measured): the session's timeout.
     public var marginCeiling = 3.0
     /// A new block size is taken only when its goodput beats the current one's by this factor.
@@ -54,6 +54,20 @@ public struct LinkEstimator: Sendable, Equatable {
         self.candidates = candidates.sorted(by: >)
         exposure = prior
         attempts = prior / (Double(self.candidates.first ?? 0x4000) + overhead)
+    }
+
+    /// Starts from a fault rate measured before the first block (by the short commands of the
+    /// connection, ``LoaderClient/LinkStatistics``) instead of the clean prior: as if `weight`
+    /// attempts of 1 KiB had failed at the rate that `faultRate` damaged bytes per byte give. The
+    /// first block is then chosen for the link measured, and the blocks' own outcomes soon
+    /// outweigh the seed (each attempt decays it by ``decay``).
+    public mutating func seed(faultRate: Double, weight: Double = 8) {
+        guard faultRate > 0, weight > 0 else { return }
+        let size = 1024 + overhead
+        attempts = weight
+        exposure = weight * size
+        failures = weight * (1 - exp(-faultRate * size))
+        timeouts = 0
     }
 
     /// Damaged bytes per wire byte: from the fraction of attempts that failed by an error or a
@@ -87,14 +101,14 @@ public struct LinkEstimator: Sendable, Equatable {
     }
 
     /// The margin added to a data block's wire time before it counts as lost: the typical latency
-    /// and four times its deviation (plus 20 ms), between the floor and the ceiling;
+    /// and four times its deviation (plus 10 ms), between the floor and the ceiling;
     /// ``initialMargin`` until four replies were measured. A reply later than that is not given
     /// up: the session probes, and a late reply still counts (see ``lateReplyWait``), so the
     /// margin follows the usual replies, not the slowest one (a stub that answers a block only
     /// after finishing an erase for the one before).
     public var margin: Double {
         guard latencySamples >= 4 else { return min(marginCeiling, initialMargin ?? marginCeiling) }
-        return min(marginCeiling, max(marginFloor, latencyMean + 4 * latencyDeviation + 0.02))
+        return min(marginCeiling, max(marginFloor, latencyMean + 4 * latencyDeviation + 0.01))
     }
 
     /// How long a probe sent after a timeout waits for the late reply (or its own): the largest

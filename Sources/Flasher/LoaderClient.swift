@@ -105,10 +105,111 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
     /// bytes after `outputLength` bytes of output; returns the response.
     @discardableResult
     public func command(_ op: Opcode, _ data: [UInt8] = [], checksum: UInt32 = 0, outputLength: Int = 0,
-                        timeout: Double? = nil) throws -> ResponsePacket {
+                        timeout: Double? = nil, failOnDamage: Bool = false) throws -> ResponsePacket {
         damagedFrames = []
-        try send(CommandPacket(op, data: data, checksum: checksum))
-        return try awaitResponse(op, outputLength: outputLength, timeout: timeout ?? self.timeout)
+        let packet = CommandPacket(op, data: data, checksum: checksum)
+        let sentBefore = bytesSent
+        let started = Date()
+        try send(packet)
+        let requestBytes = bytesSent - sentBefore
+        do {
+            let r = try awaitResponse(op, outputLength: outputLength, timeout: timeout ?? self.timeout, failOnDamage: failOnDamage)
+            noteExchange(op, requestBytes: requestBytes, replyBytes: r.data.count + 10, failed: false, started: started)
+            return r
+        } catch let e as FlasherError {
+            switch e {
+            case .timeout, .badResponse:
+                noteExchange(op, requestBytes: requestBytes, replyBytes: outputLength + 12, failed: true, started: started)
+            case let .commandFailed(_, _, code) where Self.isTransient(code):
+                noteExchange(op, requestBytes: requestBytes, replyBytes: outputLength + 12, failed: true, started: started)
+            default: break
+            }
+            throw e
+        }
+    }
+
+    /// What the link did to the short commands (everything but flash data blocks, which the
+    /// session's ``LinkEstimator`` follows): attempts, those damaged or lost, and the wire bytes
+    /// both ways. Measured while connecting (register reads, the stub upload), before the first
+    /// data block: ``faultRate`` tells the write which block size to start with.
+    public struct LinkStatistics: Sendable, Equatable {
+        public var attempts = 0
+        public var failures = 0
+        public var wireBytes = 0
+        /// The last 512 exchanges: wire bytes, and whether it failed.
+        var recent: [Exchange] = []
+        struct Exchange: Sendable, Equatable { var bytes: Int; var failed: Bool }
+
+        public init() {}
+
+        public mutating func record(bytes: Int, failed: Bool) {
+            attempts += 1
+            failures += failed ? 1 : 0
+            wireBytes += bytes
+            if recent.count >= 512 { recent.removeFirst(recent.count - 511) }
+            recent.append(Exchange(bytes: bytes, failed: failed))
+        }
+        /// Largest reply latency beyond the wire time (seconds, decaying by 0.98 per reply), and
+        /// how many replies were measured.
+        public var latencyMax = 0.0
+        public var latencySamples = 0
+
+        /// Damaged (or lost) bytes per wire byte over the recent exchanges: the rate λ under which
+        /// exchanges of `s` bytes each fail with probability `1 - exp(-λ·s)` is likeliest to have
+        /// given the failures seen (exchanges differ in size: 30-byte register reads, 6 KiB
+        /// upload blocks). 0 without failures; nil before 20 exchanges.
+        public var faultRate: Double? {
+            guard recent.count >= 20 else { return nil }
+            let passed = Double(recent.lazy.filter { !$0.failed }.reduce(0) { $0 + $1.bytes })
+            guard recent.contains(where: \.failed) else { return 0 }
+            // The slope of the log-likelihood, decreasing in λ: its zero is the estimate.
+            func slope(_ rate: Double) -> Double {
+                recent.lazy.filter(\.failed).reduce(-passed) { d, e in
+                    let x = rate * Double(max(e.bytes, 1))
+                    return d + Double(max(e.bytes, 1)) * exp(-x) / max(-expm1(-x), 1e-300)
+                }
+            }
+            var low = 1e-8, high = 0.5
+            guard slope(high) < 0 else { return high }
+            for _ in 0..<64 {
+                let mid = (low * high).squareRoot()
+                if slope(mid) > 0 { low = mid } else { high = mid }
+            }
+            return (low * high).squareRoot()
+        }
+    }
+
+    /// The link as the short commands saw it (``LinkStatistics``).
+    public private(set) var linkStatistics = LinkStatistics()
+
+    func noteExchange(_ op: Opcode, requestBytes: Int, replyBytes: Int, failed: Bool, started: Date) {
+        // In-process virtual ports (tests, the simulator) keep the fixed block schedule their
+        // seeded faults were chosen for, and answer at once (no latency to learn).
+        guard port.kind != .virtual else { return }
+        if !Self.flashDataOps.contains(op) {
+            linkStatistics.record(bytes: requestBytes + replyBytes, failed: failed)
+        }
+        // Latencies of the commands a loader answers at once, and of data blocks (whose replies
+        // may wait behind the stub's last write and its erase); not of MD5s, erases, or the ROM's
+        // FLASH_BEGIN, whose replies wait for the work itself.
+        guard !failed, Self.flashDataOps.contains(op) || Self.quickOps.contains(op) else { return }
+        let wire = Double(requestBytes + replyBytes) * 10 / Double(max(baud, 1))
+        let latency = max(0, Date().timeIntervalSince(started) - wire)
+        linkStatistics.latencyMax = max(linkStatistics.latencyMax * 0.98, latency)
+        linkStatistics.latencySamples += 1
+    }
+
+    static let flashDataOps: Set<Opcode> = [.flashData, .flashDeflData]
+    static let quickOps: Set<Opcode> = [.readReg, .writeReg, .spiAttach, .spiSetParams, .changeBaudrate, .memBegin, .memData]
+
+    /// The timeout of a command the loader answers at once (a register read or write, SPI set-up,
+    /// a baud change): three times the largest recent reply latency and 50 ms more (at least
+    /// 0.1 s), once three replies were measured; until then one second. Never more than
+    /// ``timeout``. Replies that waited behind a flash erase count among the latencies, so once
+    /// a write ran the timeout covers a stub still busy with one.
+    public var quickTimeout: Double {
+        guard port.kind != .virtual, linkStatistics.latencySamples >= 3 else { return min(timeout, 1) }
+        return min(timeout, 1, max(0.1, 3 * linkStatistics.latencyMax + 0.05))
     }
 
     /// While set (a stub data block is waiting for its reply), a damaged reply whose remains are
@@ -141,7 +242,10 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
 
     public enum DamagedReply: Sendable, Equatable { case used, rejected, unknown }
 
-    func awaitResponse(_ op: Opcode, outputLength: Int, timeout: Double) throws -> ResponsePacket {
+    /// `failOnDamage`: a frame that is no well-formed reply (a reply damaged on the wire) ends the
+    /// wait at once with ``FlasherError/badResponse`` (for commands that are safe to repeat), instead
+    /// of waiting out the timeout for a reply that will not come.
+    func awaitResponse(_ op: Opcode, outputLength: Int, timeout: Double, failOnDamage: Bool = false) throws -> ResponsePacket {
         let deadline = Date().addingTimeInterval(timeout)
         for _ in 0..<100 {
             // A reply complete but for its closing delimiter is taken after 50 ms of quiet.
@@ -154,6 +258,10 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
             }
             guard let r = try? ResponsePacket.decode(frame), r.opcode == op.rawValue else {
                 if frame.count <= 16 { damagedFrames.append(frame) }
+                // A well-formed reply to another command is a stale one: wait on for ours.
+                if failOnDamage, (try? ResponsePacket.decode(frame)) == nil {
+                    throw FlasherError.badResponse(command: op.name, why: "reply damaged on the wire")
+                }
                 // A stub's reply to a data block that arrived damaged but readable: a fast failure.
                 if judgeDataReplies, Self.judgeDamagedStubReply(damagedFrames, op: op) != .unknown {
                     throw FlasherError.badResponse(command: op.name, why: "reply damaged on the wire")
@@ -223,14 +331,20 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
     /// its delay, not a second copy of the block (which the stub would write twice, or which would
     /// break its inflater). A request that lost its closing delimiter is ended by the probe's
     /// opening one, and its reply comes too.
-    public func probeForLateReply(_ op: Opcode, timeout: Double) throws -> LateReply {
+    ///
+    /// `quietAfterFrame`: once a frame came that decides nothing (a reply damaged beyond
+    /// recognition, the block's or the probe's), wait at most this long for another before
+    /// answering ``LateReply/nothing``, instead of the whole `timeout`: on a link that damages
+    /// one byte in a thousand the probe's own reply is often the frame that came.
+    public func probeForLateReply(_ op: Opcode, outputLength: Int = 0, timeout: Double,
+                                  quietAfterFrame: Double? = nil) throws -> LateReply {
         probes += 1
         try send(CommandPacket(.readReg, data: le(Self.probeRegister)))
-        let deadline = Date().addingTimeInterval(timeout)
+        var deadline = Date().addingTimeInterval(timeout)
         while true {
             let wait = max(0, deadline.timeIntervalSinceNow)
             guard let frame = try nextFrame(timeout: wait) else {
-                if let r = completeUnfinished(op, outputLength: 0) {
+                if let r = completeUnfinished(op, outputLength: outputLength) {
                     decoder = SLIPDecoder()
                     delimiterRecoveries += 1
                     return .reply(r)
@@ -238,7 +352,7 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
                 return .nothing
             }
             if let r = try? ResponsePacket.decode(frame) {
-                if r.opcode == op.rawValue, r.data.count == 2 || r.data.count == 4 { return .reply(r) }
+                if r.opcode == op.rawValue, r.data.count == outputLength + 2 || r.data.count == outputLength + 4 { return .reply(r) }
                 // The probe's reply (its opcode maybe damaged on the way, or the reply to a damaged
                 // probe): it came after the block's would have.
                 if r.opcode != op.rawValue { return .probeAnswered }
@@ -248,6 +362,7 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
             if frame.count <= 16 { damagedFrames.append(frame) }
             let verdict = Self.judgeDamagedStubReply(damagedFrames, op: op)
             if verdict != .unknown { return .damaged(verdict) }
+            if let quiet = quietAfterFrame { deadline = min(deadline, Date().addingTimeInterval(quiet)) }
         }
     }
 
@@ -269,8 +384,14 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
     /// A command that is safe to repeat: up to `attempts` tries with the same bytes; after two
     /// failures in a row the link is resynchronized first. Device resets and lost links propagate.
     @discardableResult
+    ///
+    /// `patience` (the stub only): after `timeout` without a reply, a probe
+    /// (``probeForLateReply``) waits up to `patience` more. A reply late because the stub was
+    /// still at work (an MD5 of a large range, behind an erase) comes before the probe's and is
+    /// taken; the probe's reply first means this one was lost, and the command goes again at once
+    /// instead of after the longest time the work could take.
     public func retrying(_ op: Opcode, _ data: [UInt8] = [], checksum: UInt32 = 0, outputLength: Int = 0,
-                         timeout: Double? = nil, attempts: Int = 6) throws -> ResponsePacket {
+                         timeout: Double? = nil, patience: Double? = nil, attempts: Int = 6) throws -> ResponsePacket {
         var lastError: Error = FlasherError.timeout(command: op.name)
         for attempt in 0..<attempts {
             if attempt > 0 {
@@ -278,7 +399,16 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
                 if attempt % 3 == 0 { try? resync() } else { drainInput() }
             }
             do {
-                return try command(op, data, checksum: checksum, outputLength: outputLength, timeout: timeout)
+                do {
+                    return try command(op, data, checksum: checksum, outputLength: outputLength, timeout: timeout, failOnDamage: true)
+                } catch FlasherError.timeout(let name) where isStub && (patience ?? 0) > 0 {
+                    guard case let .reply(r) = try probeForLateReply(op, outputLength: outputLength, timeout: patience ?? 0),
+                          let st = r.status(outputLength: outputLength), r.data.count >= outputLength + 2 else {
+                        throw FlasherError.timeout(command: name)
+                    }
+                    if st.status != 0 { throw FlasherError.commandFailed(command: op.name, status: st.status, error: st.error) }
+                    return r
+                }
             } catch let e as FlasherError {
                 switch e {
                 case .deviceReset: throw e
@@ -373,14 +503,27 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
     /// A register read: the loader answers at once, so a lost reply is not waited for more than
     /// a second (or the session's shorter timeout).
     public func readRegister(_ address: UInt32) throws -> UInt32 {
-        try retrying(.readReg, le(address), timeout: min(timeout, 1)).value
+        try retrying(.readReg, le(address), timeout: quickTimeout).value
     }
 
     public func writeRegister(_ address: UInt32, _ value: UInt32) throws {
-        try retrying(.writeReg, le(address, value, 0xFFFF_FFFF, 0))
+        try retrying(.writeReg, le(address, value, 0xFFFF_FFFF, 0), timeout: quickTimeout)
     }
 
     // MARK: Stub
+
+    /// The stub upload's block sizes, tried in order (a size whose blocks keep failing gives way to
+    /// the next): the ROM's 6 KiB, 1 KiB, 256 and 128 bytes, starting at the one that moves the
+    /// most per byte time on a link that damages `faultRate` of its bytes (a block of `b` bytes
+    /// and about 48 of framing and reply gets through with probability `exp(-faultRate·(b+48))`,
+    /// and costs `b + 48` byte times and about 100 more of turnaround).
+    public static func uploadBlockSizes(faultRate: Double?) -> [Int] {
+        let all = [LoaderProtocol.ramBlock, 0x400, 0x100, 0x80]
+        guard let rate = faultRate, rate > 0 else { return all }
+        func goodput(_ b: Int) -> Double { Double(b) * exp(-rate * Double(b + 48)) / Double(b + 148) }
+        let best = all.indices.max(by: { goodput(all[$0]) < goodput(all[$1]) }) ?? 0
+        return Array(all[best...])
+    }
 
     /// Uploads the stub to RAM and starts it; afterwards the stub protocol is spoken.
     ///
@@ -395,24 +538,30 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
             // The ROM copies a MEM_DATA block to RAM and answers at once: its reply is due after the
             // block's wire time, not after a flash operation, so a lost one is not waited for the
             // full default timeout (on a very noisy link most of the larger blocks fail).
-            let sizes = [LoaderProtocol.ramBlock, 0x400, 0x100, 0x80]
-            for (i, block) in sizes.enumerated() {
+            // The first size is the one the register reads before found best (see
+            // ``uploadBlockSizes``): on a link that damages one byte in a thousand a 6 KiB block
+            // almost never arrives whole.
+            var block = Self.uploadBlockSizes(faultRate: linkStatistics.faultRate).first ?? LoaderProtocol.ramBlock
+            while true {
+                let smaller = Self.uploadBlockSizes(faultRate: nil).filter { $0 < block }
                 do {
                     let count = (bytes.count + block - 1) / block
-                    try retrying(.memBegin, le(UInt32(bytes.count), UInt32(count), UInt32(block), addr))
+                    try retrying(.memBegin, le(UInt32(bytes.count), UInt32(count), UInt32(block), addr), timeout: quickTimeout)
                     let wire = 1.5 * Double(block + 48) * 10 / Double(max(baud, 1))
-                    let t = port.kind == .virtual ? timeout : min(timeout, 0.2 + wire)
+                    let t = port.kind == .virtual ? timeout : min(timeout, quickTimeout + wire)
                     for seq in 0..<count {
                         let chunk = Array(bytes[(seq * block)..<min(bytes.count, (seq + 1) * block)])
                         let p = CommandPacket.dataBlock(.memData, sequence: UInt32(seq), payload: chunk)
-                        try retrying(.memData, p.data, checksum: p.checksum, timeout: t, attempts: i + 1 < sizes.count ? 4 : 16)
+                        try retrying(.memData, p.data, checksum: p.checksum, timeout: t, attempts: smaller.isEmpty ? 16 : 4)
                     }
                     break
                 } catch let e as FlasherError {
                     switch e {
-                    case .timeout, .badResponse, .commandFailed where i + 1 < sizes.count:
+                    case .timeout, .badResponse, .commandFailed:
+                        guard let next = smaller.first else { throw e }
                         drainInput()
-                        continue
+                        // The failures just counted say more about the link: the best smaller size now.
+                        block = Self.uploadBlockSizes(faultRate: linkStatistics.faultRate).first(where: { $0 < block }) ?? next
                     default: throw e
                     }
                 }
@@ -444,15 +593,15 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
     // MARK: Flash
 
     public func spiAttach() throws {
-        try retrying(.spiAttach, [UInt8](repeating: 0, count: 8))
+        try retrying(.spiAttach, [UInt8](repeating: 0, count: 8), timeout: quickTimeout)
     }
 
     public func spiSetParams(size: Int) throws {
-        try retrying(.spiSetParams, le(0, UInt32(size), 0x10000, 0x1000, 0x100, 0xFFFF))
+        try retrying(.spiSetParams, le(0, UInt32(size), 0x10000, 0x1000, 0x100, 0xFFFF), timeout: quickTimeout)
     }
 
     public func changeBaud(_ newBaud: Int) throws {
-        try retrying(.changeBaudrate, le(UInt32(newBaud), isStub ? UInt32(baud) : 0))
+        try retrying(.changeBaudrate, le(UInt32(newBaud), isStub ? UInt32(baud) : 0), timeout: quickTimeout)
         try port.setBaud(newBaud)
         baud = newBaud
         if port.kind == .serial { usleep(50_000) }
@@ -479,9 +628,14 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
 
     /// MD5 of a flash range as the loader computes it (ROM: 32 hex characters; stub: 16 bytes).
     public func flashMD5(address: Int, size: Int) throws -> [UInt8] {
+        // esptool allows 8 s per MB. The stub's reply is waited for that long only while a probe
+        // says it is still at work: first the short timeout and what reading the range at 4 MB/s
+        // takes, then the probe.
         let t = max(timeout, 8 * Double(size) / 1e6)
+        let first = min(t, timeout + Double(size) / 4e6)
         let outLen = isStub ? 16 : 32
-        let r = try retrying(.spiFlashMD5, le(UInt32(address), UInt32(size), 0, 0), outputLength: outLen, timeout: t)
+        let r = try retrying(.spiFlashMD5, le(UInt32(address), UInt32(size), 0, 0), outputLength: outLen,
+                             timeout: isStub ? first : t, patience: isStub ? max(0, t - first) : nil)
         let out = Array(r.data[0..<outLen])
         if isStub { return out }
         guard let text = String(validating: out, as: UTF8.self), let bytes = hexBytes(text), bytes.count == 16 else {
