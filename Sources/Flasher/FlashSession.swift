@@ -78,7 +78,7 @@ public struct LinkPolicy: Sendable, Equatable {
     public var maxBaudDowns = 4
     /// The smallest response margin of a data block (seconds); the timeout is the block's wire
     /// time plus a margin from the reply latencies measured (``LinkEstimator/margin``), at least this.
-    public var timeoutFloor = 0.02
+    public var timeoutFloor = 0.01
     /// The margin of the first data blocks, before any reply latency was measured (seconds).
     public var initialMargin = 0.5
     /// After a restart, flash already written is found by MD5 in pieces of this size (multiple of 4 KiB).

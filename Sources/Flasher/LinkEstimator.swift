@@ -23,7 +23,7 @@ public struct LinkEstimator: Sendable, Equatable {
     /// Weight of the previous estimate per attempt (0.98: about the last 50 attempts count).
     public var decay = 0.98
     /// Smallest response margin in seconds (a data block's timeout is its wire time plus the margin).
-    public var marginFloor = 0.02
+    public var marginFloor = 0.01
     /// Largest margin (and the margin until latencies were measured): the session's timeout.
     public var marginCeiling = 3.0
     /// A new block size is taken only when its goodput beats the current one's by this factor.
@@ -101,14 +101,14 @@ public struct LinkEstimator: Sendable, Equatable {
     }
 
     /// The margin added to a data block's wire time before it counts as lost: the typical latency
-    /// and four times its deviation (plus 10 ms), between the floor and the ceiling;
+    /// and three times its deviation (plus 5 ms), between the floor and the ceiling;
     /// ``initialMargin`` until four replies were measured. A reply later than that is not given
     /// up: the session probes, and a late reply still counts (see ``lateReplyWait``), so the
     /// margin follows the usual replies, not the slowest one (a stub that answers a block only
     /// after finishing an erase for the one before).
     public var margin: Double {
         guard latencySamples >= 4 else { return min(marginCeiling, initialMargin ?? marginCeiling) }
-        return min(marginCeiling, max(marginFloor, latencyMean + 4 * latencyDeviation + 0.01))
+        return min(marginCeiling, max(marginFloor, latencyMean + 3 * latencyDeviation + 0.005))
     }
 
     /// How long a probe sent after a timeout waits for the late reply (or its own): the largest

@@ -396,7 +396,16 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
         for attempt in 0..<attempts {
             if attempt > 0 {
                 retries += 1
-                if attempt % 3 == 0 { try? resync() } else { drainInput() }
+                if attempt % 3 == 0 {
+                    try? resync()
+                } else if case FlasherError.badResponse = lastError, port.kind != .virtual {
+                    // A damaged reply came: what is left of it (a frame split by a damaged byte)
+                    // follows at once, not a late reply that a timeout would wait 20 ms for.
+                    usleep(3_000)
+                    drainInput(settle: false)
+                } else {
+                    drainInput()
+                }
             }
             do {
                 do {
@@ -629,13 +638,15 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
     /// MD5 of a flash range as the loader computes it (ROM: 32 hex characters; stub: 16 bytes).
     public func flashMD5(address: Int, size: Int) throws -> [UInt8] {
         // esptool allows 8 s per MB. The stub's reply is waited for that long only while a probe
-        // says it is still at work: first the short timeout and what reading the range at 4 MB/s
-        // takes, then the probe.
+        // says it is still at work: first 50 ms and what reading the range at 4 MB/s takes, then
+        // the probe (a stub busy with an erase answers the MD5 before the probe).
         let t = max(timeout, 8 * Double(size) / 1e6)
-        let first = min(t, timeout + Double(size) / 4e6)
+        let first = min(t, 0.05 + Double(size) / 4e6)
+        // (An in-process virtual port answers at once: one stage.)
+        let staged = isStub && port.kind != .virtual
         let outLen = isStub ? 16 : 32
         let r = try retrying(.spiFlashMD5, le(UInt32(address), UInt32(size), 0, 0), outputLength: outLen,
-                             timeout: isStub ? first : t, patience: isStub ? max(0, t - first) : nil)
+                             timeout: staged ? first : t, patience: staged ? max(0, t - first) : nil)
         let out = Array(r.data[0..<outLen])
         if isStub { return out }
         guard let text = String(validating: out, as: UTF8.self), let bytes = hexBytes(text), bytes.count == 16 else {

@@ -90,7 +90,7 @@ import Testing
         e.initialMargin = 0.5
         #expect(abs(e.margin - 0.5) < 1e-9)
         for _ in 0..<4 { e.recordLatency(0.002) }
-        #expect(abs(e.margin - 0.02) < 1e-9)   // 2 ms + 10 ms is below the 20 ms floor
+        #expect(abs(e.margin - 0.01) < 1e-9)   // 2 ms + 5 ms is below the 10 ms floor
         #expect(abs(e.shortCommandTimeout - 0.2) < 1e-9)
         // Replies that now come 200 ms late: the margin follows them within a few replies (a
         // reply later than the margin meanwhile is caught by the probe).
