@@ -93,3 +93,14 @@ func stop(_ p: Process) {
     p.terminate()
     p.waitUntilExit()
 }
+
+/// `count` outcomes, failed with `probability`, spread evenly (expected counts, no randomness).
+func evenFailures(probability: Double, count: Int) -> [Bool] {
+    var owed = 0.0
+    return (0..<count).map { _ in
+        owed += probability
+        guard owed >= 1 else { return false }
+        owed -= 1
+        return true
+    }
+}

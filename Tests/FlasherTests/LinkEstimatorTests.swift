@@ -11,12 +11,7 @@ import Testing
     /// with probability `rate` (expected counts, no randomness).
     func estimator(rate: Double, block: Int, attempts: Int = 400) -> LinkEstimator {
         var e = LinkEstimator(candidates: sizes)
-        let fail = 1 - exp(-rate * (Double(block) + e.overhead))
-        var owed = 0.0
-        for _ in 0..<attempts {
-            owed += fail
-            let failed = owed >= 1
-            if failed { owed -= 1 }
+        for failed in evenFailures(probability: 1 - exp(-rate * (Double(block) + e.overhead)), count: attempts) {
             e.record(payload: block, failed: failed)
         }
         return e

@@ -41,12 +41,7 @@ final class ScriptedPort: ChipPort {
     /// counts, no randomness).
     func statistics(rate: Double, bytes: Int, count: Int) -> LoaderClient.LinkStatistics {
         var s = LoaderClient.LinkStatistics()
-        let fail = 1 - exp(-rate * Double(bytes))
-        var owed = 0.0
-        for _ in 0..<count {
-            owed += fail
-            let failed = owed >= 1
-            if failed { owed -= 1 }
+        for failed in evenFailures(probability: 1 - exp(-rate * Double(bytes)), count: count) {
             s.record(bytes: bytes, failed: failed)
         }
         return s
