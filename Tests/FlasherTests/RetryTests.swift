@@ -122,3 +122,41 @@ final class TamperingPort: ChipPort {
         #expect(efuses.rawWord(block: 0, word: 6) & 0x40 != 0)
     }
 }
+
+/// A block damaged past its 8-bit checksum (two flips of the same bit) and then a lost connection:
+/// the reconnect resumes after the last right piece, not at the damaged one (which would write
+/// everything after it again), and the damaged piece is repaired once the region is through.
+@Suite(.serialized) struct ReconnectRepairTests {
+    @Test func reconnectResumesAfterTheLastRightPiece() throws {
+        let dir = try makeDevice("repair")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rng = SeededRandom(seed: 7)
+        let data = rng.bytes(256 * 1024)
+        let inner = try VirtualPort(name: "repair", directory: dir.path, faults: "disconnect-after=150000", seed: 1)
+        var blocks = 0
+        let port = TamperingPort(inner) { p in
+            guard p.op == .flashData || p.op == .flashDeflData else { return p }
+            blocks += 1
+            guard blocks == 2 else { return p }
+            var q = p
+            q.data[16 + 100] ^= 0x04   // two flips of the same bit: the checksum still matches
+            q.data[16 + 200] ^= 0x04
+            return q
+        }
+        let session = FlashSession(openPort: port, options: options(stub: try esptoolStub(), compress: false))
+        let events = EventLog()
+        session.onEvent = { events.add($0) }
+        try session.connect()
+        let plan = FlashSafety.check(FlashRequest(regions: [FlashRegion(address: 0x10000, data: data, name: "app")]),
+                                     facts: try #require(session.facts))
+        let results = try session.write(plan)
+        session.finishWithoutReset()
+        #expect(results.map(\.outcome) == [.written])
+        #expect(Array(try flashContents(dir)[0x10000..<(0x10000 + data.count)]) == data)
+        #expect(blocks > 2 && session.reconnects >= 1)
+        // The first resume after the reconnect is past the damaged piece (the second 16 KiB block).
+        let resumes = events.all.filter { $0.event == "resume" }.compactMap(\.address)
+        #expect((resumes.first ?? 0) > 0x10000 + 0x8000, "\(resumes)")
+        #expect(events.all.contains { $0.event == "retry" && ($0.detail ?? "").hasPrefix("after a reconnect") })
+    }
+}
