@@ -521,13 +521,16 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
 
     // MARK: Stub
 
+    /// The stub upload's block sizes, largest first.
+    static let uploadLadder = [LoaderProtocol.ramBlock, 0x400, 0x100, 0x80]
+
     /// The stub upload's block sizes, tried in order (a size whose blocks keep failing gives way to
     /// the next): the ROM's 6 KiB, 1 KiB, 256 and 128 bytes, starting at the one that moves the
     /// most per byte time on a link that damages `faultRate` of its bytes (a block of `b` bytes
     /// and about 48 of framing and reply gets through with probability `exp(-faultRate·(b+48))`,
     /// and costs `b + 48` byte times and about 100 more of turnaround).
     public static func uploadBlockSizes(faultRate: Double?) -> [Int] {
-        let all = [LoaderProtocol.ramBlock, 0x400, 0x100, 0x80]
+        let all = uploadLadder
         guard let rate = faultRate, rate > 0 else { return all }
         func goodput(_ b: Int) -> Double { Double(b) * exp(-rate * Double(b + 48)) / Double(b + 148) }
         let best = all.indices.max(by: { goodput(all[$0]) < goodput(all[$1]) }) ?? 0
@@ -552,7 +555,7 @@ public final class LoaderClient: RegisterAccess, LinkResynchronizing {
             // almost never arrives whole.
             var block = Self.uploadBlockSizes(faultRate: linkStatistics.faultRate).first ?? LoaderProtocol.ramBlock
             while true {
-                let smaller = Self.uploadBlockSizes(faultRate: nil).filter { $0 < block }
+                let smaller = Self.uploadLadder.filter { $0 < block }
                 do {
                     let count = (bytes.count + block - 1) / block
                     try retrying(.memBegin, le(UInt32(bytes.count), UInt32(count), UInt32(block), addr), timeout: quickTimeout)
